@@ -1,0 +1,1 @@
+"""Built-in hook implementations, registered by ``get_plugin_manager``."""

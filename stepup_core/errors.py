@@ -1,0 +1,252 @@
+"""One exception tree for stepup.
+
+Every error carries a stable ``code`` (put in the ``code`` member of an
+``application/problem+json`` body by the server) and the HTTP ``status`` it maps to.
+Messages say what was wrong and, where it helps, what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class StepUpError(Exception):
+    """Base of every error stepup raises on purpose."""
+
+    code: ClassVar[str] = "stepup_error"
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "Step-up error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- configuration and plugins ---------------------------------------------------------
+
+
+class ConfigError(StepUpError):
+    code = "config_error"
+    status = 500
+    title = "Configuration error"
+
+
+class PluginError(StepUpError):
+    code = "plugin_error"
+    status = 500
+    title = "Plugin error"
+
+
+# --- request shape -------------------------------------------------------------------
+
+
+class MalformedRequest(StepUpError):
+    code = "malformed_request"
+    status = 400
+    title = "Malformed request"
+
+
+class PayloadTooLarge(StepUpError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class ValidationError(StepUpError):
+    """A payload did not match its schema. ``errors`` lists every bad field path."""
+
+    code = "validation_error"
+    status = 422
+    title = "Invalid payload"
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message, errors=errors or [])
+        self.errors = errors or []
+
+
+class InvalidScope(ValidationError):
+    code = "invalid_scope"
+    title = "Invalid scope"
+
+    def __init__(self, message: str, field: str = "scope") -> None:
+        super().__init__(message, [{"path": field, "message": message}])
+
+
+class NotFound(StepUpError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class UnknownMethod(NotFound):
+    code = "unknown_method"
+    title = "Unknown verification method"
+
+
+class CredentialNotFound(NotFound):
+    code = "credential_not_found"
+    title = "Credential not found"
+
+
+class ChallengeNotFound(NotFound):
+    code = "challenge_not_found"
+    title = "Challenge not found"
+
+
+# --- who is calling ------------------------------------------------------------------
+
+
+class Unauthenticated(StepUpError):
+    code = "unauthenticated"
+    status = 401
+    title = "Sign-in required"
+
+
+class StepUpRequired(StepUpError):
+    """The caller must step up for ``scope``; ``check`` holds the check result (wire form)."""
+
+    code = "insufficient_user_authentication"
+    status = 401
+    title = "Step-up authentication required"
+
+    def __init__(self, message: str, scope: str, check: Any = None) -> None:
+        super().__init__(message, scope=scope)
+        self.scope = scope
+        self.check = check
+
+
+# --- challenge and verification outcomes ---------------------------------------------
+
+
+class ChallengeExpired(StepUpError):
+    code = "challenge_expired"
+    status = 410
+    title = "Challenge expired"
+
+
+class ChallengeUsed(StepUpError):
+    code = "challenge_used"
+    status = 409
+    title = "Challenge already used"
+
+
+class ChallengePending(StepUpError):
+    code = "challenge_pending"
+    status = 409
+    title = "Challenge not completed"
+
+
+class VerificationFailed(StepUpError):
+    """The response did not prove possession of the credential."""
+
+    code = "verification_failed"
+    status = 400
+    title = "Verification failed"
+
+
+class InvalidResponse(VerificationFailed):
+    """The response is malformed for this method (wrong fields or encoding)."""
+
+    code = "invalid_response"
+    title = "Malformed method response"
+
+
+class ReplayDetected(VerificationFailed):
+    code = "replay_detected"
+    title = "Response already used"
+
+
+class AttemptsExhausted(StepUpError):
+    code = "attempts_exhausted"
+    status = 429
+    title = "Too many attempts"
+
+
+class LockedOut(StepUpError):
+    code = "locked_out"
+    status = 429
+    title = "Temporarily locked"
+
+
+class RateLimited(StepUpError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retryAfter=round(retry_after, 3))
+        self.retry_after = retry_after
+
+
+class MethodNotAllowed(StepUpError):
+    """The method may not mint for these scopes or this user (policy, MFA present)."""
+
+    code = "method_not_allowed"
+    status = 403
+    title = "Method not allowed"
+
+
+class NoEligibleCredential(StepUpError):
+    code = "no_eligible_credential"
+    status = 409
+    title = "No eligible credential"
+
+
+class EnrollmentFailed(StepUpError):
+    code = "enrollment_failed"
+    status = 400
+    title = "Enrolment failed"
+
+
+class DeliveryFailed(StepUpError):
+    code = "delivery_failed"
+    status = 502
+    title = "Code delivery failed"
+
+
+class StoreUnavailable(StepUpError):
+    code = "store_unavailable"
+    status = 503
+    title = "Store unavailable"
+
+
+class InvalidToken(StepUpError):
+    code = "invalid_token"
+    status = 401
+    title = "Invalid elevated access token"
+
+
+# --- client side ---------------------------------------------------------------------
+
+
+class ClientMethodMissing(StepUpError):
+    """A method's client half is not installed; the message names the package."""
+
+    code = "method_not_installed"
+    status = 501
+    title = "Method not installed"
+
+
+class ServerError(StepUpError):
+    """The server answered with a problem the client has no narrower class for."""
+
+    code = "server_error"
+    status = 500
+    title = "Server error"
+
+
+ALL_ERRORS: tuple[type[StepUpError], ...] = tuple(
+    cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, StepUpError)
+)
+
+
+def error_for_code(code: str) -> type[StepUpError]:
+    """The error class for a stable ``code`` (the client uses it to re-raise server problems)."""
+    for cls in ALL_ERRORS:
+        if cls.code == code:
+            return cls
+    return StepUpError

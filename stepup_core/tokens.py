@@ -1,0 +1,125 @@
+"""The scope-token store: mint, validate, consume, revoke elevated access tokens.
+
+A token is ``sut_`` + 256 random bits; the store keeps only its SHA-256 with the grant's user,
+session, scopes, method, issue time, expiry and single-use flag. Validation is a hash lookup; a
+single-use token is consumed with the store's atomic ``take``, so of many concurrent
+presentations exactly one succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from .clock import Clock
+from .crypto import TOKEN_PREFIX, new_elevated_token, token_hash
+from .models import Grant, IssuedToken, Principal
+from .serialization import dumps, loads
+from .store.base import Store, make_key
+
+#: Records outlive their expiry by this much so a just-expired token reads as expired, not unknown.
+_GRACE_SECONDS = 60.0
+
+
+def _grant_key(digest: str) -> str:
+    return make_key("grant", digest)
+
+
+def _session_index(user_id: str, session_id: str) -> str:
+    return make_key("grants-session", user_id, session_id)
+
+
+def _user_index(user_id: str) -> str:
+    return make_key("grants-user", user_id)
+
+
+@attrs.define
+class TokenStore:
+    store: Store
+    clock: Clock
+
+    async def mint(
+        self,
+        principal: Principal,
+        scopes: Iterable[str],
+        *,
+        method: str,
+        ttl: float,
+        single_use: bool,
+        credential_id: str | None = None,
+    ) -> IssuedToken:
+        token = new_elevated_token()
+        now = self.clock.now()
+        grant = Grant(
+            token_hash=token_hash(token),
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            scopes=tuple(sorted(set(scopes))),
+            method=method,
+            issued_at=now,
+            expires_at=now + ttl,
+            single_use=single_use,
+            credential_id=credential_id,
+        )
+        await self.store.put(
+            _grant_key(grant.token_hash),
+            dumps(grant),
+            ttl=ttl + _GRACE_SECONDS,
+            indexes=(_session_index(grant.user_id, grant.session_id), _user_index(grant.user_id)),
+        )
+        return IssuedToken(
+            elevated_access_token=token,
+            scopes=grant.scopes,
+            expires_at=grant.expires_at,
+            single_use=single_use,
+            method=method,
+        )
+
+    def _matches(self, grant: Grant, principal: Principal, scope: str) -> bool:
+        return (
+            grant.user_id == principal.user_id
+            and grant.session_id == principal.session_id
+            and scope in grant.scopes
+            and grant.expires_at > self.clock.now()
+        )
+
+    async def peek(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
+        """The grant if ``token`` is valid for this user, session and scope, without consuming it."""
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            return None
+        raw = await self.store.get(_grant_key(token_hash(token)))
+        if raw is None:
+            return None
+        grant = loads(raw, Grant)
+        return grant if self._matches(grant, principal, scope) else None
+
+    async def validate(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
+        """Validate for use: a single-use token is consumed atomically (one winner)."""
+        grant = await self.peek(token, principal, scope)
+        if grant is None or not grant.single_use:
+            return grant
+        assert token is not None
+        taken = await self.store.take(_grant_key(grant.token_hash))
+        if taken is None:
+            return None
+        grant = loads(taken, Grant)
+        return grant if self._matches(grant, principal, scope) else None
+
+    async def list_session(self, user_id: str, session_id: str) -> list[Grant]:
+        now = self.clock.now()
+        grants = [loads(v, Grant) for v in (await self.store.list_index(_session_index(user_id, session_id))).values()]
+        return sorted((g for g in grants if g.expires_at > now), key=lambda g: g.issued_at)
+
+    async def _revoke_index(self, index: str) -> int:
+        count = 0
+        for key in await self.store.list_index(index):
+            if await self.store.delete(key):
+                count += 1
+        return count
+
+    async def revoke_session(self, user_id: str, session_id: str) -> int:
+        return await self._revoke_index(_session_index(user_id, session_id))
+
+    async def revoke_user(self, user_id: str) -> int:
+        return await self._revoke_index(_user_index(user_id))
