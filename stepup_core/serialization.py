@@ -73,11 +73,11 @@ def make_converter(*, camel_case: bool = True) -> cattrs.Converter:
 
     def unstructure_factory(cls: Any) -> Any:
         overrides = {a.name: override(rename=rename(a.name)) for a in attrs.fields(cls)}
-        return make_dict_unstructure_fn(cls, conv, **overrides)
+        return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
 
     def structure_factory(cls: Any) -> Any:
         overrides = {a.name: override(rename=rename(a.name)) for a in attrs.fields(cls)}
-        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)
+        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
 
     conv.register_unstructure_hook_factory(is_attrs, unstructure_factory)
     conv.register_structure_hook_factory(is_attrs, structure_factory)
@@ -108,10 +108,10 @@ def _collect(exc: BaseException, path: str, out: list[dict[str, str]], rename: A
             _collect(inner, path, out, rename)
         return
     if isinstance(exc, IterableValidationError):
-        with_notes, without = exc.group_exceptions()
-        for inner, note in with_notes:
-            _collect(inner, f"{path}[{note.index}]", out, rename)
-        for inner in without:
+        indexed, unindexed = exc.group_exceptions()
+        for inner, index_note in indexed:
+            _collect(inner, f"{path}[{index_note.index}]", out, rename)
+        for inner in unindexed:
             _collect(inner, path, out, rename)
         return
     nested = getattr(exc, "exceptions", None)
