@@ -1,0 +1,249 @@
+"""The server half of ``otp``: send a one-time code by email or SMS and check it.
+
+What the core already does for every method and this verifier therefore does not: challenge
+ids, expiry, single use and binding to user and session; the attempt budget per challenge;
+per-user lockout; the send limits in :attr:`OtpVerifier.begin_limits`, counted per credential.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from stepup_core.crypto import constant_time_equals
+from stepup_core.errors import (
+    EnrollmentFailed,
+    InvalidResponse,
+    NoEligibleCredential,
+    ValidationError,
+    VerificationFailed,
+)
+from stepup_core.models import (
+    Challenge,
+    CodeDelivery,
+    Credential,
+    CredentialFormat,
+    Factor,
+    Interaction,
+)
+from stepup_core.verifier import (
+    Attempt,
+    EnrollmentStep,
+    NewCredential,
+    RateLimit,
+    Verification,
+    VerifierContext,
+)
+
+from .addresses import (
+    InvalidAddress,
+    mask_email,
+    mask_phone_number,
+    normalize_email,
+    normalize_phone_number,
+    same_email,
+)
+from .settings import OtpSettings
+
+METHOD_NAME = "otp"
+PACKAGE = "stepup-otp"
+CODE_DIGITS = 6
+HASH_PURPOSE = "otp"
+HOUR = 3600.0
+
+CHANNELS = {CredentialFormat.EMAIL: "email", CredentialFormat.PHONE_NUMBER: "sms"}
+ENROLLMENT_FIELDS = {"email": CredentialFormat.EMAIL, "phoneNumber": CredentialFormat.PHONE_NUMBER}
+
+
+def new_code() -> str:
+    """Six decimal digits from the operating system's CSPRNG."""
+    return f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def code_hash(ctx: VerifierContext, challenge: Challenge, code: str) -> str:
+    """What the challenge keeps of its code: an HMAC bound to the challenge id."""
+    return ctx.keys.keyed_hash(HASH_PURPOSE, challenge.id + code)
+
+
+def normalize_identifier(fmt: CredentialFormat, value: object, field: str) -> str:
+    if fmt is CredentialFormat.EMAIL:
+        return normalize_email(value, field)
+    if fmt is CredentialFormat.PHONE_NUMBER:
+        return normalize_phone_number(value, field)
+    raise InvalidAddress(f"{field}: otp sends codes to email addresses and phone numbers only", field)
+
+
+def mask(fmt: CredentialFormat, identifier: str) -> str:
+    return mask_email(identifier) if fmt is CredentialFormat.EMAIL else mask_phone_number(identifier)
+
+
+def same_identifier(fmt: CredentialFormat, a: str, b: str) -> bool:
+    return same_email(a, b) if fmt is CredentialFormat.EMAIL else a == b
+
+
+def default_credential(candidates: Sequence[Credential]) -> Credential | None:
+    """The credential a code goes to when the caller names none.
+
+    The first sign-in email, else the first sign-in phone number; failing those, the first
+    linked email, else the first linked phone number.
+    """
+    for sign_in in (True, False):
+        for fmt in (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER):
+            for credential in candidates:
+                if credential.format is fmt and credential.sign_in is sign_in and credential.identifier:
+                    return credential
+    return None
+
+
+def read_code(params: dict[str, Any]) -> str:
+    """The code from a response, spaces and hyphens allowed (``123 456``); else InvalidResponse."""
+    value = params.get("code")
+    if value is None:
+        raise InvalidResponse("response.code is missing: send the 6-digit code", field="response.code")
+    if not isinstance(value, str):
+        raise InvalidResponse("response.code must be a string of 6 digits", field="response.code")
+    code = value.replace(" ", "").replace("-", "")
+    if len(code) != CODE_DIGITS or not (code.isascii() and code.isdigit()):
+        raise InvalidResponse("response.code must be 6 digits", field="response.code")
+    return code
+
+
+def _challenge(attempt: Attempt) -> Challenge:
+    if attempt.challenge is None:
+        raise VerificationFailed("no code was sent for this attempt: request a code first")
+    return attempt.challenge
+
+
+def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[str, Any]) -> None:
+    code = read_code(params)
+    expected = challenge.state.get("codeHash")
+    if not isinstance(expected, str):
+        raise VerificationFailed("no code was sent for this challenge: request a new code")
+    if not constant_time_equals(code_hash(ctx, challenge, code), expected):
+        raise VerificationFailed("the code is not correct")
+
+
+class OtpVerifier:
+    """One-time codes by email (``email`` credentials) or SMS (``phoneNumber`` credentials)."""
+
+    name = METHOD_NAME
+    factor = Factor.REAUTH
+    formats: tuple[CredentialFormat, ...] = (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER)
+    interaction = Interaction.CODE
+    fallback = False
+    requires_challenge = True
+    package = PACKAGE
+
+    def __init__(self, settings: OtpSettings | None = None) -> None:
+        self.settings = settings or OtpSettings()
+        self.challenge_ttl: float = self.settings.code_ttl
+        self.begin_limits: Sequence[RateLimit] = (
+            RateLimit(1, self.settings.resend_interval),
+            RateLimit(self.settings.max_sends_per_hour, HOUR),
+        )
+
+    async def _send(
+        self,
+        ctx: VerifierContext,
+        attempt: Attempt,
+        challenge: Challenge,
+        fmt: CredentialFormat,
+        identifier: str,
+        purpose: str,
+    ) -> None:
+        code = new_code()
+        challenge.state["codeHash"] = code_hash(ctx, challenge, code)
+        await ctx.deliver_code(
+            CodeDelivery(
+                channel=CHANNELS[fmt],
+                address=identifier,
+                code=code,
+                purpose=purpose,
+                expires_at=challenge.expires_at,
+                user_id=attempt.principal.user_id,
+                app_name=ctx.app_name,
+            )
+        )
+
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+        challenge = _challenge(attempt)
+        credential = attempt.credential or default_credential(attempt.candidates)
+        if credential is None:
+            raise NoEligibleCredential(
+                "there is no email address or phone number to send a code to: link one first"
+            )
+        if credential.format not in CHANNELS or not credential.identifier:
+            raise NoEligibleCredential(f"credential {credential.id} cannot receive one-time codes")
+        try:
+            identifier = normalize_identifier(credential.format, credential.identifier, "identifier")
+        except ValidationError:
+            raise NoEligibleCredential(
+                f"credential {credential.id} does not hold a deliverable "
+                f"{'email address' if credential.format is CredentialFormat.EMAIL else 'phone number'}"
+            ) from None
+        challenge.credential_id = credential.id
+        challenge.state["credentialId"] = credential.id
+        await self._send(ctx, attempt, challenge, credential.format, identifier, "stepUp")
+        return {
+            "verificationType": CHANNELS[credential.format],
+            "credentialId": credential.id,
+            "destination": mask(credential.format, identifier),
+        }
+
+    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
+        challenge = _challenge(attempt)
+        _check_code(ctx, challenge, attempt.params)
+        credential_id = challenge.state.get("credentialId")
+        if not isinstance(credential_id, str):
+            raise VerificationFailed("this challenge was not issued by otp: request a new code")
+        return Verification(credential_id=credential_id)
+
+    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
+        challenge = _challenge(attempt)
+        fmt, identifier = _enrollment_target(attempt.params)
+        for existing in attempt.candidates:
+            if existing.format is fmt and existing.identifier and same_identifier(fmt, existing.identifier, identifier):
+                raise EnrollmentFailed(
+                    f"{mask(fmt, identifier)} is already linked to this account", credentialId=existing.id
+                )
+        challenge.state["format"] = fmt.value
+        challenge.state["identifier"] = identifier
+        await self._send(ctx, attempt, challenge, fmt, identifier, "enrollment")
+        return EnrollmentStep(
+            data={"verificationType": CHANNELS[fmt], "destination": mask(fmt, identifier)}
+        )
+
+    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
+        challenge = _challenge(attempt)
+        _check_code(ctx, challenge, attempt.params)
+        identifier = challenge.state.get("identifier")
+        fmt = challenge.state.get("format")
+        if not isinstance(identifier, str) or fmt not in ENROLLMENT_FIELDS.values():
+            raise EnrollmentFailed("this enrolment was not started by otp: start again")
+        credential_format = CredentialFormat(fmt)
+        return NewCredential(
+            format=credential_format,
+            alias=mask(credential_format, identifier),
+            identifier=identifier,
+        )
+
+
+def _enrollment_target(params: dict[str, Any]) -> tuple[CredentialFormat, str]:
+    given = [key for key in ENROLLMENT_FIELDS if params.get(key) is not None]
+    unknown = sorted(set(params) - set(ENROLLMENT_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"unknown enrolment parameter(s) for otp: {', '.join(unknown)}; send email or phoneNumber",
+            [{"path": f"params.{key}", "message": "unknown field"} for key in unknown],
+        )
+    if len(given) != 1:
+        message = "send exactly one of email or phoneNumber to link"
+        raise ValidationError(message, [{"path": "params", "message": message}])
+    key = given[0]
+    fmt = ENROLLMENT_FIELDS[key]
+    return fmt, normalize_identifier(fmt, params[key], f"params.{key}")
+
+
+def make_verifier(settings: OtpSettings | None = None) -> OtpVerifier:
+    return OtpVerifier(settings)
