@@ -1,0 +1,316 @@
+"""The server half of the ``totp`` method: authenticator apps (RFC 6238).
+
+The core owns challenges, attempt budgets, lockout and minting; this verifier only proves that
+a code belongs to a device, refuses a time step it has already accepted, and enrols devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from stepup_core.config import StepUpConfig
+from stepup_core.errors import (
+    ConfigError,
+    EnrollmentFailed,
+    InvalidResponse,
+    NoEligibleCredential,
+    ReplayDetected,
+    ValidationError,
+    VerificationFailed,
+)
+from stepup_core.models import Challenge, Credential, CredentialFormat, Factor, Interaction
+from stepup_core.store.base import make_key
+from stepup_core.verifier import (
+    Attempt,
+    EnrollmentStep,
+    NewCredential,
+    RateLimit,
+    Verification,
+    VerifierContext,
+)
+
+from .otp import (
+    build_otpauth_uri,
+    check_algorithm,
+    check_digits,
+    check_drift,
+    check_parameters,
+    check_period,
+    generate_secret,
+    is_well_formed,
+    verify_code,
+)
+
+METHOD = "totp"
+PACKAGE = "stepup-totp"
+#: The ``purpose`` under which device secrets are sealed (and the associated data of the seal).
+SEAL_PURPOSE = "totp-secret"
+DEFAULT_ALIAS = "Authenticator app"
+_ENROLLMENT_PARAMS = ("alias", "accountName", "digits", "algorithm", "period")
+
+
+@attrs.frozen
+class TotpSettings:
+    """``[plugins.totp]`` in ``stepup.toml``."""
+
+    #: Shown by authenticator apps above the account; defaults to the configured ``app_name``.
+    issuer: str | None = None
+    #: Defaults for newly enrolled devices; a device keeps the values it was enrolled with.
+    digits: int = 6
+    algorithm: str = "SHA1"
+    period: int = 30
+    #: Time steps accepted either side of the current one (clock drift), 0 to 2.
+    drift_steps: int = 1
+
+
+def load_settings(config: StepUpConfig) -> TotpSettings:
+    """Read and check ``[plugins.totp]``; a bad value is a ConfigError naming its key."""
+    settings = config.plugin_section(METHOD, TotpSettings)
+    settings = attrs.evolve(settings, algorithm=settings.algorithm.upper())
+    try:
+        check_parameters(settings.digits, settings.algorithm, settings.period)
+    except ValueError as exc:
+        raise ConfigError(f"plugins.totp.{exc}") from None
+    try:
+        check_drift(settings.drift_steps)
+    except ValueError as exc:
+        raise ConfigError(f"plugins.totp.drift_steps: {exc}") from None
+    if settings.issuer is not None and (not settings.issuer.strip() or ":" in settings.issuer):
+        raise ConfigError("plugins.totp.issuer must be non-empty and must not contain ':'")
+    return settings
+
+
+def default_device(candidates: Sequence[Credential]) -> Credential | None:
+    """The device used when the request names none: the one marked default, else the most
+    recently enrolled."""
+    devices = [c for c in candidates if c.method == METHOD]
+    if not devices:
+        return None
+    marked = [c for c in devices if c.is_default]
+    pool = marked or devices
+    return max(pool, key=lambda c: (c.created_at, c.id))
+
+
+def read_code(params: dict[str, Any], digits: int, field: str = "response.code") -> str:
+    """The code from a response, spaces removed (apps show ``123 456``); InvalidResponse naming
+    ``field`` when it is missing, not a string, or not exactly ``digits`` digits."""
+    raw = params.get("code")
+    if raw is None:
+        raise InvalidResponse(f"{field} is required: the {digits}-digit code from the app", field=field)
+    if not isinstance(raw, str):
+        raise InvalidResponse(
+            f"{field} must be a string of {digits} digits (a number would lose leading zeros)", field=field
+        )
+    code = "".join(raw.split())
+    if not is_well_formed(code, digits):
+        raise InvalidResponse(f"{field} must be exactly {digits} digits", field=field)
+    return code
+
+
+@attrs.frozen
+class DeviceParameters:
+    digits: int
+    algorithm: str
+    period: int
+
+
+def _device_parameters(credential: Credential) -> DeviceParameters:
+    data = credential.data
+    return DeviceParameters(
+        digits=int(data.get("digits", 6)),
+        algorithm=str(data.get("algorithm", "SHA1")),
+        period=int(data.get("period", 30)),
+    )
+
+
+class TotpVerifier:
+    """Verifies codes from authenticator apps and enrols new devices."""
+
+    name: str = METHOD
+    factor: Factor = Factor.MFA
+    formats: tuple[CredentialFormat, ...] = (CredentialFormat.TOTP,)
+    interaction: Interaction = Interaction.CODE
+    fallback: bool = False
+    requires_challenge: bool = False
+    #: Enrolment needs time to open the app and scan the QR code.
+    challenge_ttl: float = 600.0
+    begin_limits: Sequence[RateLimit] = ()
+    package: str = PACKAGE
+
+    def __init__(self, settings: TotpSettings | None = None) -> None:
+        self.settings = settings or TotpSettings()
+
+    # --- step-up ---------------------------------------------------------------------------
+
+    def _device(self, attempt: Attempt) -> Credential:
+        device = attempt.credential or default_device(attempt.candidates)
+        if device is None:
+            raise NoEligibleCredential("no authenticator app is enrolled; enrol one first")
+        return device
+
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+        """Nothing to send: tell the client which device and how many digits to ask for."""
+        device = self._device(attempt)
+        params = _device_parameters(device)
+        return {
+            "credentialId": device.id,
+            "digits": params.digits,
+            "period": params.period,
+            "label": device.data.get("label"),
+        }
+
+    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
+        device = self._device(attempt)
+        params = _device_parameters(device)
+        code = read_code(attempt.params, params.digits)
+        secret = ctx.keys.unseal(SEAL_PURPOSE, str(device.data["secret"])).decode("ascii")
+        step = verify_code(
+            secret,
+            code,
+            ctx.clock.now(),
+            digits=params.digits,
+            algorithm=params.algorithm,
+            period=params.period,
+            drift=self.settings.drift_steps,
+        )
+        if step is None:
+            raise VerificationFailed("the code does not match this authenticator app; check the device's clock")
+        if step <= int(device.data.get("enrolledStep", -1)):
+            raise ReplayDetected("this code was used to enrol the device; wait for the app's next code")
+        # Each time step is accepted once per device. The ledger entry outlives the last moment
+        # at which the step is still inside the drift window.
+        ttl = float((2 * self.settings.drift_steps + 2) * params.period)
+        if not await ctx.store.add(make_key("totp-step", device.id, str(step)), "1", ttl=ttl):
+            raise ReplayDetected("this code was already used; wait for the app's next code")
+        return Verification(credential_id=device.id, details={"timeStep": step})
+
+    # --- enrolment -------------------------------------------------------------------------
+
+    def _enrollment_parameters(self, params: dict[str, Any]) -> tuple[DeviceParameters, str | None, str | None]:
+        errors: list[dict[str, str]] = []
+        for key in sorted(params):
+            if key not in _ENROLLMENT_PARAMS:
+                errors.append({"path": f"params.{key}", "message": "unknown field"})
+        texts: dict[str, str | None] = {}
+        for key in ("alias", "accountName"):
+            value = params.get(key)
+            if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 100):
+                message = "expected a non-empty string of at most 100 characters"
+                errors.append({"path": f"params.{key}", "message": message})
+                value = None
+            texts[key] = value.strip() if isinstance(value, str) else None
+        digits = params.get("digits", self.settings.digits)
+        algorithm = params.get("algorithm", self.settings.algorithm)
+        period = params.get("period", self.settings.period)
+        if isinstance(algorithm, str):
+            algorithm = algorithm.upper()
+        for key, check, value in (
+            ("digits", check_digits, digits),
+            ("algorithm", check_algorithm, algorithm),
+            ("period", check_period, period),
+        ):
+            try:
+                check(value)
+            except ValueError as exc:
+                errors.append({"path": f"params.{key}", "message": str(exc)})
+        if errors:
+            listing = "; ".join(f"{e['path']}: {e['message']}" for e in errors)
+            raise ValidationError(f"invalid authenticator-app enrolment: {listing}", errors)
+        return DeviceParameters(digits, algorithm, period), texts["alias"], texts["accountName"]
+
+    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
+        import io
+
+        import segno
+
+        enrollment = _enrollment(attempt)
+        device, alias, account = self._enrollment_parameters(attempt.params)
+        secret = generate_secret(device.algorithm)
+        issuer = self.settings.issuer or ctx.app_name
+        account = account or attempt.principal.user_id
+        uri = build_otpauth_uri(
+            secret,
+            account=account,
+            issuer=issuer,
+            digits=device.digits,
+            algorithm=device.algorithm,
+            period=device.period,
+        )
+        enrollment.state.update(
+            {
+                "secret": ctx.keys.seal(SEAL_PURPOSE, secret.encode("ascii")),
+                "digits": device.digits,
+                "algorithm": device.algorithm,
+                "period": device.period,
+                "alias": alias,
+                "label": f"{issuer}:{account}",
+            }
+        )
+        qr = segno.make(uri, error="m")
+        text = io.StringIO()
+        qr.terminal(out=text, compact=True)
+        return EnrollmentStep(
+            data={
+                "enrollmentId": enrollment.id,
+                "otpauthUri": uri,
+                "qrSvg": qr.svg_data_uri(scale=4),
+                "qrText": text.getvalue(),
+                "secret": secret,
+                "issuer": issuer,
+                "accountName": account,
+                "digits": device.digits,
+                "algorithm": device.algorithm,
+                "period": device.period,
+            }
+        )
+
+    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
+        state = _enrollment(attempt).state
+        if "secret" not in state:
+            raise EnrollmentFailed("this enrolment holds no authenticator secret; start a new enrolment")
+        digits, algorithm, period = int(state["digits"]), str(state["algorithm"]), int(state["period"])
+        code = read_code(attempt.params, digits)
+        secret = ctx.keys.unseal(SEAL_PURPOSE, str(state["secret"])).decode("ascii")
+        step = verify_code(
+            secret,
+            code,
+            ctx.clock.now(),
+            digits=digits,
+            algorithm=algorithm,
+            period=period,
+            drift=self.settings.drift_steps,
+        )
+        if step is None:
+            raise VerificationFailed(
+                "the code does not match the new authenticator entry; check that the app added it "
+                "and that the device's clock is right, then send the current code"
+            )
+        public = {"digits": digits, "algorithm": algorithm, "period": period, "label": state["label"]}
+        return NewCredential(
+            format=CredentialFormat.TOTP,
+            alias=state.get("alias") or DEFAULT_ALIAS,
+            type="authenticatorApp",
+            data={
+                "secret": state["secret"],
+                "digits": digits,
+                "algorithm": algorithm,
+                "period": period,
+                "label": state["label"],
+                # The code that confirmed the enrolment never verifies a step-up.
+                "enrolledStep": step,
+                "public": public,
+            },
+        )
+
+
+def _enrollment(attempt: Attempt) -> Challenge:
+    if attempt.challenge is None:
+        raise EnrollmentFailed("an authenticator-app enrolment needs an enrolment record; start one first")
+    return attempt.challenge
+
+
+def make_verifier(config: StepUpConfig) -> TotpVerifier:
+    return TotpVerifier(load_settings(config))
