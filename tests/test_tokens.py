@@ -1,0 +1,75 @@
+"""The scope-token store: mint, validate, consume, revoke."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+
+import pytest
+
+from stepup_core.clock import ManualClock
+from stepup_core.models import Principal
+from stepup_core.store.memory import MemoryStore
+from stepup_core.tokens import TokenStore
+
+P = Principal("u1", "s1")
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def tokens(clock):
+    return TokenStore(MemoryStore(clock=clock), clock)
+
+
+async def test_token_format_and_only_hash_stored(tokens):
+    issued = await tokens.mint(P, ["user:update"], method="pin", ttl=600, single_use=False)
+    token = issued.elevated_access_token
+    assert token.startswith("sut_")
+    assert len(base64.urlsafe_b64decode(token[4:] + "=")) == 32  # 256 random bits
+    records = tokens.store._data
+    assert all(token not in r.value and token not in k for k, r in records.items())
+    assert any(hashlib.sha256(token.encode()).hexdigest() in k for k in records)
+
+
+async def test_validate_checks_scope_user_session_expiry(tokens, clock):
+    token = (await tokens.mint(P, ["user:update", "user:delete"], method="pin", ttl=60, single_use=False))
+    t = token.elevated_access_token
+    assert await tokens.validate(t, P, "user:update") is not None
+    assert await tokens.validate(t, P, "user:delete") is not None
+    assert await tokens.validate(t, P, "wallet:export") is None
+    assert await tokens.validate(t, Principal("u2", "s1"), "user:update") is None
+    assert await tokens.validate(t, Principal("u1", "s2"), "user:update") is None
+    assert await tokens.validate("sut_" + "A" * 43, P, "user:update") is None
+    assert await tokens.validate("not-a-token", P, "user:update") is None
+    clock.advance(61)
+    assert await tokens.validate(t, P, "user:update") is None
+
+
+async def test_single_use_consumed_once_under_concurrency(tokens):
+    t = (await tokens.mint(P, ["wallet:export"], method="pin", ttl=300, single_use=True)).elevated_access_token
+    results = await asyncio.gather(*[tokens.validate(t, P, "wallet:export") for _ in range(100)])
+    assert sum(r is not None for r in results) == 1
+    assert await tokens.peek(t, P, "wallet:export") is None
+
+
+async def test_wrong_principal_does_not_burn_a_single_use_token(tokens):
+    t = (await tokens.mint(P, ["wallet:export"], method="pin", ttl=300, single_use=True)).elevated_access_token
+    assert await tokens.validate(t, Principal("attacker", "s1"), "wallet:export") is None
+    assert await tokens.validate(t, P, "wallet:export") is not None
+
+
+async def test_revoke_by_session_and_user_and_list(tokens):
+    a = (await tokens.mint(P, ["user:update"], method="pin", ttl=600, single_use=False)).elevated_access_token
+    other_session = Principal("u1", "s2")
+    b = (await tokens.mint(other_session, ["user:update"], method="pin", ttl=600, single_use=False))
+    assert [g.scopes for g in await tokens.list_session("u1", "s1")] == [("user:update",)]
+    assert await tokens.revoke_session("u1", "s1") == 1
+    assert await tokens.validate(a, P, "user:update") is None
+    assert await tokens.validate(b.elevated_access_token, other_session, "user:update") is not None
+    assert await tokens.revoke_user("u1") == 1
+    assert await tokens.validate(b.elevated_access_token, other_session, "user:update") is None
