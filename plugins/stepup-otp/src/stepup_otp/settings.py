@@ -6,6 +6,8 @@ Any string may be written ``${NAME}`` to read it from the environment (passwords
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +21,19 @@ SMTP_SECURITY = ("starttls", "tls", "none")
 DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_SMS_BODY_TEMPLATE = '{"to": "{to}", "text": "Your {app} verification code is {code}"}'
 SMS_PLACEHOLDERS = ("{to}", "{code}", "{app}")
+_EMBEDDED_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str) -> str:
+    """Replace each ``${NAME}`` inside ``value`` by the environment variable (``Bearer ${TOKEN}``)."""
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ValueError(f"refers to ${{{name}}}, but {name} is not set")
+        return os.environ[name]
+
+    return _EMBEDDED_ENV_REF.sub(lookup, value)
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -65,10 +80,13 @@ class SmtpSettings:
 
 @attrs.frozen
 class HeaderSetting:
-    """One HTTP header: ``{name = "Authorization", value = "Bearer ${SMS_TOKEN}"}``."""
+    """One HTTP header: ``{name = "Authorization", value = "Bearer ${SMS_TOKEN}"}``.
+
+    ``${NAME}`` anywhere in ``value`` is read from the environment.
+    """
 
     name: str
-    value: str = attrs.field(repr=False)
+    value: str = attrs.field(repr=False, converter=expand_env)
 
 
 @attrs.frozen
