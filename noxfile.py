@@ -1,0 +1,102 @@
+"""The test matrix: the core per Python, each plugin alone with the core, all plugins together.
+
+Plugins are found by listing ``plugins/*/pyproject.toml``. Installs are non-editable so tests see
+the built packages, and each install is followed by an import check. ``PLUGINS`` (comma list)
+keeps only those plugins, ``SKIP_PLUGINS`` drops some. A missing interpreter is an error, not a
+skip (``--error-on-missing-interpreters`` is the default here).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+DEFAULT_PYTHON = "3.11"
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typing", "core", "plugin", "tests", "docs"]
+
+
+def _names(var: str) -> set[str]:
+    return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
+
+
+def discover_plugins() -> list[str]:
+    """Plugin folder names (``stepup-otp``...), filtered by PLUGINS / SKIP_PLUGINS."""
+    found = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
+    keep, skip = _names("PLUGINS"), _names("SKIP_PLUGINS")
+    short = lambda folder: folder.removeprefix("stepup-")  # noqa: E731
+    if keep:
+        found = [f for f in found if f in keep or short(f) in keep]
+    return [f for f in found if f not in skip and short(f) not in skip]
+
+
+def module_of(folder: str) -> str:
+    return folder.replace("-", "_")
+
+
+def install_core(session: nox.Session) -> None:
+    session.install(".[test]")
+    session.run("python", "-c", "import stepup_core, stepup_core.service, stepup_core.server, stepup_core.client")
+
+
+def install_plugins(session: nox.Session, folders: list[str]) -> None:
+    if not folders:
+        return
+    session.install(*[f"./plugins/{f}[test]" for f in folders])
+    session.run("python", "-c", "; ".join(f"import {module_of(f)}.plugin" for f in folders))
+
+
+@nox.session(python=PYTHONS, tags=["quick"])
+def core(session: nox.Session) -> None:
+    """The core alone, on each Python."""
+    install_core(session)
+    session.run("pytest", "tests", *session.posargs, env={"STEPUP_LOAD_PLUGINS": ""})
+
+
+@nox.session(python=DEFAULT_PYTHON)
+@nox.parametrize("folder", discover_plugins())
+def plugin(session: nox.Session, folder: str) -> None:
+    """One plugin alone with the core: its own tests."""
+    install_core(session)
+    install_plugins(session, [folder])
+    session.run("pytest", f"plugins/{folder}/tests", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def tests(session: nox.Session) -> None:
+    """Every plugin installed together: the core tests again (installed plugins break nothing)
+    and every plugin's tests. This is the README's test command."""
+    folders = discover_plugins()
+    install_core(session)
+    install_plugins(session, folders)
+    session.run("pytest", "tests", *[f"plugins/{f}/tests" for f in folders], *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["quick"])
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=DEFAULT_PYTHON, tags=["quick"])
+def typing(session: nox.Session) -> None:
+    folders = discover_plugins()
+    session.install("mypy", ".", *[f"./plugins/{f}" for f in folders])
+    session.run("mypy", "stepup_core", *[f"plugins/{f}/src" for f in folders])
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def docs(session: nox.Session) -> None:
+    session.install("mkdocs", ".", *[f"./plugins/{f}" for f in discover_plugins()])
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("run with: nox")

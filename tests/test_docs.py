@@ -1,0 +1,23 @@
+"""Docs stay in step with the code: every hook is documented with its exact signature."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from stepup_core import hookspecs
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _signature(name: str) -> str:
+    return f"def {name}{inspect.signature(getattr(hookspecs, name))}".replace("'", "")
+
+
+def test_every_hook_has_a_section_with_its_exact_signature():
+    text = (DOCS / "hooks.md").read_text()
+    documented = dict(re.findall(r"^## (stepup_\w+)\n\n```python\n(def stepup_\w+\(.*)\n```", text, re.M))
+    assert set(documented) == set(hookspecs.HOOK_NAMES), "hooks.md sections differ from the hookspecs"
+    for name, signature in documented.items():
+        assert signature == _signature(name), f"documented signature of {name} drifted"
