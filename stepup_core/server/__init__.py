@@ -1,0 +1,133 @@
+"""stepup over HTTP (aiohttp): the protocol's routes, ``requires_scope`` and ``openapi.json``.
+
+Mount the routes into an existing application with one call::
+
+    from aiohttp import web
+    from stepup_core.server import mount, requires_scope
+
+    app = web.Application()
+    mount(app, service, identify)          # routes under /stepup
+
+    @requires_scope("wallet:export")
+    async def export_key(request: web.Request) -> web.Response: ...
+
+``identify`` is the application's ``async (request) -> Principal | None``: stepup never owns
+sessions. Every error is ``application/problem+json`` with a stable ``code``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import attrs
+from aiohttp import web
+
+from ..errors import ConfigError, StepUpError
+from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
+from .openapi import build_document
+from .problems import (
+    PROBLEM_CONTENT_TYPE,
+    error_from_http,
+    internal_error,
+    log_unexpected,
+    problem_response,
+    step_up_challenge,
+)
+from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
+from .routes import ROUTES, Handler
+
+if TYPE_CHECKING:
+    from ..service import StepUpService
+
+__all__ = [
+    "GRANT_KEY",
+    "IDENTIFY_KEY",
+    "PREFIX_KEY",
+    "PRINCIPAL_KEY",
+    "PROBLEM_CONTENT_TYPE",
+    "SERVICE_KEY",
+    "TOKEN_HEADER",
+    "Identify",
+    "build_app",
+    "build_document",
+    "grant_of",
+    "mount",
+    "principal_from",
+    "problem_middleware",
+    "requires_scope",
+    "step_up_challenge",
+]
+
+log = logging.getLogger("stepup.server")
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure under the prefix becomes problem+json: ours, aiohttp's (404, 405, 413) and
+    the unexpected (500, logged, with a generic detail)."""
+    try:
+        return await handler(request)
+    except StepUpError as exc:
+        if exc.status >= 500:
+            log.error("%s %s failed: %s: %s", request.method, request.path, exc.code, exc)
+        return problem_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem_response(error_from_http(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never a traceback in a response
+        log_unexpected(request, exc)
+        return problem_response(internal_error())
+
+
+def _normalise_prefix(prefix: str) -> str:
+    cleaned = "/" + prefix.strip().strip("/")
+    if cleaned == "/":
+        raise ConfigError("the stepup prefix must be a path below the root, like '/stepup'")
+    return cleaned
+
+
+def mount(
+    app: web.Application,
+    service: StepUpService,
+    identify: Identify,
+    *,
+    prefix: str | None = None,
+) -> web.Application:
+    """Add the stepup routes to ``app`` under ``prefix`` (default ``server.prefix``: ``/stepup``).
+
+    :param app: the application (not yet started).
+    :param service: the :class:`~stepup_core.service.StepUpService`; the application closes it.
+    :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
+    :returns: the sub-application holding the routes.
+    """
+    prefix = _normalise_prefix(prefix or service.config.server.prefix)
+    if prefix != service.config.server.prefix:
+        # Redirect callbacks are built from the configured prefix: keep it in step with the mount.
+        service.config = attrs.evolve(service.config, server=attrs.evolve(service.config.server, prefix=prefix))
+    existing = app.get(SERVICE_KEY)
+    if existing is not None and existing is not service:
+        raise ConfigError("this application already has another stepup service mounted")
+    sub = web.Application(middlewares=[problem_middleware])
+    sub[SERVICE_KEY] = service
+    sub[IDENTIFY_KEY] = identify
+    sub[PREFIX_KEY] = prefix
+    for spec in ROUTES:
+        sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
+    app[SERVICE_KEY] = service
+    app[IDENTIFY_KEY] = identify
+    app[PREFIX_KEY] = prefix
+    app.add_subapp(prefix, sub)
+    return sub
+
+
+def build_app(service: StepUpService, identify: Identify, *, prefix: str | None = None) -> web.Application:
+    """A new application with stepup mounted; request bodies are capped at ``server.max_body_bytes``."""
+    app = web.Application(client_max_size=service.config.server.max_body_bytes)
+    mount(app, service, identify, prefix=prefix)
+    return app
+

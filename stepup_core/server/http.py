@@ -1,0 +1,124 @@
+"""What every stepup route shares: the keys on the application, the caller, the body, the answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+
+from ..errors import ConfigError, MalformedRequest, PayloadTooLarge, Unauthenticated
+from ..models import Principal
+from ..serialization import structure, unstructure
+from .problems import UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from ..service import StepUpService
+
+T = TypeVar("T")
+
+#: The application's ``identify``: who is calling, or None for an anonymous caller.
+Identify = Callable[[web.Request], Awaitable["Principal | None"]]
+
+SERVICE_KEY: web.AppKey[StepUpService] = web.AppKey("stepup_service")
+IDENTIFY_KEY: web.AppKey[Identify] = web.AppKey("stepup_identify")
+PREFIX_KEY: web.AppKey[str] = web.AppKey("stepup_prefix")
+
+#: The header that carries an elevated access token.
+TOKEN_HEADER = "X-Elevated-Access-Token"
+JSON_CONTENT_TYPE = "application/json"
+_READ_CHUNK = 16 * 1024
+
+
+def service_of(request: web.Request) -> StepUpService:
+    try:
+        return request.config_dict[SERVICE_KEY]
+    except KeyError:
+        raise ConfigError(
+            "stepup is not mounted on this application: call stepup_core.server.mount(app, service, identify)"
+        ) from None
+
+
+async def principal_of(request: web.Request) -> Principal:
+    """The caller, from the application's ``identify``; 401 ``unauthenticated`` when anonymous."""
+    try:
+        identify = request.config_dict[IDENTIFY_KEY]
+    except KeyError:
+        raise ConfigError(
+            "stepup is not mounted on this application: call stepup_core.server.mount(app, service, identify)"
+        ) from None
+    principal = await identify(request)
+    if principal is None:
+        raise Unauthenticated("sign in first: this route needs the application's session")
+    if not isinstance(principal, Principal):
+        raise TypeError(f"identify() must return a Principal or None, not {type(principal).__name__}")
+    return principal
+
+
+def elevated_token(request: web.Request) -> str | None:
+    value = request.headers.get(TOKEN_HEADER, "").strip()
+    return value or None
+
+
+def _is_json_media_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON_CONTENT_TYPE or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: web.Request, limit: int) -> Any:
+    """The request body as JSON, read with a hard size limit.
+
+    413 ``payload_too_large`` past ``limit`` bytes (by Content-Length, or while reading a
+    body sent without one), 415 ``unsupported_media_type`` when the body is not declared
+    JSON, 400 ``malformed_request`` when it does not parse.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}", limit=limit)
+    content_type = request.headers.get("Content-Type", "")
+    if not _is_json_media_type(content_type):
+        raise UnsupportedMediaType(
+            f"send the body as JSON with Content-Type: {JSON_CONTENT_TYPE}"
+            + (f" (got {content_type[:80]!r})" if content_type else "")
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(_READ_CHUNK)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise MalformedRequest("the request body is empty; send a JSON object")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MalformedRequest("the request body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise MalformedRequest("the request body is not valid UTF-8 JSON") from None
+    except ValueError as exc:
+        raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+async def read_model(request: web.Request, cls: type[T]) -> T:
+    """Read and structure a request body; 422 ``validation_error`` names every bad field."""
+    data = await read_json(request, service_of(request).config.server.max_body_bytes)
+    return structure(data, cls)
+
+
+def json_response(value: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(unstructure(value), separators=(",", ":")),
+        content_type=JSON_CONTENT_TYPE,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )

@@ -1,0 +1,329 @@
+"""``GET {prefix}/openapi.json``: an OpenAPI 3.1 document generated from the route table and the
+attrs models, so the contract cannot drift from the code.
+
+Response schemas list every member as required (the converter always writes every field);
+request schemas require the fields without a default and refuse unknown members, as the
+server does.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import functools
+import inspect
+import types
+import typing
+from typing import Any
+
+import attrs
+
+from .. import __version__, models
+from ..serialization import camel
+from .http import JSON_CONTENT_TYPE, TOKEN_HEADER
+from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+from .routes import NO_TOKEN, REQUIRED_TOKEN, ROUTES, ListOf, RouteSpec
+
+_STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No content",
+    400: "Malformed request, or the response did not verify",
+    401: "Sign-in required, or step-up required (RFC 9470 challenge in WWW-Authenticate)",
+    403: "Refused by policy",
+    404: "Not found, or unknown method",
+    409: "Conflict with the challenge's or the user's state",
+    410: "Challenge expired",
+    413: "Request body too large",
+    415: "Request body is not JSON",
+    422: "Invalid payload or scope; `errors` names every bad field",
+    429: "Too many attempts or requests; see Retry-After",
+    500: "Internal error (details are logged, never returned)",
+    502: "Code delivery failed",
+    503: "Store unavailable",
+}
+
+REQUEST_MODELS: tuple[type, ...] = (
+    models.CheckRequest,
+    models.ChallengeRequest,
+    models.VerifyRequest,
+    models.EnrollmentRequest,
+    models.EnrollmentCompletion,
+    models.CredentialUpdate,
+)
+RESPONSE_MODELS: tuple[type, ...] = (
+    models.CheckResult,
+    models.CredentialView,
+    models.MethodInfo,
+    models.ChallengeStart,
+    models.ChallengeState,
+    models.IssuedToken,
+    models.EnrollmentStart,
+)
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if set(schema) == {"type"} and isinstance(schema["type"], str):
+        return {"type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+class _SchemaBuilder:
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict[str, Any]] = {}
+
+    def type_schema(self, tp: Any, *, request: bool) -> dict[str, Any]:
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            schema = self.type_schema(inner[0], request=request) if len(inner) == 1 else {
+                "anyOf": [self.type_schema(a, request=request) for a in inner]
+            }
+            return _nullable(schema) if len(inner) < len(args) else schema
+        if origin in (tuple, list):
+            item = args[0] if args else Any
+            return {"type": "array", "items": self.type_schema(item, request=request)}
+        if origin is dict or tp is dict:
+            return {"type": "object"}
+        if tp is Any:
+            return {}
+        if tp is bool:
+            return {"type": "boolean"}
+        if tp is int:
+            return {"type": "integer"}
+        if tp is float:
+            return {"type": "number"}
+        if tp is str:
+            return {"type": "string"}
+        if inspect.isclass(tp) and issubclass(tp, enum.Enum):
+            self.enum(tp)
+            return _ref(tp.__name__)
+        if attrs.has(tp):
+            self.model(tp, request=request)
+            return _ref(tp.__name__)
+        raise TypeError(f"no JSON schema for {tp!r}")
+
+    def enum(self, cls: type[enum.Enum]) -> None:
+        if cls.__name__ not in self.schemas:
+            schema: dict[str, Any] = {"type": "string", "enum": [m.value for m in cls]}
+            if cls.__doc__ and cls.__doc__ != enum.Enum.__doc__ and not cls.__doc__.startswith("An enumeration"):
+                schema["description"] = inspect.cleandoc(cls.__doc__)
+            self.schemas[cls.__name__] = schema
+
+    def model(self, cls: type, *, request: bool) -> None:
+        if cls.__name__ in self.schemas:
+            return
+        self.schemas[cls.__name__] = {}  # placeholder against recursion
+        hints = typing.get_type_hints(cls)
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for field in attrs.fields(cls):
+            name = camel(field.name)
+            properties[name] = self.type_schema(hints[field.name], request=request)
+            if not request or field.default is attrs.NOTHING:
+                required.append(name)
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": False,
+        }
+        if cls.__doc__:
+            schema["description"] = inspect.cleandoc(cls.__doc__)
+        self.schemas[cls.__name__] = schema
+
+
+def component_schemas() -> dict[str, dict[str, Any]]:
+    builder = _SchemaBuilder()
+    for cls in REQUEST_MODELS:
+        builder.model(cls, request=True)
+    for cls in RESPONSE_MODELS:
+        builder.model(cls, request=False)
+    schemas = builder.schemas
+    schemas["ValidationIssue"] = {
+        "type": "object",
+        "properties": {
+            "path": {"type": "string", "description": "The field, in wire names (`requestedScopes[0]`)."},
+            "message": {"type": "string"},
+        },
+        "required": ["path", "message"],
+    }
+    schemas["Problem"] = {
+        "type": "object",
+        "description": (
+            "An RFC 9457 problem. `code` is stable (see the error table); `type` is "
+            f"`{PROBLEM_TYPE_PREFIX}<code>`. Errors add their own members."
+        ),
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+            "errors": {"type": "array", "items": _ref("ValidationIssue")},
+            "check": _ref("CheckResult"),
+            "scope": {"type": "string"},
+            "retryAfter": {"type": "number", "minimum": 0},
+            "limit": {"type": "integer"},
+            "allowed": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["type", "title", "status", "detail", "code"],
+        "additionalProperties": True,
+    }
+    schemas["RevokedGrants"] = {
+        "type": "object",
+        "properties": {"revoked": {"type": "integer", "minimum": 0}},
+        "required": ["revoked"],
+        "additionalProperties": False,
+    }
+    schemas["PluginInfo"] = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "package": {"type": ["string", "null"]},
+            "version": {"type": ["string", "null"]},
+            "hooks": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["name", "package", "version", "hooks"],
+        "additionalProperties": False,
+    }
+    schemas["OpenApiDocument"] = {
+        "type": "object",
+        "description": "This document.",
+        "properties": {"openapi": {"type": "string"}, "paths": {"type": "object"}},
+        "required": ["openapi", "info", "paths"],
+    }
+    return schemas
+
+
+def _body_schema(spec_response: Any) -> dict[str, Any]:
+    if isinstance(spec_response, ListOf):
+        return {"type": "array", "items": _body_schema(spec_response.item)}
+    if isinstance(spec_response, str):
+        return _ref(spec_response)
+    return _ref(spec_response.__name__)
+
+
+def _problem_content() -> dict[str, Any]:
+    return {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}
+
+
+def _operation(spec: RouteSpec) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": spec.operation_id,
+        "summary": spec.summary,
+        "tags": ["stepup"],
+    }
+    if spec.description:
+        operation["description"] = spec.description
+    parameters: list[dict[str, Any]] = []
+    for segment in spec.path.split("/"):
+        if segment.startswith("{") and segment.endswith("}"):
+            name = segment[1:-1]
+            parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    for name, required, description in spec.query:
+        parameters.append(
+            {"name": name, "in": "query", "required": required, "description": description,
+             "schema": {"type": "string"}}
+        )
+    if parameters:
+        operation["parameters"] = parameters
+    if spec.request is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON_CONTENT_TYPE: {"schema": _ref(spec.request.__name__)}},
+        }
+    if spec.authenticated:
+        session: dict[str, list[str]] = {"session": []}
+        with_token: dict[str, list[str]] = {"session": [], "elevatedToken": []}
+        if spec.token == NO_TOKEN:
+            operation["security"] = [session]
+        elif spec.token == REQUIRED_TOKEN:
+            operation["security"] = [with_token]
+        else:
+            operation["security"] = [with_token, session]
+    else:
+        operation["security"] = []
+
+    responses: dict[str, Any] = {}
+    success: dict[str, Any] = {"description": _STATUS_TEXT[spec.status]}
+    if spec.html:
+        success["content"] = {"text/html": {"schema": {"type": "string"}}}
+        success["description"] = "An HTML page: the person can close the window."
+    elif spec.response is not None:
+        success["content"] = {JSON_CONTENT_TYPE: {"schema": _body_schema(spec.response)}}
+    if spec.status == 201:
+        success["headers"] = {
+            "Location": {"description": "Where the new resource can be read.", "schema": {"type": "string"}}
+        }
+    responses[str(spec.status)] = success
+    for status in spec.error_statuses():
+        error: dict[str, Any] = {"description": _STATUS_TEXT[status], "content": _problem_content()}
+        if spec.html:
+            error["content"]["text/html"] = {"schema": {"type": "string"}}
+        if status == 401:
+            error["headers"] = {
+                "WWW-Authenticate": {
+                    "description": (
+                        'For step-up: `Bearer error="insufficient_user_authentication", '
+                        'error_description="...", scope="<scope>"` (RFC 9470).'
+                    ),
+                    "schema": {"type": "string"},
+                }
+            }
+        if status == 429:
+            error["headers"] = {
+                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+            }
+        responses[str(status)] = error
+    operation["responses"] = responses
+    return operation
+
+
+@functools.lru_cache(maxsize=16)
+def _document(prefix: str, app_name: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in ROUTES:
+        paths.setdefault(prefix + spec.path, {})[spec.method.lower()] = _operation(spec)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"{app_name} step-up authentication",
+            "version": __version__,
+            "description": (
+                "Step-up authentication: re-verify before a sensitive action and receive a "
+                "short-lived elevated access token bound to its scope. Errors are "
+                "application/problem+json with a stable `code`."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": component_schemas(),
+            "securitySchemes": {
+                "session": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "The application's own session, as its identify(request) reads it "
+                        "(a bearer token, a cookie...)."
+                    ),
+                },
+                "elevatedToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": TOKEN_HEADER,
+                    "description": "An elevated access token (`sut_...`) from POST /verify.",
+                },
+            },
+        },
+    }
+
+
+def build_document(prefix: str, *, app_name: str = "stepup") -> dict[str, Any]:
+    """The OpenAPI 3.1 document for stepup mounted at ``prefix``."""
+    return copy.deepcopy(_document(prefix, app_name))

@@ -1,0 +1,223 @@
+"""Errors on the wire: ``application/problem+json`` (RFC 9457) with a stable ``code``.
+
+Every error a stepup route answers goes through :func:`problem_response`. The body holds
+``type``, ``title``, ``status``, ``detail`` and ``code``, then the error's own details
+(``errors`` for validation, ``check`` for step-up, ``retryAfter`` for rate limits). A step-up
+refusal also carries the RFC 9470 ``WWW-Authenticate`` challenge; a rate limit ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import re
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from ..errors import (
+    InvalidToken,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    StepUpError,
+    StepUpRequired,
+    Unauthenticated,
+)
+from ..serialization import unstructure
+
+log = logging.getLogger("stepup.server")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:stepup:problem:"
+#: ``error_description`` of the RFC 9470 challenge (a fixed text: clients match on ``error``).
+STEP_UP_DESCRIPTION = "Step-up authentication is required for this action"
+
+_BASE_MEMBERS = frozenset({"type", "title", "status", "detail", "code"})
+# RFC 6750 section 3: error_description and scope use %x20-21 / %x23-5B / %x5D-7E.
+_NOT_HEADER_SAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+class RouteNotFound(NotFound):
+    """No stepup route at this path."""
+
+    code = "not_found"
+    title = "Not found"
+
+
+class HttpMethodNotAllowed(StepUpError):
+    """The path exists, the HTTP method does not (``allowed`` lists the ones that do)."""
+
+    code = "http_method_not_allowed"
+    status = 405
+    title = "HTTP method not allowed"
+
+
+class UnsupportedMediaType(MalformedRequest):
+    """A request body that is not JSON (stepup only reads ``application/json`` bodies)."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class InternalError(StepUpError):
+    """Anything stepup did not raise on purpose. The detail never says more than this."""
+
+    code = "server_error"
+    status = 500
+    title = "Internal server error"
+
+
+def header_safe(text: str) -> str:
+    """``text`` reduced to the characters RFC 6750 allows inside a challenge's quoted values."""
+    return _NOT_HEADER_SAFE.sub("", text)
+
+
+def step_up_challenge(scope: str) -> str:
+    """The RFC 9470 / RFC 6750 ``WWW-Authenticate`` value for a missing step-up."""
+    return (
+        f'Bearer error="insufficient_user_authentication", '
+        f'error_description="{STEP_UP_DESCRIPTION}", scope="{header_safe(scope)}"'
+    )
+
+
+def _wire(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return unstructure(value)
+    if isinstance(value, dict):
+        return {str(k): _wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_wire(v) for v in value]
+    return unstructure(value)
+
+
+def problem_body(error: StepUpError) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + error.code,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.message,
+        "code": error.code,
+    }
+    for key, value in error.details.items():
+        if key not in _BASE_MEMBERS:
+            body[key] = _wire(value)
+    if isinstance(error, StepUpRequired) and error.check is not None:
+        body["check"] = _wire(error.check)
+    return body
+
+
+def problem_headers(error: StepUpError) -> dict[str, str]:
+    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    if isinstance(error, StepUpRequired):
+        headers["WWW-Authenticate"] = step_up_challenge(error.scope)
+    elif isinstance(error, InvalidToken):
+        headers["WWW-Authenticate"] = (
+            f'Bearer error="invalid_token", error_description="{header_safe(error.message)}"'
+        )
+    elif isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="stepup"'
+    retry_after = error.details.get("retryAfter", getattr(error, "retry_after", None))
+    if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    allowed = error.details.get("allowed")
+    if isinstance(error, HttpMethodNotAllowed) and isinstance(allowed, list):
+        headers["Allow"] = ", ".join(allowed)
+    return headers
+
+
+def problem_response(error: StepUpError) -> web.Response:
+    """The ``application/problem+json`` answer for a stepup error."""
+    return web.Response(
+        status=error.status,
+        text=json.dumps(problem_body(error), separators=(",", ":")),
+        content_type=PROBLEM_CONTENT_TYPE,
+        headers=problem_headers(error),
+    )
+
+
+def internal_error() -> InternalError:
+    return InternalError("the server could not complete the request; the error has been logged")
+
+
+def error_from_http(exc: web.HTTPException) -> StepUpError:
+    """aiohttp's own refusals (no route, wrong method, body too large) as stepup errors."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        return HttpMethodNotAllowed(
+            f"{exc.method} is not allowed here; use {', '.join(allowed)}", allowed=allowed
+        )
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("the request body is too large")
+    if isinstance(exc, web.HTTPNotFound):
+        return RouteNotFound("no stepup route at this path")
+    if exc.status == 400:
+        return MalformedRequest(exc.text or "malformed request")
+    return internal_error()
+
+
+# --- HTML pages for the browser leg of redirect methods ------------------------------------
+
+HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}
+code{{background:#f2f2f2;padding:0 .25rem}}</style></head>
+<body><h1>{title}</h1><p>{message}</p>{extra}</body>
+</html>
+"""
+
+
+def html_page(title: str, message: str, *, status: int = 200, extra: str = "") -> web.Response:
+    text = _PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra)
+    return web.Response(status=status, text=text, content_type="text/html", headers=HTML_HEADERS)
+
+
+def problem_page(error: StepUpError) -> web.Response:
+    """A problem for a person in a browser: the same facts as the JSON body, escaped."""
+    extra = f"<p>Error code: <code>{html.escape(error.code)}</code></p>"
+    response = html_page(error.title, error.message, status=error.status, extra=extra)
+    for name, value in problem_headers(error).items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def wants_html(request: web.Request) -> bool:
+    """True when the caller is a browser (prefers ``text/html`` over JSON)."""
+    accept = request.headers.get("Accept", "")
+    if not accept:
+        return False
+    best_html = best_json = -1.0
+    for part in accept.split(","):
+        media, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        media = media.strip().lower()
+        if media in ("text/html", "application/xhtml+xml"):
+            best_html = max(best_html, quality)
+        elif media in ("application/json", "application/problem+json") or media.endswith("+json"):
+            best_json = max(best_json, quality)
+    return best_html > 0 and best_html >= best_json
+
+
+def log_unexpected(request: web.Request, exc: BaseException) -> None:
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)

@@ -1,0 +1,171 @@
+"""Shared fixtures for the core tests.
+
+- ``clock``: a :class:`ManualClock`.
+- ``pin_verifier`` / ``methods`` / ``pm``: a throwaway PIN method registered on a plugin manager
+  built without entry points (override ``methods`` to register more verifiers).
+- ``config_overrides`` / ``service``: a :class:`StepUpService` on the memory store.
+- ``identify``: reads ``Authorization: Bearer <user>:<session>`` (a stand-in for the
+  application's session); ``http_client``: an aiohttp test client for an application, checking
+  every answer against stepup's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from stepup_core import errors
+from stepup_core.clock import ManualClock
+from stepup_core.config import config_from_mapping
+from stepup_core.crypto import constant_time_equals
+from stepup_core.hookspecs import hookimpl
+from stepup_core.models import CredentialFormat, Factor, Interaction, Principal
+from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
+from stepup_core.service import StepUpService
+from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
+
+
+@attrs.define
+class PinVerifier:
+    """A PIN method for tests. ``begin`` stores nothing; the PIN is kept as a keyed hash in the
+    credential. Enrolment: ``params.pin`` starts it, ``response.pin`` (the same PIN) completes it."""
+
+    name: str = "pin"
+    factor: Factor = Factor.MFA
+    formats: tuple[CredentialFormat, ...] = (CredentialFormat.TOTP,)
+    interaction: Interaction = Interaction.CODE
+    fallback: bool = False
+    requires_challenge: bool = True
+    challenge_ttl: float = 300.0
+    begin_limits: tuple[RateLimit, ...] = ()
+    package: str = "stepup-pin"
+
+    @staticmethod
+    def _pin(params: dict[str, Any], field: str, prefix: str) -> str:
+        value = params.get(field)
+        if not isinstance(value, str) or not value.isdigit() or not 4 <= len(value) <= 12:
+            raise errors.InvalidResponse(f"{prefix}.{field} must be a string of 4 to 12 digits", field=field)
+        return value
+
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+        return {"digits": "4-12"}
+
+    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
+        code = self._pin(attempt.params, "code", "response")
+        credential = attempt.credential
+        if credential is None:
+            raise errors.VerificationFailed("no PIN credential to check against")
+        if not constant_time_equals(ctx.keys.keyed_hash("pin", code), credential.data["pinHash"]):
+            raise errors.VerificationFailed("wrong PIN")
+        return Verification(credential.id)
+
+    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
+        assert attempt.challenge is not None
+        attempt.challenge.state["pinHash"] = ctx.keys.keyed_hash("pin", self._pin(attempt.params, "pin", "params"))
+        return EnrollmentStep(data={"confirm": "send the same PIN again as response.pin"})
+
+    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
+        assert attempt.challenge is not None
+        digest = ctx.keys.keyed_hash("pin", self._pin(attempt.params, "pin", "response"))
+        if not constant_time_equals(digest, attempt.challenge.state["pinHash"]):
+            raise errors.VerificationFailed("the PINs differ")
+        return NewCredential(format=CredentialFormat.TOTP, type="pin", alias="PIN", data={"pinHash": digest})
+
+
+class MethodsPlugin:
+    """Registers the verifiers in ``verifiers`` (a test may add to it before the service starts)."""
+
+    def __init__(self, *verifiers: Any) -> None:
+        self.verifiers = list(verifiers)
+
+    @hookimpl
+    def stepup_register_verifiers(self, register: Callable[[Any], None], config: Any) -> None:
+        for verifier in self.verifiers:
+            register(verifier)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def pin_verifier() -> PinVerifier:
+    return PinVerifier()
+
+
+@pytest.fixture
+def pin_verifier_type() -> type[PinVerifier]:
+    """The PIN method's class, for variants (another name, factor or begin limits)."""
+    return PinVerifier
+
+
+@pytest.fixture
+def methods(pin_verifier: PinVerifier) -> MethodsPlugin:
+    return MethodsPlugin(pin_verifier)
+
+
+@pytest.fixture
+def pm(methods: MethodsPlugin) -> Iterator[StepUpPluginManager]:
+    manager = get_plugin_manager(load_entrypoints=False)
+    manager.register(methods, name="test-methods")
+    yield manager
+    manager.unregister(name="test-methods")
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    """Merged into the service's configuration (a ``stepup.toml``-shaped mapping)."""
+    return {}
+
+
+@pytest.fixture
+async def service(
+    pm: StepUpPluginManager, clock: ManualClock, config_overrides: dict[str, Any]
+) -> AsyncIterator[StepUpService]:
+    config = config_from_mapping({"store": "memory:", "secret_key": secrets.token_hex(32), **config_overrides})
+    svc = await StepUpService.create(config, pm=pm, clock=clock)
+    yield svc
+    await svc.close()
+
+
+@pytest.fixture
+def identify() -> Callable[[web.Request], Awaitable[Principal | None]]:
+    """``Authorization: Bearer <user>:<session>`` -> Principal(user, session); else anonymous."""
+
+    async def identify(request: web.Request) -> Principal | None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        user, sep, session = value.partition(":")
+        if scheme != "Bearer" or not sep or not user or not session:
+            return None
+        return Principal(user_id=user, session_id=session)
+
+    return identify
+
+
+@pytest.fixture
+async def http_client() -> AsyncIterator[Callable[..., Awaitable[TestClient[Any, Any]]]]:
+    """``await http_client(app, prefix="/stepup")``: a client on loopback whose every answer is
+    checked against stepup's OpenAPI document (a mismatch fails the test)."""
+    from stepup_core.server import build_document
+    from stepup_core.server.testing import ResponseValidator
+
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(app: web.Application, prefix: str = "/stepup", app_name: str = "stepup") -> TestClient[Any, Any]:
+        validator = ResponseValidator(build_document(prefix, app_name=app_name), prefix=prefix)
+        client: TestClient[Any, Any] = TestClient(TestServer(app), middlewares=[validator.middleware])
+        await client.start_server()
+        client.validator = validator  # type: ignore[attr-defined]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
