@@ -9,7 +9,7 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from stepup_otp import plugin as otp_plugin
+from stepup_otp.client import Mailbox
+
+from stepup_core.clock import ManualClock
+from stepup_core.config import config_from_mapping
+from stepup_core.hookspecs import hookimpl
+from stepup_core.models import AuditEvent, Credential, CredentialFormat, Factor, Principal
+from stepup_core.plugins import get_plugin_manager
+from stepup_core.service import StepUpService
 
 LOOPBACK = "127.0.0.1"
 CODE_IN_TEXT = re.compile(r"verification code is:\s+(\d{6})\b")
@@ -214,3 +223,88 @@ async def sms_gateway() -> AsyncIterator[SmsGateway]:
     await site.start()
     yield gateway
     await runner.cleanup()
+
+
+# --- a service with the otp plugin -------------------------------------------------------
+
+SECRET_KEY = "b" * 64  # 32 bytes, hex
+
+
+class AppCredentials:
+    """An application's ``stepup_user_credentials``: the email or phone a user signed in with."""
+
+    def __init__(self) -> None:
+        self.by_user: dict[str, list[Credential]] = {}
+
+    def give(
+        self,
+        user_id: str,
+        credential_id: str,
+        identifier: str,
+        fmt: CredentialFormat = CredentialFormat.EMAIL,
+        sign_in: bool = True,
+    ) -> None:
+        self.by_user.setdefault(user_id, []).append(
+            Credential(
+                id=credential_id,
+                user_id=user_id,
+                method="",
+                format=fmt,
+                factor=Factor.REAUTH,
+                created_at=1_700_000_000.0,
+                sign_in=sign_in,
+                identifier=identifier,
+                alias=identifier,
+            )
+        )
+
+    @hookimpl
+    def stepup_user_credentials(self, principal: Principal) -> list[Credential]:
+        return list(self.by_user.get(principal.user_id, []))
+
+
+@attrs.define
+class OtpWorld:
+    """A StepUpService with stepup-otp, the application's credentials and a manual clock."""
+
+    service: StepUpService
+    clock: ManualClock
+    app: AppCredentials
+    pm: Any
+    events: list[AuditEvent]
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    @hookimpl
+    def stepup_event(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+async def otp_world_factory() -> AsyncIterator[Callable[..., Awaitable[OtpWorld]]]:
+    """``await otp_world_factory(otp_section, mailbox=None)`` builds a fresh service."""
+    services: list[StepUpService] = []
+
+    async def build(section: dict[str, Any] | None = None, mailbox: Mailbox | None = None) -> OtpWorld:
+        pm = get_plugin_manager(load_entrypoints=False)
+        pm.register(otp_plugin, name="otp")
+        app = AppCredentials()
+        pm.register(app, name="test-app-credentials")
+        log = EventLog()
+        pm.register(log, name="test-event-log")
+        if mailbox is not None:
+            pm.register(mailbox, name="otp-mailbox")
+        clock = ManualClock()
+        config = config_from_mapping(
+            {"store": "memory:", "secret_key": SECRET_KEY, "app_name": "Acme", "plugins": {"otp": section or {}}}
+        )
+        service = await StepUpService.create(config, pm=pm, clock=clock)
+        services.append(service)
+        return OtpWorld(service=service, clock=clock, app=app, pm=pm, events=log.events)
+
+    yield build
+    for service in services:
+        await service.close()

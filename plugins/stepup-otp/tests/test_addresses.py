@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
-from stepup_core.errors import ValidationError
 from stepup_otp.addresses import (
     InvalidAddress,
     mask_email,
@@ -10,6 +8,8 @@ from stepup_otp.addresses import (
     normalize_email,
     normalize_phone_number,
 )
+
+from stepup_core.errors import ValidationError
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_valid_phone_numbers_become_e164(given: str, expected: str) -> None:
     ],
 )
 def test_invalid_phone_numbers_are_refused(given: str) -> None:
-    with pytest.raises(InvalidAddress, match="E.164"):
+    with pytest.raises(InvalidAddress, match=r"E\.164"):
         normalize_phone_number(given, "params.phoneNumber")
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from stepup_otp import plugin as otp_plugin
+from stepup_otp.delivery import SmsGatewaySender, SmtpSender
 
 from stepup_core.config import StepUpConfig, config_from_mapping
 from stepup_core.errors import ConfigError, DeliveryFailed
 from stepup_core.models import CodeDelivery
 from stepup_core.plugins import get_plugin_manager
-from stepup_otp import plugin as otp_plugin
-from stepup_otp.delivery import SmsGatewaySender, SmtpSender
 
 
 def make_delivery(channel: str = "email", address: str = "jane@example.com", **kw: Any) -> CodeDelivery:

@@ -13,9 +13,11 @@ from typing import Any
 
 from stepup_core.crypto import constant_time_equals
 from stepup_core.errors import (
+    ChallengeExpired,
     EnrollmentFailed,
     InvalidResponse,
     NoEligibleCredential,
+    RateLimited,
     ValidationError,
     VerificationFailed,
 )
@@ -27,6 +29,7 @@ from stepup_core.models import (
     Factor,
     Interaction,
 )
+from stepup_core.store.base import make_key
 from stepup_core.verifier import (
     Attempt,
     EnrollmentStep,
@@ -51,6 +54,8 @@ PACKAGE = "stepup-otp"
 CODE_DIGITS = 6
 HASH_PURPOSE = "otp"
 HOUR = 3600.0
+#: The newest-code marker outlives its code a little so "superseded" is never read as "absent".
+LATEST_GRACE = 120.0
 
 CHANNELS = {CredentialFormat.EMAIL: "email", CredentialFormat.PHONE_NUMBER: "sms"}
 ENROLLMENT_FIELDS = {"email": CredentialFormat.EMAIL, "phoneNumber": CredentialFormat.PHONE_NUMBER}
@@ -83,17 +88,10 @@ def same_identifier(fmt: CredentialFormat, a: str, b: str) -> bool:
 
 
 def default_credential(candidates: Sequence[Credential]) -> Credential | None:
-    """The credential a code goes to when the caller names none.
-
-    The first sign-in email, else the first sign-in phone number; failing those, the first
-    linked email, else the first linked phone number.
-    """
-    for sign_in in (True, False):
-        for fmt in (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER):
-            for credential in candidates:
-                if credential.format is fmt and credential.sign_in is sign_in and credential.identifier:
-                    return credential
-    return None
+    """The credential a code goes to when neither the caller nor the core named one: the first
+    sign-in email or phone number, else the first linked one."""
+    usable = [c for c in candidates if c.format in CHANNELS and c.identifier]
+    return next((c for c in usable if c.sign_in), None) or (usable[0] if usable else None)
 
 
 def read_code(params: dict[str, Any]) -> str:
@@ -115,11 +113,17 @@ def _challenge(attempt: Attempt) -> Challenge:
     return attempt.challenge
 
 
-def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[str, Any]) -> None:
+async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[str, Any]) -> None:
     code = read_code(params)
     expected = challenge.state.get("codeHash")
-    if not isinstance(expected, str):
+    latest_key = challenge.state.get("latestKey")
+    if not isinstance(expected, str) or not isinstance(latest_key, str):
         raise VerificationFailed("no code was sent for this challenge: request a new code")
+    if await ctx.store.get(latest_key) != challenge.id:
+        raise VerificationFailed("a newer code was sent since this one: enter the latest code")
+    code_expires_at = challenge.state.get("codeExpiresAt")
+    if isinstance(code_expires_at, (int, float)) and code_expires_at <= ctx.clock.now():
+        raise ChallengeExpired("the code expired; ask for a new one", challengeId=challenge.id)
     if not constant_time_equals(code_hash(ctx, challenge, code), expected):
         raise VerificationFailed("the code is not correct")
 
@@ -151,20 +155,43 @@ class OtpVerifier:
         fmt: CredentialFormat,
         identifier: str,
         purpose: str,
+        thread: str,
     ) -> None:
+        """Send a fresh code for ``challenge``. Only the newest code of a ``thread`` (one
+        credential, or one address being linked) is accepted: a resend retires the earlier ones."""
         code = new_code()
+        expires_at = min(challenge.expires_at, ctx.clock.now() + self.settings.code_ttl)
         challenge.state["codeHash"] = code_hash(ctx, challenge, code)
+        challenge.state["codeExpiresAt"] = expires_at
         await ctx.deliver_code(
             CodeDelivery(
                 channel=CHANNELS[fmt],
                 address=identifier,
                 code=code,
                 purpose=purpose,
-                expires_at=challenge.expires_at,
+                expires_at=expires_at,
                 user_id=attempt.principal.user_id,
                 app_name=ctx.app_name,
             )
         )
+        latest_key = make_key("otp-latest", attempt.principal.user_id, thread)
+        challenge.state["latestKey"] = latest_key
+        await ctx.store.put(latest_key, challenge.id, ttl=expires_at - ctx.clock.now() + LATEST_GRACE)
+
+    async def _limit_enrollment_sends(self, ctx: VerifierContext, attempt: Attempt, destination: str) -> None:
+        """Send limits for codes to addresses not linked yet, which the core cannot count per
+        credential: every ``begin_limits`` entry per destination (however many accounts ask),
+        and the widest one per user (however many addresses one account tries)."""
+        checks = [("to", destination, limit) for limit in self.begin_limits]
+        widest = max(self.begin_limits, key=lambda limit: limit.window)
+        checks.append(("user", attempt.principal.user_id, widest))
+        for kind, subject, limit in checks:
+            key = make_key("rate", "otp-enroll", kind, subject, f"{limit.window:g}")
+            if await ctx.store.incr(key, ttl=limit.window) > limit.limit:
+                raise RateLimited(
+                    f"at most {limit.limit} code(s) per {limit.window:g} s to a new address; wait before asking again",
+                    retry_after=limit.window,
+                )
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         challenge = _challenge(attempt)
@@ -184,7 +211,9 @@ class OtpVerifier:
             ) from None
         challenge.credential_id = credential.id
         challenge.state["credentialId"] = credential.id
-        await self._send(ctx, attempt, challenge, credential.format, identifier, "stepUp")
+        await self._send(
+            ctx, attempt, challenge, credential.format, identifier, "stepUp", f"credential:{credential.id}"
+        )
         return {
             "verificationType": CHANNELS[credential.format],
             "credentialId": credential.id,
@@ -193,7 +222,7 @@ class OtpVerifier:
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         challenge = _challenge(attempt)
-        _check_code(ctx, challenge, attempt.params)
+        await _check_code(ctx, challenge, attempt.params)
         credential_id = challenge.state.get("credentialId")
         if not isinstance(credential_id, str):
             raise VerificationFailed("this challenge was not issued by otp: request a new code")
@@ -207,16 +236,18 @@ class OtpVerifier:
                 raise EnrollmentFailed(
                     f"{mask(fmt, identifier)} is already linked to this account", credentialId=existing.id
                 )
+        destination = ctx.keys.keyed_hash("otp-destination", identifier.casefold())
+        await self._limit_enrollment_sends(ctx, attempt, destination)
         challenge.state["format"] = fmt.value
         challenge.state["identifier"] = identifier
-        await self._send(ctx, attempt, challenge, fmt, identifier, "enrollment")
+        await self._send(ctx, attempt, challenge, fmt, identifier, "enrollment", f"link:{destination}")
         return EnrollmentStep(
             data={"verificationType": CHANNELS[fmt], "destination": mask(fmt, identifier)}
         )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         challenge = _challenge(attempt)
-        _check_code(ctx, challenge, attempt.params)
+        await _check_code(ctx, challenge, attempt.params)
         identifier = challenge.state.get("identifier")
         fmt = challenge.state.get("format")
         if not isinstance(identifier, str) or fmt not in ENROLLMENT_FIELDS.values():
