@@ -6,8 +6,6 @@ import base64
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from stepup_core.testing.vectors import load_vectors
-
 from stepup_totp.otp import (
     MIN_SECRET_BITS,
     SECRET_BYTES,
@@ -19,6 +17,8 @@ from stepup_totp.otp import (
     parse_otpauth_uri,
     verify_code,
 )
+
+from stepup_core.testing.vectors import load_vectors
 
 RFC6238 = load_vectors("totp_rfc6238_appendix_b.json")
 RFC4226 = load_vectors("hotp_rfc4226_appendix_d.json")
@@ -105,7 +105,10 @@ def test_step_boundaries_follow_the_period() -> None:
     assert verify_code(SEED, code60, boundary + 59, period=60, drift=0) == boundary // 60
 
 
-@pytest.mark.parametrize("code", ["", "12345", "1234567", "12a456", "12 456", "１２３４５６", "-12345", "+12345"])
+FULLWIDTH_DIGITS = "\uff11\uff12\uff13\uff14\uff15\uff16"
+
+
+@pytest.mark.parametrize("code", ["", "12345", "1234567", "12a456", "12 456", FULLWIDTH_DIGITS, "-12345", "+12345"])
 def test_malformed_codes_match_nothing(code: str) -> None:
     assert verify_code(SEED, code, 1_800_000_000) is None
 
