@@ -155,6 +155,13 @@ class InvalidResponse(VerificationFailed):
     title = "Malformed method response"
 
 
+class VerifierCrashed(VerificationFailed):
+    """The method raised something other than a stepup error; counted as a failed attempt."""
+
+    code = "verifier_error"
+    title = "Method error"
+
+
 class ReplayDetected(VerificationFailed):
     code = "replay_detected"
     title = "Response already used"

@@ -16,6 +16,9 @@ class Factor(str, enum.Enum):
 
 
 class CredentialFormat(str, enum.Enum):
+    """The reference's credential formats, plus ``custom`` for third-party methods whose
+    credentials fit none of them (their ``type`` then names the kind, e.g. ``pin``)."""
+
     EMAIL = "email"
     PHONE_NUMBER = "phoneNumber"
     BLOCKCHAIN = "blockchain"
@@ -23,6 +26,7 @@ class CredentialFormat(str, enum.Enum):
     PASSKEY = "passkey"
     TOTP = "totp"
     RECOVERY_CODE = "recoveryCode"
+    CUSTOM = "custom"
 
 
 class Interaction(str, enum.Enum):

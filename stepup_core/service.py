@@ -42,6 +42,7 @@ from .errors import (
     UnknownMethod,
     ValidationError,
     VerificationFailed,
+    VerifierCrashed,
 )
 from .models import (
     AuditEvent,
@@ -654,7 +655,7 @@ class StepUpService:
             raise
         except Exception as exc:
             log.exception("method %s failed in verify", verifier.name)
-            failure = VerificationFailed(f"method {verifier.name} could not verify the response")
+            failure = VerifierCrashed(f"method {verifier.name} could not verify the response")
             raise await self._record_failure(principal, verifier, failure, challenge, credential, used) from exc
 
         if challenge is None:
@@ -738,7 +739,7 @@ class StepUpService:
                     raise VerificationFailed("the response proves a credential this user does not hold")
                 proven_id = verification.credential_id
         except Exception as exc:
-            failure = exc if isinstance(exc, StepUpError) else VerificationFailed(f"method {method} failed")
+            failure = exc if isinstance(exc, StepUpError) else VerifierCrashed(f"method {method} failed")
             if not isinstance(exc, StepUpError):
                 log.exception("method %s failed in its callback", method)
             challenge.status = ChallengeStatus.FAILED
