@@ -301,9 +301,7 @@ class JwtIdentify:
         return await self.principal_for(token)
 
 
-def identify_from_config(
-    config: IdentifyConfig, *, clock: Clock | None = None
-) -> JwtIdentify | StaticTokenIdentify:
+def identify_from_config(config: IdentifyConfig, *, clock: Clock | None = None) -> JwtIdentify | StaticTokenIdentify:
     """The identify callable ``[identify]`` describes."""
     if config.mode == "jwt":
         return JwtIdentify(config, clock=clock or SystemClock())

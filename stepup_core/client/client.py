@@ -377,8 +377,8 @@ class StepUpClient:
 
     async def _check(self, scope: str) -> CheckResult:
         headers = {}
-        held = self.jar.peek(scope)
-        if held is not None and not held.single_use:
+        held = self.jar.peek(scope)  # the check only looks at it: a single-use token stays valid
+        if held is not None:
             headers[ELEVATED_TOKEN_HEADER] = held.elevated_access_token
         data = await self._api("POST", "/check", {"scope": scope}, headers=headers)
         result = _lenient(data, CheckResult)
@@ -539,9 +539,7 @@ class StepUpClient:
         if not usable:
             kind = "MFA" if factor is Factor.MFA else "re-authentication"
             if of_factor:
-                needs = sorted(
-                    {package_for(c.method, infos[c.method].plugin if c.method in infos else None) for c in of_factor}
-                )
+                needs = sorted({package_for(c.method) for c in of_factor})
                 raise NoEligibleCredential(
                     f"no {kind} credential of this user can be used from this client: "
                     f"install {' or '.join(needs)} here, or {await self._what_to_enrol(factor)}",
@@ -645,7 +643,7 @@ class StepUpClient:
         info = await self._method_info(method)
         client_method = self.client_methods().get(method)
         if client_method is None and info.interaction is not Interaction.CODE:
-            raise missing(method, info.plugin)
+            raise missing(method)
         ctx = self._context(method, options)
         if info.requires_challenge:
             challenge = await self._begin(method, credential_id, scopes, params)
@@ -916,7 +914,6 @@ class StepUpClient:
             "POST",
             f"/enrollments/{enrollment_id}",
             {"response": dict(response)},
-            headers=self._token_header("credential:link"),
         )
         return _lenient(data, CredentialView)
 
@@ -927,8 +924,7 @@ class StepUpClient:
         (``prompt_step_up_auth("credential:link")``)."""
         client_method = self.client_methods().get(method)
         if client_method is None:
-            info = (await self.methods()).get(method)
-            raise missing(method, info.plugin if info else None)
+            raise missing(method)
         ctx = self._context(method, options)
         params = await client_method.enrollment_params(ctx)
         start = await self.begin_enrollment(method, params, alias=alias)
