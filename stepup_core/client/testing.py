@@ -185,7 +185,7 @@ class KeyClientMethod:
         return LocalKey()
 
 
-@attrs.define
+@attrs.define(eq=False)
 class ThrowawayPlugin:
     """A pluggy plugin registering the given verifiers and client methods."""
 
