@@ -9,11 +9,17 @@ from __future__ import annotations
 import enum
 import json
 import re
+import typing
 from typing import Any, TypeVar
 
 import attrs
 import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .errors import ValidationError
@@ -67,6 +73,35 @@ def make_converter(*, camel_case: bool = True) -> cattrs.Converter:
         return dict(value)
 
     conv.register_structure_hook_func(lambda t: t == dict[str, Any], structure_object)
+
+    def is_homogeneous_sequence(t: Any) -> bool:
+        args = typing.get_args(t)
+        origin = typing.get_origin(t)
+        return (origin is list and len(args) == 1) or (origin is tuple and len(args) == 2 and args[1] is ...)
+
+    def sequence_factory(t: Any) -> Any:
+        # A JSON string is iterable but is never an array: refuse it instead of splitting it into characters.
+        item_type = typing.get_args(t)[0]
+        container = typing.get_origin(t)
+
+        def structure_sequence(value: Any, _: Any) -> Any:
+            if not isinstance(value, list | tuple):
+                raise TypeError(f"expected an array, got {type(value).__name__}")
+            items, failures = [], []
+            for index, item in enumerate(value):
+                try:
+                    items.append(conv.structure(item, item_type))
+                except Exception as exc:  # noqa: BLE001 - collected and re-raised with the index
+                    note = IterableValidationNote(f"Structuring {t} @ index {index}", index, item_type)
+                    setattr(exc, "__notes__", [*getattr(exc, "__notes__", []), note])  # noqa: B010 - 3.10 too
+                    failures.append(exc)
+            if failures:
+                raise IterableValidationError(f"While structuring {t!r}", failures, t)
+            return container(items)
+
+        return structure_sequence
+
+    conv.register_structure_hook_factory(is_homogeneous_sequence, sequence_factory)
 
     def is_attrs(cls: Any) -> bool:
         return attrs.has(cls)
