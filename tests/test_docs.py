@@ -21,3 +21,10 @@ def test_every_hook_has_a_section_with_its_exact_signature():
     assert set(documented) == set(hookspecs.HOOK_NAMES), "hooks.md sections differ from the hookspecs"
     for name, signature in documented.items():
         assert signature == _signature(name), f"documented signature of {name} drifted"
+
+
+def test_every_hook_has_a_test():
+    tests = Path(__file__).resolve().parent
+    text = "\n".join(p.read_text() for p in tests.glob("test_*.py"))
+    missing = [name for name in hookspecs.HOOK_NAMES if f"def test_hook_{name}(" not in text]
+    assert not missing, f"hooks without a test_hook_<name> test: {missing}"

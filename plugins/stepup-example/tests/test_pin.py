@@ -48,7 +48,7 @@ async def test_enrolment_refuses_a_malformed_pin_naming_the_field(service):
 async def test_settings_are_validated_by_name():
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(stepup_example.plugin, name="pin")
-    with pytest.raises(errors.ConfigError, match="plugins.pin.min_length"):
+    with pytest.raises(errors.ConfigError, match=r"plugins\.pin\.min_length"):
         await StepUpService.create(
             config_from_mapping({"store": "memory:", "plugins": {"pin": {"min_length": "four"}}}), pm=pm
         )

@@ -1,0 +1,201 @@
+"""One test per hook, through the host code that calls it (the meta-test in test_docs.py
+requires a ``test_hook_<name>`` for every hook)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from stepup_core import errors, hookimpl
+from stepup_core.client.registry import client_methods
+from stepup_core.clock import ManualClock
+from stepup_core.config import config_from_mapping
+from stepup_core.models import (
+    AuditEvent,
+    CodeDelivery,
+    Credential,
+    CredentialFormat,
+    Factor,
+    Principal,
+    StepUpVote,
+)
+from stepup_core.plugins import get_plugin_manager
+from stepup_core.service import StepUpService
+from stepup_core.store import open_store
+from stepup_core.store.memory import MemoryStore
+
+P = Principal("u", "s")
+
+
+@pytest.fixture
+def pm():
+    return get_plugin_manager(load_entrypoints=False)
+
+
+async def make_service(pm, **config: Any) -> StepUpService:
+    return await StepUpService.create(
+        config_from_mapping({"store": "memory:", "secret_key": "ab" * 32, **config}), pm=pm, clock=ManualClock()
+    )
+
+
+async def test_hook_stepup_register_stores(pm):
+    opened: list[str] = []
+
+    class Scratch:
+        @hookimpl
+        def stepup_register_stores(self, register):
+            async def factory(url, clock):
+                opened.append(url)
+                return MemoryStore(clock=clock)
+
+            register("scratch", factory)
+
+    pm.register(Scratch(), name="scratch")
+    store = await open_store("scratch:anything", pm)
+    assert isinstance(store, MemoryStore) and opened == ["scratch:anything"]
+
+    class Clash:
+        @hookimpl
+        def stepup_register_stores(self, register):
+            register("memory", lambda url, clock: None)
+
+    pm.register(Clash(), name="clash")
+    with pytest.raises(errors.PluginError, match="'memory' is registered by both"):
+        await open_store("memory:", pm)
+    pm.unregister(name="clash")
+    with pytest.raises(errors.ConfigError, match="no store backend for 'nosuch'"):
+        await open_store("nosuch://x", pm)
+
+
+async def test_hook_stepup_register_verifiers(pm):
+    import stepup_example.plugin
+
+    pm.register(stepup_example.plugin, name="pin")
+    service = await make_service(pm, plugins={"pin": {"min_length": 8}})
+    assert [m.name for m in service.methods()] == ["pin"]
+    assert service.verifiers["pin"].settings.min_length == 8  # type: ignore[attr-defined]
+
+    class Twin:
+        @hookimpl
+        def stepup_register_verifiers(self, register, config):
+            register(service.verifiers["pin"])
+
+    pm.register(Twin(), name="twin")
+    with pytest.raises(errors.PluginError, match="'pin' is registered by both"):
+        await make_service(pm)
+
+
+async def test_hook_stepup_check(pm):
+    seen: list[tuple[str, str]] = []
+
+    class Risk:
+        @hookimpl
+        def stepup_check(self, principal, scope, policy):
+            seen.append((principal.user_id, scope))
+            return StepUpVote(required=True, reason="new_device") if scope == "user:update" else None
+
+    pm.register(Risk(), name="risk")
+    service = await make_service(pm, scopes={"user:update": {"required": False}})
+    result = await service.check(P, "user:update")
+    assert result.is_required and result.reasons == ("new_device",)
+    assert (await service.check(P, "credential:update")).is_required  # Risk abstains: the policy votes
+    assert seen == [("u", "user:update"), ("u", "credential:update")]
+
+
+async def test_hook_stepup_user_credentials(pm):
+    import stepup_example.plugin
+
+    class App:
+        @hookimpl
+        async def stepup_user_credentials(self, principal):
+            return [Credential(id="app-pin", user_id="ignored", method="", format=CredentialFormat.CUSTOM,
+                               factor=Factor.MFA, created_at=1.0, data={"pinHash": "x"})]
+
+    pm.register(stepup_example.plugin, name="pin")
+    pm.register(App(), name="app")
+    service = await make_service(pm)
+    views = await service.list_credentials(P)
+    assert [(v.id, v.method) for v in views] == [("app-pin", "pin")]
+    result = await service.check(P, "user:update")
+    assert result.route.value == "mfa" and result.default_credential_id == "app-pin"
+
+
+async def test_hook_stepup_deliver_code(pm):
+    sent: list[CodeDelivery] = []
+
+    class Pager:
+        name = "pager"
+
+        async def send(self, delivery):
+            sent.append(delivery)
+
+    class PagerPlugin:
+        @hookimpl
+        def stepup_deliver_code(self, delivery, config):
+            return Pager() if delivery.channel == "sms" else None
+
+    class Broken:
+        name = "broken"
+
+        async def send(self, delivery):
+            raise ConnectionError("gateway down")
+
+    pm.register(PagerPlugin(), name="pager")
+    service = await make_service(pm)
+    sms = CodeDelivery(channel="sms", address="+15550100", code="123456", purpose="stepUp", expires_at=1.0, user_id="u")
+    await service.deliver_code(sms)
+    assert sent == [sms]
+    email = CodeDelivery(channel="email", address="a@example.com", code="1", purpose="stepUp", expires_at=1.0,
+                         user_id="u")
+    await service.deliver_code(email)  # the console fallback answers
+    assert sent == [sms]
+
+    class BrokenPlugin:
+        @hookimpl(tryfirst=True)
+        def stepup_deliver_code(self, delivery, config):
+            return Broken()
+
+    pm.register(BrokenPlugin(), name="broken")
+    with pytest.raises(errors.DeliveryFailed, match="gateway down"):
+        await service.deliver_code(sms)
+
+
+async def test_hook_stepup_event(pm, caplog):
+    received: list[AuditEvent] = []
+
+    class Sink:
+        @hookimpl
+        async def stepup_event(self, event):
+            received.append(event)
+
+    class Crashing:
+        @hookimpl
+        def stepup_event(self, event):
+            raise RuntimeError("audit sink down")
+
+    pm.register(Sink(), name="sink")
+    pm.register(Crashing(), name="crashing")
+    service = await make_service(pm)
+    caplog.set_level(logging.ERROR, logger="stepup")
+    assert await service.revoke_grants(P) == 0
+    assert [e.type for e in received] == ["grants_revoked"]
+    assert "audit sink down" in caplog.text  # logged, never blocking
+
+
+def test_hook_stepup_register_client_methods(pm):
+    import stepup_example.plugin
+
+    pm.register(stepup_example.plugin, name="pin")
+    methods = client_methods(pm)
+    assert set(methods) == {"pin"} and methods["pin"].package == "stepup-example"
+
+    class Twin:
+        @hookimpl
+        def stepup_register_client_methods(self, register):
+            register(methods["pin"])
+
+    pm.register(Twin(), name="twin")
+    with pytest.raises(errors.PluginError, match="'pin' is registered by both"):
+        client_methods(pm)
