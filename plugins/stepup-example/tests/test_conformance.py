@@ -29,4 +29,5 @@ class TestPinConformance(VerifierConformanceSuite):
         return {"pin": "000000"}
 
     def malformed_responses(self) -> list[dict[str, Any]]:
-        return [{}, {"pin": 135790}, {"pin": "12"}, {"pin": "\uff11\uff12\uff13\uff14\uff15\uff16"}, {"pin": "9" * 10_000}, {"pin": None}]
+        fullwidth_digits = "\uff11\uff12\uff13\uff14\uff15\uff16"
+        return [{}, {"pin": 135790}, {"pin": "12"}, {"pin": fullwidth_digits}, {"pin": "9" * 10_000}, {"pin": None}]
