@@ -7,9 +7,6 @@ import datetime
 from typing import Any
 
 import pytest
-
-from stepup_core.errors import VerificationFailed
-from stepup_core.testing.vectors import load_vectors
 from stepup_passkey.config import PasskeySettings
 from stepup_passkey.verification import (
     AuthenticatedPasskey,
@@ -19,6 +16,9 @@ from stepup_passkey.verification import (
     verify_authentication,
     verify_registration,
 )
+
+from stepup_core.errors import VerificationFailed
+from stepup_core.testing.vectors import load_vectors
 
 GROUPS = ("registration_success", "registration_fail", "authentication_success", "authentication_fail")
 #: py_webauthn's algorithm names (as the vectors spell them) to this plugin's configuration names.

@@ -36,15 +36,6 @@ ANDROID_ORIGIN_PREFIX = "android:apk-key-hash:"
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-def _one_of(allowed: tuple[str, ...]) -> object:
-    def check(_: object, attribute: attrs.Attribute[str], value: str) -> None:
-        if value not in allowed:
-            choices = ", ".join(repr(a) for a in allowed)
-            raise ConfigError(f"{attribute.name} must be one of {choices}, got {value!r}")
-
-    return check
-
-
 def _is_loopback(host: str) -> bool:
     return host in _LOOPBACK_HOSTS or host.endswith(".localhost")
 
@@ -97,20 +88,26 @@ class PasskeySettings:
     #: Web origins (and ``android:apk-key-hash:...`` app origins) allowed to use the passkeys.
     origins: tuple[str, ...] = ()
     #: Attestation conveyance asked for at registration.
-    attestation: str = attrs.field(default="none", validator=_one_of(ATTESTATION_PREFERENCES))  # type: ignore[arg-type]
+    attestation: str = "none"
     #: User verification at registration: ``required`` (default) or ``preferred``.
-    user_verification: str = attrs.field(
-        default="required",
-        validator=_one_of(USER_VERIFICATION_AT_REGISTRATION),  # type: ignore[arg-type]
-    )
+    user_verification: str = "required"
     #: Whether the passkey should be discoverable (stored on the authenticator).
-    resident_key: str = attrs.field(default="preferred", validator=_one_of(RESIDENT_KEY_REQUIREMENTS))  # type: ignore[arg-type]
+    resident_key: str = "preferred"
     #: How long the browser waits for the person, in milliseconds; also the challenge lifetime.
     timeout_ms: int = 300_000
     #: Signature algorithms accepted for new passkeys, most preferred first.
     allow_algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
 
     def __attrs_post_init__(self) -> None:
+        for name, allowed in (
+            ("attestation", ATTESTATION_PREFERENCES),
+            ("user_verification", USER_VERIFICATION_AT_REGISTRATION),
+            ("resident_key", RESIDENT_KEY_REQUIREMENTS),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                choices = ", ".join(repr(a) for a in allowed)
+                raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
         rp_id = self.rp_id.strip().lower()
         if not rp_id or "/" in rp_id or ":" in rp_id or rp_id != self.rp_id:
             raise ConfigError(

@@ -138,6 +138,23 @@ def _credential_shape(credential: Any, path: str, response_fields: Sequence[str]
         raise InvalidResponse(f"{path}.response must be an object", field=f"{path}.response")
     for key in response_fields:
         _b64url_field(response, key, f"{path}.response")
+    client_data_path = f"{path}.response.clientDataJSON"
+    try:
+        client_data = json.loads(b64url_decode(response["clientDataJSON"]))
+    except (ValueError, RecursionError):
+        client_data = None
+    if not isinstance(client_data, dict) or not all(
+        isinstance(client_data.get(k), str) for k in ("type", "challenge", "origin")
+    ):
+        raise InvalidResponse(
+            f"{client_data_path} must be a JSON object with type, challenge and origin",
+            field=client_data_path,
+        )
+    if "authenticatorData" in response_fields and len(b64url_decode(response["authenticatorData"])) < 37:
+        raise InvalidResponse(
+            f"{path}.response.authenticatorData is too short to be authenticator data",
+            field=f"{path}.response.authenticatorData",
+        )
     handle = response.get("userHandle")
     if handle is not None:
         _b64url_field(response, "userHandle", f"{path}.response", allow_empty=True)
@@ -206,7 +223,7 @@ def _install_certificate_clock() -> None:
 
     if not hasattr(module, "_generate_new_cert_store"):
         raise RuntimeError("this version of webauthn has no certificate store hook; pin webauthn<4")
-    module._generate_new_cert_store = cert_store_at_injected_time
+    setattr(module, "_generate_new_cert_store", cert_store_at_injected_time)  # noqa: B010
     _cert_clock_installed = True
 
 

@@ -1,0 +1,149 @@
+"""Fixtures for the passkey tests.
+
+- ``config_mapping``: the ``stepup.toml`` mapping (memory store, ``[plugins.passkey]`` for the
+  relying party ``stepup.test`` on ``https://app.stepup.test``); override to change it.
+- ``service``: a :class:`StepUpService` with this plugin registered and a manual clock.
+- ``events``: every audit event the service emitted, in order.
+- ``enrol`` / ``step_up``: run a whole registration or step-up through the service with an
+  authenticator (``SoftwareAuthenticator``), returning the credential view or the token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import stepup_passkey.plugin
+from stepup_passkey.testing import SoftwareAuthenticator
+
+from stepup_core.clock import ManualClock
+from stepup_core.config import config_from_mapping
+from stepup_core.hookspecs import hookimpl
+from stepup_core.models import (
+    AuditEvent,
+    ChallengeRequest,
+    CredentialView,
+    EnrollmentCompletion,
+    EnrollmentRequest,
+    IssuedToken,
+    Principal,
+    VerifyRequest,
+)
+from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
+from stepup_core.service import StepUpService
+
+RP_ID = "stepup.test"
+ORIGIN = "https://app.stepup.test"
+ALICE = Principal("alice", "s-alice")
+BOB = Principal("bob", "s-bob")
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    @hookimpl
+    def stepup_event(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+    def of_type(self, type: str) -> list[AuditEvent]:
+        return [e for e in self.events if e.type == type]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def passkey_settings() -> dict[str, Any]:
+    return {"rp_id": RP_ID, "rp_name": "Stepup Test", "origins": [ORIGIN]}
+
+
+@pytest.fixture
+def config_mapping(passkey_settings: dict[str, Any]) -> dict[str, Any]:
+    return {"store": "memory:", "secret_key": secrets.token_hex(32), "plugins": {"passkey": passkey_settings}}
+
+
+@pytest.fixture
+def event_log() -> EventLog:
+    return EventLog()
+
+
+@pytest.fixture
+def pm(event_log: EventLog) -> StepUpPluginManager:
+    manager = get_plugin_manager(load_entrypoints=False)
+    manager.register(stepup_passkey.plugin, name="passkey")
+    manager.register(event_log, name="event-log")
+    return manager
+
+
+@pytest.fixture
+async def service(
+    config_mapping: dict[str, Any], pm: StepUpPluginManager, clock: ManualClock
+) -> AsyncIterator[StepUpService]:
+    svc = await StepUpService.create(config_from_mapping(config_mapping), pm=pm, clock=clock)
+    yield svc
+    await svc.close()
+
+
+@pytest.fixture
+def authenticator() -> SoftwareAuthenticator:
+    return SoftwareAuthenticator(origin=ORIGIN)
+
+
+Enrol = Callable[..., Awaitable[CredentialView]]
+StepUp = Callable[..., Awaitable[IssuedToken]]
+
+
+@pytest.fixture
+def enrol(service: StepUpService) -> Enrol:
+    async def run(
+        principal: Principal,
+        authenticator: SoftwareAuthenticator,
+        *,
+        token: str | None = None,
+        params: dict[str, Any] | None = None,
+        alias: str | None = None,
+    ) -> CredentialView:
+        start = await service.begin_enrollment(
+            principal, EnrollmentRequest(method="passkey", params=params or {}), token=token
+        )
+        response: dict[str, Any] = {"credential": authenticator.create(start.data["publicKey"])}
+        if alias is not None:
+            response["alias"] = alias
+        return await service.complete_enrollment(principal, start.enrollment_id, EnrollmentCompletion(response))
+
+    return run
+
+
+@pytest.fixture
+def step_up(service: StepUpService) -> StepUp:
+    async def run(
+        principal: Principal,
+        authenticator: SoftwareAuthenticator,
+        scope: str = "wallet:export",
+        *,
+        tamper: Callable[[dict[str, Any]], None] | None = None,
+        options: Callable[[dict[str, Any]], None] | None = None,
+    ) -> IssuedToken:
+        start = await service.begin(principal, ChallengeRequest(method="passkey", requested_scopes=(scope,)))
+        public_key = dict(start.data["publicKey"])
+        if options is not None:
+            options(public_key)
+        credential = authenticator.get(public_key)
+        if tamper is not None:
+            tamper(credential)
+        return await service.verify(
+            principal,
+            VerifyRequest(
+                method="passkey",
+                challenge_id=start.challenge_id,
+                response={"credential": credential},
+                requested_scopes=(scope,),
+            ),
+        )
+
+    return run
