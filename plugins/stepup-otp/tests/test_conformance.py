@@ -52,5 +52,13 @@ class TestOtpConformance(VerifierConformanceSuite):
         return {"code": f"{(int(code) + 1) % 1_000_000:06d}"}
 
     def malformed_responses(self) -> list[dict[str, Any]]:
-        return [{}, {"code": 123456}, {"code": "12345"}, {"code": "\uff11\uff12\uff13\uff14\uff15\uff16"}, {"code": "9" * 10_000},
-                {"code": None}, {"code": ["123456"]}]
+        fullwidth_digits = "\uff11\uff12\uff13\uff14\uff15\uff16"
+        return [
+            {},
+            {"code": 123456},
+            {"code": "12345"},
+            {"code": fullwidth_digits},
+            {"code": "9" * 10_000},
+            {"code": None},
+            {"code": ["123456"]},
+        ]
