@@ -123,8 +123,16 @@ def _b64url_field(obj: Mapping[str, Any], key: str, path: str, *, allow_empty: b
     return raw
 
 
-def _credential_shape(credential: Any, path: str, response_fields: Sequence[str]) -> bytes:
-    """Check the PublicKeyCredential JSON's shape; return the raw credential id."""
+REGISTRATION_FIELDS = ("clientDataJSON", "attestationObject")
+AUTHENTICATION_FIELDS = ("clientDataJSON", "authenticatorData", "signature")
+
+
+def check_credential_shape(credential: Any, path: str, response_fields: Sequence[str]) -> bytes:
+    """Check the PublicKeyCredential JSON's shape (``REGISTRATION_FIELDS`` or
+    ``AUTHENTICATION_FIELDS`` in its response) and return the raw credential id.
+
+    :raises InvalidResponse: naming the first bad field, below ``path``.
+    """
     if not isinstance(credential, Mapping):
         raise InvalidResponse(f"{path} must be an object (the PublicKeyCredential JSON)", field=path)
     raw_id = _b64url_field(credential, "rawId", path)
@@ -263,7 +271,7 @@ def verify_registration(
     :raises InvalidResponse: the JSON is malformed (the message names the field).
     :raises VerificationFailed: a check failed (challenge, origin, RP ID, flags, attestation).
     """
-    _credential_shape(credential, path, ("clientDataJSON", "attestationObject"))
+    check_credential_shape(credential, path, REGISTRATION_FIELDS)
 
     from webauthn import verify_registration_response
     from webauthn.helpers.cose import COSEAlgorithmIdentifier
@@ -360,7 +368,7 @@ def verify_authentication(
     :raises SignCountRegression: the signature is good but the counter did not increase.
     :raises VerificationFailed: any other check failed (challenge, origin, RP ID, UV, signature).
     """
-    _credential_shape(credential, path, ("clientDataJSON", "authenticatorData", "signature"))
+    check_credential_shape(credential, path, AUTHENTICATION_FIELDS)
 
     from webauthn import verify_authentication_response
     from webauthn.helpers.exceptions import InvalidJSONStructure, WebAuthnException

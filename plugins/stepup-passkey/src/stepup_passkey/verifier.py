@@ -32,9 +32,11 @@ from stepup_core.verifier import (
 
 from .config import ALGORITHMS, PasskeySettings
 from .verification import (
+    AUTHENTICATION_FIELDS,
     SignCountRegression,
     b64url_decode,
     b64url_encode,
+    check_credential_shape,
     verify_authentication,
     verify_registration,
 )
@@ -72,19 +74,6 @@ def _credential_param(params: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(credential, Mapping):
         raise InvalidResponse("response.credential must be an object", field="response.credential")
     return credential
-
-
-def _raw_id(credential: Mapping[str, Any]) -> str:
-    raw = credential.get("rawId")
-    try:
-        if not isinstance(raw, str):
-            raise ValueError
-        decoded = b64url_decode(raw)
-    except ValueError:
-        raise InvalidResponse(
-            "response.credential.rawId must be a base64url string", field="response.credential.rawId"
-        ) from None
-    return b64url_encode(decoded)
 
 
 def _optional_text(params: Mapping[str, Any], key: str, path: str, limit: int) -> str | None:
@@ -144,7 +133,7 @@ class PasskeyVerifier:
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         credential_json = _credential_param(attempt.params)
-        raw_id = _raw_id(credential_json)
+        raw_id = b64url_encode(check_credential_shape(credential_json, "response.credential", AUTHENTICATION_FIELDS))
         expected_challenge = _challenge_bytes(attempt)
         credential = next((c for c in attempt.candidates if c.data.get("credentialId") == raw_id), None)
         if credential is None:
