@@ -100,6 +100,10 @@ class SQLiteStore:
         if path != ":memory:":
             _ensure_parent_directory(path)
         try:
+            if path != ":memory:":
+                # Probe first: a failed aiosqlite connect leaves its worker thread to wind down
+                # on its own, so report the common failures before one is started.
+                await asyncio.to_thread(_probe, path)
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise _unavailable(path, "be opened", exc) from exc
@@ -327,6 +331,10 @@ def _ensure_parent_directory(path: str) -> None:
         os.makedirs(parent, exist_ok=True)
     except OSError as exc:
         raise _unavailable(path, f"create its directory {parent!r}", exc) from exc
+
+
+def _probe(path: str) -> None:
+    sqlite3.connect(path).close()
 
 
 def _unique(names: Iterable[str]) -> list[str]:
