@@ -1,0 +1,197 @@
+"""The server half of the ``recovery`` method: single-use recovery codes.
+
+Each code is kept as its own store record, named by the keyed hash of the code under the
+credential's code set, so using a code is the store's atomic ``take``: of any number of
+concurrent submissions of one code exactly one finds it. The codes themselves are never stored.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from stepup_core.config import StepUpConfig
+from stepup_core.crypto import constant_time_equals
+from stepup_core.errors import (
+    ConfigError,
+    EnrollmentFailed,
+    InvalidResponse,
+    NoEligibleCredential,
+    ValidationError,
+    VerificationFailed,
+)
+from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
+from stepup_core.store.base import make_key
+from stepup_core.verifier import (
+    Attempt,
+    EnrollmentStep,
+    NewCredential,
+    RateLimit,
+    Verification,
+    VerifierContext,
+)
+
+from .codes import BITS_PER_CODE, CODE_LENGTH, generate_codes, normalize_code
+
+METHOD = "recovery"
+PACKAGE = "stepup-recovery"
+#: Purpose of the keyed hash a code is stored under.
+HASH_PURPOSE = "recovery"
+DEFAULT_ALIAS = "Recovery codes"
+MAX_COUNT = 100
+LOW_CODES_EVENT = "recovery_codes_low"
+
+
+@attrs.frozen
+class RecoverySettings:
+    """``[plugins.recovery]`` in ``stepup.toml``."""
+
+    #: Codes in a set.
+    count: int = 10
+    #: A ``recovery_codes_low`` warning event is emitted after a use leaves fewer than this many.
+    warn_below: int = 3
+
+
+def load_settings(config: StepUpConfig) -> RecoverySettings:
+    """Read and check ``[plugins.recovery]``; a bad value is a ConfigError naming its key."""
+    settings = config.plugin_section(METHOD, RecoverySettings)
+    if not 1 <= settings.count <= MAX_COUNT:
+        raise ConfigError(f"plugins.recovery.count must be from 1 to {MAX_COUNT}, got {settings.count}")
+    if not 0 <= settings.warn_below <= settings.count:
+        raise ConfigError(
+            f"plugins.recovery.warn_below must be from 0 to count ({settings.count}), got {settings.warn_below}"
+        )
+    return settings
+
+
+def code_key(code_set: str, digest: str) -> str:
+    """The store record of one unused code."""
+    return make_key("recovery-code", code_set, digest)
+
+
+def code_set_index(code_set: str) -> str:
+    """The listing of a set's unused codes."""
+    return make_key("recovery-codes", code_set)
+
+
+def read_code(params: dict[str, Any], field: str = "response.code") -> str:
+    """The normalised code from a response; InvalidResponse naming ``field`` when it cannot be one."""
+    raw = params.get("code")
+    if raw is None:
+        raise InvalidResponse(f"{field} is required: one of your recovery codes", field=field)
+    if not isinstance(raw, str):
+        raise InvalidResponse(f"{field} must be a string such as 'abcde-fghjk'", field=field)
+    code = normalize_code(raw)
+    if code is None:
+        raise InvalidResponse(
+            f"{field} is not a recovery code: expected {CODE_LENGTH} letters and digits such as 'abcde-fghjk'",
+            field=field,
+        )
+    return code
+
+
+class RecoveryVerifier:
+    """Verifies and consumes recovery codes; issues a fresh set on enrolment."""
+
+    name: str = METHOD
+    factor: Factor = Factor.MFA
+    formats: tuple[CredentialFormat, ...] = (CredentialFormat.RECOVERY_CODE,)
+    interaction: Interaction = Interaction.CODE
+    #: A fallback: it counts only beside another MFA credential (the core enforces this).
+    fallback: bool = True
+    requires_challenge: bool = False
+    challenge_ttl: float = 300.0
+    begin_limits: Sequence[RateLimit] = ()
+    package: str = PACKAGE
+
+    def __init__(self, settings: RecoverySettings | None = None) -> None:
+        self.settings = settings or RecoverySettings()
+
+    @staticmethod
+    def _credential(attempt: Attempt) -> Credential:
+        if attempt.credential is not None:
+            return attempt.credential
+        if not attempt.candidates:
+            raise NoEligibleCredential("no recovery codes were generated for this user")
+        return max(attempt.candidates, key=lambda c: (c.created_at, c.id))
+
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+        """Nothing to send: say how many codes remain."""
+        credential = self._credential(attempt)
+        remaining = len(await ctx.store.list_index(code_set_index(str(credential.data["set"]))))
+        return {"credentialId": credential.id, "remaining": remaining}
+
+    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
+        credential = self._credential(attempt)
+        code = read_code(attempt.params)
+        code_set = str(credential.data["set"])
+        # The record is found by a keyed hash of the code, so the lookup's timing says nothing
+        # about how close a guess was; the value is compared in constant time as a binding check.
+        found = await ctx.store.take(code_key(code_set, ctx.keys.keyed_hash(HASH_PURPOSE, code)))
+        if found is None or not constant_time_equals(found, code_set):
+            raise VerificationFailed("not a recovery code of this account, or it was already used")
+        remaining = len(await ctx.store.list_index(code_set_index(code_set)))
+        await self._publish_remaining(ctx, credential, remaining)
+        if remaining < self.settings.warn_below:
+            await ctx.emit(
+                ctx.event(
+                    LOW_CODES_EVENT,
+                    "warning",
+                    user_id=credential.user_id,
+                    session_id=attempt.principal.session_id,
+                    method=METHOD,
+                    credential_id=credential.id,
+                    details={"remaining": remaining},
+                )
+            )
+        return Verification(credential_id=credential.id, details={"remaining": remaining})
+
+    @staticmethod
+    async def _publish_remaining(ctx: VerifierContext, credential: Credential, remaining: int) -> None:
+        """Keep ``data["public"]["remaining"]`` (shown in the credential listing) current."""
+        stored = await ctx.credentials.get(credential.user_id, credential.id)
+        if stored is None or stored.data.get("set") != credential.data.get("set"):
+            return  # deleted or regenerated meanwhile
+        public = dict(stored.data.get("public", {}))
+        public["remaining"] = remaining
+        stored.data = {**stored.data, "public": public}
+        await ctx.credentials.save(stored)
+
+    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
+        """Generate a fresh set, shown once; it replaces the user's earlier set at once."""
+        if attempt.params:
+            errors = [{"path": f"params.{key}", "message": "unknown field"} for key in sorted(attempt.params)]
+            raise ValidationError("recovery codes take no enrolment parameters", errors)
+        codes = generate_codes(self.settings.count)
+        code_set = secrets.token_urlsafe(16)
+        index = code_set_index(code_set)
+        for code in codes:
+            digest = ctx.keys.keyed_hash(HASH_PURPOSE, normalize_code(code) or code)
+            await ctx.store.put(code_key(code_set, digest), code_set, indexes=(index,))
+        # Earlier sets stop working with the credential that named them; drop their records too.
+        for earlier in attempt.candidates:
+            earlier_set = earlier.data.get("set")
+            if earlier_set:
+                for key in await ctx.store.list_index(code_set_index(str(earlier_set))):
+                    await ctx.store.delete(key)
+        count = len(codes)
+        return EnrollmentStep(
+            data={"codes": codes, "count": count, "bitsPerCode": BITS_PER_CODE},
+            credential=NewCredential(
+                format=CredentialFormat.RECOVERY_CODE,
+                alias=DEFAULT_ALIAS,
+                type="recoveryCodes",
+                data={"set": code_set, "public": {"remaining": count, "total": count}},
+                replaces_existing=True,
+            ),
+        )
+
+    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
+        raise EnrollmentFailed("recovery codes are enrolled at once; there is nothing to complete")
+
+
+def make_verifier(config: StepUpConfig) -> RecoveryVerifier:
+    return RecoveryVerifier(load_settings(config))
