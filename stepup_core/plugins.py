@@ -44,6 +44,8 @@ class StepUpPluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(hookspecs.PROJECT_NAME)
         self.load_failures: list[PluginLoadFailure] = []
+        #: (distribution name, version) of each plugin loaded from an entry point, by plugin name.
+        self.distributions: dict[str, tuple[str, str]] = {}
 
 
 def _names_from_env(var: str) -> set[str] | None:
@@ -69,6 +71,8 @@ def load_entry_points(pm: StepUpPluginManager) -> None:
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
+            if ep.dist is not None:
+                pm.distributions[ep.name] = (ep.dist.metadata["Name"], ep.dist.version)
         except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the rest
             failure = PluginLoadFailure(name=ep.name, error=f"{type(exc).__name__}: {exc}")
             pm.load_failures.append(failure)
@@ -96,6 +100,10 @@ def plugin_distribution(pm: pluggy.PluginManager, plugin: Any) -> tuple[str | No
     for dist_plugin, dist in pm.list_plugin_distinfo():
         if dist_plugin is plugin:
             return dist.project_name, dist.version
+    distributions: dict[str, tuple[str, str]] = getattr(pm, "distributions", {})
+    known = distributions.get(pm.get_name(plugin) or "")
+    if known is not None:
+        return known
     return None, None
 
 
