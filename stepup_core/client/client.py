@@ -928,12 +928,10 @@ class StepUpClient:
         ctx = self._context(method, options)
         params = await client_method.enrollment_params(ctx)
         start = await self.begin_enrollment(method, params, alias=alias)
-        if start.credential is not None:
-            answer_started = getattr(client_method, "enrollment_started", None)
-            if callable(answer_started):
-                await answer_started(_wire_enrollment(start), ctx)
-            return start.credential
         response = await client_method.answer_enrollment(_wire_enrollment(start), ctx)
+        if start.credential is not None:
+            # Completed at once (recovery codes): the method kept or showed what it was given.
+            return start.credential
         return await self.complete_enrollment(start.enrollment_id, response)
 
     async def delete_credential(self, credential_id: str) -> None:

@@ -63,7 +63,11 @@ class ClientMethod(Protocol):
         ...
 
     async def answer_enrollment(self, enrollment: Mapping[str, Any], ctx: ClientContext) -> Mapping[str, Any]:
-        """The response that completes an enrolment (a current code, an attestation)."""
+        """The response that completes an enrolment (a current code, an attestation).
+
+        Also called when the server completed the enrolment at once (the answer already holds
+        the ``credential``, as for recovery codes): the method keeps or shows what the server
+        returned, and the client sends nothing back."""
         ...
 
     def unattended(self) -> Any | None:

@@ -1,0 +1,128 @@
+"""The ``stepup`` command: ``plugins``, ``serve`` and ``demo``.
+
+Imports stay inside the commands: ``stepup plugins`` loads the plugin modules (cheap by
+contract) and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@click.group()
+@click.version_option(package_name="stepup-core", prog_name="stepup")
+def main() -> None:
+    """Step-up authentication for Python services."""
+
+
+@main.command()
+@click.option("--all", "include_builtin", is_flag=True, help="Include the built-in plugins of stepup-core.")
+def plugins(include_builtin: bool) -> None:
+    """List installed plugins as JSON: name, package, version and hooks."""
+    from .plugins import describe_plugins, get_plugin_manager
+
+    pm = get_plugin_manager()
+    click.echo(json.dumps(describe_plugins(pm, include_builtin=include_builtin), indent=2))
+    for failure in pm.load_failures:
+        click.echo(f"warning: plugin {failure.name!r} failed to load: {failure.error}", err=True)
+
+
+def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
+    check = (
+        f"curl -s -X POST {base_url}{prefix}/check -H 'Authorization: Bearer {token}' "
+        "-H 'Content-Type: application/json' -d '{\"scope\": \"user:update\"}'"
+    )
+    return "\n".join(
+        [
+            "=" * 78,
+            "stepup DEVELOPMENT MODE: started without --config.",
+            "  Callers are identified by one token generated now; every caller holding it is",
+            "  user 'dev-user'. Do not expose this server. For real use write a stepup.toml",
+            "  with an [identify] table (signed session JWTs) and pass --config.",
+            f"  Store: {store}",
+            f"  Development token: {token}",
+            "  Try:",
+            f"    {check}",
+            f"    curl -s {base_url}{prefix}/methods",
+            "=" * 78,
+        ]
+    )
+
+
+async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
+    from .config import load_config
+    from .identify import DevelopmentIdentify, JwtIdentify, identify_from_config
+    from .server import build_app
+    from .service import StepUpService
+
+    development = config_path is None
+    config = load_config(config_path)
+    identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
+    service = await StepUpService.create(config)
+    try:
+        app = build_app(service, identify)
+        from .client.testing import serve_app
+
+        async with serve_app(app, host=host, port=port) as base_url:
+            prefix = service.config.server.prefix
+            if development:
+                click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
+            else:
+                click.echo(f"identifying callers by {config.identify.mode}")
+            click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
+            sys.stdout.flush()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            click.echo("stepup stopped")
+    finally:
+        if isinstance(identify, JwtIdentify):
+            await identify.close()
+        await service.close()
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STEPUP_CONFIG",
+    default=None,
+    help="stepup.toml; without it the server starts in development mode.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+def serve(config_path: Path | None, host: str, port: int) -> None:
+    """Run the stepup server beside an existing application."""
+    from .errors import StepUpError
+
+    try:
+        asyncio.run(_serve(config_path, host, port))
+    except StepUpError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"could not listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@main.command()
+def demo() -> None:
+    """Enrol and step up with every installed method, end to end, and print a table."""
+    from .demo import run_demo
+
+    status = asyncio.run(run_demo(sys.stdout))
+    sys.exit(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
