@@ -183,3 +183,8 @@ def flows_for(app: AuthenticatorApp) -> Callable[[StepUpService], Flows]:
 def new_pm() -> Callable[[], StepUpPluginManager]:
     """A further plugin manager with the totp plugin (a second server instance)."""
     return make_pm
+
+
+@pytest.fixture
+def prompter() -> ScriptedPrompter:
+    return ScriptedPrompter()
