@@ -146,6 +146,9 @@ def check_credential_shape(credential: Any, path: str, response_fields: Sequence
         raise InvalidResponse(f"{path}.response must be an object", field=f"{path}.response")
     for key in response_fields:
         _b64url_field(response, key, f"{path}.response")
+    handle = response.get("userHandle")
+    if handle is not None:
+        _b64url_field(response, "userHandle", f"{path}.response", allow_empty=True)
     client_data_path = f"{path}.response.clientDataJSON"
     try:
         client_data = json.loads(b64url_decode(response["clientDataJSON"]))
@@ -163,9 +166,6 @@ def check_credential_shape(credential: Any, path: str, response_fields: Sequence
             f"{path}.response.authenticatorData is too short to be authenticator data",
             field=f"{path}.response.authenticatorData",
         )
-    handle = response.get("userHandle")
-    if handle is not None:
-        _b64url_field(response, "userHandle", f"{path}.response", allow_empty=True)
     return raw_id
 
 
