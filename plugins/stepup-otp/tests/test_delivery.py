@@ -71,6 +71,11 @@ def test_each_channel_goes_to_its_configured_sender_only() -> None:
         ({"sms_gateway": {"url": "https://sms.example.com", "body_template": "{to"}}, "not valid JSON"),
         ({"sms_gateway": {"url": "https://sms.example.com", "body_template": '{"to": "{to}"}'}}, "{code}"),
         ({"code_ttl": 0}, "code_ttl must be greater than 0"),
+        (
+            {"smtp": {"host": "smtp.example.com", "sender": "a@example.com", "security": "none",
+                      "username": "u", "password": "p"}},
+            "clear text",
+        ),
         ({"smtp": {"host": "h", "sender": "a@example.com", "username": "u", "password": "${NOPE_UNSET}"}},
          "NOPE_UNSET is not set"),
     ],

@@ -18,6 +18,7 @@ from stepup_core.errors import ConfigError
 
 PLUGIN_NAME = "otp"
 SMTP_SECURITY = ("starttls", "tls", "none")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_SMS_BODY_TEMPLATE = '{"to": "{to}", "text": "Your {app} verification code is {code}"}'
 SMS_PLACEHOLDERS = ("{to}", "{code}", "{app}")
@@ -68,6 +69,11 @@ class SmtpSettings:
             raise ValueError(f"security must be one of {', '.join(SMTP_SECURITY)}; got {self.security!r}")
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together: set both or neither")
+        if self.username is not None and self.security == "none" and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                "a login over security = 'none' would send the password in clear text; "
+                "use 'starttls' or 'tls' (plain logins are allowed only to localhost)"
+            )
         if self.port is not None and not 0 < self.port < 65536:
             raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         if "@" not in self.sender:
