@@ -273,7 +273,8 @@ class JwtIdentify:
         except ExpiredTokenError:
             raise Unauthenticated("the session token has expired") from None
         except MissingClaimError as exc:
-            raise Unauthenticated(f"the session token lacks required claims: {exc.description}") from None
+            missing = str(exc.description).split(":", 1)[-1].strip().replace("'", "")
+            raise Unauthenticated(f"the session token lacks required claims: {missing}") from None
         except InvalidClaimError as exc:
             raise Unauthenticated(f"the session token has a wrong claim: {exc.description}") from None
         except (JoseError, ValueError, TypeError) as exc:
