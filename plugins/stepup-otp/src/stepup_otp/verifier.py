@@ -117,12 +117,16 @@ async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[s
     code = read_code(params)
     expected = challenge.state.get("codeHash")
     latest_key = challenge.state.get("latestKey")
-    if not isinstance(expected, str) or not isinstance(latest_key, str):
+    code_expires_at = challenge.state.get("codeExpiresAt")
+    if (
+        not isinstance(expected, str)
+        or not isinstance(latest_key, str)
+        or not isinstance(code_expires_at, (int, float))
+    ):
         raise VerificationFailed("no code was sent for this challenge: request a new code")
     if await ctx.store.get(latest_key) != challenge.id:
         raise VerificationFailed("a newer code was sent since this one: enter the latest code")
-    code_expires_at = challenge.state.get("codeExpiresAt")
-    if isinstance(code_expires_at, (int, float)) and code_expires_at <= ctx.clock.now():
+    if code_expires_at <= ctx.clock.now():
         raise ChallengeExpired("the code expired; ask for a new one", challengeId=challenge.id)
     if not constant_time_equals(code_hash(ctx, challenge, code), expected):
         raise VerificationFailed("the code is not correct")
