@@ -19,14 +19,14 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-
 import stepup_social.plugin
+from stepup_social.testing import LoopbackProvider, sign_in_at_mock_provider
+
 from stepup_core.config import config_from_mapping
 from stepup_core.hookspecs import hookimpl
 from stepup_core.models import AuditEvent, ChallengeRequest, EnrollmentRequest, Principal
 from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
-from stepup_social.testing import LoopbackProvider, sign_in_at_mock_provider
 
 PUBLIC_URL = "http://127.0.0.1:8765"
 CALLBACK_URL = f"{PUBLIC_URL}/stepup/callback/social"
@@ -54,7 +54,11 @@ class ShiftedClock:
 @pytest.fixture
 def mock_issuer() -> Iterator[str]:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the provider's own deprecated imports from authlib
+        # The provider imports parts of authlib that authlib deprecates, and authlib forces
+        # its deprecation warnings on at import: silence them after that import.
+        import authlib.deprecate
+
+        warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
         from oidc_provider_mock import run_server_in_thread
 
     with run_server_in_thread(port=0) as server:

@@ -13,16 +13,25 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from stepup_core import errors
-from stepup_core.models import ChallengeRequest, ChallengeStatus, CredentialFormat, EnrollmentRequest, Factor, Principal
 from stepup_social import subject_identifier
 from stepup_social.testing import sign_in_at_mock_provider
+
+from stepup_core import errors
+from stepup_core.models import ChallengeRequest, ChallengeStatus, CredentialFormat, EnrollmentRequest, Factor, Principal
 
 ALICE = Principal("user-alice", "session-1")
 
 
 def mock_providers(issuer: str, **extra: Any) -> dict[str, dict[str, Any]]:
-    return {"mock": {"issuer": issuer, "client_id": "stepup-app", "client_secret": "s3cret", "scopes": ["openid", "email"], **extra}}
+    return {
+        "mock": {
+            "issuer": issuer,
+            "client_id": "stepup-app",
+            "client_secret": "s3cret",
+            "scopes": ["openid", "email"],
+            **extra,
+        }
+    }
 
 
 @pytest.fixture
@@ -42,7 +51,12 @@ def query_of(url: str) -> dict[str, str]:
 async def test_linking_stores_issuer_and_subject_not_email(service: Any, alice_linked: str, mock_issuer: str) -> None:
     [view] = await service.list_credentials(ALICE)
     assert view.id == alice_linked
-    assert (view.method, view.format, view.factor, view.type) == ("social", CredentialFormat.OAUTH, Factor.REAUTH, "mock")
+    assert (view.method, view.format, view.factor, view.type) == (
+        "social",
+        CredentialFormat.OAUTH,
+        Factor.REAUTH,
+        "mock",
+    )
     assert view.alias == "mock (al***)"  # from the email claim, masked
     stored = await service.credentials.get(ALICE.user_id, alice_linked)
     assert stored.identifier == subject_identifier(mock_issuer, "alice-sub")
@@ -105,9 +119,7 @@ async def test_another_session_cannot_pick_up_the_grant(service: Any, alice_link
     assert (await service.challenge_status(ALICE, start.challenge_id)).grant is not None
 
 
-async def test_wrong_state_is_refused_and_the_real_one_still_works(
-    service: Any, alice_linked: str, begin: Any
-) -> None:
+async def test_wrong_state_is_refused_and_the_real_one_still_works(service: Any, alice_linked: str, begin: Any) -> None:
     start = await begin(service, ALICE, "mock")
     query = await sign_in_at_mock_provider(start.data["authorizationUrl"], "alice-sub")
     for bad in ("forged-state", query["state"][:-1], ""):
@@ -143,11 +155,14 @@ async def test_replayed_code_is_refused_before_reaching_the_provider(
     assert after.failure == "replay_detected"
 
     # The provider itself refuses a second exchange of the code, too.
-    async with aiohttp.ClientSession() as http, http.post(
-        f"{mock_issuer}/oauth2/token",
-        data={"grant_type": "authorization_code", "code": used["code"], "redirect_uri": callback_url},
-        headers={"Authorization": "Basic " + base64.b64encode(b"stepup-app:s3cret").decode()},
-    ) as answer:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{mock_issuer}/oauth2/token",
+            data={"grant_type": "authorization_code", "code": used["code"], "redirect_uri": callback_url},
+            headers={"Authorization": "Basic " + base64.b64encode(b"stepup-app:s3cret").decode()},
+        ) as answer,
+    ):
         assert answer.status == 400
         assert (await answer.json())["error"] == "invalid_grant"
 
@@ -178,7 +193,9 @@ async def test_another_subject_with_the_same_email_is_refused(
     assert state.failure == "verification_failed"
 
 
-async def test_stale_auth_time_is_refused(service: Any, alice_linked: str, begin: Any, mock_admin: Any, clock: Any) -> None:
+async def test_stale_auth_time_is_refused(
+    service: Any, alice_linked: str, begin: Any, mock_admin: Any, clock: Any
+) -> None:
     start = await begin(service, ALICE, "mock")
     # The provider says the person last signed in an hour ago (it reused a session).
     await mock_admin("alice-sub", {"auth_time": int(clock.now()) - 3600})
@@ -246,29 +263,25 @@ async def test_linking_another_account_needs_a_credential_link_token(
     assert len(await service.list_credentials(ALICE)) == 2
 
     # A challenge is for one linked account: the one named, else the default one.
-    named = await service.begin(
-        ALICE, ChallengeRequest("social", second, ("user:update",), {"provider": "mock"})
-    )
+    named = await service.begin(ALICE, ChallengeRequest("social", second, ("user:update",), {"provider": "mock"}))
     assert named.credential_id == second
     await service.complete_callback(
         "social", await sign_in_at_mock_provider(named.data["authorizationUrl"], "alice-work-sub")
     )
     state = await service.challenge_status(ALICE, named.challenge_id)
     assert state.grant is not None
-    assert (await service.require_scope(ALICE, "user:update", state.grant.elevated_access_token)).credential_id == second
+    assert (
+        await service.require_scope(ALICE, "user:update", state.grant.elevated_access_token)
+    ).credential_id == second
 
-    other = await service.begin(
-        ALICE, ChallengeRequest("social", second, ("user:update",), {"provider": "mock"})
-    )
+    other = await service.begin(ALICE, ChallengeRequest("social", second, ("user:update",), {"provider": "mock"}))
     with pytest.raises(errors.VerificationFailed):
         await service.complete_callback(
             "social", await sign_in_at_mock_provider(other.data["authorizationUrl"], "alice-sub")
         )
 
 
-async def test_linking_the_same_account_twice_is_refused(
-    service: Any, alice_linked: str, begin: Any
-) -> None:
+async def test_linking_the_same_account_twice_is_refused(service: Any, alice_linked: str, begin: Any) -> None:
     start = await begin(service, ALICE, "mock", scope="credential:link")
     await service.complete_callback(
         "social", await sign_in_at_mock_provider(start.data["authorizationUrl"], "alice-sub")

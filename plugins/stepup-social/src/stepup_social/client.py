@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stepup_core.client.method import Answer, ClientContext
 from stepup_core.errors import InvalidResponse, ValidationError
 
 from .verifier import METHOD, PACKAGE
+
+if TYPE_CHECKING:  # the client package loads aiohttp: keep registration light
+    from stepup_core.client.method import Answer, ClientContext
 
 
 def authorization_url(payload: Mapping[str, Any]) -> str:
@@ -49,6 +51,8 @@ class SocialClientMethod:
     package = PACKAGE
 
     async def answer(self, challenge: Mapping[str, Any], ctx: ClientContext) -> Answer:
+        from stepup_core.client.method import Answer
+
         await open_authorization_url(authorization_url(challenge), ctx)
         return Answer(completed_elsewhere=True)
 

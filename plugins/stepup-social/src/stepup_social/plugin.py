@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from stepup_core.client.method import ClientMethod
 from stepup_core.config import StepUpConfig
 from stepup_core.hookspecs import hookimpl
-from stepup_core.verifier import Verifier
 
 from .client import SocialClientMethod
 from .settings import SocialSettings, validate
 from .verifier import METHOD, SocialVerifier
+
+if TYPE_CHECKING:
+    from stepup_core.client.method import ClientMethod
+    from stepup_core.verifier import Verifier
 
 
 def make_verifier(config: StepUpConfig) -> SocialVerifier:

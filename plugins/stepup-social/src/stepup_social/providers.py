@@ -119,9 +119,12 @@ class ProviderClient:
 
     async def _get_json(self, url: str, what: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
-            async with self._session() as session, session.get(
-                url, headers={"Accept": "application/json", **(headers or {})}, allow_redirects=False
-            ) as response:
+            async with (
+                self._session() as session,
+                session.get(
+                    url, headers={"Accept": "application/json", **(headers or {})}, allow_redirects=False
+                ) as response,
+            ):
                 body = await self._read(response, what)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -247,16 +250,15 @@ class ProviderClient:
             form["client_secret"] = provider.client_secret
         what = f"the token endpoint of provider {name!r}"
         try:
-            async with self._session() as session, session.post(
-                metadata.token_endpoint, data=form, headers=headers, allow_redirects=False
-            ) as response:
+            async with (
+                self._session() as session,
+                session.post(metadata.token_endpoint, data=form, headers=headers, allow_redirects=False) as response,
+            ):
                 body = await self._read(response, what)
                 status = response.status
                 content_type = response.content_type
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderUnavailable(
-                f"could not reach {what}: {type(exc).__name__}", reason="unreachable"
-            ) from None
+            raise ProviderUnavailable(f"could not reach {what}: {type(exc).__name__}", reason="unreachable") from None
         if content_type == "application/x-www-form-urlencoded":
             answer: dict[str, Any] = dict(parse_qsl(body.decode("utf-8", "replace")))
         else:
@@ -275,9 +277,7 @@ class ProviderClient:
             )
         return answer
 
-    async def userinfo(
-        self, name: str, metadata: ProviderMetadata, access_token: str
-    ) -> dict[str, Any]:
+    async def userinfo(self, name: str, metadata: ProviderMetadata, access_token: str) -> dict[str, Any]:
         assert metadata.userinfo_endpoint is not None
         return await self._get_json(
             metadata.userinfo_endpoint,
@@ -395,8 +395,7 @@ class ProviderClient:
             )
         if auth_time < not_before or auth_time > latest:
             raise VerificationFailed(
-                f"the sign-in at provider {name!r} is older than this step-up; sign in again at "
-                "the provider",
+                f"the sign-in at provider {name!r} is older than this step-up; sign in again at the provider",
                 provider=name,
                 claim="auth_time",
             )

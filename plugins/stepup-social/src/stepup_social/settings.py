@@ -113,8 +113,7 @@ def check_url(value: str | None, path: str, *, required: bool) -> None:
     if parts.scheme == "http" and _is_loopback(parts.hostname):
         return
     raise ConfigError(
-        f"plugins.social.{path} must be an absolute https:// URL (http:// only on a loopback "
-        f"address), got {value!r}"
+        f"plugins.social.{path} must be an absolute https:// URL (http:// only on a loopback address), got {value!r}"
     )
 
 
@@ -123,9 +122,7 @@ def validate(settings: SocialSettings) -> SocialSettings:
     for name, provider in settings.providers.items():
         where = f"providers.{name}"
         if not _PROVIDER_NAME.match(name):
-            raise ConfigError(
-                f"plugins.social.{where}: a provider name is lower-case letters, digits, '-' and '_'"
-            )
+            raise ConfigError(f"plugins.social.{where}: a provider name is lower-case letters, digits, '-' and '_'")
         if not provider.client_id:
             raise ConfigError(f"plugins.social.{where}.client_id must not be empty")
         if provider.token_endpoint_auth not in (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST):
@@ -156,13 +153,9 @@ def validate(settings: SocialSettings) -> SocialSettings:
             if not provider.subject_field:
                 raise ConfigError(f"plugins.social.{where}.subject_field must not be empty")
             if provider.require_auth_time:
-                raise ConfigError(
-                    f"plugins.social.{where}.require_auth_time needs an OpenID Connect provider"
-                )
+                raise ConfigError(f"plugins.social.{where}.require_auth_time needs an OpenID Connect provider")
         else:
-            raise ConfigError(
-                f"plugins.social.{where}.kind must be {OIDC!r} or {OAUTH2!r}, got {provider.kind!r}"
-            )
+            raise ConfigError(f"plugins.social.{where}.kind must be {OIDC!r} or {OAUTH2!r}, got {provider.kind!r}")
         if provider.issuer is not None and any(c.isspace() for c in provider.issuer):
             raise ConfigError(f"plugins.social.{where}.issuer must not contain white space")
     for key in ("challenge_ttl", "discovery_ttl", "http_timeout"):

@@ -33,6 +33,19 @@ def callback_query(location: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(location).query, keep_blank_values=True))
 
 
+async def _mock_provider_redirect(session: aiohttp.ClientSession, url: str, subject: str | None, deny: bool) -> str:
+    async with session.get(url, allow_redirects=False) as page:
+        text = await page.text()
+        if page.status != 200 or 'name="sub"' not in text:
+            raise AssertionError(f"the provider did not show its sign-in form: HTTP {page.status}: {text[:300]}")
+    form = {"action": "deny"} if deny else {"sub": subject or ""}
+    async with session.post(url, data=form, allow_redirects=False) as answer:
+        if answer.status not in (301, 302, 303):
+            body = await answer.text()
+            raise AssertionError(f"the provider did not redirect: HTTP {answer.status}: {body[:300]}")
+        return answer.headers["Location"]
+
+
 async def sign_in_at_mock_provider(url: str, subject: str | None, *, deny: bool = False) -> dict[str, str]:
     """Submit ``oidc-provider-mock``'s authorization form as ``subject`` (or press Deny).
 
@@ -40,16 +53,25 @@ async def sign_in_at_mock_provider(url: str, subject: str | None, *, deny: bool 
     or ``error``).
     """
     async with aiohttp.ClientSession() as session:
-        async with session.get(url, allow_redirects=False) as page:
-            text = await page.text()
-            if page.status != 200 or 'name="sub"' not in text:
-                raise AssertionError(f"the provider did not show its sign-in form: HTTP {page.status}: {text[:300]}")
-        form = {"action": "deny"} if deny else {"sub": subject or ""}
-        async with session.post(url, data=form, allow_redirects=False) as answer:
-            if answer.status not in (301, 302, 303):
-                body = await answer.text()
-                raise AssertionError(f"the provider did not redirect: HTTP {answer.status}: {body[:300]}")
-            return callback_query(answer.headers["Location"])
+        return callback_query(await _mock_provider_redirect(session, url, subject, deny))
+
+
+@attrs.frozen
+class CallbackPage:
+    """What the browser shows after the provider sent it back to the callback route."""
+
+    status: int
+    content_type: str
+    text: str
+
+
+async def browse_mock_provider(url: str, subject: str | None, *, deny: bool = False) -> CallbackPage:
+    """Act as the person's browser: sign in at ``oidc-provider-mock`` as ``subject`` and follow
+    the redirect to the stepup server's callback route, as a browser would."""
+    async with aiohttp.ClientSession() as session:
+        location = await _mock_provider_redirect(session, url, subject, deny)
+        async with session.get(location, headers={"Accept": "text/html"}, allow_redirects=False) as page:
+            return CallbackPage(page.status, page.content_type, await page.text())
 
 
 async def follow_authorization(url: str) -> dict[str, str]:
@@ -92,6 +114,8 @@ class LoopbackProvider:
     auth_time: float | str | None = "now"
     #: Sign ID tokens with this key instead of the published one.
     signing_key: ECKey | None = None
+    #: Turn the ID-token claims into the token sent, instead of signing them (``alg: none``...).
+    raw_id_token: Callable[[dict[str, Any]], str] | None = None
     #: Answer the authorization step with this error (``access_denied``).
     authorize_error: str | None = None
     #: User info of the oauth2 kind; ``id`` defaults to a number derived from ``subject``.
@@ -222,9 +246,7 @@ class LoopbackProvider:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
             return unquote(user) == self.client_id and unquote(password) == self.client_secret
         return (
-            not header
-            and form.get("client_id") == self.client_id
-            and form.get("client_secret") == self.client_secret
+            not header and form.get("client_id") == self.client_id and form.get("client_secret") == self.client_secret
         )
 
     def _refuse(self, error: str, status: int = 400) -> web.Response:
@@ -274,6 +296,8 @@ class LoopbackProvider:
                 claims.pop(name, None)
             else:
                 claims[name] = value
+        if self.raw_id_token is not None:
+            return self.raw_id_token(claims)
         key = self.signing_key or self.key
         return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
 
@@ -293,7 +317,9 @@ def github_style_id(subject: str) -> int:
 
 
 __all__ = [
+    "CallbackPage",
     "LoopbackProvider",
+    "browse_mock_provider",
     "callback_query",
     "follow_authorization",
     "github_style_id",

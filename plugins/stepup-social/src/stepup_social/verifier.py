@@ -207,9 +207,9 @@ class SocialVerifier:
         if error is not None:
             from .providers import provider_error_code
 
-            code = provider_error_code(error)
+            error_code = provider_error_code(error)
             raise VerificationFailed(
-                f"provider {name!r} did not sign the person in ({code})", provider=name, providerError=code
+                f"provider {name!r} did not sign the person in ({error_code})", provider=name, providerError=error_code
             )
         returned_issuer = _callback_param(params, "iss", required=False)
         if returned_issuer is not None and returned_issuer != state.get("issuer"):
@@ -293,16 +293,13 @@ class SocialVerifier:
         return EnrollmentStep(data=data)
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        try:
-            name, provider, identity = await self._identity(ctx, attempt)
-        except InvalidResponse:
-            raise
-        except VerificationFailed as exc:
-            raise EnrollmentFailed(exc.message, **exc.details) from None
+        name, provider, identity = await self._identity(ctx, attempt)
         identifier = subject_identifier(identity.issuer, identity.subject)
         for credential in attempt.candidates:
-            if credential.type == name and credential.identifier and constant_time_equals(
-                credential.identifier, identifier
+            if (
+                credential.type == name
+                and credential.identifier
+                and constant_time_equals(credential.identifier, identifier)
             ):
                 raise EnrollmentFailed(f"this {name} account is already linked", provider=name)
         display = provider.display_name or name
