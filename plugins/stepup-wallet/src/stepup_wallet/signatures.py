@@ -38,9 +38,7 @@ def parse_signature(signature: object, field: str = "signature") -> bytes:
     if len(raw) != SIGNATURE_BYTES:
         raise InvalidResponse(f"{field} must be {SIGNATURE_BYTES} bytes, got {len(raw)}", field=field)
     if raw[64] not in RECOVERY_IDS:
-        raise InvalidResponse(
-            f"{field} has recovery byte v={raw[64]}; it must be 0, 1, 27 or 28", field=field
-        )
+        raise InvalidResponse(f"{field} has recovery byte v={raw[64]}; it must be 0, 1, 27 or 28", field=field)
     return raw
 
 

@@ -98,8 +98,7 @@ class WalletSettings:
             )
         if not 30 <= self.message_ttl <= MAX_MESSAGE_TTL:
             raise ConfigError(
-                f"message_ttl must be between 30 and {MAX_MESSAGE_TTL:g} seconds, "
-                f"got {self.message_ttl:g}"
+                f"message_ttl must be between 30 and {MAX_MESSAGE_TTL:g} seconds, got {self.message_ttl:g}"
             )
 
 
