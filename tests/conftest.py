@@ -3,7 +3,9 @@
 - ``clock``: a :class:`ManualClock`.
 - ``pin_verifier`` / ``methods`` / ``pm``: a throwaway PIN method registered on a plugin manager
   built without entry points (override ``methods`` to register more verifiers).
-- ``config_overrides`` / ``service``: a :class:`StepUpService` on the memory store.
+- ``config_overrides`` / ``service``: a :class:`StepUpService` on the memory store (or on the
+  ``store`` fixture when a module overrides it, e.g. with ``switchable_store``: a store whose
+  backend can be made unreachable).
 - ``identify``: reads ``Authorization: Bearer <user>:<session>`` (a stand-in for the
   application's session); ``http_client``: an aiohttp test client for an application, checking
   every answer against stepup's OpenAPI document.
@@ -78,6 +80,27 @@ class PinVerifier:
         return NewCredential(format=CredentialFormat.TOTP, type="pin", alias="PIN", data={"pinHash": digest})
 
 
+class SwitchableStore:
+    """Wraps a store; while ``down`` every operation raises StoreUnavailable, as a network store
+    does when its server is gone. ``close`` always reaches the wrapped store."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self.inner, name)
+        if name == "close" or not callable(operation):
+            return operation
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise errors.StoreUnavailable("the store server does not answer")
+            return await operation(*args, **kwargs)
+
+        return call
+
+
 class MethodsPlugin:
     """Registers the verifiers in ``verifiers`` (a test may add to it before the service starts)."""
 
@@ -126,11 +149,24 @@ def config_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
+def store() -> Any:
+    """The service's store; None opens the configured one (``memory:`` unless overridden)."""
+    return None
+
+
+@pytest.fixture
+def switchable_store(clock: ManualClock) -> SwitchableStore:
+    from stepup_core.store.memory import MemoryStore
+
+    return SwitchableStore(MemoryStore(clock=clock))
+
+
+@pytest.fixture
 async def service(
-    pm: StepUpPluginManager, clock: ManualClock, config_overrides: dict[str, Any]
+    pm: StepUpPluginManager, clock: ManualClock, config_overrides: dict[str, Any], store: Any
 ) -> AsyncIterator[StepUpService]:
     config = config_from_mapping({"store": "memory:", "secret_key": secrets.token_hex(32), **config_overrides})
-    svc = await StepUpService.create(config, pm=pm, clock=clock)
+    svc = await StepUpService.create(config, pm=pm, clock=clock, store=store)
     yield svc
     await svc.close()
 

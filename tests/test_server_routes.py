@@ -75,7 +75,9 @@ async def client(service: Any, identify: Any, http_client: Any) -> Any:
     return await http_client(build_app(service, identify))
 
 
-async def enrol_pin(client: Any, headers: dict[str, str], pin: str = "1234", token: str | None = None) -> dict[str, Any]:
+async def enrol_pin(
+    client: Any, headers: dict[str, str], pin: str = "1234", token: str | None = None
+) -> dict[str, Any]:
     extra = {"X-Elevated-Access-Token": token} if token else {}
     start = await client.post(
         "/stepup/enrollments", json={"method": "pin", "params": {"pin": pin}}, headers={**headers, **extra}
@@ -83,7 +85,9 @@ async def enrol_pin(client: Any, headers: dict[str, str], pin: str = "1234", tok
     assert start.status == 201, await start.text()
     body = await start.json()
     assert start.headers["Location"] == f"/stepup/enrollments/{body['enrollmentId']}"
-    done = await client.post(f"/stepup/enrollments/{body['enrollmentId']}", json={"response": {"pin": pin}}, headers=headers)
+    done = await client.post(
+        f"/stepup/enrollments/{body['enrollmentId']}", json={"response": {"pin": pin}}, headers=headers
+    )
     assert done.status == 200, await done.text()
     return dict(await done.json())
 
@@ -148,9 +152,24 @@ async def test_openapi_document_is_valid_and_covers_every_route(client: Any, ser
     assert len(documented) == 14
     # Every body has a component schema; every error is a problem.
     schemas = document["components"]["schemas"]
-    for name in ("CheckRequest", "ChallengeRequest", "VerifyRequest", "EnrollmentRequest", "EnrollmentCompletion",
-                 "CredentialUpdate", "CheckResult", "ChallengeStart", "ChallengeState", "IssuedToken",
-                 "EnrollmentStart", "CredentialView", "MethodInfo", "Problem", "RevokedGrants", "PluginInfo"):
+    for name in (
+        "CheckRequest",
+        "ChallengeRequest",
+        "VerifyRequest",
+        "EnrollmentRequest",
+        "EnrollmentCompletion",
+        "CredentialUpdate",
+        "CheckResult",
+        "ChallengeStart",
+        "ChallengeState",
+        "IssuedToken",
+        "EnrollmentStart",
+        "CredentialView",
+        "MethodInfo",
+        "Problem",
+        "RevokedGrants",
+        "PluginInfo",
+    ):
         assert name in schemas
     for path, ops in document["paths"].items():
         for method, op in ops.items():
@@ -312,7 +331,9 @@ async def test_update_credential_needs_credential_update_token(client: Any) -> N
     assert again.status == 200 and (await again.json())["alias"] == "Desk"
     # A token for another scope does not.
     wrong = (await step_up(client, ALICE, ["user:update"]))["elevatedAccessToken"]
-    assert (await client.patch(path, json={"alias": "x"}, headers={**ALICE, "X-Elevated-Access-Token": wrong})).status == 401
+    assert (
+        await client.patch(path, json={"alias": "x"}, headers={**ALICE, "X-Elevated-Access-Token": wrong})
+    ).status == 401
 
 
 async def test_delete_credential_needs_credential_unlink_token(client: Any) -> None:
@@ -345,7 +366,9 @@ async def test_revoke_grants_ends_the_sessions_tokens(client: Any) -> None:
     assert (await check.json())["isRequired"] is True
     # The other session keeps its token.
     kept = await client.post(
-        "/stepup/check", json={"scope": "user:update"}, headers={**ALICE_OTHER_SESSION, "X-Elevated-Access-Token": other_session}
+        "/stepup/check",
+        json={"scope": "user:update"},
+        headers={**ALICE_OTHER_SESSION, "X-Elevated-Access-Token": other_session},
     )
     assert (await kept.json())["isRequired"] is False
     assert await (await client.delete("/stepup/grants", headers=ALICE)).json() == {"revoked": 0}
@@ -393,7 +416,9 @@ async def test_redirect_method_callback_then_status_hands_over_the_grant_once(cl
     assert page.headers["Cache-Control"] == "no-store"
 
     # Another session of the same user cannot pick the grant up.
-    stranger = await client.get(f"/stepup/challenges/{challenge['challengeId']}", headers={"Authorization": "Bearer carol:s2"})
+    stranger = await client.get(
+        f"/stepup/challenges/{challenge['challengeId']}", headers={"Authorization": "Bearer carol:s2"}
+    )
     assert stranger.status == 404
 
     picked = await client.get(f"/stepup/challenges/{challenge['challengeId']}", headers=CAROL)
@@ -490,7 +515,9 @@ def client_prefix(client: Any, prefix: str) -> Any:
             method = getattr(client, name)
 
             def call(path: str, *args: Any, **kwargs: Any) -> Any:
-                return method(path.replace("/stepup", prefix, 1) if path.startswith("/stepup/") else path, *args, **kwargs)
+                return method(
+                    path.replace("/stepup", prefix, 1) if path.startswith("/stepup/") else path, *args, **kwargs
+                )
 
             return call
 

@@ -97,13 +97,15 @@ def mount(
     identify: Identify,
     *,
     prefix: str | None = None,
-) -> web.Application:
+) -> None:
     """Add the stepup routes to ``app`` under ``prefix`` (default ``server.prefix``: ``/stepup``).
 
     :param app: the application (not yet started).
     :param service: the :class:`~stepup_core.service.StepUpService`; the application closes it.
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
-    :returns: the sub-application holding the routes.
+
+    The routes live in a sub-application with its own error middleware, so the application's
+    other routes are untouched.
     """
     prefix = _normalise_prefix(prefix or service.config.server.prefix)
     if prefix != service.config.server.prefix:
@@ -122,7 +124,6 @@ def mount(
     app[IDENTIFY_KEY] = identify
     app[PREFIX_KEY] = prefix
     app.add_subapp(prefix, sub)
-    return sub
 
 
 def build_app(service: StepUpService, identify: Identify, *, prefix: str | None = None) -> web.Application:

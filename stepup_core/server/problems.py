@@ -95,14 +95,31 @@ def _wire(value: Any) -> Any:
     return unstructure(value)
 
 
+#: What a caller reads for server-side failures: their own messages name hosts, files and
+#: exceptions, which are for the log, not for the caller.
+_PUBLIC_5XX_DETAIL = {
+    "store_unavailable": "the step-up service cannot reach its store right now; try again shortly",
+    "delivery_failed": "the code could not be delivered; try again later or choose another method",
+}
+_GENERIC_5XX_DETAIL = "the server could not complete the request; the error has been logged"
+
+
+def public_detail(error: StepUpError) -> str:
+    if error.status < 500:
+        return error.message
+    return _PUBLIC_5XX_DETAIL.get(error.code, _GENERIC_5XX_DETAIL)
+
+
 def problem_body(error: StepUpError) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + error.code,
         "title": error.title,
         "status": error.status,
-        "detail": error.message,
+        "detail": public_detail(error),
         "code": error.code,
     }
+    if error.status >= 500:
+        return body
     for key, value in error.details.items():
         if key not in _BASE_MEMBERS:
             body[key] = _wire(value)
@@ -141,7 +158,7 @@ def problem_response(error: StepUpError) -> web.Response:
 
 
 def internal_error() -> InternalError:
-    return InternalError("the server could not complete the request; the error has been logged")
+    return InternalError(_GENERIC_5XX_DETAIL)
 
 
 def error_from_http(exc: web.HTTPException) -> StepUpError:
@@ -189,7 +206,7 @@ def html_page(title: str, message: str, *, status: int = 200, extra: str = "") -
 def problem_page(error: StepUpError) -> web.Response:
     """A problem for a person in a browser: the same facts as the JSON body, escaped."""
     extra = f"<p>Error code: <code>{html.escape(error.code)}</code></p>"
-    response = html_page(error.title, error.message, status=error.status, extra=extra)
+    response = html_page(error.title, public_detail(error), status=error.status, extra=extra)
     for name, value in problem_headers(error).items():
         response.headers.setdefault(name, value)
     return response

@@ -33,7 +33,15 @@ from .http import (
     read_model,
     service_of,
 )
-from .problems import html_page, internal_error, log_unexpected, problem_page, problem_response, wants_html
+from .problems import (
+    html_page,
+    internal_error,
+    log,
+    log_unexpected,
+    problem_page,
+    problem_response,
+    wants_html,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -146,6 +154,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     try:
         state = await service.complete_callback(request.match_info["method"], dict(request.query))
     except StepUpError as exc:
+        if exc.status >= 500:
+            log.error("callback for %s failed: %s: %s", request.match_info["method"], exc.code, exc)
         return problem_page(exc) if wants_html(request) else problem_response(exc)
     except Exception as exc:  # noqa: BLE001 - a person in a browser sees a page, never a traceback
         log_unexpected(request, exc)
