@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +33,29 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, which the test may stop and start again."""
+def make_redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start redis-servers of the test's own (``make_redis_server("--appendonly", "yes")``);
+    the test may stop and start them again. All are stopped after the test."""
     require_redis_server()
-    server = RedisServer(directory=tmp_path / "redis")
-    server.start()
+    servers: list[RedisServer] = []
+
+    def make(*extra_args: str) -> RedisServer:
+        server = RedisServer(directory=tmp_path / f"redis-{len(servers)}", extra_args=extra_args)
+        servers.append(server)
+        server.start()
+        return server
+
     try:
-        yield server
+        yield make
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def own_redis_server(make_redis_server: Callable[..., RedisServer]) -> RedisServer:
+    """A redis-server of the test's own, which the test may stop and start again."""
+    return make_redis_server()
 
 
 @pytest.fixture

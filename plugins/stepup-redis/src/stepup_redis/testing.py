@@ -49,6 +49,9 @@ class RedisServer:
     directory: Path
     port: int = attrs.field(factory=free_port)
     binary: str = attrs.field(factory=lambda: shutil.which("redis-server") or "redis-server")
+    #: More ``redis-server`` arguments, e.g. ``("--appendonly", "yes")`` for a server whose data
+    #: survives a restart.
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = attrs.field(default=None, init=False)
     _log: IO[bytes] | None = attrs.field(default=None, init=False)
 
@@ -90,6 +93,7 @@ class RedisServer:
                 str(self.directory),
                 "--daemonize",
                 "no",
+                *self.extra_args,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
