@@ -1,0 +1,234 @@
+"""The ``stepup`` command, run as a separate process: ``plugins`` and ``serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, OctKey
+
+from stepup_core.client.testing import serve_app
+
+HEAVY_LIBRARIES = ("eth_account", "webauthn", "fido2", "redis", "aiosmtplib", "pyotp", "segno")
+ISSUER = "https://id.example.test"
+AUDIENCE = "stepup-cli-tests"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
+
+
+def _stepup(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stepup_core.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+# --- stepup plugins ---------------------------------------------------------------------------
+
+
+def test_plugins_prints_json_rows_and_all_adds_the_builtins() -> None:
+    plain = _stepup("plugins")
+    assert plain.returncode == 0, plain.stderr
+    rows = json.loads(plain.stdout)
+    assert isinstance(rows, list)
+    for row in rows:
+        assert set(row) == {"name", "package", "version", "hooks"}
+        assert row["hooks"] and all(h.startswith("stepup_") for h in row["hooks"])
+        assert not row["name"].startswith("stepup_core.")
+    everything = json.loads(_stepup("plugins", "--all").stdout)
+    builtins = {r["name"] for r in everything} - {r["name"] for r in rows}
+    assert "stepup_core.default_plugins.policy" in builtins
+    policy = next(r for r in everything if r["name"] == "stepup_core.default_plugins.policy")
+    assert policy["hooks"] == ["stepup_check"]
+
+
+def test_plugins_honours_the_allow_list() -> None:
+    none = _stepup("plugins", env=_env(STEPUP_LOAD_PLUGINS=""))
+    assert none.returncode == 0 and json.loads(none.stdout) == []
+
+
+def test_plugins_imports_no_method_library() -> None:
+    probe = (
+        "import sys\n"
+        "from stepup_core.cli import main\n"
+        "try:\n"
+        "    main(['plugins'], standalone_mode=False)\n"
+        "finally:\n"
+        f"    print('HEAVY=' + ','.join(m for m in {HEAVY_LIBRARIES!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY=\n" in result.stdout, result.stdout
+
+
+# --- stepup serve -----------------------------------------------------------------------------
+
+
+class Served:
+    def __init__(self, process: asyncio.subprocess.Process, lines: list[str], base_url: str) -> None:
+        self.process = process
+        self.lines = lines
+        self.base_url = base_url
+
+    async def check(self, authorization: str | None) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": authorization} if authorization else {}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.base_url}/stepup/check", json={"scope": "user:update"}, headers=headers) as resp,
+        ):
+            return resp.status, await resp.json(content_type=None)
+
+
+@asynccontextmanager
+async def serve(*args: str, cwd: Path, env: dict[str, str] | None = None) -> AsyncIterator[Served]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "stepup_core.cli",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=cwd,
+        env=env or _env(),
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    base_url = None
+    try:
+        while base_url is None:
+            raw = await asyncio.wait_for(process.stdout.readline(), 60)
+            if not raw:
+                raise AssertionError("stepup serve exited early:\n" + "".join(lines))
+            line = raw.decode()
+            lines.append(line)
+            match = re.search(r"stepup listening on (http://\S+?)/stepup ", line)
+            if match:
+                base_url = match.group(1)
+        yield Served(process, lines, base_url)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            rest, _ = await asyncio.wait_for(process.communicate(), 30)
+            lines.append(rest.decode())
+
+
+async def test_serve_without_config_runs_a_labelled_development_server(tmp_path: Path) -> None:
+    async with serve(cwd=tmp_path) as served:
+        text = "".join(served.lines)
+        assert "DEVELOPMENT MODE" in text and "Do not expose this server" in text
+        token = re.search(r"Development token: (\S+)", text).group(1)  # type: ignore[union-attr]
+        assert f"curl -s -X POST {served.base_url}/stepup/check -H 'Authorization: Bearer {token}'" in text
+        status, body = await served.check(f"Bearer {token}")
+        assert status == 200 and body["isRequired"] is True and body["scope"] == "user:update"
+        status, body = await served.check("Bearer dev_guessed")
+        assert status == 401 and body["code"] == "unauthenticated"
+    assert served.process.returncode == 0
+    assert "stepup stopped" in "".join(served.lines)
+    assert (tmp_path / "stepup.sqlite3").exists()  # the SQLite default, in the working directory
+
+
+def _write_config(tmp_path: Path, identify: str) -> Path:
+    config = tmp_path / "stepup.toml"
+    config.write_text(
+        f'store = "sqlite:{tmp_path / "serve.sqlite3"}"\nsecret_key = "{secrets.token_hex(32)}"\n\n{identify}',
+        encoding="utf-8",
+    )
+    return config
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    import time
+
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "sid": "sess-1", "iat": now, "exp": now + 300}
+    claims.update(overrides)
+    return claims
+
+
+async def test_serve_identifies_signed_session_jwts_with_an_hmac_key(tmp_path: Path) -> None:
+    secret = secrets.token_urlsafe(40)
+    config = _write_config(
+        tmp_path, f'[identify]\nmode = "jwt"\nkey = "{secret}"\nissuer = "{ISSUER}"\naudience = "{AUDIENCE}"\n'
+    )
+    key = OctKey.import_key(secret.encode())
+    async with serve("--config", str(config), cwd=tmp_path) as served:
+        assert "identifying callers by jwt" in "".join(served.lines)
+        status, body = await served.check("Bearer " + jwt.encode({"alg": "HS256"}, _claims(), key))
+        assert status == 200 and body["isRequired"] is True
+        expired = jwt.encode({"alg": "HS256"}, _claims(exp=int(_claims()["iat"]) - 120), key)
+        status, body = await served.check(f"Bearer {expired}")
+        assert status == 401 and "expired" in body["detail"]
+        wrong_audience = jwt.encode({"alg": "HS256"}, _claims(aud="another-app"), key)
+        assert (await served.check(f"Bearer {wrong_audience}"))[0] == 401
+
+
+async def test_serve_identifies_jwts_against_a_jwks_on_loopback(tmp_path: Path) -> None:
+    signing = ECKey.generate_key("P-256", parameters={"kid": "main"}, private=True)
+    hits: list[int] = []
+
+    async def jwks(request: web.Request) -> web.Response:
+        hits.append(1)
+        return web.json_response(KeySet([signing]).as_dict())
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", jwks)
+    async with serve_app(app) as idp:
+        config = _write_config(
+            tmp_path,
+            f'[identify]\nmode = "jwt"\njwks_url = "{idp}/jwks.json"\nissuer = "{ISSUER}"\naudience = "{AUDIENCE}"\n',
+        )
+        async with serve("--config", str(config), cwd=tmp_path) as served:
+            token = jwt.encode({"alg": "ES256", "kid": "main"}, _claims(), signing)
+            for _ in range(2):
+                status, body = await served.check(f"Bearer {token}")
+                assert status == 200, body
+            assert len(hits) == 1  # fetched once, then cached
+            other = ECKey.generate_key("P-256", parameters={"kid": "main"}, private=True)
+            forged = jwt.encode({"alg": "ES256", "kid": "main"}, _claims(sub="admin"), other)
+            assert (await served.check(f"Bearer {forged}"))[0] == 401
+
+
+async def test_serve_identifies_static_development_tokens(tmp_path: Path) -> None:
+    token = "static-" + secrets.token_hex(12)
+    config = _write_config(
+        tmp_path,
+        f'[identify]\nmode = "tokens"\n\n[identify.tokens."{token}"]\nuser_id = "ann"\nsession_id = "ann-1"\n',
+    )
+    async with serve("--config", str(config), cwd=tmp_path) as served:
+        assert (await served.check(f"Bearer {token}"))[0] == 200
+        status, body = await served.check("Bearer static-wrong-token-000000")
+        assert status == 401 and body["code"] == "unauthenticated"
+
+
+def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, '[identify]\nmode = "jwt"\nkey = "short"\n')
+    result = _stepup("serve", "--config", str(config), "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Error: identify.key: an HMAC secret must be at least 32 bytes" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = _stepup("serve", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    assert missing.returncode == 2 or "does not exist" in missing.stderr
