@@ -104,3 +104,26 @@ async def test_two_providers_the_challenge_binds_the_named_providers_account(
         ALICE, ChallengeRequest("social", credential_id=first, requested_scopes=("user:update",))
     )
     assert start.data["provider"] == "idp"
+
+
+async def test_a_long_account_name_leaves_the_alias_within_limits(
+    service: Any, link: Any, github: LoopbackProvider
+) -> None:
+    github.userinfo = {"email": "alice@" + "d" * 70 + ".example"}
+    credential_id = await link(service, ALICE, follow_authorization, provider="github")
+    [view] = [c for c in await service.list_credentials(ALICE) if c.id == credential_id]
+    assert view.alias == "GitHub"
+
+
+async def test_extra_authorization_parameters_cannot_override_the_protocol(
+    make_service: Any, github: LoopbackProvider, link: Any, begin: Any
+) -> None:
+    service = await make_service(
+        {"github": github.provider_config(authorize_params={"allow_signup": "false", "prompt": "none", "state": "x"})}
+    )
+    await link(service, ALICE, follow_authorization, provider="github")
+    start = await begin(service, ALICE, "github")
+    query = parse_qs(urlsplit(start.data["authorizationUrl"]).query)
+    assert query["allow_signup"] == ["false"]
+    assert query["prompt"] == ["login"]
+    assert query["state"] != ["x"] and len(query["state"]) == 1

@@ -50,6 +50,7 @@ METHOD = "social"
 PACKAGE = "stepup-social"
 _SEAL_PURPOSE = "social:pkce"
 _MAX_PARAM = 4096
+_MAX_ALIAS = 64  # the core's limit on aliases
 
 
 def _pkce_pair() -> tuple[str, str]:
@@ -311,10 +312,11 @@ class SocialVerifier:
             ),
             None,
         )
+        alias = f"{display} ({mask(hint)})" if hint else display
         return NewCredential(
             format=CredentialFormat.OAUTH,
             type=name,
-            alias=f"{display} ({mask(hint)})" if hint else display,
+            alias=alias if len(alias) <= _MAX_ALIAS else display[:_MAX_ALIAS],
             identifier=identifier,
             data={"public": {"provider": name, "providerName": display}},
         )
