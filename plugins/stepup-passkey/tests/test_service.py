@@ -540,3 +540,30 @@ async def test_expired_challenge(service: StepUpService, enrol: Any, authenticat
         await service.verify(ALICE, VerifyRequest(method="passkey", challenge_id=start.challenge_id,
                                                   response={"credential": credential},
                                                   requested_scopes=("wallet:export",)))
+
+
+async def test_application_supplied_passkey_without_key_material_is_not_offered(
+    service: StepUpService, enrol: Any, step_up: Any, authenticator: SoftwareAuthenticator
+) -> None:
+    """A passkey credential the application lists (no stored key) is never offered or accepted."""
+    from stepup_core.hookspecs import hookimpl
+    from stepup_core.models import Credential, CredentialFormat, Factor
+
+    class AppCredentials:
+        @hookimpl
+        def stepup_user_credentials(self, principal: Principal) -> list[Credential]:
+            return [Credential(id="app-passkey", user_id=principal.user_id, method="", format=CredentialFormat.PASSKEY,
+                               factor=Factor.MFA, created_at=0.0)]
+
+    view = await enrol(ALICE, authenticator)
+    service.pm.register(AppCredentials(), name="app-credentials")
+    try:
+        with pytest.raises(errors.NoEligibleCredential, match="no registered passkey"):
+            await service.begin(BOB, ChallengeRequest(method="passkey", requested_scopes=("wallet:export",)))
+        start = await service.begin(ALICE, ChallengeRequest(method="passkey", requested_scopes=("wallet:export",)))
+        stored = await service.credentials.get("alice", view.id)
+        assert stored is not None
+        assert [c["id"] for c in start.data["publicKey"]["allowCredentials"]] == [stored.data["credentialId"]]
+        await step_up(ALICE, authenticator)
+    finally:
+        service.pm.unregister(name="app-credentials")

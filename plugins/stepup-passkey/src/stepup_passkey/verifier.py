@@ -18,7 +18,13 @@ from typing import Any
 
 import attrs
 
-from stepup_core.errors import InvalidResponse, ReplayDetected, ValidationError, VerificationFailed
+from stepup_core.errors import (
+    InvalidResponse,
+    NoEligibleCredential,
+    ReplayDetected,
+    ValidationError,
+    VerificationFailed,
+)
 from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
@@ -120,12 +126,15 @@ class PasskeyVerifier:
         from webauthn.helpers.structs import UserVerificationRequirement
 
         assert attempt.challenge is not None
+        usable = [c for c in attempt.candidates if _is_registered(c)]
+        if not usable:
+            raise NoEligibleCredential("this user has no registered passkey; enrol one first", method=self.name)
         challenge = secrets.token_bytes(32)
         options = generate_authentication_options(
             rp_id=self.settings.rp_id,
             challenge=challenge,
             timeout=self.settings.timeout_ms,
-            allow_credentials=[_descriptor(c) for c in attempt.candidates],
+            allow_credentials=[_descriptor(c) for c in usable],
             user_verification=UserVerificationRequirement.REQUIRED,
         )
         attempt.challenge.state["challenge"] = b64url_encode(challenge)
@@ -135,7 +144,9 @@ class PasskeyVerifier:
         credential_json = _credential_param(attempt.params)
         raw_id = b64url_encode(check_credential_shape(credential_json, "response.credential", AUTHENTICATION_FIELDS))
         expected_challenge = _challenge_bytes(attempt)
-        credential = next((c for c in attempt.candidates if c.data.get("credentialId") == raw_id), None)
+        credential = next(
+            (c for c in attempt.candidates if _is_registered(c) and c.data["credentialId"] == raw_id), None
+        )
         if credential is None:
             raise VerificationFailed("this passkey is not registered to your account; use one of yours")
 
@@ -229,7 +240,7 @@ class PasskeyVerifier:
                 require_resident_key=self.settings.resident_key == "required",
                 user_verification=UserVerificationRequirement(self.settings.user_verification),
             ),
-            exclude_credentials=[_descriptor(c) for c in attempt.candidates],
+            exclude_credentials=[_descriptor(c) for c in attempt.candidates if _is_registered(c)],
             supported_pub_key_algs=[COSEAlgorithmIdentifier(a) for a in self.settings.algorithm_ids],
         )
         attempt.challenge.state["challenge"] = b64url_encode(challenge)
@@ -285,6 +296,12 @@ class PasskeyVerifier:
                 "public": public,
             },
         )
+
+
+def _is_registered(credential: Credential) -> bool:
+    """A passkey this plugin registered: it has the credential id and the public key."""
+    data = credential.data
+    return isinstance(data.get("credentialId"), str) and isinstance(data.get("publicKey"), str)
 
 
 def _descriptor(credential: Credential) -> Any:
