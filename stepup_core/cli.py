@@ -117,7 +117,7 @@ def serve(config_path: Path | None, host: str, port: int) -> None:
 
 @main.command()
 def demo() -> None:
-    """Enrol and step up with every installed method, end to end, and print a table."""
+    """Step up with every installed method end to end and print a table."""
     from .demo import run_demo
 
     status = asyncio.run(run_demo(sys.stdout))
@@ -125,4 +125,4 @@ def demo() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="stepup")

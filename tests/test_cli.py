@@ -232,3 +232,29 @@ def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
     missing = _stepup("serve", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert missing.returncode == 2 or "does not exist" in missing.stderr
+
+
+# --- docs/cli.md stays in step with the command ------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+def test_help_texts_in_the_docs_match_the_command() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    blocks = re.findall(r"```text\n\$ stepup ((?:\w+ )?)--help\n(.*?)\n```", text, re.S)
+    assert {args.strip() for args, _ in blocks} == {"", "plugins", "serve", "demo"}
+    for args, documented in blocks:
+        actual = _stepup(*args.split(), "--help", env=_env(COLUMNS="80"))
+        assert actual.stdout.rstrip() == documented, f"docs/cli.md: `stepup {args}--help` drifted"
+
+
+def test_generated_samples_in_the_docs_match_the_code() -> None:
+    from stepup_core.cli import _dev_banner
+    from stepup_core.demo import _core_only_message
+
+    text = DOCS.read_text(encoding="utf-8")
+    token = re.search(r"Development token: (\S+)", text).group(1)  # type: ignore[union-attr]
+    assert _dev_banner("http://127.0.0.1:8080", "/stepup", token, "sqlite:stepup.sqlite3") in text
+    assert _core_only_message() in text
+    header = next(line for line in text.splitlines() if line.startswith("METHOD "))
+    assert header.split() == ["METHOD", "USER", "PROTECTED", "ROUTE", "TOKEN", "RESULT", "MS"]

@@ -499,7 +499,7 @@ class StepUpClient:
             and (name in installed or info.interaction is Interaction.CODE)
         )
         if candidates:
-            return "enrol one of: " + ", ".join(candidates) + " (POST /stepup/enrollments)"
+            return "enrol one of: " + ", ".join(candidates) + f" (POST {self.prefix}/enrollments)"
         kind = "MFA" if factor is Factor.MFA else "re-authentication"
         return f"the server offers no {kind} method this client can run; install one (for example " + (
             "stepup-passkey or stepup-totp)" if factor is Factor.MFA else "stepup-otp or stepup-wallet)"
