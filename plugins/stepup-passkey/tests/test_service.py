@@ -567,3 +567,19 @@ async def test_application_supplied_passkey_without_key_material_is_not_offered(
         await step_up(ALICE, authenticator)
     finally:
         service.pm.unregister(name="app-credentials")
+
+
+async def test_counter_compare_and_set_retries_only_past_older_values(service: StepUpService) -> None:
+    """When another verification moved the counter first: past a lower value ours still goes in;
+    at an equal or higher value ours is a second use and is refused."""
+    from stepup_passkey.verifier import PasskeyVerifier, counter_key
+
+    key = counter_key("cred_x")
+    await service.store.put(key, "1")
+    await PasskeyVerifier._advance_counter(service.ctx, key, None, 3)  # saw nothing, someone wrote 1
+    assert await service.store.get(key) == "3"
+    with pytest.raises(errors.ReplayDetected):
+        await PasskeyVerifier._advance_counter(service.ctx, key, "1", 3)
+    with pytest.raises(errors.ReplayDetected):
+        await PasskeyVerifier._advance_counter(service.ctx, key, "1", 2)
+    assert await service.store.get(key) == "3"

@@ -54,6 +54,7 @@ SIGN_COUNT_EVENT = "passkey_sign_count_regression"
 MAX_NAME_LENGTH = 64
 MAX_ALIAS_LENGTH = 64
 DEFAULT_ALIAS = "Passkey"
+_COUNTER_RETRIES = 5
 _ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
 
 
@@ -181,10 +182,7 @@ class PasskeyVerifier:
             raise
 
         if proven.new_sign_count != stored_count:
-            # Two uses of one assertion (or of two racing ones) cannot both move the counter.
-            moved = await ctx.store.compare_and_set(key, current, str(proven.new_sign_count))
-            if not moved:
-                raise ReplayDetected("this passkey response was already used; start a new challenge")
+            await self._advance_counter(ctx, key, current, proven.new_sign_count)
         return Verification(
             credential_id=credential.id,
             details={
@@ -193,6 +191,22 @@ class PasskeyVerifier:
                 "backedUp": proven.backed_up,
             },
         )
+
+    @staticmethod
+    async def _advance_counter(ctx: VerifierContext, key: str, seen: str | None, new_count: int) -> None:
+        """Move the stored counter from ``seen`` to ``new_count`` by compare-and-set.
+
+        When another verification moved it first, look again: a lower value (another, older
+        assertion) leaves ours valid and we retry; a value at or above ours means this very
+        counter value was already accepted, so this is a second use of the same assertion.
+        """
+        for _ in range(_COUNTER_RETRIES):
+            if await ctx.store.compare_and_set(key, seen, str(new_count)):
+                return
+            seen = await ctx.store.get(key)
+            if seen is not None and int(seen) >= new_count:
+                break
+        raise ReplayDetected("this passkey response was already used; start a new challenge")
 
     # --- enrolment ------------------------------------------------------------------
 
