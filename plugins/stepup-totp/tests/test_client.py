@@ -88,3 +88,7 @@ def test_the_app_picks_the_entry_a_challenge_asks_for(clock):
     assert app.code({"credentialId": "cred_1"}) == first.key.code_at(clock.now())
     with pytest.raises(KeyError):
         app.link("cred_3", "enr_3")
+    app.link("cred_2")  # the newest entry not linked yet
+    assert app.entry_for({"credentialId": "cred_2"}) is second
+    with pytest.raises(KeyError):
+        app.link("cred_4")  # every entry is linked

@@ -42,14 +42,15 @@ class AuthenticatorApp:
         self.entries.append(entry)
         return entry
 
-    def link(self, credential_id: str, enrollment_id: str) -> None:
-        """Remember which server credential an enrolment became, so challenges naming it find
-        the right entry."""
-        for entry in self.entries:
-            if entry.enrollment_id == enrollment_id:
+    def link(self, credential_id: str, enrollment_id: str | None = None) -> None:
+        """Remember which server credential an enrolment became (by default the newest entry
+        not linked yet), so challenges naming the credential find the right entry."""
+        for entry in reversed(self.entries):
+            wanted = entry.credential_id is None if enrollment_id is None else entry.enrollment_id == enrollment_id
+            if wanted:
                 entry.credential_id = credential_id
                 return
-        raise KeyError(f"no entry was added for enrolment {enrollment_id!r}")
+        raise KeyError(f"no entry to link to {credential_id!r} (enrolment {enrollment_id!r})")
 
     def entry_for(self, challenge: Mapping[str, Any] | None = None) -> AppEntry:
         """The entry a challenge asks for: by credential id when linked, else by label, else the
