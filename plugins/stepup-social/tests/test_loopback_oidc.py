@@ -273,13 +273,17 @@ async def test_callback_from_another_issuer_is_refused(service: Any, linked: str
     assert (await service.challenge_status(ALICE, start.challenge_id)).grant is None
 
 
-@pytest.mark.parametrize("bad", [{"code": ""}, {"code": "x" * 5000}])
+@pytest.mark.parametrize("bad", [{"code": ""}, {"code": "x" * 5000}, {"code": None}])
 async def test_malformed_callback_is_an_invalid_response(
-    service: Any, linked: str, begin: Any, bad: dict[str, str]
+    service: Any, linked: str, begin: Any, bad: dict[str, str | None], loopback: LoopbackProvider
 ) -> None:
-    _, query = await step_up(service, begin)
+    start, query = await step_up(service, begin)
+    callback = {k: v for k, v in {**query, **bad}.items() if v is not None}
+    exchanges = len(loopback.token_requests)
     with pytest.raises(errors.InvalidResponse) as failure:
-        await service.complete_callback("social", {**query, **bad})
+        await service.complete_callback("social", callback)
+    assert len(loopback.token_requests) == exchanges
+    assert (await service.challenge_status(ALICE, start.challenge_id)).status is ChallengeStatus.FAILED
     assert failure.value.details["field"] == "code"
 
 
