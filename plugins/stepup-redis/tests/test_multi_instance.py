@@ -32,7 +32,7 @@ import pyotp
 from stepup_recovery.codes import generate_codes
 
 SERVER_SCRIPT = Path(__file__).with_name("instance_server.py")
-USERS = ("shared", "revoke", "single", "recovery", "totp", "lockout", "outage")
+USERS = ("shared", "revoke", "single", "recovery", "totp", "lockout", "outage", "late")
 PERIOD = 30
 
 # --------------------------------------------------------------------------------------------
@@ -460,3 +460,33 @@ async def test_a_redis_outage_fails_closed_and_both_instances_recover(
     assert (await user.verify(cluster.b, "recovery", codes[2], ["user:update"])).status == 200
     for instance in cluster.instances:
         assert not instance.unexpected_errors(), f"instance {instance.name}: {instance.unexpected_errors()}"
+
+
+async def test_instances_started_while_redis_is_down_serve_once_it_is_up(
+    tmp_path: Path, make_redis_server: Callable[..., RedisServer], http: aiohttp.ClientSession
+) -> None:
+    redis = make_redis_server()
+    await asyncio.to_thread(redis.stop)
+    cluster = _start_cluster(tmp_path, redis, "late:")
+    try:
+        user = _user(http, cluster, "late")
+        for instance in cluster.instances:
+            assert "unreachable" in instance.log_path.read_text()  # the start-up warning names the problem
+            check = await user.call(instance, "POST", "/stepup/check", {"scope": "user:update"})
+            assert check.status == 200
+            assert check.body["isRequired"] is True
+            guarded = await user.call(instance, "GET", "/app/profile")
+            assert guarded.status == 503
+            assert guarded.code == "store_unavailable"
+
+        await asyncio.to_thread(redis.start)
+        codes = await user.enrol_recovery(cluster.a, cluster.b)
+        minted = await user.verify(cluster.b, "recovery", codes[0], ["user:update"])
+        assert minted.status == 200, minted.body
+        allowed = await user.call(cluster.a, "GET", "/app/profile", elevated=minted.body["elevatedAccessToken"])
+        assert allowed.status == 200
+        for instance in cluster.instances:
+            assert not instance.unexpected_errors(), f"instance {instance.name}: {instance.unexpected_errors()}"
+    finally:
+        for instance in cluster.instances:
+            instance.stop()

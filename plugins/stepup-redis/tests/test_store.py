@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import stepup_redis.plugin
-from stepup_redis.store import DEFAULT_PREFIX, RedisStore, open_redis_store
+from stepup_redis.store import DEFAULT_PREFIX, MIN_SERVER_VERSION, RedisStore, open_redis_store, parse_version
 from stepup_redis.testing import RedisServer, free_port
 
 from stepup_core.clock import ManualClock, SystemClock
@@ -237,3 +237,19 @@ async def test_nothing_listening_means_store_unavailable_quickly(caplog: pytest.
     assert f"127.0.0.1:{port}" in str(info.value)
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in caplog.text
+
+
+async def test_the_server_version_is_read(store: RedisStore) -> None:
+    version = await store.server_version()
+    assert version is not None
+    assert version >= MIN_SERVER_VERSION
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("7.0.15", (7, 0, 15)), ("6.2.6", (6, 2, 6)), ("7.2", (7, 2)), ("", None), ("7.0.0-rc1", None)],
+)
+def test_parse_version(text: str, expected: tuple[int, ...] | None) -> None:
+    assert parse_version(text) == expected
+    if expected is not None:
+        assert (expected >= MIN_SERVER_VERSION) is (expected[0] >= 7)

@@ -14,10 +14,11 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
 ``get`` is one ``HGET``. Every other operation is one Lua script, so it is atomic on the server:
 ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
 is created: a fixed window) and ``compare_and_set``. Scripts touch keys derived from their
-arguments, which standalone Redis (and a Sentinel-managed primary) allows; Redis Cluster does not.
+arguments, which a standalone Redis (7.0 or later: the scripts carry flags) allows and Redis
+Cluster does not.
 
 Connections come from one bounded pool per store. Any connection failure, timeout or a server
-that cannot serve (loading, read-only replica, out of memory, misconfigured persistence) raises
+that refuses to serve (loading, read-only replica, out of memory, missing ACL permission) raises
 :class:`~stepup_core.errors.StoreUnavailable`; the next operation opens fresh connections, so
 the store recovers by itself when Redis is back.
 """
@@ -35,11 +36,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from stepup_core.clock import Clock
 from stepup_core.errors import ConfigError, StoreUnavailable
 
-__all__ = ["DEFAULT_PREFIX", "RedisStore", "open_redis_store", "parse_store_url"]
+__all__ = ["DEFAULT_PREFIX", "MIN_SERVER_VERSION", "RedisStore", "open_redis_store", "parse_store_url", "parse_version"]
 
 log = logging.getLogger("stepup.redis")
 
 DEFAULT_PREFIX = "stepup:"
+#: The scripts use Redis 7 script flags.
+MIN_SERVER_VERSION = (7, 0)
 
 #: Connection settings a URL's query may override (``?socket_timeout=2&max_connections=100``).
 _POOL_DEFAULTS: dict[str, Any] = {
@@ -48,6 +51,12 @@ _POOL_DEFAULTS: dict[str, Any] = {
     "socket_connect_timeout": 5.0,
     "socket_timeout": 5.0,
 }
+
+#: Scripts that may add data are refused while Redis is out of memory (``maxmemory`` with
+#: ``noeviction``); scripts that only remove data run regardless, so a token can still be used up
+#: and a record deleted. Shebang flags need Redis 7.0 or later.
+_MAY_GROW = "#!lua\n"
+_ONLY_SHRINKS = "#!lua flags=allow-oom\n"
 
 _COMMON = """
 local function unindex(rkey, key, iprefix)
@@ -93,7 +102,8 @@ end
 
 # KEYS: record. ARGV: key, index prefix, value, ttl, index names...
 _PUT = (
-    _COMMON
+    _MAY_GROW
+    + _COMMON
     + """
 write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 5)
 return 1
@@ -102,7 +112,8 @@ return 1
 
 # KEYS: record. ARGV: key, index prefix, value, ttl, index names...
 _ADD = (
-    _COMMON
+    _MAY_GROW
+    + _COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -114,7 +125,8 @@ return 1
 
 # KEYS: record. ARGV: key, index prefix, value, ttl, has expected ('0'/'1'), expected, index names...
 _COMPARE_AND_SET = (
-    _COMMON
+    _MAY_GROW
+    + _COMMON
     + """
 local current = redis.call('HGET', KEYS[1], 'v')
 if ARGV[5] == '0' then
@@ -131,7 +143,8 @@ return 1
 
 # KEYS: record. ARGV: key, index prefix.
 _TAKE = (
-    _COMMON
+    _ONLY_SHRINKS
+    + _COMMON
     + """
 local value = redis.call('HGET', KEYS[1], 'v')
 if not value then
@@ -145,7 +158,8 @@ return value
 
 # KEYS: record. ARGV: key, index prefix.
 _DELETE = (
-    _COMMON
+    _ONLY_SHRINKS
+    + _COMMON
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
@@ -157,7 +171,9 @@ return 1
 )
 
 # KEYS: record. ARGV: amount, ttl (milliseconds). The TTL is set only when the counter is created.
-_INCR = """
+_INCR = (
+    _MAY_GROW
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HINCRBY', KEYS[1], 'v', ARGV[1])
 end
@@ -168,9 +184,12 @@ if ms > 0 then
 end
 return tonumber(ARGV[1])
 """
+)
 
 # KEYS: index set. ARGV: record prefix, index name. Drops members whose record is gone.
-_LIST_INDEX = """
+_LIST_INDEX = (
+    _ONLY_SHRINKS
+    + """
 local out = {}
 local field = 'i:' .. ARGV[2]
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -184,21 +203,6 @@ for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 """
-
-#: Error replies meaning "this server cannot serve now", not "the request was wrong".
-_UNAVAILABLE_REPLIES = (
-    "LOADING",
-    "MISCONF",
-    "READONLY",
-    "OOM",
-    "MASTERDOWN",
-    "NOREPLICAS",
-    "BUSY",
-    "NOAUTH",
-    "WRONGPASS",
-    "NOPERM",
-    "CLUSTERDOWN",
-    "TRYAGAIN",
 )
 
 
@@ -221,6 +225,14 @@ def parse_store_url(url: str) -> tuple[str, str, str]:
     host = parts.hostname or "localhost"
     where = f"{parts.scheme}://{host}:{port or 6379}{parts.path or '/0'}"
     return urlunsplit(parts._replace(query=urlencode(kept))), prefix, where
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """``"7.0.15"`` -> ``(7, 0, 15)``; None for anything else."""
+    parts = text.strip().split(".")
+    if not text.strip() or not all(p.isdigit() for p in parts):
+        return None
+    return tuple(int(p) for p in parts)
 
 
 def _ttl_ms(ttl: float | None) -> str:
@@ -277,14 +289,14 @@ class RedisStore:
             ) from exc
         except rex.ResponseError as exc:
             message = str(exc)
-            reply = message.split(" ", 1)[0].upper()
-            if reply in _UNAVAILABLE_REPLIES or any(f" {code} " in f" {message} " for code in _UNAVAILABLE_REPLIES):
-                raise StoreUnavailable(
-                    f"Redis store {self.where} cannot serve ({operation}): {message}", store=self.where
-                ) from exc
             if "not an integer" in message:
                 raise ValueError(f"store record is not a counter: {message}") from exc
-            raise
+            # Anything else is the server refusing to serve: out of memory under noeviction,
+            # a read-only replica, loading, missing ACL permissions, failed persistence.
+            raise StoreUnavailable(
+                f"Redis store {self.where} refused the operation ({operation}): {message or type(exc).__name__}",
+                store=self.where,
+            ) from exc
 
     # -- the Store protocol ----------------------------------------------------------------
 
@@ -343,6 +355,12 @@ class RedisStore:
         async with self._guard("ping"):
             await self._client.ping()
 
+    async def server_version(self) -> tuple[int, ...] | None:
+        """The server's version (``redis_version`` of ``INFO server``), None when it does not say."""
+        async with self._guard("info"):
+            info = await self._client.info("server")
+        return parse_version(str(info.get("redis_version", "")))
+
     async def close(self) -> None:
         """Close the pool's connections. Idempotent; later operations raise StoreUnavailable."""
         if self._closed:
@@ -387,7 +405,12 @@ async def open_redis_store(url: str, clock: Clock | None = None, **_: Any) -> Re
         raise ConfigError(f"invalid Redis store URL {where}: {exc}") from exc
     store = RedisStore(Redis(connection_pool=pool), pool, prefix, where)
     try:
-        await store.ping()
+        version = await store.server_version()
     except StoreUnavailable as exc:
         log.warning("%s; stepup answers 'store unavailable' until it can reach Redis", exc)
+        return store
+    if version is not None and version < MIN_SERVER_VERSION:
+        await store.close()
+        shown = ".".join(map(str, version))
+        raise ConfigError(f"Redis store {where} runs Redis {shown}; stepup-redis needs Redis 7.0 or later")
     return store
