@@ -138,6 +138,7 @@ class Stack:
     keys: dict[str, LocalKey]
     credentials: dict[str, dict[str, str]]
     hits: dict[str, int]
+    watched: dict[str, StepUpClient]
     clients: list[StepUpClient] = attrs.field(factory=list)
 
     def client(self, user: str, **kwargs: Any) -> StepUpClient:
@@ -192,13 +193,19 @@ async def stack() -> AsyncIterator[Stack]:
             headers={"WWW-Authenticate": 'Bearer error="insufficient_user_authentication", scope="user:update"'},
         )
 
+    watched: dict[str, StepUpClient] = {}
+
+    async def loading(request: web.Request) -> web.Response:
+        return web.json_response({"isLoading": watched["client"].state.is_loading})
+
+    app.router.add_get("/loading", loading)
     app.router.add_post("/wallet/export", export_key)
     app.router.add_post("/profile", update_profile)
     app.router.add_post("/always-refuses", always_refuses)
     validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
     keys = {"alice": LocalKey(), "bob": LocalKey(), "dave": LocalKey()}
     async with serve_app(app) as base_url, aiohttp.ClientSession(middlewares=[validator.middleware]) as http:
-        stack = Stack(base_url, service, clock, pm, http, validator, keys, {}, hits)
+        stack = Stack(base_url, service, clock, pm, http, validator, keys, {}, hits, watched)
         # alice: totp first (no token needed), then passkey and recovery with a credential:link token.
         alice = stack.client("alice")
         creds: dict[str, dict[str, str]] = {"alice": {}, "bob": {}, "dave": {}}
@@ -551,3 +558,12 @@ async def test_every_answer_matched_the_openapi_document(stack: Stack) -> None:
         await bob.revoke_grants()
     paths = {path for _, path, _ in stack.validator.seen}
     assert any(p.endswith("/check") for p in paths) and any(p.endswith("/methods") for p in paths)
+
+
+async def test_is_loading_is_true_while_a_request_is_in_flight(stack: Stack) -> None:
+    async with stack.client("bob") as bob:
+        stack.watched["client"] = bob
+        assert not bob.state.is_loading
+        response = await bob.get("/loading")
+        assert response.json() == {"isLoading": True}
+        assert not bob.state.is_loading
