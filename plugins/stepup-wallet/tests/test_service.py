@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from typing import Any
@@ -544,3 +545,18 @@ async def test_wallet_that_became_embedded_is_refused_at_verify(
     with pytest.raises(errors.MethodNotAllowed, match="embedded"):
         await flows.submit(ALICE, challenge, await signed(signer, challenge.data["message"]))
     assert not [e for e in flows.app.events if e.type == "grant_issued"]
+
+
+async def test_concurrent_submissions_of_one_signature_grant_once(
+    service: StepUpService, flows: Any, signer: LocalKeySigner
+) -> None:
+    await flows.link(ALICE, signer)
+    challenge = await flows.begin(ALICE)
+    response = await signed(signer, challenge.data["message"])
+    results = await asyncio.gather(
+        *(flows.submit(ALICE, challenge, response) for _ in range(5)), return_exceptions=True
+    )
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(granted) == 1
+    assert all(isinstance(r, errors.StepUpError) for r in refused), refused
