@@ -116,7 +116,7 @@ class SocialVerifier:
         if not isinstance(name, str) or name not in providers:
             known = ", ".join(sorted(providers))
             message = (
-                f"unknown provider {name!r}; configured providers: {known}"
+                f"unknown provider {str(name)[:64]!r}; configured providers: {known}"
                 if name is not None
                 else f"say which provider to use in params.provider (one of: {known})"
             )
