@@ -165,7 +165,9 @@ async def stack() -> AsyncIterator[Stack]:
     clock = ManualClock()
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(throwaway_plugin(VERIFIERS, [*CLIENT_METHODS, RedirectClientMethod()]), name="throwaway")
-    config = config_from_mapping({"store": "memory:", "secret_key": secrets.token_hex(32)})
+    config = config_from_mapping(
+        {"store": "memory:", "secret_key": secrets.token_hex(32), "scopes": {"report:view": {"required": False}}}
+    )
     service = await StepUpService.create(config, pm=pm, clock=clock)
     app = build_app(service, StaticTokenIdentify.from_mapping(SESSIONS))
     hits = {"always-refuses": 0}
@@ -567,3 +569,14 @@ async def test_is_loading_is_true_while_a_request_is_in_flight(stack: Stack) -> 
         response = await bob.get("/loading")
         assert response.json() == {"isLoading": True}
         assert not bob.state.is_loading
+
+
+async def test_a_prompt_asks_nothing_when_the_server_needs_no_step_up(stack: Stack) -> None:
+    prompter = ScriptedPrompter(codes=[BOB_PIN])
+    async with stack.client("bob", prompter=prompter) as bob:
+        assert await bob.prompt_step_up_auth("report:view") is None  # an unguarded scope
+        assert prompter.asked == []
+        token = await bob.prompt_step_up_auth("user:update", method="otp")
+        again = await bob.prompt_step_up_auth("user:update")  # a valid token is held
+        assert again == token
+        assert len(prompter.asked) == 1
