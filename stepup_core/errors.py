@@ -215,6 +215,16 @@ class DeliveryFailed(StepUpError):
     title = "Code delivery failed"
 
 
+class ProviderUnavailable(StepUpError):
+    """An outside party a method relies on (an identity provider, a gateway) could not be
+    reached or answered with something unusable. Not a failed verification: it does not count
+    toward the user's lockout."""
+
+    code = "provider_unavailable"
+    status = 502
+    title = "Identity provider unavailable"
+
+
 class StoreUnavailable(StepUpError):
     code = "store_unavailable"
     status = 503

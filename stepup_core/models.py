@@ -247,6 +247,8 @@ class ChallengeState:
     expires_at: float
     failure: str | None = None
     grant: IssuedToken | None = None
+    #: For an enrolment completed by redirect: the credential it linked.
+    credential_id: str | None = None
 
 
 @attrs.frozen

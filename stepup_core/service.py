@@ -267,6 +267,10 @@ class StepUpService:
                 )
         return [c for c in [*stored, *supplied] if c.method in self.verifiers]
 
+    def _eligible(self, credential: Credential) -> bool:
+        check = getattr(self.verifiers[credential.method], "eligible", None)
+        return True if check is None else bool(check(credential))
+
     def _is_primary_mfa(self, credential: Credential) -> bool:
         verifier = self.verifiers[credential.method]
         return verifier.factor is Factor.MFA and not verifier.fallback
@@ -274,6 +278,7 @@ class StepUpService:
     def _route(
         self, principal: Principal, credentials: Sequence[Credential]
     ) -> tuple[Route, list[Credential], str | None]:
+        credentials = [c for c in credentials if self._eligible(c)]
         primary = [c for c in credentials if self._is_primary_mfa(c)]
         if primary:
             fallback = [
@@ -319,7 +324,7 @@ class StepUpService:
         return next(c for c in candidates if c.id == default_id)
 
     def _ensure_may_mint(self, verifier: Verifier, credentials: Sequence[Credential], scopes: Iterable[str]) -> None:
-        has_mfa = any(self._is_primary_mfa(c) for c in credentials)
+        has_mfa = any(self._is_primary_mfa(c) and self._eligible(c) for c in credentials)
         if verifier.factor is Factor.REAUTH and has_mfa:
             raise MethodNotAllowed(
                 f"this user has MFA, so re-authentication ({verifier.name}) cannot grant elevated access; "
@@ -500,7 +505,8 @@ class StepUpService:
                 self._event("attempts_exhausted", "warning", principal, method=verifier.name,
                             challenge_id=challenge.id if challenge else None)
             )
-            return AttemptsExhausted(f"{exc.message}; no attempts left, start a new challenge")
+            advice = "start a new challenge" if challenge is not None else "wait before trying again"
+            return AttemptsExhausted(f"{exc.message}; no attempts left, {advice}")
         exc.details.setdefault("attemptsRemaining", remaining)
         return exc
 
@@ -558,7 +564,10 @@ class StepUpService:
             credential_id=credential.id if credential else None,
             callback_state=secrets.token_urlsafe(32) if verifier.interaction is Interaction.REDIRECT else None,
         )
-        attempt = Attempt(principal, credential, candidates, dict(request.params), challenge, scopes)
+        attempt = Attempt(
+            principal, credential, candidates, dict(request.params), challenge, scopes,
+            credential_requested=request.credential_id is not None,
+        )
         data = await self._call_plugin(verifier, "begin", verifier.begin, attempt)
         if challenge.credential_id is not None and all(c.id != challenge.credential_id for c in candidates):
             raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")
@@ -595,6 +604,12 @@ class StepUpService:
 
     async def verify(self, principal: Principal, request: VerifyRequest) -> IssuedToken:
         verifier = self._verifier(request.method)
+        if verifier.interaction is Interaction.REDIRECT:
+            raise MethodNotAllowed(
+                f"{verifier.name} completes through its callback ({self.config.server.prefix}/callback/"
+                f"{verifier.name}); poll GET /challenges/{{id}} for the grant",
+                method=verifier.name,
+            )
         scopes = self._validate_scopes(request.requested_scopes)
         await self._ensure_not_locked(principal)
         challenge: ChallengeRecord | None = None
@@ -614,7 +629,7 @@ class StepUpService:
                     "credentialId differs from the challenge's credential",
                     [{"path": "credentialId", "message": "does not match the challenge"}],
                 )
-        elif verifier.requires_challenge:
+        if challenge is None and verifier.requires_challenge:
             raise ValidationError(
                 f"method {verifier.name} needs a challengeId: start one with POST /challenges",
                 [{"path": "challengeId", "message": "required for this method"}],
@@ -644,7 +659,11 @@ class StepUpService:
             budget_ttl = verifier.challenge_ttl or self.config.limits.challenge_ttl
         used = await self._reserve_attempt(budget_key, budget_ttl, challenge)
 
-        attempt = Attempt(principal, credential, candidates, dict(request.response), challenge, scopes)
+        attempt = Attempt(
+            principal, credential, candidates, dict(request.response), challenge, scopes,
+            credential_requested=request.credential_id is not None
+            or (challenge is not None and challenge.credential_id is not None),
+        )
         try:
             verification: Verification = await verifier.verify(self.ctx, attempt)
             if all(c.id != verification.credential_id for c in candidates):
@@ -733,6 +752,7 @@ class StepUpService:
                 proven_id = stored.id
             else:
                 attempt.credential = self._pick_credential(principal, verifier, candidates, challenge.credential_id)
+                attempt.credential_requested = challenge.credential_id is not None
                 self._ensure_may_mint(verifier, credentials, challenge.requested_scopes)
                 verification = await verifier.verify(self.ctx, attempt)
                 if all(c.id != verification.credential_id for c in candidates):
@@ -775,7 +795,9 @@ class StepUpService:
         if challenge.status is ChallengeStatus.PENDING:
             self._ensure_live(challenge)
             return state
-        if challenge.status is not ChallengeStatus.VERIFIED or challenge.purpose is ChallengePurpose.ENROLLMENT:
+        if challenge.purpose is ChallengePurpose.ENROLLMENT:
+            return attrs.evolve(state, credential_id=challenge.verified_credential_id)
+        if challenge.status is not ChallengeStatus.VERIFIED:
             return state
         if await self.store.take(_challenge_key(challenge.id)) is None:
             raise ChallengeUsed("this challenge's grant was already picked up", challengeId=challenge.id)
@@ -793,7 +815,7 @@ class StepUpService:
     async def _require_link_token(
         self, principal: Principal, credentials: Sequence[Credential], token: str | None
     ) -> None:
-        if credentials:
+        if any(self._eligible(c) for c in credentials):
             await self._require_token(principal, TokenScope.CREDENTIAL_LINK, token)
 
     async def _store_new_credential(
@@ -803,6 +825,7 @@ class StepUpService:
             for old in await self.credentials.list_for_user(principal.user_id):
                 if old.method == verifier.name:
                     await self.credentials.delete(principal.user_id, old.id)
+                    await self._forget(verifier, old)
         credential = Credential(
             id=random_id("cred", 12),
             user_id=principal.user_id,
@@ -951,10 +974,20 @@ class StepUpService:
         credential = await self._own_stored_credential(principal, credential_id)
         await self._require_token(principal, TokenScope.CREDENTIAL_UNLINK, token)
         await self.credentials.delete(principal.user_id, credential.id)
+        await self._forget(self.verifiers.get(credential.method), credential)
         await self.emit(
             self._event("credential_deleted", "success", principal, method=credential.method,
                         credential_id=credential.id)
         )
+
+    async def _forget(self, verifier: Verifier | None, credential: Credential) -> None:
+        forget = getattr(verifier, "forget", None)
+        if forget is None:
+            return
+        try:
+            await forget(self.ctx, credential)
+        except Exception:
+            log.exception("method %s failed to clean up credential %s", credential.method, credential.id)
 
     async def revoke_grants(self, principal: Principal) -> int:
         count = await self.tokens.revoke_session(principal.user_id, principal.session_id)

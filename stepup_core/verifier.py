@@ -63,6 +63,9 @@ class Attempt:
     params: dict[str, Any]
     challenge: Challenge | None = None
     requested_scopes: tuple[str, ...] = ()
+    #: True when the caller named the credential (or the challenge fixed it); False when the
+    #: core chose the method's default for the user.
+    credential_requested: bool = False
 
 
 @attrs.frozen
@@ -171,3 +174,19 @@ class Verifier(Protocol):
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         """Check the person's answer (``attempt.params``) and return the credential to store."""
         ...
+
+
+class CredentialFilter(Protocol):
+    """Optional on a verifier: ``eligible(credential)`` is False for credentials of its formats
+    that can never step up (an embedded wallet). They are then left out of the check's eligible
+    credentials and do not make enrolment require a ``credential:link`` token."""
+
+    def eligible(self, credential: Credential) -> bool: ...
+
+
+class CredentialCleanup(Protocol):
+    """Optional on a verifier: ``forget(ctx, credential)`` runs after the core deleted one of its
+    credentials (unlinked, or replaced by a new enrolment), to remove the method's own records.
+    Errors are logged, never raised."""
+
+    async def forget(self, ctx: VerifierContext, credential: Credential) -> None: ...

@@ -278,6 +278,7 @@ async def test_challenge_verify_and_status(client: Any, service: Any) -> None:
         "expiresAt": challenge["expiresAt"],
         "failure": None,
         "grant": None,
+        "credentialId": None,
     }
 
     verified = await client.post(

@@ -171,12 +171,8 @@ class RecoveryVerifier:
         for code in codes:
             digest = ctx.keys.keyed_hash(HASH_PURPOSE, normalize_code(code) or code)
             await ctx.store.put(code_key(code_set, digest), code_set, indexes=(index,))
-        # Earlier sets stop working with the credential that named them; drop their records too.
-        for earlier in attempt.candidates:
-            earlier_set = earlier.data.get("set")
-            if earlier_set:
-                for key in await ctx.store.list_index(code_set_index(str(earlier_set))):
-                    await ctx.store.delete(key)
+        # Earlier sets stop working with the credential that named them; the core then calls
+        # ``forget`` for each replaced credential, which drops their code records.
         count = len(codes)
         return EnrollmentStep(
             data={"codes": codes, "count": count, "bitsPerCode": BITS_PER_CODE},
@@ -188,6 +184,13 @@ class RecoveryVerifier:
                 replaces_existing=True,
             ),
         )
+
+    async def forget(self, ctx: VerifierContext, credential: Credential) -> None:
+        """The core deleted this set (unlinked or regenerated): drop its code records."""
+        code_set = credential.data.get("set")
+        if code_set:
+            for key in await ctx.store.list_index(code_set_index(str(code_set))):
+                await ctx.store.delete(key)
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         raise EnrollmentFailed("recovery codes are enrolled at once; there is nothing to complete")

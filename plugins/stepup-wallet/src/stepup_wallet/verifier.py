@@ -139,26 +139,13 @@ def _embedded_refusal(credential: Credential) -> MethodNotAllowed:
     )
 
 
-def _session_default_id(attempt: Attempt) -> str | None:
-    """The credential the core picks when the caller names none (the sign-in credential)."""
-    candidates = attempt.candidates
-    signed_in = attempt.principal.sign_in_credential_id
-    if signed_in and any(c.id == signed_in for c in candidates):
-        return signed_in
-    flagged = next((c for c in candidates if c.sign_in), None)
-    if flagged is not None:
-        return flagged.id
-    return candidates[0].id if candidates else None
-
-
 def select_wallet(attempt: Attempt) -> Credential:
     """The wallet to challenge: the one named by ``credentialId``, else the first linked
     external wallet. Embedded wallets are refused when named, and passed over otherwise."""
     external = [c for c in attempt.candidates if not is_embedded(c)]
     chosen = attempt.credential
     if chosen is not None and is_embedded(chosen):
-        named = chosen.id != _session_default_id(attempt)
-        if named or not external:
+        if attempt.credential_requested or not external:
             raise _embedded_refusal(chosen)
         chosen = None
     if chosen is None:
@@ -301,6 +288,11 @@ class WalletVerifier:
             raise ReplayDetected("this signed message was already used; start a new challenge")
 
     # --- step-up --------------------------------------------------------------------------
+
+    def eligible(self, credential: Credential) -> bool:
+        """Embedded wallets never step up: the check leaves them out, and they do not make
+        linking an external wallet require a ``credential:link`` token."""
+        return not is_embedded(credential)
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         challenge = attempt.challenge
