@@ -932,7 +932,39 @@ class StepUpClient:
         if start.credential is not None:
             # Completed at once (recovery codes): the method kept or showed what it was given.
             return start.credential
+        if (await self._method_info(method)).interaction is Interaction.REDIRECT:
+            # Completed by the provider's redirect to the server: wait for the link to appear.
+            timeout = options.get("timeout")
+            return await self._await_enrollment(
+                start.enrollment_id, self.social_timeout if timeout is None else float(timeout)
+            )
         return await self.complete_enrollment(start.enrollment_id, response)
+
+    async def _await_enrollment(self, enrollment_id: str, timeout: float) -> CredentialView:
+        """Poll an enrolment completed elsewhere (a browser callback) until it links a credential."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        interval = self.poll_interval
+        while True:
+            state = _lenient(await self._api("GET", f"/challenges/{enrollment_id}"), ChallengeState)
+            if state.credential_id is not None:
+                linked = [c for c in await self.list_credentials() if c.id == state.credential_id]
+                if linked:
+                    return linked[0]
+            if state.status is ChallengeStatus.FAILED:
+                raise VerificationFailed(
+                    f"linking with {state.method} failed: {state.failure or 'no reason given'}", method=state.method
+                )
+            if state.expires_at <= self.clock.now():
+                raise ChallengeExpired(f"the {state.method} enrolment expired before it was completed")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ChallengePending(
+                    f"the {state.method} sign-in was not completed within {timeout:g} s",
+                    challengeId=enrollment_id,
+                )
+            await asyncio.sleep(min(interval, remaining))
+            interval = min(interval * 1.5, self.max_poll_interval)
 
     async def delete_credential(self, credential_id: str) -> None:
         """Remove a credential; needs a ``credential:unlink`` token in the jar."""

@@ -17,6 +17,7 @@ import pytest
 import stepup_social.plugin
 from stepup_social.testing import CallbackPage, browse_mock_provider
 
+from stepup_core import errors
 from stepup_core.client import StepUpClient
 from stepup_core.client.testing import serve_app
 from stepup_core.identify import StaticTokenIdentify
@@ -140,3 +141,23 @@ async def test_a_forged_callback_shows_a_problem_page(stack: Stack) -> None:
     ):
         assert page.status == 404 and page.content_type == "text/html"
         assert "challenge_not_found" in await page.text()
+
+
+async def test_client_enroll_links_an_account_through_the_redirect(stack: Stack) -> None:
+    client = stack.client(poll_interval=0.05)
+    view = await client.enroll("social", provider="mock", open_url=stack.browser("alice-sub"))
+    assert view.method == "social" and view.format.value == "oauth"
+    assert [c.id for c in await client.list_credentials()] == [view.id]
+    # the account now steps up
+    token = await client.verify_social("mock", open_url=stack.browser("alice-sub"), requested_scopes=["user:update"])
+    assert token is not None and token.method == "social"
+
+
+async def test_client_enroll_reports_a_failed_link(stack: Stack) -> None:
+    await link_over_http(stack, "alice-sub")
+    client = stack.client(poll_interval=0.05)
+    await client.verify_social("mock", open_url=stack.browser("alice-sub"), requested_scopes=["credential:link"])
+    with pytest.raises(errors.StepUpError) as info:  # the same account cannot be linked twice
+        await client.enroll("social", provider="mock", open_url=stack.browser("alice-sub"))
+    assert isinstance(info.value, errors.VerificationFailed) and "enrollment_failed" in str(info.value)
+    assert len(await client.list_credentials()) == 1
