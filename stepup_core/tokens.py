@@ -20,6 +20,9 @@ from .store.base import Store, make_key
 
 #: Records outlive their expiry by this much so a just-expired token reads as expired, not unknown.
 _GRACE_SECONDS = 60.0
+#: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
+#: store is still read every time: revocation, expiry and single use are decided there.
+_PARSED_GRANTS_MAX = 1024
 
 
 def _grant_key(digest: str) -> str:
@@ -38,6 +41,16 @@ def _user_index(user_id: str) -> str:
 class TokenStore:
     store: Store
     clock: Clock
+    _parsed: dict[str, Grant] = attrs.field(factory=dict, init=False, repr=False)
+
+    def _parse(self, raw: str) -> Grant:
+        grant = self._parsed.get(raw)
+        if grant is None:
+            grant = loads(raw, Grant)
+            if len(self._parsed) >= _PARSED_GRANTS_MAX:
+                self._parsed.clear()
+            self._parsed[raw] = grant
+        return grant
 
     async def mint(
         self,
@@ -91,7 +104,7 @@ class TokenStore:
         raw = await self.store.get(_grant_key(token_hash(token)))
         if raw is None:
             return None
-        grant = loads(raw, Grant)
+        grant = self._parse(raw)
         return grant if self._matches(grant, principal, scope) else None
 
     async def validate(self, token: str | None, principal: Principal, scope: str) -> Grant | None:

@@ -14,4 +14,5 @@ audit_log = logging.getLogger("stepup.audit")
 @hookimpl(trylast=True)
 def stepup_event(event: AuditEvent) -> None:
     level = logging.WARNING if event.outcome in ("failure", "warning") else logging.INFO
-    audit_log.log(level, dumps(event))
+    if audit_log.isEnabledFor(level):  # serialise only when someone listens
+        audit_log.log(level, dumps(event))
