@@ -39,7 +39,7 @@ _STATUS_TEXT = {
     422: "Invalid payload or scope; `errors` names every bad field",
     429: "Too many attempts or requests; see Retry-After",
     500: "Internal error (details are logged, never returned)",
-    502: "Code delivery failed",
+    502: "Code delivery or an outside provider failed",
     503: "Store unavailable",
 }
 

@@ -100,6 +100,7 @@ def _wire(value: Any) -> Any:
 _PUBLIC_5XX_DETAIL = {
     "store_unavailable": "the step-up service cannot reach its store right now; try again shortly",
     "delivery_failed": "the code could not be delivered; try again later or choose another method",
+    "provider_unavailable": "a service this method relies on is unavailable; try again later or choose another method",
 }
 _GENERIC_5XX_DETAIL = "the server could not complete the request; the error has been logged"
 

@@ -288,7 +288,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "POST", "/enrollments/{id}", complete_enrollment, "completeEnrollment", "Complete an enrolment",
         request=EnrollmentCompletion, response=CredentialView, token=OPTIONAL_TOKEN,
-        errors=(403, 404, 409, 410, 429),
+        errors=(403, 404, 409, 410, 429, 502),
     ),
     RouteSpec(
         "DELETE", "/grants", revoke_grants, "revokeGrants", "Revoke this session's elevated access tokens",

@@ -1,0 +1,244 @@
+"""Requests per second of a route guarded by ``requires_scope`` (with a time-bound elevated token)
+against the same handler unguarded, on the memory and SQLite stores.
+
+The server runs in its own process (one event loop, as an application would run it); this
+process drives it with concurrent aiohttp clients over loopback. Both routes are measured in
+the same run, alternating which goes first, after a warm-up. Besides requests per second the
+table shows the server's CPU time per request (from /proc), which does not depend on how fast
+the load generator is, and how busy the server was (near 100 % means the server, not the
+client, set the pace).
+
+    python benchmarks/protected_route.py [--seconds 3] [--rounds 4] [--concurrency 20]
+                                         [--stores memory,sqlite] [--strict]
+
+Targets: protected / unprotected >= 0.9 in memory, >= 0.8 on SQLite. ``--strict`` exits 1 when
+a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+from aiohttp import ClientSession, TCPConnector, web
+
+TARGETS = {"memory": 0.9, "sqlite": 0.8}
+SCOPE = "user:update"
+SESSION = "Bearer bench-user:bench-session"
+
+
+# --- the server (child process) --------------------------------------------------------------------
+
+
+async def _identify(request: web.Request) -> Any:
+    from stepup_core.models import Principal
+
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    user, sep, session = value.partition(":")
+    if scheme != "Bearer" or not sep:
+        return None
+    return Principal(user_id=user, session_id=session)
+
+
+async def _serve(store_kind: str) -> None:
+    from stepup_core.config import config_from_mapping
+    from stepup_core.models import Principal
+    from stepup_core.plugins import get_plugin_manager
+    from stepup_core.server import build_app, requires_scope
+    from stepup_core.service import StepUpService
+
+    workdir = tempfile.mkdtemp(prefix="stepup-bench-")
+    store_url = "memory:" if store_kind == "memory" else f"sqlite:{Path(workdir) / 'stepup.sqlite3'}"
+    config = config_from_mapping({"store": store_url, "secret_key": secrets.token_hex(32)})
+    service = await StepUpService.create(config, pm=get_plugin_manager(load_entrypoints=False))
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = build_app(service, _identify)
+    app.router.add_get("/open", handler)
+    app.router.add_get("/guarded", requires_scope(SCOPE)(handler))
+
+    # A real time-bound elevated token for the benchmark's user and session, as /verify mints it.
+    user, _, session = SESSION.removeprefix("Bearer ").partition(":")
+    issued = await service.tokens.mint(
+        Principal(user_id=user, session_id=session), [SCOPE], method="benchmark", ttl=3600, single_use=False
+    )
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    print(json.dumps({"port": port, "token": issued.elevated_access_token}), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await service.close()
+
+
+# --- the load (this process) -----------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@attrs.define
+class Tally:
+    requests: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    server_cpu: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return self.server_cpu / self.requests * 1e6 if self.requests else 0.0
+
+    @property
+    def server_busy(self) -> float:
+        return self.server_cpu / self.seconds if self.seconds else 0.0
+
+
+async def _load(session: ClientSession, url: str, headers: dict[str, str], seconds: float, concurrency: int) -> Tally:
+    deadline = time.perf_counter() + seconds
+    tally = Tally()
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            async with session.get(url, headers=headers) as resp:
+                await resp.read()
+                if resp.status == 200:
+                    tally.requests += 1
+                else:
+                    tally.failures += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    tally.seconds = time.perf_counter() - started
+    return tally
+
+
+async def _bench_store(store_kind: str, args: argparse.Namespace) -> dict[str, Tally]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--serve", store_kind, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        info = json.loads(line)
+        base = f"http://127.0.0.1:{info['port']}"
+        headers = {"Authorization": SESSION, "X-Elevated-Access-Token": info["token"]}
+        routes = {"unprotected": f"{base}/open", "protected": f"{base}/guarded"}
+        totals = {name: Tally() for name in routes}
+        connector = TCPConnector(limit=args.concurrency)
+        async with ClientSession(connector=connector) as session:
+            for name, url in routes.items():
+                warm = await _load(session, url, headers, args.warmup, args.concurrency)
+                if warm.failures or not warm.requests:
+                    raise SystemExit(f"{store_kind} {name}: warm-up failed ({warm.failures} non-200 answers)")
+            for round_no in range(args.rounds):
+                order = list(routes) if round_no % 2 == 0 else list(reversed(routes))
+                for name in order:
+                    cpu_before = _cpu_seconds(proc.pid)
+                    tally = await _load(session, routes[name], headers, args.seconds, args.concurrency)
+                    cpu_after = _cpu_seconds(proc.pid)
+                    total = totals[name]
+                    total.requests += tally.requests
+                    total.failures += tally.failures
+                    total.seconds += tally.seconds
+                    if cpu_before is not None and cpu_after is not None:
+                        total.server_cpu += cpu_after - cpu_before
+        return totals
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    print(
+        f"protected route benchmark: {args.concurrency} concurrent connections, {args.rounds} rounds x "
+        f"{args.seconds:g} s per route (alternating order), {args.warmup:g} s warm-up; python {sys.version.split()[0]}"
+    )
+    rows = []
+    verdicts = []
+    for store_kind in stores:
+        totals = await _bench_store(store_kind, args)
+        for name in ("unprotected", "protected"):
+            rows.append((store_kind, name, totals[name]))
+        ratio = totals["protected"].rate / totals["unprotected"].rate
+        target = TARGETS.get(store_kind, 0.0)
+        verdicts.append((store_kind, ratio, target))
+
+    header = (
+        f"{'store':<8} {'route':<12} {'requests':>9} {'failures':>8} {'req/s':>9} "
+        f"{'server cpu/req':>15} {'server busy':>12}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for store_kind, name, t in rows:
+        print(
+            f"{store_kind:<8} {name:<12} {t.requests:>9} {t.failures:>8} {t.rate:>9.0f} "
+            f"{t.cpu_per_request_us:>12.0f} us {t.server_busy:>11.0%}"
+        )
+    print()
+    missed = False
+    for store_kind, ratio, target in verdicts:
+        ok = ratio >= target
+        missed |= not ok
+        verdict = "met" if ok else "MISSED"
+        print(f"{store_kind:<8} protected/unprotected = {ratio:.3f}  (target >= {target:.2f}: {verdict})")
+    failures = sum(t.failures for _, _, t in rows)
+    if failures:
+        print(f"{failures} requests did not answer 200")
+        return 1
+    return 1 if (missed and args.strict) else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per route per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--stores", default="memory,sqlite")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--serve", choices=("memory", "sqlite"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(_serve(args.serve))
+        return 0
+    return asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
