@@ -1,33 +1,52 @@
 """The client side of stepup: :class:`StepUpClient` (the hook's surface over HTTP), the token
 jar, prompters, and the :class:`~stepup_core.client.method.ClientMethod` protocol plugins
-implement."""
+implement.
+
+Names are imported on first use, so a plugin that imports ``stepup_core.client.method`` to
+register its client half does not pay for aiohttp's client at registration time.
+"""
 
 from __future__ import annotations
 
-from .client import ELEVATED_TOKEN_HEADER, AppResponse, OtpSent, StepUpClient, StepUpState, parse_www_authenticate
-from .jar import TokenJar
-from .method import Answer, ClientContext, ClientMethod, Prompter
-from .problems import error_from_problem
-from .prompters import ScriptedPrompter, ScriptExhausted, TerminalPrompter
-from .registry import METHOD_PACKAGES, client_methods, package_for
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "ELEVATED_TOKEN_HEADER",
-    "METHOD_PACKAGES",
-    "Answer",
-    "AppResponse",
-    "ClientContext",
-    "ClientMethod",
-    "OtpSent",
-    "Prompter",
-    "ScriptExhausted",
-    "ScriptedPrompter",
-    "StepUpClient",
-    "StepUpState",
-    "TerminalPrompter",
-    "TokenJar",
-    "client_methods",
-    "error_from_problem",
-    "package_for",
-    "parse_www_authenticate",
-]
+if TYPE_CHECKING:
+    from .client import ELEVATED_TOKEN_HEADER, AppResponse, OtpSent, StepUpClient, StepUpState, parse_www_authenticate
+    from .jar import TokenJar
+    from .method import Answer, ClientContext, ClientMethod, Prompter
+    from .problems import error_from_problem
+    from .prompters import ScriptedPrompter, ScriptExhausted, TerminalPrompter
+    from .registry import METHOD_PACKAGES, client_methods, package_for
+
+_HOMES = {
+    "ELEVATED_TOKEN_HEADER": "client",
+    "AppResponse": "client",
+    "OtpSent": "client",
+    "StepUpClient": "client",
+    "StepUpState": "client",
+    "parse_www_authenticate": "client",
+    "TokenJar": "jar",
+    "Answer": "method",
+    "ClientContext": "method",
+    "ClientMethod": "method",
+    "Prompter": "method",
+    "error_from_problem": "problems",
+    "ScriptExhausted": "prompters",
+    "ScriptedPrompter": "prompters",
+    "TerminalPrompter": "prompters",
+    "METHOD_PACKAGES": "registry",
+    "client_methods": "registry",
+    "package_for": "registry",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
