@@ -19,15 +19,15 @@ import time
 METHOD_LIBRARIES = ("eth_account", "webauthn", "fido2", "redis", "aiosmtplib", "pyotp", "segno", "joserfc")
 TARGET_SECONDS = 0.5
 
-PROBE = """
+PROBE = f"""
 import sys
 from stepup_core.cli import main
 try:
     main(["plugins"], standalone_mode=False)
 except SystemExit:
     pass
-print("\\n" + "MODULES " + ",".join(sorted(m for m in sys.modules if m.split(".")[0] in %r)))
-""" % (METHOD_LIBRARIES,)
+print("\\n" + "MODULES " + ",".join(sorted(m for m in sys.modules if m.split(".")[0] in {METHOD_LIBRARIES!r})))
+"""
 
 
 def median_seconds(command: list[str], runs: int) -> float:

@@ -40,7 +40,26 @@ _HOMES = {
     "package_for": "registry",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "ELEVATED_TOKEN_HEADER",
+    "METHOD_PACKAGES",
+    "Answer",
+    "AppResponse",
+    "ClientContext",
+    "ClientMethod",
+    "OtpSent",
+    "Prompter",
+    "ScriptExhausted",
+    "ScriptedPrompter",
+    "StepUpClient",
+    "StepUpState",
+    "TerminalPrompter",
+    "TokenJar",
+    "client_methods",
+    "error_from_problem",
+    "package_for",
+    "parse_www_authenticate",
+]
 
 
 def __getattr__(name: str) -> Any:
