@@ -1,0 +1,1 @@
+pytest_plugins = ["stepup_core.testing.pytest_plugin"]
