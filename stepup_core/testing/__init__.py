@@ -1,6 +1,9 @@
-"""Test support shipped with stepup: conformance suites, fixtures, vectors.
+"""Test support shipped with stepup, for this project and for third-party plugins.
 
-``StoreConformanceSuite`` and ``VerifierConformanceSuite`` are pytest classes a backend or a
-method subclasses; ``stepup_core.testing.pytest_plugin`` is an opt-in pytest plugin
-(``pytest_plugins = ["stepup_core.testing.pytest_plugin"]``).
+- ``stepup_core.testing.stores.StoreConformanceSuite``: the pytest class a store backend subclasses.
+- ``stepup_core.testing.verifiers.VerifierConformanceSuite``: the pytest class a method subclasses.
+- ``stepup_core.testing.stack.StepUpStack``: a service served on loopback with OpenAPI-checked clients.
+- ``stepup_core.testing.pytest_plugin``: opt-in fixtures
+  (``pytest_plugins = ["stepup_core.testing.pytest_plugin"]``).
+- ``stepup_core.testing.vectors``: the shared conformance vectors.
 """
