@@ -101,6 +101,8 @@ class ScopePolicies:
     policies: Mapping[str, ScopePolicy] = attrs.field(factory=lambda: dict(DEFAULT_POLICIES))
     default: ScopePolicy = DEFAULT_POLICY
     declared: frozenset[str] = frozenset()
+    #: Known scopes already validated, with their policy: every protected request looks its scope up.
+    _resolved: dict[str, ScopePolicy] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         for key in self.policies:
@@ -129,15 +131,22 @@ class ScopePolicies:
 
     def validate(self, scope: object, field: str = "scope") -> str:
         """Return ``scope`` if it is well-formed and known, else raise :class:`InvalidScope`."""
+        if isinstance(scope, str) and scope in self._resolved:
+            return scope
         value = validate_scope_syntax(scope, field)
         if not self.is_known(value):
             raise InvalidScope(
                 f"unknown scope {value!r}: declare application scopes under [scopes] in stepup.toml",
                 field,
             )
+        self._resolved[value] = self._lookup(value)
         return value
 
     def policy_for(self, scope: str) -> ScopePolicy:
+        resolved = self._resolved.get(scope)
+        return resolved if resolved is not None else self._lookup(scope)
+
+    def _lookup(self, scope: str) -> ScopePolicy:
         if scope in self.policies:
             return self.policies[scope]
         matches = [k for k in self.policies if k.endswith("*") and fnmatch.fnmatchcase(scope, k)]
