@@ -27,10 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import attrs
 from aiohttp import ClientSession, TCPConnector, web
+
+from stepup_core.models import Principal
 
 TARGETS = {"memory": 0.9, "sqlite": 0.8}
 SCOPE = "user:update"
@@ -40,9 +41,7 @@ SESSION = "Bearer bench-user:bench-session"
 # --- the server (child process) --------------------------------------------------------------------
 
 
-async def _identify(request: web.Request) -> Any:
-    from stepup_core.models import Principal
-
+async def _identify(request: web.Request) -> Principal | None:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     user, sep, session = value.partition(":")
     if scheme != "Bearer" or not sep:
@@ -52,7 +51,6 @@ async def _identify(request: web.Request) -> Any:
 
 async def _serve(store_kind: str) -> None:
     from stepup_core.config import config_from_mapping
-    from stepup_core.models import Principal
     from stepup_core.plugins import get_plugin_manager
     from stepup_core.server import build_app, requires_scope
     from stepup_core.service import StepUpService

@@ -40,14 +40,21 @@ def service_of(request: web.Request) -> StepUpService:
         ) from None
 
 
-async def principal_of(request: web.Request) -> Principal:
-    """The caller, from the application's ``identify``; 401 ``unauthenticated`` when anonymous."""
+def mounted(request: web.Request) -> tuple[StepUpService, Identify]:
+    """The service and ``identify`` that ``mount`` put on the application, in one lookup."""
+    config = request.config_dict
     try:
-        identify = request.config_dict[IDENTIFY_KEY]
+        return config[SERVICE_KEY], config[IDENTIFY_KEY]
     except KeyError:
         raise ConfigError(
             "stepup is not mounted on this application: call stepup_core.server.mount(app, service, identify)"
         ) from None
+
+
+async def principal_of(request: web.Request, identify: Identify | None = None) -> Principal:
+    """The caller, from the application's ``identify``; 401 ``unauthenticated`` when anonymous."""
+    if identify is None:
+        identify = mounted(request)[1]
     principal = await identify(request)
     if principal is None:
         raise Unauthenticated("sign in first: this route needs the application's session")

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
 from ..scopes import validate_scope_syntax
-from .http import elevated_token, principal_of, service_of
+from .http import elevated_token, mounted, principal_of
 from .problems import internal_error, log_unexpected, problem_response
 
 log = logging.getLogger("stepup.server")
@@ -72,8 +72,8 @@ def requires_scope(scope: str) -> Callable[[F], F]:
         async def guarded(*args: Any, **kwargs: Any) -> web.StreamResponse:
             request = _request_of(args)
             try:
-                service = service_of(request)
-                principal = await principal_of(request)
+                service, identify = mounted(request)
+                principal = await principal_of(request, identify)
                 grant = await service.require_scope(principal, scope, elevated_token(request))
             except InvalidScope as exc:
                 log.error("protected route %s uses scope %r, which stepup does not know: %s", request.path, scope, exc)
