@@ -1,9 +1,10 @@
 """Requests per second of a route guarded by ``requires_scope`` (with a time-bound elevated token)
 against the same handler unguarded, on the memory and SQLite stores.
 
-The server runs in its own process (one event loop, as an application would run it); this
-process drives it with concurrent aiohttp clients over loopback. Both routes are measured in
-the same run, alternating which goes first, after a warm-up. Besides requests per second the
+Each store's server runs in its own process (one event loop, as an application would run it);
+this process drives them with concurrent aiohttp clients over loopback. Every round measures
+every store and route in turn, the order flipping between rounds, after a warm-up, so a change
+in the machine's load falls on all of them alike. Besides requests per second the
 table shows the server's CPU time per request (from /proc), which does not depend on how fast
 the load generator is, and how busy the server was (near 100 % means the server, not the
 client, set the pace).
@@ -106,6 +107,8 @@ class Tally:
     failures: int = 0
     seconds: float = 0.0
     server_cpu: float = 0.0
+    #: Requests per second of each round, in order.
+    round_rates: list[float] = attrs.field(factory=list)
 
     @property
     def rate(self) -> float:
@@ -139,62 +142,101 @@ async def _load(session: ClientSession, url: str, headers: dict[str, str], secon
     return tally
 
 
-async def _bench_store(store_kind: str, args: argparse.Namespace) -> dict[str, Tally]:
+@attrs.define
+class Server:
+    store_kind: str
+    proc: asyncio.subprocess.Process
+    base: str
+    token: str
+    totals: dict[str, Tally] = attrs.field(factory=lambda: {"unprotected": Tally(), "protected": Tally()})
+
+    def url(self, route: str) -> str:
+        return f"{self.base}/{'guarded' if route == 'protected' else 'open'}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": SESSION, "X-Elevated-Access-Token": self.token}
+
+
+async def _start(store_kind: str) -> Server:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve", store_kind, stdout=asyncio.subprocess.PIPE
     )
+    assert proc.stdout is not None
     try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        info = json.loads(line)
-        base = f"http://127.0.0.1:{info['port']}"
-        headers = {"Authorization": SESSION, "X-Elevated-Access-Token": info["token"]}
-        routes = {"unprotected": f"{base}/open", "protected": f"{base}/guarded"}
-        totals = {name: Tally() for name in routes}
-        connector = TCPConnector(limit=args.concurrency)
-        async with ClientSession(connector=connector) as session:
-            for name, url in routes.items():
-                warm = await _load(session, url, headers, args.warmup, args.concurrency)
+        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), timeout=30))
+    except BaseException:
+        await _stop(proc)
+        raise
+    return Server(store_kind, proc, f"http://127.0.0.1:{info['port']}", info["token"])
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _measure(servers: list[Server], args: argparse.Namespace) -> None:
+    """Every round visits every (store, route) pair, the order flipping from round to round, so
+    drift in the machine's load falls on all of them alike."""
+    routes = ["unprotected", "protected"]
+    async with ClientSession(connector=TCPConnector(limit=args.concurrency)) as session:
+        for server in servers:
+            for route in routes:
+                warm = await _load(session, server.url(route), server.headers, args.warmup, args.concurrency)
                 if warm.failures or not warm.requests:
-                    raise SystemExit(f"{store_kind} {name}: warm-up failed ({warm.failures} non-200 answers)")
-            for round_no in range(args.rounds):
-                order = list(routes) if round_no % 2 == 0 else list(reversed(routes))
-                for name in order:
-                    cpu_before = _cpu_seconds(proc.pid)
-                    tally = await _load(session, routes[name], headers, args.seconds, args.concurrency)
-                    cpu_after = _cpu_seconds(proc.pid)
-                    total = totals[name]
-                    total.requests += tally.requests
-                    total.failures += tally.failures
-                    total.seconds += tally.seconds
-                    if cpu_before is not None and cpu_after is not None:
-                        total.server_cpu += cpu_after - cpu_before
-        return totals
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=10)
-            except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
+                    raise SystemExit(f"{server.store_kind} {route}: warm-up failed ({warm.failures} non-200 answers)")
+        for round_no in range(args.rounds):
+            visits = [(server, route) for server in servers for route in routes]
+            for server, route in visits if round_no % 2 == 0 else reversed(visits):
+                cpu_before = _cpu_seconds(server.proc.pid)
+                tally = await _load(session, server.url(route), server.headers, args.seconds, args.concurrency)
+                cpu_after = _cpu_seconds(server.proc.pid)
+                total = server.totals[route]
+                total.requests += tally.requests
+                total.failures += tally.failures
+                total.seconds += tally.seconds
+                total.round_rates.append(tally.rate)
+                if cpu_before is not None and cpu_after is not None:
+                    total.server_cpu += cpu_after - cpu_before
 
 
 async def _main(args: argparse.Namespace) -> int:
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     print(
         f"protected route benchmark: {args.concurrency} concurrent connections, {args.rounds} rounds x "
-        f"{args.seconds:g} s per route (alternating order), {args.warmup:g} s warm-up; python {sys.version.split()[0]}"
+        f"{args.seconds:g} s per store and route (alternating order), {args.warmup:g} s warm-up; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus"
     )
+    servers: list[Server] = []
+    try:
+        for store_kind in stores:
+            servers.append(await _start(store_kind))
+        await _measure(servers, args)
+    finally:
+        for server in servers:
+            await _stop(server.proc)
     rows = []
     verdicts = []
-    for store_kind in stores:
-        totals = await _bench_store(store_kind, args)
+    for server in servers:
+        store_kind, totals = server.store_kind, server.totals
         for name in ("unprotected", "protected"):
             rows.append((store_kind, name, totals[name]))
         ratio = totals["protected"].rate / totals["unprotected"].rate
         target = TARGETS.get(store_kind, 0.0)
-        verdicts.append((store_kind, ratio, target))
+        pairs = zip(totals["protected"].round_rates, totals["unprotected"].round_rates, strict=True)
+        per_round = [p / u for p, u in pairs if u]
+        cpu_ratio = (
+            totals["unprotected"].cpu_per_request_us / totals["protected"].cpu_per_request_us
+            if totals["protected"].cpu_per_request_us
+            else 0.0
+        )
+        verdicts.append((store_kind, ratio, target, per_round, cpu_ratio))
 
     header = (
         f"{'store':<8} {'route':<12} {'requests':>9} {'failures':>8} {'req/s':>9} "
@@ -210,11 +252,13 @@ async def _main(args: argparse.Namespace) -> int:
         )
     print()
     missed = False
-    for store_kind, ratio, target in verdicts:
+    for store_kind, ratio, target, per_round, cpu_ratio in verdicts:
         ok = ratio >= target
         missed |= not ok
         verdict = "met" if ok else "MISSED"
         print(f"{store_kind:<8} protected/unprotected = {ratio:.3f}  (target >= {target:.2f}: {verdict})")
+        print(f"{'':<8}   by round: {', '.join(f'{r:.2f}' for r in per_round)}")
+        print(f"{'':<8}   server cpu per request, unprotected/protected = {cpu_ratio:.3f} (a saturated server's ratio)")
     failures = sum(t.failures for _, _, t in rows)
     if failures:
         print(f"{failures} requests did not answer 200")
