@@ -528,3 +528,24 @@ def client_prefix(client: Any, prefix: str) -> Any:
 async def test_mount_refuses_the_root_prefix(service: Any, identify: Any) -> None:
     with pytest.raises(errors.ConfigError, match="prefix"):
         mount(web.Application(), service, identify, prefix="/")
+
+
+async def test_callback_url_ignores_the_callers_host_header(client: Any, service: Any) -> None:
+    await _enrol_link(client, CAROL, "carol-at-provider")  # the first request fills in the server's address
+    service.public_url = None
+    begin = await client.post(
+        "/stepup/challenges",
+        json={"method": "link", "requestedScopes": ["user:update"]},
+        headers={**CAROL, "Host": "attacker.example", "X-Forwarded-Host": "attacker.example"},
+    )
+    assert begin.status == 201
+    redirect_uri = parse_qs(urlsplit((await begin.json())["data"]["url"]).query)["redirect_uri"][0]
+    assert urlsplit(redirect_uri).hostname == "127.0.0.1"
+    assert "attacker" not in redirect_uri
+
+
+async def test_a_configured_public_url_is_used_for_callbacks(client: Any, service: Any) -> None:
+    service.public_url = "https://app.example.com"
+    start = await client.post("/stepup/enrollments", json={"method": "link"}, headers=CAROL)
+    redirect_uri = parse_qs(urlsplit((await start.json())["data"]["url"]).query)["redirect_uri"][0]
+    assert redirect_uri == "https://app.example.com/stepup/callback/link"

@@ -123,6 +123,11 @@ def _fill_public_url(request: web.Request) -> None:
     if ":" in host:
         host = f"[{host}]"
     service.public_url = f"{'https' if request.secure else 'http'}://{host}:{port}"
+    log.warning(
+        "server.public_url is not set: redirect callbacks use %s, this server's own address; "
+        "set [server] public_url when the server sits behind a proxy or another name",
+        service.public_url,
+    )
 
 
 async def begin_challenge(request: web.Request) -> web.StreamResponse:
@@ -152,7 +157,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     """The browser leg of a redirect method: no session here, the ``state`` finds the challenge."""
     service = service_of(request)
     try:
-        state = await service.complete_callback(request.match_info["method"], dict(request.query))
+        await service.complete_callback(request.match_info["method"], dict(request.query))
     except StepUpError as exc:
         if exc.status >= 500:
             log.error("callback for %s failed: %s: %s", request.match_info["method"], exc.code, exc)
@@ -161,7 +166,6 @@ async def callback(request: web.Request) -> web.StreamResponse:
         log_unexpected(request, exc)
         error = internal_error()
         return problem_page(error) if wants_html(request) else problem_response(error)
-    del state
     return html_page(
         "Verification complete",
         "You can close this window and return to the application.",
