@@ -135,24 +135,44 @@ class VerifierContext:
 
 @runtime_checkable
 class Verifier(Protocol):
-    """The server half of a verification method, registered by ``stepup_register_verifiers``."""
+    """The server half of a verification method, registered by ``stepup_register_verifiers``.
 
-    #: Unique method name on the wire (``totp``); also the plugin's entry-point key.
-    name: str
-    factor: Factor
-    formats: tuple[CredentialFormat, ...]
-    interaction: Interaction
-    #: Counts as MFA only beside another MFA credential (recovery codes): it neither routes a
-    #: user to MFA nor is ever the default device.
-    fallback: bool
-    #: False: ``verify`` may run with no challenge (a code from an app the user already holds).
-    requires_challenge: bool
-    #: Seconds a challenge of this method lives.
-    challenge_ttl: float
-    #: Limits on ``begin`` per credential (for methods that send something, like OTP).
-    begin_limits: Sequence[RateLimit]
-    #: Distribution to install for this method (named in "not installed" errors).
-    package: str
+    The declarations below are read-only: plain attributes, attrs fields or properties all fit.
+    """
+
+    @property
+    def name(self) -> str:
+        """Unique method name on the wire (``totp``); also the plugin's entry-point key."""
+
+    @property
+    def factor(self) -> Factor: ...
+
+    @property
+    def formats(self) -> Sequence[CredentialFormat]: ...
+
+    @property
+    def interaction(self) -> Interaction: ...
+
+    @property
+    def fallback(self) -> bool:
+        """Counts as MFA only beside another MFA credential (recovery codes): it neither routes a
+        user to MFA nor is ever the default device."""
+
+    @property
+    def requires_challenge(self) -> bool:
+        """False: ``verify`` may run with no challenge (a code from an app the user already holds)."""
+
+    @property
+    def challenge_ttl(self) -> float:
+        """Seconds a challenge of this method lives."""
+
+    @property
+    def begin_limits(self) -> Sequence[RateLimit]:
+        """Limits on ``begin`` per credential (for methods that send something, like OTP)."""
+
+    @property
+    def package(self) -> str:
+        """Distribution to install for this method (named in "not installed" errors)."""
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         """Start a challenge (``attempt.challenge`` is new, with id, expiry and, for redirect

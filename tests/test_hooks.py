@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import pytest
 
 from stepup_core import errors, hookimpl
 from stepup_core.client.registry import client_methods
+from stepup_core.client.testing import KeyClientMethod, PinVerifier, throwaway_plugin
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.models import (
@@ -69,20 +71,30 @@ async def test_hook_stepup_register_stores(pm):
         await open_store("nosuch://x", pm)
 
 
+@attrs.frozen
+class PinSettings:
+    digits: int = 6
+
+
+class ConfiguredPins:
+    """Reads its own ``[plugins.pin]`` table, as a real method plugin does."""
+
+    @hookimpl
+    def stepup_register_verifiers(self, register, config):
+        settings = config.plugin_section("pin", PinSettings)
+        register(PinVerifier(name="pin", challenge_ttl=float(settings.digits * 10)))
+
+
 async def test_hook_stepup_register_verifiers(pm):
-    import stepup_example.plugin
-
-    pm.register(stepup_example.plugin, name="pin")
-    service = await make_service(pm, plugins={"pin": {"min_length": 8}})
+    pm.register(ConfiguredPins(), name="pins")
+    service = await make_service(pm, plugins={"pin": {"digits": 8}})
     assert [m.name for m in service.methods()] == ["pin"]
-    assert service.verifiers["pin"].settings.min_length == 8  # type: ignore[attr-defined]
+    assert service.verifiers["pin"].challenge_ttl == 80.0
+    assert service.methods()[0].plugin == "pins"
+    with pytest.raises(errors.ConfigError, match=r"plugins\.pin\.digits"):
+        await make_service(pm, plugins={"pin": {"digits": "eight"}})
 
-    class Twin:
-        @hookimpl
-        def stepup_register_verifiers(self, register, config):
-            register(service.verifiers["pin"])
-
-    pm.register(Twin(), name="twin")
+    pm.register(throwaway_plugin(verifiers=[PinVerifier(name="pin")]), name="twin")
     with pytest.raises(errors.PluginError, match="'pin' is registered by both"):
         await make_service(pm)
 
@@ -105,15 +117,14 @@ async def test_hook_stepup_check(pm):
 
 
 async def test_hook_stepup_user_credentials(pm):
-    import stepup_example.plugin
-
     class App:
         @hookimpl
         async def stepup_user_credentials(self, principal):
             return [Credential(id="app-pin", user_id="ignored", method="", format=CredentialFormat.CUSTOM,
                                factor=Factor.MFA, created_at=1.0, data={"pinHash": "x"})]
 
-    pm.register(stepup_example.plugin, name="pin")
+    pm.register(throwaway_plugin(verifiers=[PinVerifier(name="pin", factor=Factor.MFA,
+                                                        formats=(CredentialFormat.CUSTOM,))]), name="pins")
     pm.register(App(), name="app")
     service = await make_service(pm)
     views = await service.list_credentials(P)
@@ -185,17 +196,10 @@ async def test_hook_stepup_event(pm, caplog):
 
 
 def test_hook_stepup_register_client_methods(pm):
-    import stepup_example.plugin
-
-    pm.register(stepup_example.plugin, name="pin")
+    pm.register(throwaway_plugin(client_methods=[KeyClientMethod()]), name="keys")
     methods = client_methods(pm)
-    assert set(methods) == {"pin"} and methods["pin"].package == "stepup-example"
+    assert set(methods) == {"key"} and methods["key"].package == "stepup-testing"
 
-    class Twin:
-        @hookimpl
-        def stepup_register_client_methods(self, register):
-            register(methods["pin"])
-
-    pm.register(Twin(), name="twin")
-    with pytest.raises(errors.PluginError, match="'pin' is registered by both"):
+    pm.register(throwaway_plugin(client_methods=[KeyClientMethod()]), name="twin")
+    with pytest.raises(errors.PluginError, match="'key' is registered by both 'keys' and 'twin'"):
         client_methods(pm)

@@ -50,10 +50,10 @@ class PinVerifier:
     requires_challenge: bool = True
     begin_limits: tuple[RateLimit, ...] = ()
     package: str = "stepup-example"
+    challenge_ttl: float = attrs.field(init=False)
 
-    @property
-    def challenge_ttl(self) -> float:
-        return self.settings.challenge_ttl
+    def __attrs_post_init__(self) -> None:
+        self.challenge_ttl = self.settings.challenge_ttl
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         return {"minLength": self.settings.min_length, "maxLength": self.settings.max_length}
