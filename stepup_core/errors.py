@@ -50,6 +50,22 @@ class MalformedRequest(StepUpError):
     title = "Malformed request"
 
 
+class UnsupportedMediaType(MalformedRequest):
+    """A request body that is not JSON (stepup only reads ``application/json`` bodies)."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class HttpMethodNotAllowed(StepUpError):
+    """The path exists, the HTTP method does not (``allowed`` lists the ones that do)."""
+
+    code = "http_method_not_allowed"
+    status = 405
+    title = "HTTP method not allowed"
+
+
 class PayloadTooLarge(StepUpError):
     code = "payload_too_large"
     status = 413

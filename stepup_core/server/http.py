@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from ..errors import ConfigError, MalformedRequest, PayloadTooLarge, Unauthenticated
+from ..errors import ConfigError, MalformedRequest, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from ..models import Principal
 from ..serialization import structure, unstructure
-from .problems import UnsupportedMediaType
 
 if TYPE_CHECKING:
     from ..service import StepUpService

@@ -19,6 +19,7 @@ import attrs
 from aiohttp import web
 
 from ..errors import (
+    HttpMethodNotAllowed,
     InvalidToken,
     MalformedRequest,
     NotFound,
@@ -46,22 +47,6 @@ class RouteNotFound(NotFound):
 
     code = "not_found"
     title = "Not found"
-
-
-class HttpMethodNotAllowed(StepUpError):
-    """The path exists, the HTTP method does not (``allowed`` lists the ones that do)."""
-
-    code = "http_method_not_allowed"
-    status = 405
-    title = "HTTP method not allowed"
-
-
-class UnsupportedMediaType(MalformedRequest):
-    """A request body that is not JSON (stepup only reads ``application/json`` bodies)."""
-
-    code = "unsupported_media_type"
-    status = 415
-    title = "Unsupported media type"
 
 
 class InternalError(StepUpError):
