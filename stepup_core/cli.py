@@ -60,7 +60,7 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
 async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
     from .config import load_config
     from .identify import DevelopmentIdentify, JwtIdentify, identify_from_config
-    from .server import build_app
+    from .server import build_app, serve_app
     from .service import StepUpService
 
     development = config_path is None
@@ -69,8 +69,6 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
     service = await StepUpService.create(config)
     try:
         app = build_app(service, identify)
-        from .client.testing import serve_app
-
         async with serve_app(app, host=host, port=port) as base_url:
             prefix = service.config.server.prefix
             if development:

@@ -132,7 +132,7 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
 
     from .identify import StaticTokenIdentify
     from .plugins import get_plugin_manager
-    from .server import build_app, requires_scope
+    from .server import build_app, requires_scope, serve_app
     from .service import StepUpService
 
     def say(text: str = "") -> None:
@@ -194,8 +194,6 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
 
                 app.router.add_post(SINGLE_USE_ROUTE, export_key)
                 app.router.add_post(TIME_BOUND_ROUTE, update_profile)
-                from .client.testing import serve_app
-
                 async with serve_app(app) as base_url:
                     say(f"stepup demo: server on {base_url} (SQLite store in a temporary directory)")
                     say("methods installed: " + ", ".join(f"{n} ({infos[n].factor.value})" for n in sorted(infos)))

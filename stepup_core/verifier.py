@@ -26,6 +26,7 @@ import attrs
 
 from .clock import Clock
 from .crypto import SecretKeys
+from .errors import NoEligibleCredential
 from .models import (
     AuditEvent,
     Challenge,
@@ -66,6 +67,18 @@ class Attempt:
     #: True when the caller named the credential (or the challenge fixed it); False when the
     #: core chose the method's default for the user.
     credential_requested: bool = False
+
+    def require_credential(self) -> Credential:
+        """The credential this step-up is about.
+
+        In ``begin`` and ``verify`` the core always resolves one (for MFA methods the device
+        marked default, else the newest) and refuses the call with NoEligibleCredential before
+        it reaches the verifier when the user has none: a verifier takes this one rather than
+        choosing a default itself.
+        """
+        if self.credential is None:
+            raise NoEligibleCredential("this user has no credential of this method; enrol one first")
+        return self.credential
 
 
 @attrs.frozen

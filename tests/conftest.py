@@ -1,8 +1,9 @@
 """Shared fixtures for the core tests.
 
 - ``clock``: a :class:`ManualClock`.
-- ``pin_verifier`` / ``methods`` / ``pm``: a throwaway PIN method registered on a plugin manager
-  built without entry points (override ``methods`` to register more verifiers).
+- ``pin_verifier`` / ``methods`` / ``pm``: a throwaway PIN method (``stepup_core.testing.methods``)
+  registered on a plugin manager built without entry points (override ``methods`` to register
+  more verifiers).
 - ``config_overrides`` / ``service``: a :class:`StepUpService` on the memory store (or on the
   ``store`` fixture when a module overrides it, e.g. with ``switchable_store``: a store whose
   backend can be made unreachable).
@@ -17,7 +18,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -25,59 +25,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from stepup_core import errors
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.crypto import constant_time_equals
-from stepup_core.hookspecs import hookimpl
-from stepup_core.models import CredentialFormat, Factor, Interaction, Principal
+from stepup_core.models import CredentialFormat, Factor, Principal
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
-from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
-
-
-@attrs.define
-class PinVerifier:
-    """A PIN method for tests. ``begin`` stores nothing; the PIN is kept as a keyed hash in the
-    credential. Enrolment: ``params.pin`` starts it, ``response.pin`` (the same PIN) completes it."""
-
-    name: str = "pin"
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.TOTP,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[RateLimit, ...] = ()
-    package: str = "stepup-pin"
-
-    @staticmethod
-    def _pin(params: dict[str, Any], field: str, prefix: str) -> str:
-        value = params.get(field)
-        if not isinstance(value, str) or not value.isdigit() or not 4 <= len(value) <= 12:
-            raise errors.InvalidResponse(f"{prefix}.{field} must be a string of 4 to 12 digits", field=field)
-        return value
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return {"digits": "4-12"}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        code = self._pin(attempt.params, "code", "response")
-        credential = attempt.credential
-        if credential is None:
-            raise errors.VerificationFailed("no PIN credential to check against")
-        if not constant_time_equals(ctx.keys.keyed_hash("pin", code), credential.data["pinHash"]):
-            raise errors.VerificationFailed("wrong PIN")
-        return Verification(credential.id)
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        assert attempt.challenge is not None
-        attempt.challenge.state["pinHash"] = ctx.keys.keyed_hash("pin", self._pin(attempt.params, "pin", "params"))
-        return EnrollmentStep(data={"confirm": "send the same PIN again as response.pin"})
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        assert attempt.challenge is not None
-        digest = ctx.keys.keyed_hash("pin", self._pin(attempt.params, "pin", "response"))
-        if not constant_time_equals(digest, attempt.challenge.state["pinHash"]):
-            raise errors.VerificationFailed("the PINs differ")
-        return NewCredential(format=CredentialFormat.TOTP, type="pin", alias="PIN", data={"pinHash": digest})
+from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
 
 
 class SwitchableStore:
@@ -101,18 +52,6 @@ class SwitchableStore:
         return call
 
 
-class MethodsPlugin:
-    """Registers the verifiers in ``verifiers`` (a test may add to it before the service starts)."""
-
-    def __init__(self, *verifiers: Any) -> None:
-        self.verifiers = list(verifiers)
-
-    @hookimpl
-    def stepup_register_verifiers(self, register: Callable[[Any], None], config: Any) -> None:
-        for verifier in self.verifiers:
-            register(verifier)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
@@ -120,22 +59,18 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def pin_verifier() -> PinVerifier:
-    return PinVerifier()
+    """An MFA PIN whose enrolment is confirmed (``params.pin``, then ``response.pin``); variants
+    (another name, shape or begin limits) are ``attrs.evolve(pin_verifier, ...)``."""
+    return PinVerifier(factor=Factor.MFA, formats=(CredentialFormat.TOTP,), sign_in=False, confirm=True)
 
 
 @pytest.fixture
-def pin_verifier_type() -> type[PinVerifier]:
-    """The PIN method's class, for variants (another name, factor or begin limits)."""
-    return PinVerifier
+def methods(pin_verifier: PinVerifier) -> ThrowawayPlugin:
+    return ThrowawayPlugin([pin_verifier])
 
 
 @pytest.fixture
-def methods(pin_verifier: PinVerifier) -> MethodsPlugin:
-    return MethodsPlugin(pin_verifier)
-
-
-@pytest.fixture
-def pm(methods: MethodsPlugin) -> Iterator[StepUpPluginManager]:
+def pm(methods: ThrowawayPlugin) -> Iterator[StepUpPluginManager]:
     manager = get_plugin_manager(load_entrypoints=False)
     manager.register(methods, name="test-methods")
     yield manager

@@ -20,7 +20,7 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey
 
-from stepup_core.client.testing import serve_app
+from stepup_core.server import serve_app
 
 HEAVY_LIBRARIES = ("eth_account", "webauthn", "fido2", "redis", "aiosmtplib", "pyotp", "segno")
 ISSUER = "https://id.example.test"

@@ -8,7 +8,6 @@ client receives is checked against stepup's OpenAPI document.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -20,65 +19,28 @@ from aiohttp import web
 from stepup_core import errors
 from stepup_core.client import AppResponse, ScriptedPrompter, StepUpClient
 from stepup_core.client.method import Answer, ClientContext
-from stepup_core.client.testing import (
+from stepup_core.models import CredentialFormat, Factor, Route
+from stepup_core.plugins import get_plugin_manager
+from stepup_core.server import requires_scope
+from stepup_core.testing.methods import (
     KeyClientMethod,
     KeyVerifier,
     LocalKey,
     PinVerifier,
-    serve_app,
-    throwaway_plugin,
+    RedirectVerifier,
+    ThrowawayPlugin,
 )
-from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
-from stepup_core.identify import StaticTokenIdentify
-from stepup_core.models import CredentialFormat, Factor, Interaction, Principal, Route
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, requires_scope
-from stepup_core.server.testing import ResponseValidator
-from stepup_core.service import StepUpService
-from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, Verification, VerifierContext
+from stepup_core.testing.stack import StepUpStack
 
-SESSIONS = {
-    "alice-session-token-000001": Principal("alice", "s-alice"),  # MFA: totp + passkey + recovery
-    "bob-session-token-00000001": Principal("bob", "s-bob"),  # re-auth: otp + wallet
-    "carol-session-token-000001": Principal("carol", "s-carol"),  # nothing enrolled
-    "dave-session-token-0000001": Principal("dave", "s-dave"),  # re-auth: wallet only
-}
-TOKEN_OF = {p.user_id: token for token, p in SESSIONS.items()}
+USERS = (
+    "alice",  # MFA: totp + passkey + recovery
+    "bob",  # re-auth: otp + wallet
+    "carol",  # nothing enrolled
+    "dave",  # re-auth: wallet only
+)
 ALICE_TOTP_PIN = "135790"
 ALICE_RECOVERY = "9999-8888"
 BOB_PIN = "246813"
-
-
-@attrs.define
-class RedirectVerifier:
-    """A throwaway redirect method: the "provider" is the callback URL itself (``ok=1`` passes)."""
-
-    name: str = "social"
-    factor: Factor = Factor.REAUTH
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.OAUTH,)
-    interaction: Interaction = Interaction.REDIRECT
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[Any, ...] = ()
-    package: str = "stepup-social"
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        assert attempt.challenge is not None
-        url = f"{ctx.callback_url(self.name)}?state={attempt.challenge.callback_state}"
-        return {"authorizationUrl": url, "provider": attempt.params.get("provider")}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        if attempt.params.get("ok") != "1" or attempt.credential is None:
-            raise errors.VerificationFailed("the provider refused the sign-in")
-        return Verification(attempt.credential.id)
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        return EnrollmentStep(credential=NewCredential(format=CredentialFormat.OAUTH, alias="Test provider"))
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        raise errors.EnrollmentFailed("completes at once")
 
 
 class RedirectClientMethod:
@@ -122,32 +84,25 @@ VERIFIERS = [
     ),
     KeyVerifier(name="passkey", factor=Factor.MFA, formats=(CredentialFormat.PASSKEY,), package="stepup-passkey"),
     KeyVerifier(name="wallet", factor=Factor.REAUTH, formats=(CredentialFormat.BLOCKCHAIN,), package="stepup-wallet"),
-    RedirectVerifier(),
+    # The "provider" is the callback URL itself: the browser adds ``code=approved`` (or not).
+    RedirectVerifier(name="social", package="stepup-social", provider_url=None, link_at_once=True),
 ]
 CLIENT_METHODS = [KeyClientMethod("passkey", "stepup-passkey"), KeyClientMethod("wallet", "stepup-wallet")]
 
 
 @attrs.define
-class Stack:
-    base_url: str
-    service: StepUpService
-    clock: ManualClock
-    pm: Any
-    http: aiohttp.ClientSession
-    validator: ResponseValidator
-    keys: dict[str, LocalKey]
-    credentials: dict[str, dict[str, str]]
-    hits: dict[str, int]
-    watched: dict[str, StepUpClient]
+class Stack(StepUpStack):
+    """The stack with the users' keys, their enrolled credentials and the application's state."""
+
+    keys: dict[str, LocalKey] = attrs.field(factory=dict)
+    credentials: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    hits: dict[str, int] = attrs.field(factory=dict)
+    watched: dict[str, StepUpClient] = attrs.field(factory=dict)
     clients: list[StepUpClient] = attrs.field(factory=list)
 
-    def client(self, user: str, **kwargs: Any) -> StepUpClient:
-        kwargs.setdefault("pm", self.pm)
-        kwargs.setdefault("clock", self.clock)
-        kwargs.setdefault("http", self.http)
-        kwargs.setdefault("prompter", ScriptedPrompter())
+    def client(self, user: str = "alice", **kwargs: Any) -> StepUpClient:
         kwargs.setdefault("poll_interval", 0.02)
-        client = StepUpClient(self.base_url, TOKEN_OF[user], **kwargs)
+        client = super().client(user, **kwargs)
         self.clients.append(client)
         return client
 
@@ -162,15 +117,8 @@ async def _enrol(stack: Stack, user: str, method: str, params: dict[str, Any], l
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    clock = ManualClock()
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(throwaway_plugin(VERIFIERS, [*CLIENT_METHODS, RedirectClientMethod()]), name="throwaway")
-    config = config_from_mapping(
-        {"store": "memory:", "secret_key": secrets.token_hex(32), "scopes": {"report:view": {"required": False}}}
-    )
-    service = await StepUpService.create(config, pm=pm, clock=clock)
-    app = build_app(service, StaticTokenIdentify.from_mapping(SESSIONS))
     hits = {"always-refuses": 0}
+    watched: dict[str, StepUpClient] = {}
 
     @requires_scope("wallet:export")
     async def export_key(request: web.Request) -> web.Response:
@@ -195,19 +143,21 @@ async def stack() -> AsyncIterator[Stack]:
             headers={"WWW-Authenticate": 'Bearer error="insufficient_user_authentication", scope="user:update"'},
         )
 
-    watched: dict[str, StepUpClient] = {}
-
     async def loading(request: web.Request) -> web.Response:
         return web.json_response({"isLoading": watched["client"].state.is_loading})
 
-    app.router.add_get("/loading", loading)
-    app.router.add_post("/wallet/export", export_key)
-    app.router.add_post("/profile", update_profile)
-    app.router.add_post("/always-refuses", always_refuses)
-    validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-    keys = {"alice": LocalKey(), "bob": LocalKey(), "dave": LocalKey()}
-    async with serve_app(app) as base_url, aiohttp.ClientSession(middlewares=[validator.middleware]) as http:
-        stack = Stack(base_url, service, clock, pm, http, validator, keys, {}, hits, watched)
+    def routes(app: web.Application) -> None:
+        app.router.add_get("/loading", loading)
+        app.router.add_post("/wallet/export", export_key)
+        app.router.add_post("/profile", update_profile)
+        app.router.add_post("/always-refuses", always_refuses)
+
+    plugin = ThrowawayPlugin(VERIFIERS, [*CLIENT_METHODS, RedirectClientMethod()])
+    config = {"scopes": {"report:view": {"required": False}}}
+    async with Stack.start(plugins=[plugin], config=config, users=USERS, setup_app=routes) as stack:
+        stack.hits, stack.watched = hits, watched
+        stack.keys = {"alice": LocalKey(), "bob": LocalKey(), "dave": LocalKey()}
+        keys = stack.keys
         # alice: totp first (no token needed), then passkey and recovery with a credential:link token.
         alice = stack.client("alice")
         creds: dict[str, dict[str, str]] = {"alice": {}, "bob": {}, "dave": {}}
@@ -230,7 +180,6 @@ async def stack() -> AsyncIterator[Stack]:
         finally:
             for client in stack.clients:
                 await client.close()
-            await service.close()
 
 
 # --- the check -------------------------------------------------------------------------------
@@ -413,7 +362,7 @@ async def test_verify_social_polls_until_the_callback_completes_it(stack: Stack)
 
     async def browser(url: str) -> None:
         opened.append(url)
-        async with aiohttp.ClientSession() as other, other.get(url + "&ok=1") as resp:
+        async with aiohttp.ClientSession() as other, other.get(url + "&code=approved") as resp:
             assert resp.status == 200
 
     async with stack.client("dave") as dave:
@@ -434,7 +383,7 @@ async def test_verify_social_records_a_refusal_and_a_timeout(stack: Stack) -> No
     await _enrol(stack, "dave", "social", {}, await _linked_dave(stack))
 
     async def refusing_browser(url: str) -> None:
-        async with aiohttp.ClientSession() as other, other.get(url + "&ok=0") as resp:
+        async with aiohttp.ClientSession() as other, other.get(url + "&code=denied") as resp:
             assert resp.status == 400
 
     async def absent_browser(url: str) -> None:

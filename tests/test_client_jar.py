@@ -17,10 +17,10 @@ from stepup_core.client import (
     parse_www_authenticate,
 )
 from stepup_core.client.registry import client_methods
-from stepup_core.client.testing import KeyClientMethod, throwaway_plugin
 from stepup_core.clock import ManualClock
 from stepup_core.models import IssuedToken
 from stepup_core.plugins import get_plugin_manager
+from stepup_core.testing.methods import KeyClientMethod, ThrowawayPlugin
 
 
 def _token(name: str, scopes: tuple[str, ...], *, expires_at: float, single_use: bool = False) -> IssuedToken:
@@ -162,7 +162,7 @@ def test_www_authenticate_parsing() -> None:
 
 def test_a_client_method_registered_twice_is_an_error_naming_both() -> None:
     pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(throwaway_plugin(client_methods=[KeyClientMethod("wallet")]), name="first")
-    pm.register(throwaway_plugin(client_methods=[KeyClientMethod("wallet")]), name="second")
+    pm.register(ThrowawayPlugin(client_methods=[KeyClientMethod("wallet")]), name="first")
+    pm.register(ThrowawayPlugin(client_methods=[KeyClientMethod("wallet")]), name="second")
     with pytest.raises(errors.PluginError, match=r"'first' and 'second'|'second' and 'first'"):
         client_methods(pm)

@@ -14,15 +14,15 @@ from typing import Any
 import attrs
 
 from stepup_core.client.method import Answer, ClientContext
-from stepup_core.client.testing import KeyClientMethod, KeyVerifier, PinVerifier, throwaway_plugin
 from stepup_core.demo import run_demo
 from stepup_core.models import CredentialFormat, Factor
 from stepup_core.plugins import get_plugin_manager
+from stepup_core.testing.methods import KeyClientMethod, KeyVerifier, PinVerifier, ThrowawayPlugin
 
 
 def _pm(*, verifiers: list[Any], client_methods: list[Any]) -> Any:
     pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(throwaway_plugin(verifiers, client_methods), name="throwaway")
+    pm.register(ThrowawayPlugin(verifiers, client_methods), name="throwaway")
     return pm
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from stepup_core import errors, hookimpl
 from stepup_core.client.registry import client_methods
-from stepup_core.client.testing import KeyClientMethod, PinVerifier, throwaway_plugin
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.models import (
@@ -27,6 +26,7 @@ from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.store import open_store
 from stepup_core.store.memory import MemoryStore
+from stepup_core.testing.methods import KeyClientMethod, PinVerifier, ThrowawayPlugin
 
 P = Principal("u", "s")
 
@@ -94,7 +94,7 @@ async def test_hook_stepup_register_verifiers(pm):
     with pytest.raises(errors.ConfigError, match=r"plugins\.pin\.digits"):
         await make_service(pm, plugins={"pin": {"digits": "eight"}})
 
-    pm.register(throwaway_plugin(verifiers=[PinVerifier(name="pin")]), name="twin")
+    pm.register(ThrowawayPlugin(verifiers=[PinVerifier(name="pin")]), name="twin")
     with pytest.raises(errors.PluginError, match="'pin' is registered by both"):
         await make_service(pm)
 
@@ -123,7 +123,7 @@ async def test_hook_stepup_user_credentials(pm):
             return [Credential(id="app-pin", user_id="ignored", method="", format=CredentialFormat.CUSTOM,
                                factor=Factor.MFA, created_at=1.0, data={"pinHash": "x"})]
 
-    pm.register(throwaway_plugin(verifiers=[PinVerifier(name="pin", factor=Factor.MFA,
+    pm.register(ThrowawayPlugin(verifiers=[PinVerifier(name="pin", factor=Factor.MFA,
                                                         formats=(CredentialFormat.CUSTOM,))]), name="pins")
     pm.register(App(), name="app")
     service = await make_service(pm)
@@ -196,10 +196,10 @@ async def test_hook_stepup_event(pm, caplog):
 
 
 def test_hook_stepup_register_client_methods(pm):
-    pm.register(throwaway_plugin(client_methods=[KeyClientMethod()]), name="keys")
+    pm.register(ThrowawayPlugin(client_methods=[KeyClientMethod()]), name="keys")
     methods = client_methods(pm)
     assert set(methods) == {"key"} and methods["key"].package == "stepup-testing"
 
-    pm.register(throwaway_plugin(client_methods=[KeyClientMethod()]), name="twin")
+    pm.register(ThrowawayPlugin(client_methods=[KeyClientMethod()]), name="twin")
     with pytest.raises(errors.PluginError, match="'key' is registered by both 'keys' and 'twin'"):
         client_methods(pm)

@@ -20,7 +20,6 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
 from stepup_core import errors
-from stepup_core.client.testing import serve_app
 from stepup_core.clock import ManualClock
 from stepup_core.config import IdentifyConfig, PrincipalConfig, config_from_mapping
 from stepup_core.identify import (
@@ -32,7 +31,7 @@ from stepup_core.identify import (
 )
 from stepup_core.models import Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app
+from stepup_core.server import build_app, serve_app
 from stepup_core.service import StepUpService
 
 ISSUER = "https://id.example.test"

@@ -19,6 +19,7 @@ from stepup_core.server import build_app, build_document, problem_middleware
 from stepup_core.server.problems import problem_response
 from stepup_core.server.routes import ROUTES
 from stepup_core.server.testing import ResponseMismatch, ResponseValidator
+from stepup_core.testing.methods import RedirectVerifier
 from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
 
 ALICE = {"Authorization": "Bearer alice:s1"}
@@ -69,44 +70,12 @@ class FaultVerifier:
         raise AssertionError("enrolment completes at once")
 
 
-@attrs.define
-class LinkVerifier:
-    """A redirect method (its callback accepts ``code=approved``)."""
-
-    name: str = "link"
-    factor: Factor = Factor.REAUTH
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.OAUTH,)
-    interaction: Interaction = Interaction.REDIRECT
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[RateLimit, ...] = ()
-    package: str = "stepup-link"
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        assert attempt.challenge is not None
-        return {"state": attempt.challenge.callback_state}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        if attempt.params.get("code") != "approved":
-            raise errors.VerificationFailed("the provider refused")
-        assert attempt.credential is not None
-        return Verification(attempt.credential.id)
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        assert attempt.challenge is not None
-        return EnrollmentStep(data={"state": attempt.challenge.callback_state})
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        return NewCredential(format=CredentialFormat.OAUTH, identifier="subject")
-
-
 @pytest.fixture
-def methods(methods: Any, pin_verifier_type: Any) -> Any:
+def methods(methods: Any, pin_verifier: Any) -> Any:
     methods.verifiers += [
-        pin_verifier_type(name="quickpin", requires_challenge=False),
-        pin_verifier_type(name="limited", begin_limits=(RateLimit(limit=2, window=60.0),)),
-        LinkVerifier(),
+        attrs.evolve(pin_verifier, name="quickpin", requires_challenge=False),
+        attrs.evolve(pin_verifier, name="limited", begin_limits=(RateLimit(limit=2, window=60.0),)),
+        RedirectVerifier(name="link"),
         FaultVerifier(),
     ]
     return methods
@@ -377,7 +346,7 @@ async def test_wrong_and_malformed_answers_are_400(client: Any) -> None:
     await problem_of(await verify(client, challenge, "9999"), 400, "verification_failed")
     problem = await problem_of(await verify(client, challenge, None), 400, "invalid_response")
     assert "response.code" in problem["detail"]
-    assert problem["field"] == "code"
+    assert problem["field"] == "response.code"
 
 
 async def test_replay_detected_is_400(client: Any) -> None:

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-import attrs
 import pytest
 from aiohttp import web
 from openapi_spec_validator import validate as validate_openapi
 
 from stepup_core import errors
-from stepup_core.models import CredentialFormat, Factor, Interaction
 from stepup_core.plugins import describe_plugins
 from stepup_core.server import build_app, build_document, mount
-from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
+from stepup_core.testing.methods import RedirectVerifier
 
 ALICE = {"Authorization": "Bearer alice:s1"}
 ALICE_OTHER_SESSION = {"Authorization": "Bearer alice:s2"}
@@ -25,48 +23,9 @@ BOB = {"Authorization": "Bearer bob:s1"}
 CAROL = {"Authorization": "Bearer carol:s1"}
 
 
-@attrs.define
-class LinkVerifier:
-    """A redirect method: the "provider" sends the browser back with ``code=approved``."""
-
-    name: str = "link"
-    factor: Factor = Factor.REAUTH
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.OAUTH,)
-    interaction: Interaction = Interaction.REDIRECT
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[RateLimit, ...] = ()
-    package: str = "stepup-link"
-
-    def _url(self, ctx: VerifierContext, attempt: Attempt) -> str:
-        assert attempt.challenge is not None and attempt.challenge.callback_state
-        return "https://provider.test/authorize?" + urlencode(
-            {"redirect_uri": ctx.callback_url(self.name), "state": attempt.challenge.callback_state}
-        )
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return {"url": self._url(ctx, attempt)}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        code = attempt.params.get("code")
-        if code != "approved":
-            raise errors.VerificationFailed(f"the provider answered {code!r}")
-        assert attempt.credential is not None
-        return Verification(attempt.credential.id)
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        return EnrollmentStep(data={"url": self._url(ctx, attempt)})
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        if attempt.params.get("code") != "approved":
-            raise errors.VerificationFailed("the provider refused the link")
-        return NewCredential(format=CredentialFormat.OAUTH, type="provider.test", identifier=attempt.params["sub"])
-
-
 @pytest.fixture
 def methods(methods: Any) -> Any:
-    methods.verifiers.append(LinkVerifier())
+    methods.verifiers.append(RedirectVerifier(name="link"))
     return methods
 
 
@@ -381,7 +340,7 @@ async def test_revoke_grants_ends_the_sessions_tokens(client: Any) -> None:
 async def _enrol_link(client: Any, headers: dict[str, str], sub: str) -> None:
     start = await client.post("/stepup/enrollments", json={"method": "link"}, headers=headers)
     assert start.status == 201, await start.text()
-    url = (await start.json())["data"]["url"]
+    url = (await start.json())["data"]["authorizationUrl"]
     query = parse_qs(urlsplit(url).query)
     callback = urlsplit(query["redirect_uri"][0])
     page = await client.get(callback.path, params={"state": query["state"][0], "code": "approved", "sub": sub})
@@ -396,7 +355,7 @@ async def test_redirect_method_callback_then_status_hands_over_the_grant_once(cl
     assert begin.status == 201
     challenge = await begin.json()
     assert challenge["interaction"] == "redirect"
-    query = parse_qs(urlsplit(challenge["data"]["url"]).query)
+    query = parse_qs(urlsplit(challenge["data"]["authorizationUrl"]).query)
     redirect_uri = urlsplit(query["redirect_uri"][0])
     # The callback URL is the server's own loopback address, not anything a caller sent.
     assert redirect_uri.scheme == "http"
@@ -452,7 +411,7 @@ async def test_callback_failure_is_a_problem_page_for_browsers_and_json_otherwis
         begin = await client.post(
             "/stepup/challenges", json={"method": "link", "requestedScopes": ["user:update"]}, headers=CAROL
         )
-        states.append(parse_qs(urlsplit((await begin.json())["data"]["url"]).query)["state"][0])
+        states.append(parse_qs(urlsplit((await begin.json())["data"]["authorizationUrl"]).query)["state"][0])
 
     page = await client.get(
         "/stepup/callback/link",
@@ -539,7 +498,7 @@ async def test_callback_url_ignores_the_callers_host_header(client: Any, service
         headers={**CAROL, "Host": "attacker.example", "X-Forwarded-Host": "attacker.example"},
     )
     assert begin.status == 201
-    redirect_uri = parse_qs(urlsplit((await begin.json())["data"]["url"]).query)["redirect_uri"][0]
+    redirect_uri = parse_qs(urlsplit((await begin.json())["data"]["authorizationUrl"]).query)["redirect_uri"][0]
     assert urlsplit(redirect_uri).hostname == "127.0.0.1"
     assert "attacker" not in redirect_uri
 
@@ -547,5 +506,5 @@ async def test_callback_url_ignores_the_callers_host_header(client: Any, service
 async def test_a_configured_public_url_is_used_for_callbacks(client: Any, service: Any) -> None:
     service.public_url = "https://app.example.com"
     start = await client.post("/stepup/enrollments", json={"method": "link"}, headers=CAROL)
-    redirect_uri = parse_qs(urlsplit((await start.json())["data"]["url"]).query)["redirect_uri"][0]
+    redirect_uri = parse_qs(urlsplit((await start.json())["data"]["authorizationUrl"]).query)["redirect_uri"][0]
     assert redirect_uri == "https://app.example.com/stepup/callback/link"

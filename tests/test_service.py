@@ -14,10 +14,9 @@ import pytest
 from stepup_core import errors
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.crypto import constant_time_equals, token_hash
+from stepup_core.crypto import token_hash
 from stepup_core.hookspecs import hookimpl
 from stepup_core.models import (
-    AuditEvent,
     ChallengeRequest,
     ChallengeStatus,
     Credential,
@@ -32,51 +31,13 @@ from stepup_core.models import (
     StepUpVote,
     VerifyRequest,
 )
-from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.store.memory import MemoryStore
+from stepup_core.testing.methods import APPROVED, PinVerifier, RedirectVerifier, ThrowawayPlugin
 from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, Verification, VerifierContext
 
 ALICE = Principal("alice", "s1")
 BOB = Principal("bob", "s9")
-
-
-@attrs.define
-class PinVerifier:
-    """A PIN kept as a keyed hash: a code method with no challenge."""
-
-    name: str = "pin"
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.TOTP,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = False
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[Any, ...] = ()
-    package: str = "stepup-pin"
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return {}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        code = attempt.params.get("code")
-        if not isinstance(code, str):
-            raise errors.InvalidResponse("response.code must be a string")
-        credential = attempt.credential
-        assert credential is not None
-        if not constant_time_equals(ctx.keys.keyed_hash("pin", code), credential.data["hash"]):
-            raise errors.VerificationFailed("wrong PIN")
-        return Verification(credential.id)
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        attempt.challenge.state["pin"] = ctx.keys.keyed_hash("pin", attempt.params["pin"])  # type: ignore[union-attr]
-        return EnrollmentStep(data={"repeat": True})
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        assert attempt.challenge is not None
-        if ctx.keys.keyed_hash("pin", attempt.params.get("pin", "")) != attempt.challenge.state["pin"]:
-            raise errors.VerificationFailed("the PINs differ")
-        return NewCredential(format=CredentialFormat.TOTP, alias="PIN", data={"hash": attempt.challenge.state["pin"]})
 
 
 @attrs.define
@@ -117,65 +78,12 @@ class MailVerifier:
         raise AssertionError("not used")
 
 
-@attrs.define
-class RedirectVerifier(MailVerifier):
-    name: str = "redirect"
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.OAUTH,)
-    interaction: Interaction = Interaction.REDIRECT
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        assert attempt.challenge is not None
-        return {"authorizationUrl": f"https://idp.example/auth?state={attempt.challenge.callback_state}"}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        assert attempt.credential is not None
-        if attempt.params.get("code") != "good":
-            raise errors.VerificationFailed("provider refused")
-        return Verification(attempt.credential.id)
-
-
-@attrs.define
-class Methods:
-    pin: PinVerifier = attrs.field(factory=PinVerifier)
-    mail: MailVerifier = attrs.field(factory=MailVerifier)
-    redirect: RedirectVerifier = attrs.field(factory=RedirectVerifier)
-    events: list[AuditEvent] = attrs.field(factory=list)
-    app_credentials: dict[str, list[Credential]] = attrs.field(factory=dict)
-
-    @hookimpl
-    def stepup_register_verifiers(self, register: Any) -> None:
-        register(self.pin)
-        register(self.mail)
-        register(self.redirect)
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    @hookimpl
-    def stepup_user_credentials(self, principal: Principal) -> list[Credential]:
-        return self.app_credentials.get(principal.user_id, [])
-
-    def types(self) -> list[str]:
-        return [e.type for e in self.events]
-
-
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def methods() -> Methods:
-    return Methods()
-
-
-@pytest.fixture
-def pm(methods: Methods):
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(methods, name="test-methods")
-    yield pm
-    pm.unregister(name="test-methods")
+def methods() -> ThrowawayPlugin:
+    """``pin``: an MFA PIN with no challenge; ``mail``: a code sent per challenge; ``redirect``."""
+    pin = PinVerifier(factor=Factor.MFA, formats=(CredentialFormat.TOTP,), requires_challenge=False,
+                      sign_in=False, confirm=True)
+    return ThrowawayPlugin([pin, MailVerifier(), RedirectVerifier()])
 
 
 @pytest.fixture
@@ -184,16 +92,11 @@ def store(clock: ManualClock) -> MemoryStore:
 
 
 @pytest.fixture
-async def service(pm, clock, store) -> StepUpService:
-    config = config_from_mapping(
-        {"store": "memory:", "secret_key": "k" * 43, "declared_scopes": ["billing:payout"],
-         "scopes": {"billing:refund": {"allowed_methods": ["pin"]}, "org:admin": {"min_factor": "mfa"},
-                    "public:read": {"required": False}},
-         "server": {"public_url": "https://app.example"}}
-    )
-    svc = await StepUpService.create(config, pm=pm, clock=clock, store=store)
-    yield svc
-    await svc.close()
+def config_overrides() -> dict[str, Any]:
+    return {"declared_scopes": ["billing:payout"],
+            "scopes": {"billing:refund": {"allowed_methods": ["pin"]}, "org:admin": {"min_factor": "mfa"},
+                       "public:read": {"required": False}},
+            "server": {"public_url": "https://app.example"}}
 
 
 async def enrol_pin(service: StepUpService, principal: Principal, pin: str = "2468", token: str | None = None) -> str:
@@ -207,10 +110,17 @@ def email_credential(user: str, cid: str = "email-1", sign_in: bool = True) -> C
                       created_at=1.0, sign_in=sign_in, alias="a***@example.com", identifier="a@example.com")
 
 
-async def mail_token(service: StepUpService, methods: Methods, principal: Principal, scopes: tuple[str, ...]) -> str:
+def sent_code(methods: ThrowawayPlugin) -> str:
+    """The code the mail method sent last."""
+    return str(methods.verifier("mail").sent[-1])
+
+
+async def mail_token(
+    service: StepUpService, methods: ThrowawayPlugin, principal: Principal, scopes: tuple[str, ...]
+) -> str:
     start = await service.begin(principal, ChallengeRequest(method="mail", requested_scopes=scopes))
     issued = await service.verify(principal, VerifyRequest(method="mail", challenge_id=start.challenge_id,
-                                                           response={"code": methods.mail.sent[-1]}))
+                                                           response={"code": sent_code(methods)}))
     return issued.elevated_access_token
 
 
@@ -324,7 +234,7 @@ async def test_revoke_grants_of_the_session(service):
 async def test_challenge_is_single_use(service, methods):
     methods.app_credentials["alice"] = [email_credential("alice")]
     start = await service.begin(ALICE, ChallengeRequest(method="mail", requested_scopes=("user:update",)))
-    code = methods.mail.sent[-1]
+    code = sent_code(methods)
     request = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": code})
     await service.verify(ALICE, request)
     with pytest.raises(errors.ChallengeNotFound):
@@ -334,7 +244,7 @@ async def test_challenge_is_single_use(service, methods):
 async def test_concurrent_verification_of_one_challenge_mints_once(service, methods):
     methods.app_credentials["alice"] = [email_credential("alice")]
     start = await service.begin(ALICE, ChallengeRequest(method="mail", requested_scopes=("user:update",)))
-    request = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": methods.mail.sent[-1]})
+    request = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": sent_code(methods)})
     results = await asyncio.gather(*[service.verify(ALICE, request) for _ in range(10)], return_exceptions=True)
     assert sum(not isinstance(r, BaseException) for r in results) == 1
 
@@ -345,14 +255,14 @@ async def test_challenge_expires(service, methods, clock):
     clock.advance(601)
     with pytest.raises(errors.ChallengeExpired):
         await service.verify(ALICE, VerifyRequest(method="mail", challenge_id=start.challenge_id,
-                                                  response={"code": methods.mail.sent[-1]}))
+                                                  response={"code": sent_code(methods)}))
 
 
 async def test_challenge_is_bound_to_user_and_session(service, methods):
     methods.app_credentials["alice"] = [email_credential("alice")]
     methods.app_credentials["bob"] = [email_credential("bob")]
     start = await service.begin(ALICE, ChallengeRequest(method="mail", requested_scopes=("user:update",)))
-    request = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": methods.mail.sent[-1]})
+    request = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": sent_code(methods)})
     with pytest.raises(errors.ChallengeNotFound):
         await service.verify(BOB, request)
     with pytest.raises(errors.ChallengeNotFound):
@@ -365,13 +275,13 @@ async def test_verify_cannot_widen_the_challenges_scopes(service, methods):
     start = await service.begin(ALICE, ChallengeRequest(method="mail", requested_scopes=("user:update",)))
     with pytest.raises(errors.InvalidScope):
         await service.verify(ALICE, VerifyRequest(method="mail", challenge_id=start.challenge_id,
-                                                  response={"code": methods.mail.sent[-1]},
+                                                  response={"code": sent_code(methods)},
                                                   requested_scopes=("user:delete",)))
 
 
 async def test_failed_begin_leaves_no_challenge(service, methods, store):
     methods.app_credentials["alice"] = [email_credential("alice")]
-    methods.mail.crash_on_begin = True
+    methods.verifier("mail").crash_on_begin = True
     with pytest.raises(errors.DeliveryFailed):
         await service.begin(ALICE, ChallengeRequest(method="mail", requested_scopes=("user:update",)))
     assert not [k for k in store._data if k.startswith("challenge:")]
@@ -390,7 +300,7 @@ async def test_attempt_budget_per_challenge(service, methods):
         assert info.value.details["attemptsRemaining"] == remaining
     with pytest.raises(errors.AttemptsExhausted):
         await service.verify(ALICE, wrong)
-    right = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": methods.mail.sent[-1]})
+    right = VerifyRequest(method="mail", challenge_id=start.challenge_id, response={"code": sent_code(methods)})
     with pytest.raises(errors.AttemptsExhausted):
         await service.verify(ALICE, right)
     assert "attempts_exhausted" in methods.types()
@@ -572,17 +482,18 @@ async def test_second_enrolment_needs_a_link_token(service):
 
 
 async def test_enrolment_completion_budget_and_single_use(service):
-    start = await service.begin_enrollment(ALICE, EnrollmentRequest(method="pin", params={"pin": "1"}))
+    start = await service.begin_enrollment(ALICE, EnrollmentRequest(method="pin", params={"pin": "1111"}))
     for _ in range(4):
         with pytest.raises(errors.VerificationFailed):
-            await service.complete_enrollment(ALICE, start.enrollment_id, EnrollmentCompletion({"pin": "2"}))
+            await service.complete_enrollment(ALICE, start.enrollment_id, EnrollmentCompletion({"pin": "2222"}))
     with pytest.raises(errors.AttemptsExhausted):
-        await service.complete_enrollment(ALICE, start.enrollment_id, EnrollmentCompletion({"pin": "2"}))
-    again = await service.begin_enrollment(ALICE, EnrollmentRequest(method="pin", params={"pin": "1"}, alias="Desk"))
-    view = await service.complete_enrollment(ALICE, again.enrollment_id, EnrollmentCompletion({"pin": "1"}))
+        await service.complete_enrollment(ALICE, start.enrollment_id, EnrollmentCompletion({"pin": "2222"}))
+    again = await service.begin_enrollment(ALICE, EnrollmentRequest(method="pin", params={"pin": "1111"},
+                                                                    alias="Desk"))
+    view = await service.complete_enrollment(ALICE, again.enrollment_id, EnrollmentCompletion({"pin": "1111"}))
     assert view.alias == "Desk"
     with pytest.raises(errors.ChallengeNotFound):
-        await service.complete_enrollment(ALICE, again.enrollment_id, EnrollmentCompletion({"pin": "1"}))
+        await service.complete_enrollment(ALICE, again.enrollment_id, EnrollmentCompletion({"pin": "1111"}))
 
 
 async def test_delete_needs_unlink_token_and_deleted_credential_stops_verifying(service):
@@ -605,7 +516,7 @@ async def test_credential_listing_never_shows_secrets(service, methods):
     methods.app_credentials["alice"] = [email_credential("alice")]
     await enrol_pin(service, ALICE, token=await mail_token(service, methods, ALICE, ("credential:link",)))
     listing = json.dumps([attrs.asdict(v) for v in await service.list_credentials(ALICE)], default=str)
-    assert "a@example.com" not in listing and "hash" not in listing
+    assert "a@example.com" not in listing and "hash" not in listing and "pinHash" not in listing
 
 
 # --- redirect methods: callback then pickup ------------------------------------------------------
@@ -622,9 +533,9 @@ async def test_redirect_callback_completes_and_grant_is_picked_up_once(service, 
     assert status.status is ChallengeStatus.PENDING and status.grant is None
     with pytest.raises(errors.ChallengeNotFound):
         await service.challenge_status(BOB, start.challenge_id)
-    await service.complete_callback("redirect", {"state": state, "code": "good"})
+    await service.complete_callback("redirect", {"state": state, "code": APPROVED})
     with pytest.raises(errors.ChallengeNotFound):  # the state is used once
-        await service.complete_callback("redirect", {"state": state, "code": "good"})
+        await service.complete_callback("redirect", {"state": state, "code": APPROVED})
     picked = await service.challenge_status(ALICE, start.challenge_id)
     assert picked.grant is not None and picked.grant.scopes == ("user:update",)
     with pytest.raises(errors.ChallengeNotFound):

@@ -37,6 +37,7 @@ from .problems import (
 )
 from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
 from .routes import ROUTES, Handler
+from .serve import serve_app
 
 if TYPE_CHECKING:
     from ..service import StepUpService
@@ -57,6 +58,7 @@ __all__ = [
     "principal_from",
     "problem_middleware",
     "requires_scope",
+    "serve_app",
     "step_up_challenge",
 ]
 

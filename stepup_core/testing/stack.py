@@ -23,13 +23,12 @@ import attrs
 from aiohttp import web
 
 from ..client import ScriptedPrompter, StepUpClient
-from ..client.testing import serve_app
 from ..clock import ManualClock
 from ..config import config_from_mapping
 from ..identify import StaticTokenIdentify
 from ..models import Principal
 from ..plugins import StepUpPluginManager, get_plugin_manager
-from ..server import build_app, build_document
+from ..server import build_app, build_document, serve_app
 from ..server.testing import ResponseValidator
 from ..service import StepUpService
 

@@ -16,11 +16,10 @@ from stepup_otp.client import Mailbox
 
 from stepup_core import errors
 from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.client.testing import serve_app
 from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import CredentialFormat, Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document
+from stepup_core.server import build_app, build_document, serve_app
 from stepup_core.server.testing import ResponseValidator
 
 JANE_TOKEN = "jane-session-token-000000001"

@@ -22,13 +22,12 @@ from stepup_passkey.config import PasskeySettings
 from stepup_passkey.plugin import make_verifier
 from stepup_passkey.testing import SoftwareAuthenticator
 
-from stepup_core.client.testing import serve_app
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import EnrollmentCompletion, EnrollmentRequest, Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, requires_scope
+from stepup_core.server import build_app, requires_scope, serve_app
 from stepup_core.service import StepUpService
 
 if sys.version_info >= (3, 11):

@@ -13,10 +13,9 @@ import sys
 
 from aiohttp import web
 
-from stepup_core.client.testing import serve_app
 from stepup_core.config import load_config
 from stepup_core.identify import identify_from_config
-from stepup_core.server import build_app, requires_scope
+from stepup_core.server import build_app, requires_scope, serve_app
 from stepup_core.service import StepUpService
 
 

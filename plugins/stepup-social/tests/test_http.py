@@ -19,11 +19,10 @@ from stepup_social.testing import CallbackPage, browse_mock_provider
 
 from stepup_core import errors
 from stepup_core.client import StepUpClient
-from stepup_core.client.testing import serve_app
 from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import ChallengeStatus, Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document
+from stepup_core.server import build_app, build_document, serve_app
 from stepup_core.server.testing import ResponseValidator
 from stepup_core.service import StepUpService
 

@@ -18,12 +18,11 @@ from stepup_totp.otp import code_at
 
 from stepup_core import errors
 from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.client.testing import serve_app
 from stepup_core.clock import ManualClock
 from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document
+from stepup_core.server import build_app, build_document, serve_app
 from stepup_core.server.testing import ResponseValidator
 
 ALICE_TOKEN = "alice-session-token-00000001"

@@ -17,14 +17,13 @@ from stepup_wallet.client import LocalKeySigner
 from stepup_wallet.eip4361 import parse_message
 
 from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.client.testing import serve_app
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.errors import ChallengeExpired, InvalidResponse, MethodNotAllowed, VerificationFailed
 from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, requires_scope
+from stepup_core.server import build_app, build_document, requires_scope, serve_app
 from stepup_core.server.testing import ResponseValidator
 from stepup_core.service import StepUpService
 
