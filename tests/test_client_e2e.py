@@ -21,7 +21,6 @@ from stepup_core.client import AppResponse, ScriptedPrompter, StepUpClient
 from stepup_core.client.method import Answer, ClientContext
 from stepup_core.models import CredentialFormat, Factor, Route
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import requires_scope
 from stepup_core.testing.methods import (
     KeyClientMethod,
     KeyVerifier,
@@ -120,14 +119,6 @@ async def stack() -> AsyncIterator[Stack]:
     hits = {"always-refuses": 0}
     watched: dict[str, StepUpClient] = {}
 
-    @requires_scope("wallet:export")
-    async def export_key(request: web.Request) -> web.Response:
-        return web.json_response({"exported": True})
-
-    @requires_scope("user:update")
-    async def update_profile(request: web.Request) -> web.Response:
-        return web.json_response({"updated": True})
-
     async def always_refuses(request: web.Request) -> web.Response:
         hits["always-refuses"] += 1
         return web.json_response(
@@ -148,13 +139,14 @@ async def stack() -> AsyncIterator[Stack]:
 
     def routes(app: web.Application) -> None:
         app.router.add_get("/loading", loading)
-        app.router.add_post("/wallet/export", export_key)
-        app.router.add_post("/profile", update_profile)
         app.router.add_post("/always-refuses", always_refuses)
 
     plugin = ThrowawayPlugin(VERIFIERS, [*CLIENT_METHODS, RedirectClientMethod()])
     config = {"scopes": {"report:view": {"required": False}}}
-    async with Stack.start(plugins=[plugin], config=config, users=USERS, setup_app=routes) as stack:
+    protected = {"/wallet/export": "wallet:export", "/profile": "user:update"}
+    async with Stack.start(
+        plugins=[plugin], config=config, users=USERS, protected=protected, setup_app=routes
+    ) as stack:
         stack.hits, stack.watched = hits, watched
         stack.keys = {"alice": LocalKey(), "bob": LocalKey(), "dave": LocalKey()}
         keys = stack.keys
@@ -410,7 +402,8 @@ async def test_single_use_token_leaves_the_jar_when_attached_and_cannot_be_reuse
         token = await alice.prompt_mfa("wallet:export", method="passkey")
         assert token.single_use
         first = await alice.post("/wallet/export", scope="wallet:export")
-        assert first.status == 200 and first.json() == {"exported": True}
+        assert first.status == 200
+        assert first.json() == {"path": "/wallet/export", "scope": "wallet:export", "user": "alice"}
         assert first.token_sent == token.elevated_access_token
         assert alice.jar.peek("wallet:export") is None
         assert alice.is_step_up_required("wallet:export")
@@ -476,7 +469,7 @@ async def test_auto_step_up_prompts_once_and_retries_once(stack: Stack) -> None:
     prompter = ScriptedPrompter(codes=[BOB_PIN], choices=["otp"])
     async with stack.client("bob", prompter=prompter, auto_step_up=True) as bob:
         response = await bob.post("/profile", json={"name": "Bob"})
-        assert response.status == 200 and response.json() == {"updated": True}
+        assert response.status == 200 and response.json() == {"path": "/profile", "scope": "user:update", "user": "bob"}
         assert response.token_sent is not None
         assert prompter.codes == [] and prompter.choices == []
         # The time-bound token stays in the jar; the next call needs no prompt.

@@ -5,41 +5,28 @@ Every answer the client receives is checked against stepup's OpenAPI document.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import attrs
 import pytest
-from stepup_otp import plugin as otp_plugin
 from stepup_otp.client import Mailbox
 
 from stepup_core import errors
-from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.identify import StaticTokenIdentify
+from stepup_core.client import ScriptedPrompter
 from stepup_core.models import CredentialFormat, Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, serve_app
-from stepup_core.server.testing import ResponseValidator
+from stepup_core.testing.stack import StepUpStack
 
-JANE_TOKEN = "jane-session-token-000000001"
-NEWBIE_TOKEN = "newbie-session-token-0000001"
-SESSIONS = {
-    JANE_TOKEN: Principal("jane", "s-jane", sign_in_credential_id="app-email"),
-    NEWBIE_TOKEN: Principal("newbie", "s-newbie"),
-}
+#: jane signed in with her email address; newbie has nothing yet.
+USERS = (Principal("jane", "s-jane", sign_in_credential_id="app-email"), "newbie")
 
 
 @attrs.define
-class Http:
-    world: Any
-    base_url: str
-    http: aiohttp.ClientSession
-    validator: ResponseValidator
-    client_pm: Any
+class Http(StepUpStack):
+    """The stack with the service's surroundings (``world``: the application's credentials)."""
 
-    def client(self, token: str, **kwargs: Any) -> StepUpClient:
-        return StepUpClient(self.base_url, token, pm=self.client_pm, http=self.http, **kwargs)
+    world: Any = None
 
 
 HttpFactory = Callable[..., Awaitable[Http]]
@@ -47,25 +34,16 @@ HttpFactory = Callable[..., Awaitable[Http]]
 
 @pytest.fixture
 async def http_stack(otp_world_factory: Any) -> AsyncIterator[HttpFactory]:
-    stacks: list[Any] = []
+    async with contextlib.AsyncExitStack() as running:
 
-    async def build(section: dict[str, Any] | None = None, mailbox: Mailbox | None = None) -> Http:
-        world = await otp_world_factory(section, mailbox=mailbox)
-        world.app.give("jane", "app-email", "jane@example.com")
-        app = build_app(world.service, StaticTokenIdentify.from_mapping(SESSIONS))
-        serving = serve_app(app)
-        base_url = await serving.__aenter__()
-        validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-        http = aiohttp.ClientSession(middlewares=[validator.middleware])
-        stacks.append((serving, http))
-        client_pm = get_plugin_manager(load_entrypoints=False)
-        client_pm.register(otp_plugin, name="otp")
-        return Http(world, base_url, http, validator, client_pm)
+        async def build(section: dict[str, Any] | None = None, mailbox: Mailbox | None = None) -> Http:
+            world = await otp_world_factory(section, mailbox=mailbox)
+            world.app.give("jane", "app-email", "jane@example.com")
+            stack = await running.enter_async_context(Http.serve(world.service, users=USERS))
+            stack.world = world
+            return stack
 
-    yield build
-    for serving, http in stacks:
-        await http.close()
-        await serving.__aexit__(None, None, None)
+        yield build
 
 
 async def test_send_otp_and_verify_otp_with_a_code_from_the_mail_server(
@@ -75,7 +53,7 @@ async def test_send_otp_and_verify_otp_with_a_code_from_the_mail_server(
     stack = await http_stack(
         {"smtp": {"host": server.host, "port": server.port, "security": "none", "sender": "no-reply@acme.example"}}
     )
-    client = stack.client(JANE_TOKEN)
+    client = stack.client("jane")
     check = await client.check_step_up_auth("wallet:export")
     assert check.is_required
     assert [(c.id, c.format) for c in check.credentials] == [("app-email", CredentialFormat.EMAIL)]
@@ -93,7 +71,7 @@ async def test_send_otp_and_verify_otp_with_a_code_from_the_mail_server(
 async def test_unattended_step_up_reads_the_code_from_the_mailbox(http_stack: HttpFactory) -> None:
     mailbox = Mailbox()
     stack = await http_stack(mailbox=mailbox)
-    client = stack.client(JANE_TOKEN, prompter=ScriptedPrompter(), actors={"otp": mailbox})
+    client = stack.client("jane", prompter=ScriptedPrompter(), actors={"otp": mailbox})
     token = await client.prompt_step_up_auth("wallet:export")
     assert token is not None and token.method == "otp"
     assert [d.address for d in mailbox.deliveries] == ["jane@example.com"]
@@ -111,7 +89,7 @@ async def test_prompted_code_is_asked_with_the_masked_destination(http_stack: Ht
             return code
 
     prompter = CodeFromMailbox()
-    client = stack.client(JANE_TOKEN, prompter=prompter)
+    client = stack.client("jane", prompter=prompter)
     token = await client.prompt_reauthenticate("user:update")
     assert token.scopes == ("user:update",)
     assert ("Enter the 6-digit code sent by email to j***@example.com", ()) in prompter.asked
@@ -123,7 +101,7 @@ async def test_failed_delivery_is_a_502_problem_and_the_client_raises_it(
     sms_gateway.status = 503
     stack = await http_stack({"sms_gateway": {"url": sms_gateway.url}})
     stack.world.app.give("jane", "app-phone", "+14155554567", CredentialFormat.PHONE_NUMBER)
-    client = stack.client(JANE_TOKEN)
+    client = stack.client("jane")
     with pytest.raises(errors.DeliveryFailed) as caught:
         await client.send_otp("app-phone", requested_scopes=["wallet:export"])
     # The server keeps the relay's details in its log; the caller learns what to do.
@@ -138,7 +116,7 @@ async def test_failed_delivery_is_a_502_problem_and_the_client_raises_it(
 async def test_enrolling_a_new_email_through_the_client(http_stack: HttpFactory) -> None:
     mailbox = Mailbox(link_address="new.user@example.org")
     stack = await http_stack(mailbox=mailbox)
-    client = stack.client(NEWBIE_TOKEN, prompter=ScriptedPrompter(), actors={"otp": mailbox})
+    client = stack.client("newbie", prompter=ScriptedPrompter(), actors={"otp": mailbox})
     view = await client.enroll("otp")
     assert view.format is CredentialFormat.EMAIL
     assert view.alias == "n***@example.org"
@@ -148,7 +126,7 @@ async def test_enrolling_a_new_email_through_the_client(http_stack: HttpFactory)
 
 async def test_a_bad_address_is_a_422_naming_the_field(http_stack: HttpFactory) -> None:
     stack = await http_stack(mailbox=Mailbox())
-    client = stack.client(NEWBIE_TOKEN)
+    client = stack.client("newbie")
     with pytest.raises(errors.ValidationError) as caught:
         await client.begin_enrollment("otp", {"email": "jane@@example.com"})
     assert ("POST", "/stepup/enrollments", 422) in stack.validator.seen

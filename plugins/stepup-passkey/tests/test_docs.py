@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -22,13 +21,10 @@ from stepup_passkey.config import PasskeySettings
 from stepup_passkey.plugin import make_verifier
 from stepup_passkey.testing import SoftwareAuthenticator
 
-from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.identify import StaticTokenIdentify
-from stepup_core.models import EnrollmentCompletion, EnrollmentRequest, Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, requires_scope, serve_app
-from stepup_core.service import StepUpService
+from stepup_core.models import EnrollmentCompletion, EnrollmentRequest
+from stepup_core.server import requires_scope
+from stepup_core.testing.stack import StepUpStack, session_token
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,7 +74,6 @@ def test_the_event_and_error_codes_named_in_the_docs_exist() -> None:
 # --- the browser example, run in Node.js ---------------------------------------------------
 
 ORIGIN = "https://app.example.com"
-SESSION = "alice-session-token-000001"
 
 JS = Path(__file__).resolve().parent / "js"
 
@@ -91,16 +86,6 @@ async def test_browser_example_runs_against_the_server(tmp_path: Path) -> None:
         pytest.skip("Node.js is not installed; the documentation's browser example was not run")
     [example] = blocks(DOC_PAGE.read_text(encoding="utf-8"), "js")
 
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(stepup_passkey.plugin, name="passkey")
-    config = config_from_mapping({
-        "store": "memory:",
-        "secret_key": secrets.token_hex(32),
-        "plugins": {"passkey": {"rp_id": "example.com", "rp_name": "Example", "origins": [ORIGIN]}},
-    })
-    service = await StepUpService.create(config, pm=pm, clock=ManualClock())
-    principal = Principal("alice", "s-alice")
-    app = build_app(service, StaticTokenIdentify.from_mapping({SESSION: principal}))
     first = SoftwareAuthenticator(origin=ORIGIN)
     second = SoftwareAuthenticator(origin=ORIGIN, algorithms=("EdDSA",))
     exports: list[str] = []
@@ -116,29 +101,30 @@ async def test_browser_example_runs_against_the_server(tmp_path: Path) -> None:
         exports.append(request.headers["X-Elevated-Access-Token"])
         return web.json_response({"exported": True})
 
-    app.router.add_post("/authenticator/create", create)
-    app.router.add_post("/authenticator/get", get)
-    app.router.add_post("/wallet/export", export_key)
-
-    # The page's user already has a passkey (on `first`); the example steps up with it, then
-    # registers a second one (on `second`) with a credential:link token.
-    start = await service.begin_enrollment(principal, EnrollmentRequest(method="passkey"))
-    response: dict[str, Any] = {"credential": first.create(start.data["publicKey"])}
-    await service.complete_enrollment(principal, start.enrollment_id, EnrollmentCompletion(response))
+    def routes(app: web.Application) -> None:
+        app.router.add_post("/authenticator/create", create)
+        app.router.add_post("/authenticator/get", get)
+        app.router.add_post("/wallet/export", export_key)
 
     script = tmp_path / "example.mjs"
     harness = (JS / "harness.mjs").read_text(encoding="utf-8")
     epilogue = (JS / "epilogue.mjs").read_text(encoding="utf-8")
     script.write_text(harness + example + epilogue, encoding="utf-8")
-    try:
-        async with serve_app(app) as base_url:
-            process = await asyncio.create_subprocess_exec(
-                node, str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, "STEPUP_BASE": base_url, "STEPUP_SESSION": SESSION},
-            )
-            out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        await service.close()
+    config = {"plugins": {"passkey": {"rp_id": "example.com", "rp_name": "Example", "origins": [ORIGIN]}}}
+    async with StepUpStack.start(
+        plugins=[stepup_passkey.plugin], config=config, users=["alice"], setup_app=routes
+    ) as stack:
+        # The page's user already has a passkey (on `first`); the example steps up with it, then
+        # registers a second one (on `second`) with a credential:link token.
+        principal = stack.principal("alice")
+        start = await stack.service.begin_enrollment(principal, EnrollmentRequest(method="passkey"))
+        response: dict[str, Any] = {"credential": first.create(start.data["publicKey"])}
+        await stack.service.complete_enrollment(principal, start.enrollment_id, EnrollmentCompletion(response))
+        process = await asyncio.create_subprocess_exec(
+            node, str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "STEPUP_BASE": stack.base_url, "STEPUP_SESSION": session_token("alice")},
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     assert out.decode().strip() == "browser example ok"
     assert len(exports) == 1 and exports[0].startswith("sut_")

@@ -4,80 +4,31 @@ OpenAPI document."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import attrs
 import pytest
 import stepup_passkey.plugin
-from aiohttp import web
 from stepup_passkey.testing import SoftwareAuthenticator
 
-from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
 from stepup_core.errors import VerificationFailed
-from stepup_core.identify import StaticTokenIdentify
-from stepup_core.models import Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, requires_scope, serve_app
-from stepup_core.server.testing import ResponseValidator
-from stepup_core.service import StepUpService
+from stepup_core.testing.stack import StepUpStack
 
 ORIGIN = "https://app.stepup.test"
-SESSIONS = {
-    "alice-session-token-000001": Principal("alice", "s-alice"),
-    "bob-session-token-00000001": Principal("bob", "s-bob"),
-}
-TOKEN_OF = {p.user_id: token for token, p in SESSIONS.items()}
 
 
-@attrs.define
-class Stack:
-    base_url: str
-    service: StepUpService
-    pm: Any
-    http: aiohttp.ClientSession
-    validator: ResponseValidator
-    clock: ManualClock
-    exports: list[str]
-
-    def client(self, user: str, **kwargs: Any) -> StepUpClient:
-        return StepUpClient(
-            self.base_url, TOKEN_OF[user], pm=self.pm, http=self.http, clock=self.clock,
-            prompter=ScriptedPrompter(), **kwargs,
-        )
+#: The application's own route, which needs a fresh ``wallet:export`` step-up.
+EXPORT = {"/wallet/export": "wallet:export"}
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[Stack]:
-    clock = ManualClock()
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(stepup_passkey.plugin, name="passkey")
-    config = config_from_mapping({
-        "store": "memory:",
-        "secret_key": secrets.token_hex(32),
-        "plugins": {"passkey": {"rp_id": "stepup.test", "rp_name": "Stepup Test", "origins": [ORIGIN]}},
-    })
-    service = await StepUpService.create(config, pm=pm, clock=clock)
-    app = build_app(service, StaticTokenIdentify.from_mapping(SESSIONS))
-    exports: list[str] = []
-
-    @requires_scope("wallet:export")
-    async def export_key(request: web.Request) -> web.Response:
-        exports.append("exported")
-        return web.json_response({"exported": True})
-
-    app.router.add_post("/wallet/export", export_key)
-    validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-    async with serve_app(app) as base_url, aiohttp.ClientSession(middlewares=[validator.middleware]) as http:
-        yield Stack(base_url, service, pm, http, validator, clock, exports)
-    await service.close()
+async def stack() -> AsyncIterator[StepUpStack]:
+    config = {"plugins": {"passkey": {"rp_id": "stepup.test", "rp_name": "Stepup Test", "origins": [ORIGIN]}}}
+    async with StepUpStack.start(plugins=[stepup_passkey.plugin], config=config, protected=EXPORT) as stack:
+        yield stack
 
 
-async def test_register_and_step_up_over_http(stack: Stack) -> None:
+async def test_register_and_step_up_over_http(stack: StepUpStack) -> None:
     authenticator = SoftwareAuthenticator(origin=ORIGIN, algorithms=("EdDSA",))
     alice = stack.client("alice")
     methods = await alice.methods()
@@ -89,17 +40,17 @@ async def test_register_and_step_up_over_http(stack: Stack) -> None:
 
     # Without a token the application refuses with an RFC 9470 challenge.
     refused = await alice.post("/wallet/export", scope="wallet:export")
-    assert refused.status == 401 and stack.exports == []
+    assert refused.status == 401 and stack.calls == []
 
     token = await alice.verify_passkey_mfa(authenticator, requested_scopes=["wallet:export"])
     assert token.method == "passkey" and token.single_use
     done = await alice.post("/wallet/export", scope="wallet:export")
-    assert done.status == 200 and done.json() == {"exported": True}
-    assert stack.exports == ["exported"]
+    assert done.status == 200 and done.json() == {"path": "/wallet/export", "scope": "wallet:export", "user": "alice"}
+    assert stack.calls == ["/wallet/export"]
     assert ("POST", "/stepup/verify", 200) in stack.validator.seen
 
 
-async def test_unattended_client_steps_up_with_its_actor(stack: Stack) -> None:
+async def test_unattended_client_steps_up_with_its_actor(stack: StepUpStack) -> None:
     """The prompt picks the passkey (alice's only MFA device) and the actor answers, as in
     ``stepup demo``; a 401 from the application triggers it once."""
     authenticator = SoftwareAuthenticator(origin=ORIGIN)
@@ -116,7 +67,7 @@ async def test_unattended_client_steps_up_with_its_actor(stack: Stack) -> None:
     assert len(await alice.list_credentials()) == 2
 
 
-async def test_refusals_over_http_are_problems_with_stable_codes(stack: Stack) -> None:
+async def test_refusals_over_http_are_problems_with_stable_codes(stack: StepUpStack) -> None:
     authenticator = SoftwareAuthenticator(origin=ORIGIN)
     alice = stack.client("alice")
     await alice.enroll("passkey", authenticator=authenticator)
@@ -129,15 +80,14 @@ async def test_refusals_over_http_are_problems_with_stable_codes(stack: Stack) -
     assert alice.state.error is not None
 
     # A malformed answer posted by hand: problem+json naming the field, never a 500.
-    headers = {"Authorization": f"Bearer {TOKEN_OF['alice']}"}
-    async with stack.http.post(f"{stack.base_url}/stepup/challenges", headers=headers,
+    async with stack.http.post(f"{stack.base_url}/stepup/challenges", headers=stack.headers("alice"),
                                json={"method": "passkey", "requestedScopes": ["wallet:export"]}) as resp:
         assert resp.status == 201
         challenge = await resp.json()
     assert challenge["data"]["publicKey"]["userVerification"] == "required"
     body = {"method": "passkey", "challengeId": challenge["challengeId"], "requestedScopes": ["wallet:export"],
             "response": {"credential": {"id": "AA", "rawId": "AA", "type": "public-key", "response": {}}}}
-    async with stack.http.post(f"{stack.base_url}/stepup/verify", headers=headers, json=body) as resp:
+    async with stack.http.post(f"{stack.base_url}/stepup/verify", headers=stack.headers("alice"), json=body) as resp:
         assert resp.status == 400
         assert resp.content_type == "application/problem+json"
         problem = await resp.json()
@@ -145,7 +95,7 @@ async def test_refusals_over_http_are_problems_with_stable_codes(stack: Stack) -
     assert "response.credential.response.clientDataJSON" in problem["detail"]
 
 
-async def test_another_users_passkey_over_http(stack: Stack) -> None:
+async def test_another_users_passkey_over_http(stack: StepUpStack) -> None:
     alices = SoftwareAuthenticator(origin=ORIGIN)
     bobs = SoftwareAuthenticator(origin=ORIGIN)
     await stack.client("alice").enroll("passkey", authenticator=alices)
@@ -164,4 +114,4 @@ async def test_another_users_passkey_over_http(stack: Stack) -> None:
     with pytest.raises(VerificationFailed, match="not registered to your account"):
         await alice.verify_passkey_mfa(Discoverable(), requested_scopes=["wallet:export"])
     refused = await alice.post("/wallet/export", scope="wallet:export")
-    assert refused.status == 401 and stack.exports == []
+    assert refused.status == 401 and stack.calls == []

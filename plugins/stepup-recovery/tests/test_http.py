@@ -9,53 +9,25 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import attrs
 import pytest
-from stepup_recovery import plugin as recovery_plugin
 from stepup_recovery.client import RecoveryCodeSheet
 
 from stepup_core import errors
-from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.identify import StaticTokenIdentify
-from stepup_core.models import IssuedToken, Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, serve_app
-from stepup_core.server.testing import ResponseValidator
+from stepup_core.client import ScriptedPrompter
+from stepup_core.models import IssuedToken
+from stepup_core.service import StepUpService
+from stepup_core.testing.stack import StepUpStack
 
-ALICE_TOKEN = "alice-session-token-00000001"
-ALICE = Principal("alice", "s-alice")
 COMPANION_CODE = "companion-ok"
 
 
-@attrs.define
-class Http:
-    base_url: str
-    http: aiohttp.ClientSession
-    validator: ResponseValidator
-    client_pm: Any
-
-    def client(self, **kwargs: Any) -> StepUpClient:
-        return StepUpClient(self.base_url, ALICE_TOKEN, pm=self.client_pm, http=self.http, **kwargs)
-
-
 @pytest.fixture
-async def http_stack(service: Any) -> AsyncIterator[Http]:
-    app = build_app(service, StaticTokenIdentify.from_mapping({ALICE_TOKEN: ALICE}))
-    serving = serve_app(app)
-    base_url = await serving.__aenter__()
-    validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-    http = aiohttp.ClientSession(middlewares=[validator.middleware])
-    client_pm = get_plugin_manager(load_entrypoints=False)
-    client_pm.register(recovery_plugin, name="recovery")
-    try:
-        yield Http(base_url, http, validator, client_pm)
-    finally:
-        await http.close()
-        await serving.__aexit__(None, None, None)
+async def http_stack(service: StepUpService) -> AsyncIterator[StepUpStack]:
+    async with StepUpStack.serve(service, users=["alice"]) as stack:
+        yield stack
 
 
-async def test_codes_alone_cannot_step_up(http_stack: Http) -> None:
+async def test_codes_alone_cannot_step_up(http_stack: StepUpStack) -> None:
     sheet = RecoveryCodeSheet()
     async with http_stack.client(actors={"recovery": sheet}, prompter=ScriptedPrompter()) as client:
         view = await client.enroll("recovery")
@@ -65,8 +37,8 @@ async def test_codes_alone_cannot_step_up(http_stack: Http) -> None:
             await client.verify_recovery_code(sheet.codes[0], requested_scopes=["wallet:export"])
 
 
-async def test_generate_use_and_count_over_http(http_stack: Http, flows: Any) -> None:
-    await flows.add_companion(ALICE)
+async def test_generate_use_and_count_over_http(http_stack: StepUpStack, flows: Any) -> None:
+    await flows.add_companion(http_stack.principal("alice"))
     sheet = RecoveryCodeSheet()
     async with http_stack.client(actors={"recovery": sheet}, prompter=ScriptedPrompter()) as client:
         await client.step_up("companion", requested_scopes=["credential:link"], code=COMPANION_CODE)

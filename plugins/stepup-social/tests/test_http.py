@@ -14,32 +14,18 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
-import stepup_social.plugin
 from stepup_social.testing import CallbackPage, browse_mock_provider
 
 from stepup_core import errors
-from stepup_core.client import StepUpClient
-from stepup_core.identify import StaticTokenIdentify
-from stepup_core.models import ChallengeStatus, Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, serve_app
-from stepup_core.server.testing import ResponseValidator
-from stepup_core.service import StepUpService
-
-ALICE_TOKEN = "alice-session-token-00000001"
-ALICE = Principal("user-alice", "session-alice")
+from stepup_core.models import ChallengeStatus
+from stepup_core.testing.stack import StepUpStack
 
 
 @attrs.define
-class Stack:
-    service: StepUpService
-    base_url: str
-    http: aiohttp.ClientSession
-    client_pm: Any
-    pages: list[CallbackPage] = attrs.field(factory=list)
+class Stack(StepUpStack):
+    """The stack with a browser for the person (``browser``) and the pages it landed on."""
 
-    def client(self, **kwargs: Any) -> StepUpClient:
-        return StepUpClient(self.base_url, ALICE_TOKEN, pm=self.client_pm, http=self.http, **kwargs)
+    pages: list[CallbackPage] = attrs.field(factory=list)
 
     def browser(self, subject: str) -> Callable[[str], Awaitable[None]]:
         """An ``open_url`` that signs in as ``subject`` and lands on the callback route."""
@@ -50,13 +36,9 @@ class Stack:
         return open_url
 
     async def poll(self, challenge_id: str) -> dict[str, Any]:
-        async with self.http.get(
-            f"{self.base_url}/stepup/challenges/{challenge_id}",
-            headers={"Authorization": f"Bearer {ALICE_TOKEN}"},
-        ) as answer:
-            assert answer.status == 200, await answer.text()
-            body: dict[str, Any] = await answer.json()
-            return body
+        status, body = await self.api("alice", "GET", f"/challenges/{challenge_id}")
+        assert status == 200, body
+        return dict(body)
 
 
 @pytest.fixture
@@ -64,19 +46,9 @@ async def stack(make_service: Any, mock_issuer: str) -> AsyncIterator[Stack]:
     service = await make_service(
         {"mock": {"issuer": mock_issuer, "client_id": "stepup-app", "client_secret": "s3cret"}}
     )
-    app = build_app(service, StaticTokenIdentify.from_mapping({ALICE_TOKEN: ALICE}))
-    serving = serve_app(app)
-    base_url = await serving.__aenter__()
-    service.public_url = base_url  # the callback URL the provider sends the browser to
-    validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-    http = aiohttp.ClientSession(middlewares=[validator.middleware])
-    client_pm = get_plugin_manager(load_entrypoints=False)
-    client_pm.register(stepup_social.plugin, name="social")
-    try:
-        yield Stack(service, base_url, http, client_pm)
-    finally:
-        await http.close()
-        await serving.__aexit__(None, None, None)
+    async with Stack.serve(service, users=["alice"]) as stack:
+        service.public_url = stack.base_url  # the callback URL the provider sends the browser to
+        yield stack
 
 
 async def link_over_http(stack: Stack, subject: str) -> str:

@@ -7,69 +7,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
-import aiohttp
 import attrs
 import pytest
-from stepup_totp import plugin as totp_plugin
 from stepup_totp.client import AuthenticatorApp
 from stepup_totp.otp import code_at
 
 from stepup_core import errors
-from stepup_core.client import ScriptedPrompter, StepUpClient
+from stepup_core.client import ScriptedPrompter
 from stepup_core.clock import ManualClock
-from stepup_core.identify import StaticTokenIdentify
-from stepup_core.models import Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, serve_app
-from stepup_core.server.testing import ResponseValidator
-
-ALICE_TOKEN = "alice-session-token-00000001"
-SESSIONS = {ALICE_TOKEN: Principal("alice", "s-alice")}
-
-
-@attrs.define
-class Http:
-    base_url: str
-    http: aiohttp.ClientSession
-    validator: ResponseValidator
-    client_pm: Any
-    clock: ManualClock
-
-    def client(self, **kwargs: Any) -> StepUpClient:
-        return StepUpClient(
-            self.base_url, ALICE_TOKEN, pm=self.client_pm, http=self.http, clock=self.clock, **kwargs
-        )
-
-    async def patch_credential(self, credential_id: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-        async with self.http.patch(
-            f"{self.base_url}/stepup/credentials/{credential_id}",
-            json=body,
-            headers={"Authorization": f"Bearer {ALICE_TOKEN}", "X-Elevated-Access-Token": token},
-        ) as response:
-            assert response.status == 200, await response.text()
-            answer: dict[str, Any] = await response.json()
-            return answer
+from stepup_core.service import StepUpService
+from stepup_core.testing.stack import StepUpStack
 
 
 @pytest.fixture
-async def http_stack(service: Any, clock: ManualClock) -> AsyncIterator[Http]:
-    app = build_app(service, StaticTokenIdentify.from_mapping(SESSIONS))
-    serving = serve_app(app)
-    base_url = await serving.__aenter__()
-    validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-    http = aiohttp.ClientSession(middlewares=[validator.middleware])
-    client_pm = get_plugin_manager(load_entrypoints=False)
-    client_pm.register(totp_plugin, name="totp")
-    try:
-        yield Http(base_url, http, validator, client_pm, clock)
-    finally:
-        await http.close()
-        await serving.__aexit__(None, None, None)
+async def http_stack(service: StepUpService) -> AsyncIterator[StepUpStack]:
+    async with StepUpStack.serve(service, users=["alice"]) as stack:
+        yield stack
 
 
-async def test_enrol_and_step_up_unattended(http_stack: Http, app: AuthenticatorApp, clock: ManualClock) -> None:
+async def test_enrol_and_step_up_unattended(http_stack: StepUpStack, app: AuthenticatorApp, clock: ManualClock) -> None:
     async with http_stack.client(actors={"totp": app}, prompter=ScriptedPrompter()) as client:
         device = await client.enroll("totp", alias="Phone", account_name="alice@example.com")
         assert device.method == "totp" and device.alias == "Phone"
@@ -91,7 +48,9 @@ async def test_enrol_and_step_up_unattended(http_stack: Http, app: Authenticator
     assert ("POST", "/stepup/verify", 400) in http_stack.validator.seen
 
 
-async def test_second_device_and_choosing_the_default(http_stack: Http, app: AuthenticatorApp, clock: ManualClock):
+async def test_second_device_and_choosing_the_default(
+    http_stack: StepUpStack, app: AuthenticatorApp, clock: ManualClock
+) -> None:
     prompter = ScriptedPrompter(choices=["Tablet"])
     async with http_stack.client(actors={"totp": app}, prompter=prompter) as client:
         phone = await client.enroll("totp", alias="Phone")
@@ -107,7 +66,10 @@ async def test_second_device_and_choosing_the_default(http_stack: Http, app: Aut
         update = await client.prompt_step_up_auth("credential:update")
         assert update is not None
         assert prompter.asked and "Tablet" in " ".join(prompter.asked[0][1])
-        view = await http_stack.patch_credential(phone.id, {"isDefault": True}, update.elevated_access_token)
+        status, view = await http_stack.api(
+            "alice", "PATCH", f"/credentials/{phone.id}", {"isDefault": True}, token=update.elevated_access_token
+        )
+        assert status == 200, view
         assert view["isDefault"] is True
         clock.advance(30)
         # Without a device id the server now uses the phone.
@@ -141,7 +103,7 @@ class PersonWithAnApp:
         return code_at(self.secret, self.clock.now())
 
 
-async def test_a_person_enrols_from_the_terminal(http_stack: Http, clock: ManualClock) -> None:
+async def test_a_person_enrols_from_the_terminal(http_stack: StepUpStack, clock: ManualClock) -> None:
     person = PersonWithAnApp(clock)
     async with http_stack.client(prompter=person) as client:
         device = await client.enroll("totp")

@@ -4,92 +4,30 @@ document."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import attrs
 import pytest
 import stepup_wallet.plugin
-from aiohttp import web
 from stepup_wallet.client import LocalKeySigner
 from stepup_wallet.eip4361 import parse_message
 
-from stepup_core.client import ScriptedPrompter, StepUpClient
-from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
 from stepup_core.errors import ChallengeExpired, InvalidResponse, MethodNotAllowed, VerificationFailed
-from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import Principal
-from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, build_document, requires_scope, serve_app
-from stepup_core.server.testing import ResponseValidator
-from stepup_core.service import StepUpService
+from stepup_core.testing.stack import StepUpStack
 
-SESSIONS = {
-    "alice-session-token-000001": Principal("alice", "s-alice"),
-    "bob-session-token-00000001": Principal("bob", "s-bob"),
-}
-TOKEN_OF = {p.user_id: token for token, p in SESSIONS.items()}
-
-
-@attrs.define
-class Stack:
-    base_url: str
-    service: StepUpService
-    pm: Any
-    http: aiohttp.ClientSession
-    validator: ResponseValidator
-    clock: ManualClock
-    exports: list[str]
-
-    def client(self, user: str, **kwargs: Any) -> StepUpClient:
-        return StepUpClient(
-            self.base_url,
-            TOKEN_OF[user],
-            pm=self.pm,
-            http=self.http,
-            clock=self.clock,
-            prompter=kwargs.pop("prompter", ScriptedPrompter()),
-            **kwargs,
-        )
-
-    async def api(self, user: str, verb: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {TOKEN_OF[user]}"}
-        async with self.http.request(verb, f"{self.base_url}/stepup{path}", json=body, headers=headers) as response:
-            return response.status, await response.json()
+#: The application's own route, which needs a fresh ``wallet:export`` step-up.
+EXPORT = {"/wallet/export": "wallet:export"}
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[Stack]:
-    clock = ManualClock()
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(stepup_wallet.plugin, name="wallet")
-    config = config_from_mapping(
-        {
-            "store": "memory:",
-            "secret_key": secrets.token_hex(32),
-            "plugins": {"wallet": {"domain": "app.stepup.test", "uri": "https://app.stepup.test"}},
-        }
-    )
-    service = await StepUpService.create(config, pm=pm, clock=clock)
-    app = build_app(service, StaticTokenIdentify.from_mapping(SESSIONS))
-    exports: list[str] = []
-
-    @requires_scope("wallet:export")
-    async def export_key(request: web.Request) -> web.Response:
-        exports.append("exported")
-        return web.json_response({"exported": True})
-
-    app.router.add_post("/wallet/export", export_key)
-    validator = ResponseValidator(build_document("/stepup"), prefix="/stepup")
-    async with serve_app(app) as base_url, aiohttp.ClientSession(middlewares=[validator.middleware]) as http:
-        yield Stack(base_url, service, pm, http, validator, clock, exports)
-    await service.close()
+async def stack() -> AsyncIterator[StepUpStack]:
+    config = {"plugins": {"wallet": {"domain": "app.stepup.test", "uri": "https://app.stepup.test"}}}
+    async with StepUpStack.start(plugins=[stepup_wallet.plugin], config=config, protected=EXPORT) as stack:
+        yield stack
 
 
-async def test_link_and_step_up_over_http(stack: Stack) -> None:
+async def test_link_and_step_up_over_http(stack: StepUpStack) -> None:
     signer = LocalKeySigner.generate()
     alice = stack.client("alice")
     methods = await alice.methods()
@@ -100,20 +38,20 @@ async def test_link_and_step_up_over_http(stack: Stack) -> None:
     assert view.alias == f"{signer.address[:6]}\u2026{signer.address[-4:]}"
 
     refused = await alice.post("/wallet/export", scope="wallet:export")
-    assert refused.status == 401 and stack.exports == []
+    assert refused.status == 401 and stack.calls == []
 
     token = await alice.verify_wallet(signer, requested_scopes=["wallet:export"])
     assert token is not None, alice.state.error
     assert token.method == "wallet" and token.single_use
     done = await alice.post("/wallet/export", scope="wallet:export")
-    assert done.status == 200 and done.json() == {"exported": True}
-    assert stack.exports == ["exported"]
+    assert done.status == 200 and done.json() == {"path": "/wallet/export", "scope": "wallet:export", "user": "alice"}
+    assert stack.calls == ["/wallet/export"]
     # Single use: the next export needs a new signature.
     assert (await alice.post("/wallet/export", scope="wallet:export")).status == 401
     assert ("POST", "/stepup/verify", 200) in stack.validator.seen
 
 
-async def test_challenge_over_http_carries_the_message(stack: Stack) -> None:
+async def test_challenge_over_http_carries_the_message(stack: StepUpStack) -> None:
     signer = LocalKeySigner.generate()
     await stack.client("alice").enroll("wallet", signer=signer)
     status, body = await stack.api(
@@ -126,7 +64,7 @@ async def test_challenge_over_http_carries_the_message(stack: Stack) -> None:
     assert message.resources == ("urn:stepup:scope:wallet:export",)
 
 
-async def test_wrong_wallet_is_recorded_not_raised(stack: Stack) -> None:
+async def test_wrong_wallet_is_recorded_not_raised(stack: StepUpStack) -> None:
     """verify_wallet records a failure in state.error, as the reference hook does."""
     signer, impostor = LocalKeySigner.generate(), LocalKeySigner.generate()
     alice = stack.client("alice")
@@ -136,7 +74,7 @@ async def test_wrong_wallet_is_recorded_not_raised(stack: Stack) -> None:
     assert "message is for wallet" in alice.state.error.message
 
 
-async def test_refusals_over_http_are_problems_with_stable_codes(stack: Stack) -> None:
+async def test_refusals_over_http_are_problems_with_stable_codes(stack: StepUpStack) -> None:
     signer, impostor = LocalKeySigner.generate(), LocalKeySigner.generate()
     await stack.client("alice").enroll("wallet", signer=signer)
 
@@ -165,10 +103,10 @@ async def test_refusals_over_http_are_problems_with_stable_codes(stack: Stack) -
     stack.clock.advance(301)
     status, body = await verify(start, {"message": message, "signature": await signer.sign_message(message)})
     assert (status, body["code"]) == (410, ChallengeExpired.code)
-    assert stack.exports == []
+    assert stack.calls == []
 
 
-async def test_embedded_wallet_is_refused_over_http(stack: Stack) -> None:
+async def test_embedded_wallet_is_refused_over_http(stack: StepUpStack) -> None:
     from stepup_core.hookspecs import hookimpl
     from stepup_core.models import Credential, CredentialFormat, Factor
 
