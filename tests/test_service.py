@@ -409,6 +409,13 @@ async def test_check_fails_closed_when_the_store_raises(pm, clock, methods):
         await svc.require_scope(ALICE, "user:update", "sut_whatever")
 
 
+def test_a_verifier_without_a_credential_to_check_fails_closed():
+    with pytest.raises(errors.NoEligibleCredential):
+        Attempt(ALICE, None, (), {}).require_credential()
+    credential = email_credential("alice")
+    assert Attempt(ALICE, credential, (credential,), {}).require_credential() is credential
+
+
 class BrokenVote:
     @hookimpl
     def stepup_check(self, principal: Principal, scope: str, policy: Any) -> StepUpVote:

@@ -60,9 +60,7 @@ class PinVerifier:
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         pin = read_pin(attempt.params, "response.pin", self.settings)
-        credential = attempt.credential
-        if credential is None:
-            raise VerificationFailed("no PIN is enrolled")
+        credential = attempt.require_credential()
         if not constant_time_equals(ctx.keys.keyed_hash(HASH_PURPOSE, pin), credential.data["pinHash"]):
             raise VerificationFailed("wrong PIN")
         return Verification(credential.id)

@@ -24,7 +24,6 @@ from stepup_core.errors import (
 from stepup_core.models import (
     Challenge,
     CodeDelivery,
-    Credential,
     CredentialFormat,
     Factor,
     Interaction,
@@ -85,13 +84,6 @@ def mask(fmt: CredentialFormat, identifier: str) -> str:
 
 def same_identifier(fmt: CredentialFormat, a: str, b: str) -> bool:
     return same_email(a, b) if fmt is CredentialFormat.EMAIL else a == b
-
-
-def default_credential(candidates: Sequence[Credential]) -> Credential | None:
-    """The credential a code goes to when neither the caller nor the core named one: the first
-    sign-in email or phone number, else the first linked one."""
-    usable = [c for c in candidates if c.format in CHANNELS and c.identifier]
-    return next((c for c in usable if c.sign_in), None) or (usable[0] if usable else None)
 
 
 def read_code(params: dict[str, Any]) -> str:
@@ -199,11 +191,7 @@ class OtpVerifier:
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         challenge = _challenge(attempt)
-        credential = attempt.credential or default_credential(attempt.candidates)
-        if credential is None:
-            raise NoEligibleCredential(
-                "there is no email address or phone number to send a code to: link one first"
-            )
+        credential = attempt.require_credential()
         if credential.format not in CHANNELS or not credential.identifier:
             raise NoEligibleCredential(f"credential {credential.id} cannot receive one-time codes")
         try:

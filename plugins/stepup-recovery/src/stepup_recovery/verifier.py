@@ -19,7 +19,6 @@ from stepup_core.errors import (
     ConfigError,
     EnrollmentFailed,
     InvalidResponse,
-    NoEligibleCredential,
     ValidationError,
     VerificationFailed,
 )
@@ -110,22 +109,14 @@ class RecoveryVerifier:
     def __init__(self, settings: RecoverySettings | None = None) -> None:
         self.settings = settings or RecoverySettings()
 
-    @staticmethod
-    def _credential(attempt: Attempt) -> Credential:
-        if attempt.credential is not None:
-            return attempt.credential
-        if not attempt.candidates:
-            raise NoEligibleCredential("no recovery codes were generated for this user")
-        return max(attempt.candidates, key=lambda c: (c.created_at, c.id))
-
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         """Nothing to send: say how many codes remain."""
-        credential = self._credential(attempt)
+        credential = attempt.require_credential()
         remaining = len(await ctx.store.list_index(code_set_index(str(credential.data["set"]))))
         return {"credentialId": credential.id, "remaining": remaining}
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        credential = self._credential(attempt)
+        credential = attempt.require_credential()
         code = read_code(attempt.params)
         code_set = str(credential.data["set"])
         # The record is found by a keyed hash of the code, so the lookup's timing says nothing

@@ -16,7 +16,6 @@ from stepup_core.errors import (
     ConfigError,
     EnrollmentFailed,
     InvalidResponse,
-    NoEligibleCredential,
     ReplayDetected,
     ValidationError,
     VerificationFailed,
@@ -83,17 +82,6 @@ def load_settings(config: StepUpConfig) -> TotpSettings:
     return settings
 
 
-def default_device(candidates: Sequence[Credential]) -> Credential | None:
-    """The device used when the request names none: the one marked default, else the most
-    recently enrolled."""
-    devices = [c for c in candidates if c.method == METHOD]
-    if not devices:
-        return None
-    marked = [c for c in devices if c.is_default]
-    pool = marked or devices
-    return max(pool, key=lambda c: (c.created_at, c.id))
-
-
 def read_code(params: dict[str, Any], digits: int, field: str = "response.code") -> str:
     """The code from a response, spaces removed (apps show ``123 456``); InvalidResponse naming
     ``field`` when it is missing, not a string, or not exactly ``digits`` digits."""
@@ -145,15 +133,9 @@ class TotpVerifier:
 
     # --- step-up ---------------------------------------------------------------------------
 
-    def _device(self, attempt: Attempt) -> Credential:
-        device = attempt.credential or default_device(attempt.candidates)
-        if device is None:
-            raise NoEligibleCredential("no authenticator app is enrolled; enrol one first")
-        return device
-
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         """Nothing to send: tell the client which device and how many digits to ask for."""
-        device = self._device(attempt)
+        device = attempt.require_credential()
         params = _device_parameters(device)
         return {
             "credentialId": device.id,
@@ -163,7 +145,7 @@ class TotpVerifier:
         }
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        device = self._device(attempt)
+        device = attempt.require_credential()
         params = _device_parameters(device)
         code = read_code(attempt.params, params.digits)
         secret = ctx.keys.unseal(SEAL_PURPOSE, str(device.data["secret"])).decode("ascii")
