@@ -20,14 +20,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 import attrs
 
 from ..client.method import Answer, ClientContext, ClientMethod
-from ..crypto import constant_time_equals
+from ..crypto import SecretKeys, constant_time_equals
 from ..errors import EnrollmentFailed, InvalidResponse, VerificationFailed
 from ..hookspecs import hookimpl
 from ..models import AuditEvent, Credential, CredentialFormat, Factor, Interaction, Principal
@@ -57,7 +57,12 @@ class PinVerifier:
     confirm: bool = False
 
     def _hash(self, ctx: VerifierContext, pin: str) -> str:
-        return ctx.keys.keyed_hash(f"test-{self.name}", pin)
+        return self.credential_data(ctx.keys, pin)["pinHash"]
+
+    def credential_data(self, keys: SecretKeys, pin: str) -> dict[str, str]:
+        """A credential's ``data`` for ``pin``, for a credential a test stores itself (as an
+        application adds a device behind stepup's back)."""
+        return {"pinHash": keys.keyed_hash(f"test-{self.name}", pin)}
 
     def _credential(self, attempt: Attempt, digest: str) -> NewCredential:
         return NewCredential(
@@ -265,6 +270,14 @@ class RedirectVerifier:
         return self._account(attempt)
 
 
+def _verifier_list(verifiers: Iterable[Any]) -> list[Any]:
+    return list(verifiers)
+
+
+def _client_method_list(methods: Iterable[ClientMethod]) -> list[ClientMethod]:
+    return list(methods)
+
+
 @attrs.define(eq=False)
 class ThrowawayPlugin:
     """A pluggy plugin for tests: it registers ``verifiers`` and ``client_methods`` (lists a
@@ -272,8 +285,8 @@ class ThrowawayPlugin:
     application's own credentials (a sign-in email address, an embedded wallet) and records
     every audit event in ``events``."""
 
-    verifiers: list[Any] = attrs.field(factory=list, converter=list)
-    client_methods: list[ClientMethod] = attrs.field(factory=list, converter=list)
+    verifiers: list[Any] = attrs.field(factory=list, converter=_verifier_list)
+    client_methods: list[ClientMethod] = attrs.field(factory=list, converter=_client_method_list)
     app_credentials: dict[str, list[Credential]] = attrs.field(factory=dict)
     events: list[AuditEvent] = attrs.field(factory=list)
 

@@ -36,6 +36,7 @@ call ``await harness.add_companion_mfa(principal)`` in ``enroll``.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -45,7 +46,6 @@ import pytest
 from .. import errors
 from ..clock import ManualClock
 from ..config import config_from_mapping
-from ..hookspecs import hookimpl
 from ..models import (
     AuditEvent,
     ChallengeRequest,
@@ -61,7 +61,8 @@ from ..models import (
 from ..plugins import get_plugin_manager
 from ..service import StepUpService
 from ..store.memory import MemoryStore
-from ..verifier import Attempt, EnrollmentStep, NewCredential, Verification, Verifier, VerifierContext
+from ..verifier import Verifier
+from .methods import PinVerifier, ThrowawayPlugin
 
 ALICE = Principal("conformance-alice", "session-a")
 BOB = Principal("conformance-bob", "session-b")
@@ -70,50 +71,17 @@ OTHER_SCOPE = "user:delete"
 SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGhlLWNvbmZvcm1hbmNlLXN1aXRlLW9ubHk"
 
 
-@attrs.define
-class CompanionMfaVerifier:
-    """A stand-in MFA method so fallback methods (recovery codes) have the MFA they need."""
-
-    name: str = "conformance-companion"
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = ()
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = False
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[Any, ...] = ()
-    package: str = "stepup-core"
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return {}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        raise errors.VerificationFailed("the companion method never verifies")
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        return EnrollmentStep(credential=NewCredential(format=CredentialFormat.TOTP, alias="companion"))
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        raise errors.EnrollmentFailed("not used")
-
-
-@attrs.define
-class _Recorder:
-    companion: CompanionMfaVerifier = attrs.field(factory=CompanionMfaVerifier)
-    events: list[AuditEvent] = attrs.field(factory=list)
-    app_credentials: dict[str, list[Credential]] = attrs.field(factory=dict)
-
-    @hookimpl
-    def stepup_register_verifiers(self, register: Any) -> None:
-        register(self.companion)
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    @hookimpl
-    def stepup_user_credentials(self, principal: Principal) -> list[Credential]:
-        return list(self.app_credentials.get(principal.user_id, []))
+def companion_mfa_verifier() -> PinVerifier:
+    """A stand-in MFA method so fallback methods (recovery codes) have the MFA they need; its
+    PINs are random, so it never verifies."""
+    return PinVerifier(
+        name="conformance-companion",
+        factor=Factor.MFA,
+        formats=(CredentialFormat.TOTP,),
+        requires_challenge=False,
+        package="stepup-core",
+        sign_in=False,
+    )
 
 
 @attrs.define
@@ -124,7 +92,7 @@ class Harness:
     service: StepUpService
     clock: ManualClock
     store: MemoryStore
-    recorder: _Recorder
+    recorder: ThrowawayPlugin
 
     @property
     def events(self) -> list[AuditEvent]:
@@ -137,7 +105,8 @@ class Harness:
     async def add_companion_mfa(self, principal: Principal) -> None:
         from ..models import EnrollmentRequest
 
-        await self.service.begin_enrollment(principal, EnrollmentRequest(method="conformance-companion"))
+        request = EnrollmentRequest(method="conformance-companion", params={"pin": secrets.token_hex(16)})
+        await self.service.begin_enrollment(principal, request)
 
 
 class VerifierConformanceSuite:
@@ -180,7 +149,7 @@ class VerifierConformanceSuite:
         clock = ManualClock()
         store = MemoryStore(clock=clock)
         pm = get_plugin_manager(load_entrypoints=False)
-        recorder = _Recorder()
+        recorder = ThrowawayPlugin([companion_mfa_verifier()])
         pm.register(recorder, name="conformance-recorder")
         for index, plugin in enumerate(self.plugins()):
             if pm.is_registered(plugin):

@@ -28,10 +28,10 @@ from stepup_otp.client import Mailbox
 
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.hookspecs import hookimpl
-from stepup_core.models import AuditEvent, Credential, CredentialFormat, Factor, Principal
+from stepup_core.models import AuditEvent, Credential, CredentialFormat, Factor
 from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
+from stepup_core.testing.methods import ThrowawayPlugin
 
 LOOPBACK = "127.0.0.1"
 CODE_IN_TEXT = re.compile(r"verification code is:\s+(\d{6})\b")
@@ -230,11 +230,10 @@ async def sms_gateway() -> AsyncIterator[SmsGateway]:
 SECRET_KEY = "b" * 64  # 32 bytes, hex
 
 
-class AppCredentials:
-    """An application's ``stepup_user_credentials``: the email or phone a user signed in with."""
-
-    def __init__(self) -> None:
-        self.by_user: dict[str, list[Credential]] = {}
+@attrs.define(eq=False)
+class AppCredentials(ThrowawayPlugin):
+    """The application: its ``stepup_user_credentials`` (the email or phone a user signed in
+    with, added by ``give``); it also records audit events."""
 
     def give(
         self,
@@ -244,7 +243,7 @@ class AppCredentials:
         fmt: CredentialFormat = CredentialFormat.EMAIL,
         sign_in: bool = True,
     ) -> None:
-        self.by_user.setdefault(user_id, []).append(
+        self.app_credentials.setdefault(user_id, []).append(
             Credential(
                 id=credential_id,
                 user_id=user_id,
@@ -258,10 +257,6 @@ class AppCredentials:
             )
         )
 
-    @hookimpl
-    def stepup_user_credentials(self, principal: Principal) -> list[Credential]:
-        return list(self.by_user.get(principal.user_id, []))
-
 
 @attrs.define
 class OtpWorld:
@@ -274,15 +269,6 @@ class OtpWorld:
     events: list[AuditEvent]
 
 
-class EventLog:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-
 @pytest.fixture
 async def otp_world_factory() -> AsyncIterator[Callable[..., Awaitable[OtpWorld]]]:
     """``await otp_world_factory(otp_section, mailbox=None)`` builds a fresh service."""
@@ -293,8 +279,6 @@ async def otp_world_factory() -> AsyncIterator[Callable[..., Awaitable[OtpWorld]
         pm.register(otp_plugin, name="otp")
         app = AppCredentials()
         pm.register(app, name="test-app-credentials")
-        log = EventLog()
-        pm.register(log, name="test-event-log")
         if mailbox is not None:
             pm.register(mailbox, name="otp-mailbox")
         clock = ManualClock()
@@ -303,7 +287,7 @@ async def otp_world_factory() -> AsyncIterator[Callable[..., Awaitable[OtpWorld]
         )
         service = await StepUpService.create(config, pm=pm, clock=clock)
         services.append(service)
-        return OtpWorld(service=service, clock=clock, app=app, pm=pm, events=log.events)
+        return OtpWorld(service=service, clock=clock, app=app, pm=pm, events=app.events)
 
     yield build
     for service in services:

@@ -11,6 +11,7 @@ from stepup_otp.client import Mailbox, OtpClientMethod
 from stepup_otp.verifier import OtpVerifier
 
 from stepup_core import errors
+from stepup_core.client import ScriptedPrompter
 from stepup_core.client.method import ClientContext
 from stepup_core.models import (
     ChallengeRequest,
@@ -608,24 +609,6 @@ async def test_an_enrolment_code_expires_after_code_ttl(otp_world_factory: Any) 
 # --- the client half against the service -------------------------------------------------------
 
 
-class ScriptedPrompter:
-    def __init__(self, answers: list[str], choices: list[int] | None = None) -> None:
-        self.answers = answers
-        self.choices = choices or []
-        self.labels: list[str] = []
-
-    async def choose(self, title: str, options: Any) -> int:
-        self.labels.append(title)
-        return self.choices.pop(0)
-
-    async def ask_code(self, label: str) -> str:
-        self.labels.append(label)
-        return self.answers.pop(0)
-
-    async def tell(self, message: str) -> None:
-        self.labels.append(message)
-
-
 async def test_client_method_asks_the_person_for_the_code(otp_world_factory: Any) -> None:
     mailbox = Mailbox()
     world = await otp_world_factory(mailbox=mailbox)
@@ -633,10 +616,11 @@ async def test_client_method_asks_the_person_for_the_code(otp_world_factory: Any
     start = await begin(world)
     code = mailbox.code_for()
     assert code is not None
-    prompter = ScriptedPrompter([f"{code}\n"])
+    prompter = ScriptedPrompter(codes=[f"{code}\n"])
     method = OtpClientMethod()
     answer = await method.answer({"challengeId": start.challenge_id, "data": start.data}, ClientContext(prompter))
-    assert prompter.labels == ["Enter the 6-digit code sent by email to j***@example.com"]
+    assert prompter.asked == [("Enter the 6-digit code sent by email to j***@example.com", ())]
+    assert prompter.told == []
     assert answer.response == {"code": code}
     token = await verify(world, start.challenge_id, answer.response["code"])
     assert token.scopes == (SCOPE,)
@@ -650,10 +634,10 @@ async def test_unattended_mailbox_reads_the_code_back_for_the_client(otp_world_f
     world.app.give("jane", "app-email", "jane@example.com")
     email_start = await begin(world, credential_id="app-email")
     phone_start = await begin(world, credential_id="app-phone")
-    silent = ScriptedPrompter([])
+    silent = ScriptedPrompter()
     email_answer = await method.answer({"data": email_start.data}, ClientContext(silent, actor=mailbox))
     phone_answer = await method.answer({"data": phone_start.data}, ClientContext(silent, actor=mailbox))
-    assert silent.labels == []
+    assert silent.asked == [] and silent.told == []
     await verify(world, phone_start.challenge_id, phone_answer.response["code"])  # type: ignore[index]
     await verify(world, email_start.challenge_id, email_answer.response["code"])  # type: ignore[index]
 
@@ -680,7 +664,7 @@ async def test_client_enrolment_with_prompts(otp_world_factory: Any) -> None:
     world = await otp_world_factory(mailbox=mailbox)
     method = OtpClientMethod()
     principal = Principal("newbie", "s-1")
-    prompter = ScriptedPrompter(["+1 415 555 4567"], choices=[1])
+    prompter = ScriptedPrompter(codes=["+1 415 555 4567"], choices=[1])
     params = await method.enrollment_params(ClientContext(prompter))
     assert params == {"phoneNumber": "+1 415 555 4567"}
     start = await world.service.begin_enrollment(principal, EnrollmentRequest(method="otp", params=dict(params)))

@@ -3,7 +3,7 @@
 - ``config_mapping``: the ``stepup.toml`` mapping (memory store, ``[plugins.passkey]`` for the
   relying party ``stepup.test`` on ``https://app.stepup.test``); override to change it.
 - ``service``: a :class:`StepUpService` with this plugin registered and a manual clock.
-- ``events``: every audit event the service emitted, in order.
+- ``event_log``: every audit event the service emitted, in order (registered as ``event-log``).
 - ``enrol`` / ``step_up``: run a whole registration or step-up through the service with an
   authenticator (``SoftwareAuthenticator``), returning the credential view or the token.
 """
@@ -20,9 +20,7 @@ from stepup_passkey.testing import SoftwareAuthenticator
 
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import (
-    AuditEvent,
     ChallengeRequest,
     CredentialView,
     EnrollmentCompletion,
@@ -33,23 +31,12 @@ from stepup_core.models import (
 )
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
+from stepup_core.testing.methods import ThrowawayPlugin
 
 RP_ID = "stepup.test"
 ORIGIN = "https://app.stepup.test"
 ALICE = Principal("alice", "s-alice")
 BOB = Principal("bob", "s-bob")
-
-
-class EventLog:
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    def of_type(self, type: str) -> list[AuditEvent]:
-        return [e for e in self.events if e.type == type]
 
 
 @pytest.fixture
@@ -68,12 +55,12 @@ def config_mapping(passkey_settings: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def event_log() -> EventLog:
-    return EventLog()
+def event_log() -> ThrowawayPlugin:
+    return ThrowawayPlugin()
 
 
 @pytest.fixture
-def pm(event_log: EventLog) -> StepUpPluginManager:
+def pm(event_log: ThrowawayPlugin) -> StepUpPluginManager:
     manager = get_plugin_manager(load_entrypoints=False)
     manager.register(stepup_passkey.plugin, name="passkey")
     manager.register(event_log, name="event-log")

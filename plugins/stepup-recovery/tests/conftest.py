@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -11,19 +11,16 @@ import pytest
 import stepup_recovery.plugin
 from stepup_recovery.client import RecoveryClientMethod, RecoveryCodeSheet
 
-from stepup_core import errors
+from stepup_core.client import ScriptedPrompter
 from stepup_core.client.method import ClientContext
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import (
-    AuditEvent,
     Credential,
     CredentialFormat,
     EnrollmentRequest,
     EnrollmentStart,
     Factor,
-    Interaction,
     IssuedToken,
     Principal,
     VerifyRequest,
@@ -31,57 +28,10 @@ from stepup_core.models import (
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.store.memory import MemoryStore
-from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, Verification, VerifierContext
+from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
 
 SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMi1ieXRlcyE"
 COMPANION_CODE = "companion-ok"
-
-
-@attrs.define
-class CompanionVerifier:
-    """Another MFA method (standing in for a passkey or an authenticator app), so recovery
-    codes have something to be the fallback of."""
-
-    name: str = "companion"
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.PASSKEY,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = False
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[Any, ...] = ()
-    package: str = "stepup-companion"
-
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return {}
-
-    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        assert attempt.credential is not None
-        if attempt.params.get("code") != COMPANION_CODE:
-            raise errors.VerificationFailed("wrong companion code")
-        return Verification(attempt.credential.id)
-
-    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        return EnrollmentStep(credential=NewCredential(format=CredentialFormat.PASSKEY, alias="Security key"))
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        raise AssertionError("not used")
-
-
-@attrs.define
-class CompanionPlugin:
-    events: list[AuditEvent] = attrs.field(factory=list)
-
-    @hookimpl
-    def stepup_register_verifiers(self, register: Any) -> None:
-        register(CompanionVerifier())
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-    def of(self, type: str) -> list[AuditEvent]:
-        return [e for e in self.events if e.type == type]
 
 
 @attrs.define
@@ -108,35 +58,24 @@ class YieldingStore:
         return call
 
 
-@attrs.define
-class ScriptedPrompter:
-    codes: list[str] = attrs.field(factory=list)
-    told: list[str] = attrs.field(factory=list)
-    asked: list[str] = attrs.field(factory=list)
-
-    async def choose(self, title: str, options: Sequence[str]) -> int:
-        return 0
-
-    async def ask_code(self, label: str) -> str:
-        self.asked.append(label)
-        return self.codes.pop(0)
-
-    async def tell(self, message: str) -> None:
-        self.told.append(message)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
 
 
 @pytest.fixture
-def plugins() -> CompanionPlugin:
-    return CompanionPlugin()
+def plugins() -> ThrowawayPlugin:
+    """Another MFA method, ``companion`` (standing in for a passkey or an authenticator app), so
+    recovery codes have something to be the fallback of; it also records audit events."""
+    companion = PinVerifier(
+        name="companion", factor=Factor.MFA, formats=(CredentialFormat.PASSKEY,), requires_challenge=False,
+        sign_in=False,
+    )
+    return ThrowawayPlugin([companion])
 
 
 @pytest.fixture
-def pm(plugins: CompanionPlugin) -> StepUpPluginManager:
+def pm(plugins: ThrowawayPlugin) -> StepUpPluginManager:
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(stepup_recovery.plugin, name="recovery")
     pm.register(plugins, name="test-plugins")
@@ -191,6 +130,7 @@ class Flows:
             factor=Factor.MFA,
             created_at=self.service.clock.now(),
             alias="Security key",
+            data=self.service.verifiers["companion"].credential_data(self.service.keys, COMPANION_CODE),
         )
         await self.service.credentials.save(credential)
         return credential

@@ -28,7 +28,7 @@ async def test_answer_prefers_the_code_option_then_the_sheet_then_asks(prompter)
         await method.answer({}, ClientContext(prompter=prompter, actor=sheet))
     prompter.codes.append("eeeee-fffff")
     assert await method.answer({}, ClientContext(prompter=prompter)) == Answer(response={"code": "eeeee-fffff"})
-    assert prompter.asked == ["One of your recovery codes (each works once)"]
+    assert prompter.asked == [("One of your recovery codes (each works once)", ())]
 
 
 async def test_enrolment_shows_the_codes_once_to_a_person(prompter):

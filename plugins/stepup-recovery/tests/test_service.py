@@ -168,7 +168,7 @@ async def test_fifty_concurrent_submissions_of_one_code_grant_once(make_service,
     refused = [r for r in results if not isinstance(r, IssuedToken)]
     assert len(refused) == 49
     assert all(type(r) is errors.VerificationFailed for r in refused), {type(r) for r in refused}
-    assert len([e for e in plugins.of("grant_issued") if e.method == "recovery"]) == 1
+    assert len([e for e in plugins.of_type("grant_issued") if e.method == "recovery"]) == 1
     listing = {c.method: c for c in await flows.service.list_credentials(ALICE)}
     assert listing["recovery"].details["remaining"] == 9
 
@@ -269,7 +269,7 @@ async def test_wrong_codes_count_toward_the_budget(flows, clock, plugins):
     # Even a right code is refused while the budget is spent, and is not used up by that.
     with pytest.raises(errors.AttemptsExhausted):
         await flows.use(ALICE, codes[0])
-    assert len([e for e in plugins.of("verification_failed") if e.method == "recovery"]) == 5
+    assert len([e for e in plugins.of_type("verification_failed") if e.method == "recovery"]) == 5
     clock.advance(301)
     assert (await flows.use(ALICE, codes[0])).method == "recovery"
 
@@ -337,9 +337,9 @@ async def test_a_warning_event_when_few_codes_remain(make_service, flows_for, pl
     start = await flows.generate(ALICE, await flows.token(ALICE, "credential:link"))
     codes = start.data["codes"]
     await flows.use(ALICE, codes[0])  # 3 left: not yet below 3
-    assert plugins.of("recovery_codes_low") == []
+    assert plugins.of_type("recovery_codes_low") == []
     await flows.use(ALICE, codes[1])  # 2 left
-    low = plugins.of("recovery_codes_low")
+    low = plugins.of_type("recovery_codes_low")
     assert len(low) == 1
     event = low[0]
     assert (event.outcome, event.user_id, event.method, event.credential_id) == (
@@ -351,7 +351,7 @@ async def test_a_warning_event_when_few_codes_remain(make_service, flows_for, pl
     assert event.details == {"remaining": 2}
     await flows.use(ALICE, codes[2])
     await flows.use(ALICE, codes[3])
-    assert [e.details["remaining"] for e in plugins.of("recovery_codes_low")] == [2, 1, 0]
+    assert [e.details["remaining"] for e in plugins.of_type("recovery_codes_low")] == [2, 1, 0]
     with pytest.raises(errors.VerificationFailed):
         await flows.use(ALICE, codes[0])
 

@@ -23,10 +23,10 @@ import stepup_social.plugin
 from stepup_social.testing import LoopbackProvider, sign_in_at_mock_provider
 
 from stepup_core.config import config_from_mapping
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import AuditEvent, ChallengeRequest, EnrollmentRequest, Principal
 from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
+from stepup_core.testing.methods import ThrowawayPlugin
 
 PUBLIC_URL = "http://127.0.0.1:8765"
 CALLBACK_URL = f"{PUBLIC_URL}/stepup/callback/social"
@@ -109,15 +109,10 @@ def events() -> list[AuditEvent]:
 async def make_service(clock: ShiftedClock, events: list[AuditEvent]) -> AsyncIterator[ServiceFactory]:
     services: list[StepUpService] = []
 
-    class Recorder:
-        @hookimpl
-        def stepup_event(self, event: AuditEvent) -> None:
-            events.append(event)
-
     async def make(providers: dict[str, dict[str, Any]], **social: Any) -> StepUpService:
         pm = get_plugin_manager(load_entrypoints=False)
         pm.register(stepup_social.plugin, name="social")
-        pm.register(Recorder(), name="recorder")
+        pm.register(ThrowawayPlugin(events=events), name="recorder")
         config = config_from_mapping(
             {
                 "store": "memory:",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -10,12 +10,11 @@ import pytest
 import stepup_totp.plugin
 from stepup_totp.client import AuthenticatorApp, TotpClientMethod
 
+from stepup_core.client import ScriptedPrompter
 from stepup_core.client.method import ClientContext
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import (
-    AuditEvent,
     CredentialView,
     EnrollmentCompletion,
     EnrollmentRequest,
@@ -26,39 +25,11 @@ from stepup_core.models import (
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.store.memory import MemoryStore
+from stepup_core.testing.methods import ThrowawayPlugin
 
 SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMi1ieXRlcyE"  # 35 bytes, base64
 #: Mid-step, so codes of the neighbouring steps are 30 s either side.
 START = 1_800_000_015.0
-
-
-@attrs.define
-class Events:
-    seen: list[AuditEvent] = attrs.field(factory=list)
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.seen.append(event)
-
-    def of(self, type: str) -> list[AuditEvent]:
-        return [e for e in self.seen if e.type == type]
-
-
-@attrs.define
-class ScriptedPrompter:
-    codes: list[str] = attrs.field(factory=list)
-    told: list[str] = attrs.field(factory=list)
-    asked: list[str] = attrs.field(factory=list)
-
-    async def choose(self, title: str, options: Sequence[str]) -> int:
-        return 0
-
-    async def ask_code(self, label: str) -> str:
-        self.asked.append(label)
-        return self.codes.pop(0)
-
-    async def tell(self, message: str) -> None:
-        self.told.append(message)
 
 
 @pytest.fixture
@@ -67,11 +38,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def events() -> Events:
-    return Events()
+def events() -> ThrowawayPlugin:
+    """Records the service's audit events (``events.of_type("grant_issued")``)."""
+    return ThrowawayPlugin()
 
 
-def make_pm(events: Events | None = None) -> StepUpPluginManager:
+def make_pm(events: ThrowawayPlugin | None = None) -> StepUpPluginManager:
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(stepup_totp.plugin, name="totp")
     if events is not None:
@@ -80,7 +52,7 @@ def make_pm(events: Events | None = None) -> StepUpPluginManager:
 
 
 @pytest.fixture
-def pm(events: Events) -> Iterator[StepUpPluginManager]:
+def pm(events: ThrowawayPlugin) -> Iterator[StepUpPluginManager]:
     yield make_pm(events)
 
 

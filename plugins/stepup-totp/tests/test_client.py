@@ -30,7 +30,7 @@ async def test_answer_asks_the_person_and_names_the_device(prompter):
     challenge = {"method": "totp", "data": {"label": "Example Wallet:alice"}}
     answer = await TotpClientMethod().answer(challenge, ClientContext(prompter=prompter))
     assert answer.response == {"code": "654321"}
-    assert prompter.asked == ["Code from your authenticator app for Example Wallet:alice"]
+    assert prompter.asked == [("Code from your authenticator app for Example Wallet:alice", ())]
 
 
 async def test_enrollment_params_come_from_the_options(prompter):

@@ -127,7 +127,7 @@ async def test_enrolment_completes_only_with_a_valid_current_code(service, clock
     # The enrolment is single use.
     with pytest.raises(errors.ChallengeNotFound):
         await complete(code_at(secret, clock.now()))
-    assert len(events.of("credential_enrolled")) == 1
+    assert len(events.of_type("credential_enrolled")) == 1
 
 
 async def test_enrolment_budget_stops_guessing(service, clock):
@@ -240,7 +240,7 @@ async def test_replay_of_an_accepted_code_is_refused(flows, clock, events):
         await flows.verify(ALICE, code=code)
     # The next code works.
     assert (await flows.verify(ALICE)).method == "totp"
-    assert events.of("verification_failed")[-1].reason == "replay_detected"
+    assert events.of_type("verification_failed")[-1].reason == "replay_detected"
 
 
 async def test_replay_is_refused_across_server_instances_sharing_a_store(
@@ -274,7 +274,7 @@ async def test_a_wrong_code_counts_an_attempt(flows, clock, events):
     with pytest.raises(errors.VerificationFailed) as info:
         await flows.verify(ALICE, code=other_code(flows.app.code()))
     assert info.value.details["attemptsRemaining"] == 4
-    failure = events.of("verification_failed")[-1]
+    failure = events.of_type("verification_failed")[-1]
     assert (failure.method, failure.credential_id, failure.user_id) == ("totp", device.id, "alice")
     with pytest.raises(errors.VerificationFailed) as again:
         await flows.verify(ALICE, code=other_code(flows.app.code()))
@@ -323,7 +323,7 @@ async def test_brute_force_stops_at_the_budget_then_the_user_is_locked_out(flows
     with pytest.raises(errors.LockedOut) as locked:
         await flows.verify(ALICE)
     assert locked.value.code == "locked_out"
-    assert events.of("locked_out")
+    assert events.of_type("locked_out")
     # After the lockout window the right code works again.
     clock.advance(901)
     assert (await flows.verify(ALICE)).method == "totp"
@@ -523,8 +523,8 @@ async def test_a_tampered_sealed_secret_fails_closed(flows, clock, events):
     with pytest.raises(errors.VerificationFailed) as info:
         await flows.verify(ALICE)
     assert info.value.code == "verifier_error"  # a secret that does not unseal is a fault, counted as a failure
-    assert not events.of("grant_issued")
-    assert events.of("verification_failed")[-1].credential_id == view.id
+    assert not events.of_type("grant_issued")
+    assert events.of_type("verification_failed")[-1].credential_id == view.id
 
 
 # --- conformance vectors through the service ---------------------------------------------------

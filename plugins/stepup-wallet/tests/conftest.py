@@ -1,7 +1,7 @@
 """Fixtures for the stepup-wallet tests.
 
 - ``clock``: a ManualClock; ``service``: StepUpService on the memory store with stepup-wallet
-  and an "application" plugin whose ``app_wallets[user_id]`` are supplied credentials
+  and an "application" plugin whose ``app_credentials[user_id]`` are supplied credentials
   (embedded wallets, sign-in wallets) and whose audit events land in ``events``.
 - ``flows``: helpers that link wallets and step up through the service, the way clients do.
 """
@@ -20,9 +20,7 @@ from stepup_wallet.client import LocalKeySigner
 
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import (
-    AuditEvent,
     ChallengeRequest,
     ChallengeStart,
     Credential,
@@ -37,26 +35,11 @@ from stepup_core.models import (
 )
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
+from stepup_core.testing.methods import ThrowawayPlugin
 from stepup_core.testing.vectors import load_vectors
 
 DOMAIN = "app.example.com"
 URI = "https://app.example.com/account"
-
-
-@attrs.define
-class AppPlugin:
-    """Stands in for the application: supplies credentials it knows and records audit events."""
-
-    wallets: dict[str, list[Credential]] = attrs.field(factory=dict)
-    events: list[AuditEvent] = attrs.field(factory=list)
-
-    @hookimpl
-    def stepup_user_credentials(self, principal: Principal) -> list[Credential]:
-        return list(self.wallets.get(principal.user_id, []))
-
-    @hookimpl
-    def stepup_event(self, event: AuditEvent) -> None:
-        self.events.append(event)
 
 
 @pytest.fixture
@@ -65,12 +48,14 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def app() -> AppPlugin:
-    return AppPlugin()
+def app() -> ThrowawayPlugin:
+    """Stands in for the application: supplies credentials it knows (``app_credentials``) and
+    records audit events."""
+    return ThrowawayPlugin()
 
 
 @pytest.fixture
-def pm(app: AppPlugin) -> Iterator[StepUpPluginManager]:
+def pm(app: ThrowawayPlugin) -> Iterator[StepUpPluginManager]:
     manager = get_plugin_manager(load_entrypoints=False)
     manager.register(stepup_wallet.plugin, name="wallet")
     manager.register(app, name="test-app")
@@ -113,7 +98,7 @@ class Flows:
 
     service: StepUpService
     clock: ManualClock
-    app: AppPlugin
+    app: ThrowawayPlugin
 
     async def link(
         self, principal: Principal, signer: LocalKeySigner, *, chain_id: int | None = None, token: str | None = None
@@ -164,12 +149,12 @@ class Flows:
             identifier=address,
             **fields,
         )
-        self.app.wallets.setdefault(principal.user_id, []).append(credential)
+        self.app.app_credentials.setdefault(principal.user_id, []).append(credential)
         return credential
 
 
 @pytest.fixture
-def flows(service: StepUpService, clock: ManualClock, app: AppPlugin) -> Flows:
+def flows(service: StepUpService, clock: ManualClock, app: ThrowawayPlugin) -> Flows:
     return Flows(service, clock, app)
 
 
