@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 
 from stepup_core import errors
-from stepup_core.models import CredentialFormat, Factor, Interaction, Principal
+from stepup_core.models import CredentialFormat, Factor, Principal
 from stepup_core.server import build_app, build_document, problem_middleware
 from stepup_core.server.problems import problem_response
 from stepup_core.server.routes import ROUTES
 from stepup_core.server.testing import ResponseMismatch, ResponseValidator
-from stepup_core.testing.methods import RedirectVerifier
+from stepup_core.testing.methods import RedirectVerifier, ThrowawayVerifier
 from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
 
 ALICE = {"Authorization": "Bearer alice:s1"}
@@ -40,17 +40,12 @@ def _raise_for(params: dict[str, Any]) -> None:
 
 
 @attrs.define
-class FaultVerifier:
+class FaultVerifier(ThrowawayVerifier):
     """Raises what ``raise`` in its params or response names; otherwise succeeds."""
 
     name: str = "fault"
     factor: Factor = Factor.MFA
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.TOTP,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: tuple[RateLimit, ...] = ()
     package: str = "stepup-fault"
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from stepup_core.models import (
     EnrollmentCompletion,
     EnrollmentRequest,
     Factor,
-    Interaction,
     Principal,
     Route,
     StepUpVote,
@@ -33,7 +32,7 @@ from stepup_core.models import (
 )
 from stepup_core.service import StepUpService
 from stepup_core.store.memory import MemoryStore
-from stepup_core.testing.methods import APPROVED, PinVerifier, RedirectVerifier, ThrowawayPlugin
+from stepup_core.testing.methods import APPROVED, PinVerifier, RedirectVerifier, ThrowawayPlugin, ThrowawayVerifier
 from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, Verification, VerifierContext
 
 ALICE = Principal("alice", "s1")
@@ -41,17 +40,11 @@ BOB = Principal("bob", "s9")
 
 
 @attrs.define
-class MailVerifier:
+class MailVerifier(ThrowawayVerifier):
     """A re-auth method with a server challenge: the code is kept hashed in the challenge."""
 
     name: str = "mail"
-    factor: Factor = Factor.REAUTH
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.EMAIL,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = True
     challenge_ttl: float = 600.0
-    begin_limits: tuple[Any, ...] = ()
     package: str = "stepup-mail"
     sent: list[str] = attrs.field(factory=list)
     crash_on_begin: bool = False

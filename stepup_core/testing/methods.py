@@ -1,5 +1,7 @@
 """Throwaway methods for tests of stepup, of applications and of clients.
 
+- :class:`ThrowawayVerifier`: the declarations a verifier carries, for the methods here and
+  a test's own to subclass.
 - :class:`PinVerifier`: a code method checked against a PIN fixed at enrolment (no client half
   needed: the client asks for the code). Its name, factor and shape are parameters, so one
   class stands in for ``otp`` (a challenge first), ``totp`` (no challenge) or ``recovery``
@@ -38,13 +40,12 @@ APPROVED = "approved"
 
 
 @attrs.define
-class PinVerifier:
-    """A code method: the code is a PIN of at least 4 characters chosen at enrolment
-    (``params.pin``). Without ``confirm`` the credential is stored at once; with it, enrolment
-    completes when ``response.pin`` repeats the PIN. ``begin`` sends nothing; it names the
-    credential and where a code would go. The PIN is kept as a keyed hash (``pinHash``)."""
+class ThrowawayVerifier:
+    """The declarations every verifier carries, as keyword arguments with the defaults of a
+    re-auth code method that needs a challenge. The throwaway methods here (and a test's own)
+    subclass it, redeclaring only the defaults they change."""
 
-    name: str = "pin"
+    name: str = "throwaway"
     factor: Factor = Factor.REAUTH
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.EMAIL,)
     interaction: Interaction = Interaction.CODE
@@ -53,6 +54,16 @@ class PinVerifier:
     challenge_ttl: float = 300.0
     begin_limits: Sequence[RateLimit] = ()
     package: str = "stepup-testing"
+
+
+@attrs.define
+class PinVerifier(ThrowawayVerifier):
+    """A code method: the code is a PIN of at least 4 characters chosen at enrolment
+    (``params.pin``). Without ``confirm`` the credential is stored at once; with it, enrolment
+    completes when ``response.pin`` repeats the PIN. ``begin`` sends nothing; it names the
+    credential and where a code would go. The PIN is kept as a keyed hash (``pinHash``)."""
+
+    name: str = "pin"
     sign_in: bool = True
     confirm: bool = False
 
@@ -128,18 +139,13 @@ class LocalKey:
 
 
 @attrs.define
-class KeyVerifier:
+class KeyVerifier(ThrowawayVerifier):
     """An HMAC challenge-response: the server issues a nonce, the client's key answers it."""
 
     name: str = "key"
     factor: Factor = Factor.MFA
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.PASSKEY,)
     interaction: Interaction = Interaction.MESSAGE
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: Sequence[RateLimit] = ()
-    package: str = "stepup-testing"
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         assert attempt.challenge is not None
@@ -212,7 +218,7 @@ class KeyClientMethod:
 
 
 @attrs.define
-class RedirectVerifier:
+class RedirectVerifier(ThrowawayVerifier):
     """A redirect method. ``begin`` (and enrolment) answer ``authorizationUrl``, the pretend
     provider's page carrying stepup's callback URL as ``redirect_uri`` and the challenge's
     ``state`` (also given on its own as ``state``); with ``provider_url=None`` the URL is the
@@ -221,14 +227,8 @@ class RedirectVerifier:
     With ``link_at_once`` enrolment stores the account without the redirect."""
 
     name: str = "redirect"
-    factor: Factor = Factor.REAUTH
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.OAUTH,)
     interaction: Interaction = Interaction.REDIRECT
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 300.0
-    begin_limits: Sequence[RateLimit] = ()
-    package: str = "stepup-testing"
     provider_url: str | None = "https://provider.test/authorize"
     link_at_once: bool = False
 

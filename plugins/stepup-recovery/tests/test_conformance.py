@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-import pytest
 import stepup_recovery.plugin
 
-from stepup_core import errors
-from stepup_core.models import ChallengeRequest, ChallengeStart, EnrollmentRequest, Principal
-from stepup_core.testing.verifiers import ALICE, SCOPE, Harness, VerifierConformanceSuite
+from stepup_core.models import ChallengeStart, EnrollmentRequest, Principal
+from stepup_core.testing.verifiers import Harness, VerifierConformanceSuite
 
 
 @attrs.define
@@ -52,12 +50,3 @@ class TestRecoveryConformance(VerifierConformanceSuite):
             {"code": "abcde-fghju"},
             {"code": "a" * 10_000},
         ]
-
-    async def test_challenge_expires(self, harness: Harness) -> None:
-        """No challenge is needed, but one that was started still expires."""
-        handle = await self.enroll(harness, ALICE)
-        challenge = await harness.service.begin(ALICE, ChallengeRequest(method=self.method, requested_scopes=(SCOPE,)))
-        response = await self.valid_response(harness, handle, challenge)
-        harness.clock.advance(harness.service.verifiers[self.method].challenge_ttl + 1)
-        with pytest.raises(errors.ChallengeExpired):
-            await self.submit(harness, ALICE, challenge, response)
