@@ -8,7 +8,10 @@ client receives is checked against stepup's OpenAPI document.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -522,3 +525,18 @@ async def test_a_prompt_asks_nothing_when_the_server_needs_no_step_up(stack: Sta
         again = await bob.prompt_step_up_auth("user:update")  # a valid token is held
         assert again == token
         assert len(prompter.asked) == 1
+
+
+# --- the documentation's testing example ------------------------------------------------------------
+
+
+async def test_the_testing_example_in_the_client_docs_runs() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "client.md").read_text(encoding="utf-8")
+    section = page.split("## Testing an application", 1)[1]
+    [example] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[:1]
+    namespace: dict[str, Any] = {
+        "PinVerifier": PinVerifier, "ThrowawayPlugin": ThrowawayPlugin, "StepUpStack": StepUpStack,
+        "ScriptedPrompter": ScriptedPrompter,
+    }
+    exec("async def example():\n" + textwrap.indent(example, "    "), namespace)
+    await namespace["example"]()
