@@ -61,7 +61,8 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # A header that is not UTF-8 arrives with surrogate escapes: hash its bytes, never fail on them.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 @attrs.define

@@ -17,9 +17,10 @@ import attrs
 from .errors import ConfigError, InvalidScope, MethodNotAllowed
 from .models import Factor, TokenBehavior
 
-SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*){1,2}$")
+# ``\Z``, not ``$``: ``$`` also matches before a final newline.
+SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*){1,2}\Z")
 #: A policy key may end in ``*`` to cover every scope with that prefix (``wallet:*``).
-POLICY_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*){0,2}(:\*)?$")
+POLICY_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*){0,2}(:\*)?\Z")
 MAX_SCOPE_LENGTH = 64
 
 

@@ -84,6 +84,8 @@ log = logging.getLogger("stepup")
 #: Records outlive their logical expiry by this much so "expired" can be told from "unknown".
 _GRACE_SECONDS = 120.0
 _DEV_KEY = "meta:dev-secret-key"
+#: Marks an enrolment begun while the user held no credential (so without a ``credential:link`` token).
+_FIRST_CREDENTIAL = "stepup.firstCredential"
 MAX_ALIAS_LENGTH = 64
 
 
@@ -242,6 +244,9 @@ class StepUpService:
         votes = [v for v in self.pm.hook.stepup_check(principal=principal, scope=scope, policy=policy) if v]
         if not votes:
             raise PluginError("no stepup_check implementation answered")
+        odd = next((v for v in votes if not isinstance(v, StepUpVote)), None)
+        if odd is not None:  # fails closed like an exception: "required"
+            raise PluginError(f"a stepup_check implementation answered a {type(odd).__name__}, not a StepUpVote")
         return votes
 
     # --- credentials and routing ------------------------------------------------------
@@ -473,6 +478,23 @@ class StepUpService:
             )
         return used
 
+    async def _reserve_failure(self, principal: Principal) -> int:
+        """Count an attempt toward the user's lockout before verifying it, atomically, so guesses
+        sent at once over many challenges cannot overrun the lockout; a success gives its place
+        back (:meth:`_release_failure`). Returns the attempt's place."""
+        failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.limits.lockout_window)
+        if failures > self.config.limits.lockout_failures:
+            raise LockedOut(
+                "too many failed verifications; try again later",
+                retryAfter=self.config.limits.lockout_window,
+            )
+        return failures
+
+    async def _release_failure(self, principal: Principal) -> None:
+        key = _failures_key(principal.user_id)
+        if await self.store.get(key) is not None:  # an expired window has nothing to give back
+            await self.store.incr(key, ttl=self.config.limits.lockout_window, amount=-1)
+
     async def _record_failure(
         self,
         principal: Principal,
@@ -481,10 +503,13 @@ class StepUpService:
         challenge: ChallengeRecord | None,
         credential: Credential | None,
         attempts_used: int,
+        failures: int | None = None,
     ) -> StepUpError:
-        """Count a failure toward the user's lockout, emit events, and return the error to raise:
-        ``attempts_exhausted`` when this failure used up the budget."""
-        failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.limits.lockout_window)
+        """Count a failure toward the user's lockout (unless its place was reserved: ``failures``),
+        emit events, and return the error to raise: ``attempts_exhausted`` when this failure used
+        up the budget."""
+        if failures is None:
+            failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.limits.lockout_window)
         remaining = max(self.config.limits.max_attempts - attempts_used, 0)
         await self.emit(
             self._event(
@@ -658,6 +683,7 @@ class StepUpService:
             budget_key = make_key("attempts", principal.user_id, verifier.name, subject)
             budget_ttl = verifier.challenge_ttl or self.config.limits.challenge_ttl
         used = await self._reserve_attempt(budget_key, budget_ttl, challenge)
+        place = await self._reserve_failure(principal)
 
         attempt = Attempt(
             principal, credential, candidates, dict(request.response), challenge, scopes,
@@ -669,13 +695,15 @@ class StepUpService:
             if all(c.id != verification.credential_id for c in candidates):
                 raise VerificationFailed("the response proves a credential this user does not hold")
         except VerificationFailed as exc:
-            raise await self._record_failure(principal, verifier, exc, challenge, credential, used) from None
+            raise await self._record_failure(principal, verifier, exc, challenge, credential, used, place) from None
         except StepUpError:
+            await self._release_failure(principal)
             raise
         except Exception as exc:
             log.exception("method %s failed in verify", verifier.name)
             failure = VerifierCrashed(f"method {verifier.name} could not verify the response")
-            raise await self._record_failure(principal, verifier, failure, challenge, credential, used) from exc
+            raise await self._record_failure(principal, verifier, failure, challenge, credential, used, place) from exc
+        await self._release_failure(principal)
 
         if challenge is None:
             # A success does not use up the per-credential budget of challenge-less methods.
@@ -747,6 +775,7 @@ class StepUpService:
             candidates = tuple(c for c in credentials if c.method == verifier.name)
             attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
+                await self._require_link_token_if_no_longer_first(principal, challenge, credentials, None)
                 new = await verifier.complete_enrollment(self.ctx, attempt)
                 stored = await self._store_new_credential(principal, verifier, new, challenge.state.get("stepup.alias"))
                 proven_id = stored.id
@@ -818,6 +847,14 @@ class StepUpService:
         if any(self._eligible(c) for c in credentials):
             await self._require_token(principal, TokenScope.CREDENTIAL_LINK, token)
 
+    async def _require_link_token_if_no_longer_first(
+        self, principal: Principal, enrollment: ChallengeRecord, credentials: Sequence[Credential], token: str | None
+    ) -> None:
+        """An enrolment begun with no credential needed no token; if a credential was linked
+        while it was pending, completing it adds a second one and needs the token after all."""
+        if enrollment.state.get(_FIRST_CREDENTIAL):
+            await self._require_link_token(principal, credentials, token)
+
     async def _store_new_credential(
         self, principal: Principal, verifier: Verifier, new: NewCredential, alias: str | None
     ) -> Credential:
@@ -888,6 +925,8 @@ class StepUpService:
             )
         if request.alias:
             enrollment.state["stepup.alias"] = request.alias
+        if not any(self._eligible(c) for c in credentials):
+            enrollment.state[_FIRST_CREDENTIAL] = True
         await self._save_challenge(enrollment)
         if enrollment.callback_state:
             await self.store.put(
@@ -919,9 +958,10 @@ class StepUpService:
             raise ChallengePending(
                 f"{verifier.name} enrolments complete through the provider's redirect; poll the enrolment status"
             )
+        credentials = await self._user_credentials(principal)
+        await self._require_link_token_if_no_longer_first(principal, enrollment, credentials, token)
         budget_ttl = max(enrollment.expires_at - self.clock.now(), 1.0) + _GRACE_SECONDS
         used = await self._reserve_attempt(make_key("attempts", enrollment.id), budget_ttl, enrollment)
-        credentials = await self._user_credentials(principal)
         candidates = tuple(c for c in credentials if c.method == verifier.name)
         attempt = Attempt(principal, None, candidates, dict(completion.response), enrollment)
         try:

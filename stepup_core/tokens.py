@@ -100,8 +100,8 @@ class TokenStore:
 
     async def peek(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
         """The grant if ``token`` is valid for this user, session and scope, without consuming it."""
-        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
-            return None
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128 or not token.isascii():
+            return None  # issued tokens are ASCII; header bytes that are not UTF-8 arrive as surrogates
         raw = await self.store.get(_grant_key(token_hash(token)))
         if raw is None:
             return None

@@ -106,13 +106,17 @@ async def read_json(request: web.Request, limit: int) -> Any:
     if not raw.strip():
         raise MalformedRequest("the request body is empty; send a JSON object")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant)
+        # JSON can spell a lone surrogate (\ud800), which is no Unicode text: no method could
+        # hash it and no store encode it. Re-encoding finds one anywhere in the document.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except RecursionError:
         raise MalformedRequest("the request body is nested too deeply") from None
-    except UnicodeDecodeError:
-        raise MalformedRequest("the request body is not valid UTF-8 JSON") from None
+    except UnicodeError:
+        raise MalformedRequest("the request body is not valid UTF-8 JSON (or holds a lone surrogate)") from None
     except ValueError as exc:
         raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+    return value
 
 
 async def read_model(request: web.Request, cls: type[T]) -> T:

@@ -264,7 +264,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "GET", "/callback/{method}", callback, "completeCallback", "Redirect target of redirect methods",
         "The provider sends the person's browser here. On success an HTML page says the window "
         "can be closed; on failure a problem (an HTML page for browsers, else problem+json).",
-        authenticated=False, html=True, errors=(400, 403, 404, 409, 410, 422, 429, 502, 503),
+        authenticated=False, html=True, errors=(400, 401, 403, 404, 409, 410, 422, 429, 502, 503),
         query=(("state", True, "The value the method put in its URL; finds the challenge."),),
     ),
     RouteSpec(
