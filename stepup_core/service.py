@@ -828,6 +828,7 @@ class StepUpService:
             return attrs.evolve(state, credential_id=challenge.verified_credential_id)
         if challenge.status is not ChallengeStatus.VERIFIED:
             return state
+        self._ensure_live(challenge)  # the grant waits no longer than the challenge lives
         if await self.store.take(_challenge_key(challenge.id)) is None:
             raise ChallengeUsed("this challenge's grant was already picked up", challengeId=challenge.id)
         verifier = self._verifier(challenge.method)

@@ -168,30 +168,28 @@ async def test_odd_json_documents_are_4xx(stack: StepUpStack, raw: bytes) -> Non
 # --- duplicate keys ---------------------------------------------------------------------------------
 
 
-async def test_duplicate_keys_never_widen_a_grant_or_reach_another_users_challenge(stack: StepUpStack) -> None:
-    """JSON with a key twice is read as the last value, consistently: it cannot smuggle scopes
-    past the challenge, or a second challenge id, or a second method."""
+async def test_duplicate_keys_are_refused_and_never_widen_a_grant(stack: StepUpStack) -> None:
+    """JSON with a key twice is a malformed request, wherever the key is: it cannot smuggle
+    scopes past the challenge, a second challenge id, or a second method or code."""
     mine = await challenge(stack, ["user:update"])
     bobs = await challenge(stack, ["wallet:export"], user="bob")
-    raw = (f'{{"method":"pin","challengeId":"{mine}","challengeId":"{bobs}",'
-           f'"response":{{"code":"{PIN}"}}}}')
-    status, _, body = await send(stack, "POST", "/stepup/verify", raw.encode())
-    assert status == 404 and body["code"] == "challenge_not_found"
-
-    raw = (f'{{"method":"pin","challengeId":"{mine}","response":{{"code":"{PIN}"}},'
-           f'"requestedScopes":["user:update"],"requestedScopes":["wallet:export"]}}')
-    status, _, body = await send(stack, "POST", "/stepup/verify", raw.encode())
-    assert status == 422 and body["code"] == "invalid_scope"
-
-    raw = (f'{{"method":"pin","challengeId":"{mine}","response":{{"code":"{PIN}"}},'
-           f'"requestedScopes":["wallet:export"],"requestedScopes":["user:update"]}}')
-    status, _, issued = await send(stack, "POST", "/stepup/verify", raw.encode())
+    bodies = [
+        f'{{"method":"pin","challengeId":"{mine}","challengeId":"{bobs}","response":{{"code":"{PIN}"}}}}',
+        f'{{"method":"pin","challengeId":"{mine}","response":{{"code":"{PIN}"}},'
+        f'"requestedScopes":["user:update"],"requestedScopes":["wallet:export"]}}',
+        f'{{"method":"pin","challengeId":"{mine}","response":{{"code":"{PIN}"}},'
+        f'"requestedScopes":["wallet:export"],"requestedScopes":["user:update"]}}',
+        f'{{"method":"code","method":"pin","response":{{"code":"{PIN}"}},"requestedScopes":["user:update"]}}',
+        f'{{"method":"pin","challengeId":"{mine}","response":{{"code":"{PIN}","code":"0000"}}}}',
+    ]
+    for raw in bodies:
+        status, _, body = await send(stack, "POST", "/stepup/verify", raw.encode())
+        assert status == 400 and body["code"] == "malformed_request", raw
+        assert "appears twice" in body["detail"]
+    # the challenge was not touched by any of them: the honest request still verifies once
+    honest = f'{{"method":"pin","challengeId":"{mine}","response":{{"code":"{PIN}"}}}}'
+    status, _, issued = await send(stack, "POST", "/stepup/verify", honest.encode())
     assert status == 200 and issued["scopes"] == ["user:update"]
-
-    raw = (f'{{"method":"code","method":"pin","response":{{"code":"{PIN}","code":"0000"}},'
-           '"requestedScopes":["user:update"]}')
-    status, _, body = await send(stack, "POST", "/stepup/verify", raw.encode())
-    assert status == 422 and body["code"] == "validation_error"  # read as "pin", which needs a challenge
 
 
 # --- text that is not Unicode -----------------------------------------------------------------------

@@ -578,3 +578,17 @@ async def test_dev_mode_without_secret_key_warns_and_keeps_one_key(pm, clock, ca
     assert "no secret_key configured" in caplog.text
     assert a.keys.keyed_hash("x", "y") == b.keys.keyed_hash("x", "y")
     assert a.keys.seal("p", b"secret").startswith("plain:")
+
+
+async def test_a_verified_redirect_grant_is_not_handed_out_after_the_challenge_expired(service, methods, clock):
+    methods.app_credentials["alice"] = [
+        Credential(id="gh", user_id="alice", method="", format=CredentialFormat.OAUTH, factor=Factor.REAUTH,
+                   created_at=1.0)
+    ]
+    start = await service.begin(ALICE, ChallengeRequest(method="redirect", requested_scopes=("user:update",)))
+    state = start.data["authorizationUrl"].split("state=")[1]
+    await service.complete_callback("redirect", {"state": state, "code": "approved"})
+    clock.advance(start.expires_at - clock.now() + 1)
+    with pytest.raises(errors.ChallengeExpired):
+        await service.challenge_status(ALICE, start.challenge_id)
+    assert not [e for e in methods.events if e.type == "grant_issued"]

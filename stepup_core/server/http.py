@@ -76,12 +76,23 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse an object with a key twice: parsers disagree on which one wins, and a proxy or a
+    log that reads the first while stepup reads the last is a confusion worth closing."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:40]!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
 async def read_json(request: web.Request, limit: int) -> Any:
     """The request body as JSON, read with a hard size limit.
 
     413 ``payload_too_large`` past ``limit`` bytes (by Content-Length, or while reading a
     body sent without one), 415 ``unsupported_media_type`` when the body is not declared
-    JSON, 400 ``malformed_request`` when it does not parse.
+    JSON, 400 ``malformed_request`` when it does not parse or repeats a key in an object.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -106,7 +117,7 @@ async def read_json(request: web.Request, limit: int) -> Any:
     if not raw.strip():
         raise MalformedRequest("the request body is empty; send a JSON object")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         # JSON can spell a lone surrogate (\ud800), which is no Unicode text: no method could
         # hash it and no store encode it. Re-encoding finds one anywhere in the document.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
