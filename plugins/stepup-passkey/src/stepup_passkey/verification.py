@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import contextvars
 import datetime
 import importlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -207,6 +208,26 @@ _CERTIFICATE_TIME: contextvars.ContextVar[datetime.datetime | None] = contextvar
 _cert_clock_installed = False
 
 
+@contextlib.contextmanager
+def _refusals(path: str, refused: str, shape: str) -> Iterator[None]:
+    """py_webauthn's errors as stepup's: malformed JSON names the field, a failed check is
+    ``verification_failed``, and anything undecodable is a malformed response, never a 500."""
+    from webauthn.helpers.exceptions import InvalidJSONStructure, WebAuthnException
+
+    try:
+        yield
+    except VerificationFailed:
+        raise
+    except InvalidJSONStructure as exc:
+        raise InvalidResponse(f"{path} is malformed: {exc}", field=path) from None
+    except WebAuthnException as exc:
+        raise VerificationFailed(f"{refused}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - undecodable input must never escape as a 500
+        raise InvalidResponse(
+            f"{path} could not be decoded ({type(exc).__name__}); send the {shape} unchanged", field=path
+        ) from None
+
+
 def _install_certificate_clock() -> None:
     """Let X.509 attestation chains be validated at an injected instant.
 
@@ -275,7 +296,6 @@ def verify_registration(
 
     from webauthn import verify_registration_response
     from webauthn.helpers.cose import COSEAlgorithmIdentifier
-    from webauthn.helpers.exceptions import InvalidJSONStructure, WebAuthnException
     from webauthn.helpers.structs import AttestationFormat
 
     try:
@@ -289,29 +309,18 @@ def verify_registration(
     _install_certificate_clock()
     token = _CERTIFICATE_TIME.set(_as_datetime(attestation_time))
     try:
-        verified = verify_registration_response(
-            credential=dict(credential),
-            expected_challenge=expected_challenge,
-            expected_rp_id=rp_id,
-            expected_origin=_origins(origins),
-            require_user_presence=True,
-            require_user_verification=require_user_verification,
-            supported_pub_key_algs=algorithms,
-            pem_root_certs_bytes_by_fmt=roots,
-        )
-        _refuse_cross_origin(credential)
-    except VerificationFailed:
-        raise
-    except InvalidJSONStructure as exc:
-        raise InvalidResponse(f"{path} is malformed: {exc}", field=path) from None
-    except WebAuthnException as exc:
-        raise VerificationFailed(f"passkey registration refused: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - undecodable input must never escape as a 500
-        raise InvalidResponse(
-            f"{path} could not be decoded ({type(exc).__name__}); send the RegistrationResponseJSON "
-            "unchanged",
-            field=path,
-        ) from None
+        with _refusals(path, "passkey registration refused", "RegistrationResponseJSON"):
+            verified = verify_registration_response(
+                credential=dict(credential),
+                expected_challenge=expected_challenge,
+                expected_rp_id=rp_id,
+                expected_origin=_origins(origins),
+                require_user_presence=True,
+                require_user_verification=require_user_verification,
+                supported_pub_key_algs=algorithms,
+                pem_root_certs_bytes_by_fmt=roots,
+            )
+            _refuse_cross_origin(credential)
     finally:
         _CERTIFICATE_TIME.reset(token)
 
@@ -371,9 +380,8 @@ def verify_authentication(
     check_credential_shape(credential, path, AUTHENTICATION_FIELDS)
 
     from webauthn import verify_authentication_response
-    from webauthn.helpers.exceptions import InvalidJSONStructure, WebAuthnException
 
-    try:
+    with _refusals(path, "passkey assertion refused", "AuthenticationResponseJSON"):
         # The counter is checked below, after the signature, so that only a genuine signature
         # can report a cloned authenticator; 0 turns py_webauthn's own counter check off.
         verified = verify_authentication_response(
@@ -386,18 +394,6 @@ def verify_authentication(
             require_user_verification=require_user_verification,
         )
         _refuse_cross_origin(credential)
-    except VerificationFailed:
-        raise
-    except InvalidJSONStructure as exc:
-        raise InvalidResponse(f"{path} is malformed: {exc}", field=path) from None
-    except WebAuthnException as exc:
-        raise VerificationFailed(f"passkey assertion refused: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - undecodable input must never escape as a 500
-        raise InvalidResponse(
-            f"{path} could not be decoded ({type(exc).__name__}); send the AuthenticationResponseJSON "
-            "unchanged",
-            field=path,
-        ) from None
 
     check_sign_count(stored_sign_count, verified.new_sign_count)
 
