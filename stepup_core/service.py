@@ -697,7 +697,9 @@ class StepUpService:
         except VerificationFailed as exc:
             raise await self._record_failure(principal, verifier, exc, challenge, credential, used, place) from None
         except StepUpError:
+            # Not a wrong answer (a provider outage, a policy refusal): give both places back.
             await self._release_failure(principal)
+            await self.store.incr(budget_key, ttl=budget_ttl, amount=-1)
             raise
         except Exception as exc:
             log.exception("method %s failed in verify", verifier.name)
@@ -771,6 +773,7 @@ class StepUpService:
             raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
         try:
             self._ensure_live(challenge)
+            await self._ensure_not_locked(principal)
             credentials = await self._user_credentials(principal)
             candidates = tuple(c for c in credentials if c.method == verifier.name)
             attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)

@@ -592,3 +592,45 @@ async def test_a_verified_redirect_grant_is_not_handed_out_after_the_challenge_e
     with pytest.raises(errors.ChallengeExpired):
         await service.challenge_status(ALICE, start.challenge_id)
     assert not [e for e in methods.events if e.type == "grant_issued"]
+
+
+async def test_a_locked_out_user_cannot_complete_a_redirect_challenge(service, methods):
+    methods.app_credentials["alice"] = [
+        email_credential("alice"),
+        Credential(id="gh", user_id="alice", method="", format=CredentialFormat.OAUTH, factor=Factor.REAUTH,
+                   created_at=1.0),
+    ]
+    start = await service.begin(ALICE, ChallengeRequest(method="redirect", requested_scopes=("user:update",)))
+    state = start.data["authorizationUrl"].split("state=")[1]
+    for _ in range(5):  # ten wrong codes lock alice out while the redirect challenge is pending
+        mail = await service.begin(ALICE, ChallengeRequest(method="mail", requested_scopes=("user:update",)))
+        for _ in range(2):
+            with pytest.raises(errors.VerificationFailed):
+                await service.verify(ALICE, VerifyRequest(method="mail", challenge_id=mail.challenge_id,
+                                                          response={"code": "bad"}))
+    with pytest.raises(errors.LockedOut):
+        await service.complete_callback("redirect", {"state": state, "code": "approved"})
+    status = await service.challenge_status(ALICE, start.challenge_id)
+    assert status.grant is None and status.status is ChallengeStatus.FAILED
+    assert not [e for e in methods.events if e.type == "grant_issued"]
+
+
+async def test_an_outage_of_the_method_spends_neither_attempts_nor_lockout(service, methods, monkeypatch):
+    await enrol_pin(service, ALICE)
+    real_verify = PinVerifier.verify
+
+    async def unavailable(self: Any, ctx: Any, attempt: Any) -> Verification:
+        raise errors.ProviderUnavailable("the upstream is down")
+
+    monkeypatch.setattr(PinVerifier, "verify", unavailable)
+    for _ in range(12):  # more than the budget (5) and the lockout (10)
+        with pytest.raises(errors.ProviderUnavailable):
+            await pin_token(service, ALICE, ("user:update",))
+    monkeypatch.setattr(PinVerifier, "verify", real_verify)
+    assert (await pin_token(service, ALICE, ("user:update",))).startswith("sut_")
+    for _ in range(4):  # the whole budget is still there
+        with pytest.raises(errors.VerificationFailed) as info:
+            await pin_token(service, ALICE, ("user:update",), pin="0000")
+        assert not isinstance(info.value, errors.AttemptsExhausted)
+    with pytest.raises(errors.AttemptsExhausted):
+        await pin_token(service, ALICE, ("user:update",), pin="0000")

@@ -910,10 +910,13 @@ class StepUpClient:
         return _lenient(data, EnrollmentStart)
 
     async def complete_enrollment(self, enrollment_id: str, response: Mapping[str, Any]) -> CredentialView:
+        """``POST /enrollments/{id}``; carries a ``credential:link`` token when the jar holds one
+        (the server asks for it when another credential was linked while this one was pending)."""
         data = await self._api(
             "POST",
             f"/enrollments/{enrollment_id}",
             {"response": dict(response)},
+            headers=self._token_header("credential:link"),
         )
         return _lenient(data, CredentialView)
 

@@ -1,6 +1,6 @@
 """The verifier conformance suite: what every method plugin must get right.
 
-Subclass :class:`VerifierConformanceSuite` in your plugin's tests and fill in four methods::
+Subclass :class:`VerifierConformanceSuite` in your plugin's tests and fill in five methods::
 
     from stepup_core.testing.verifiers import Harness, VerifierConformanceSuite
 
