@@ -27,24 +27,6 @@ class TestSQLiteFileStore(StoreConformanceSuite):
         yield store
         await store.close()
 
-    async def test_operations_on_a_closed_store_raise_store_unavailable(self, store: SQLiteStore) -> None:
-        await store.put("k", "v")
-        await store.close()
-        for operation in (
-            store.get("k"),
-            store.put("k", "v"),
-            store.take("k"),
-            store.delete("k"),
-            store.add("k", "v", ttl=None),
-            store.incr("c", ttl=10),
-            store.compare_and_set("k", None, "v"),
-            store.list_index("idx"),
-            store.ping(),
-        ):
-            with pytest.raises(StoreUnavailable, match="is closed"):
-                await operation
-
-
 class TestSQLiteMemoryStore(StoreConformanceSuite):
     @pytest.fixture
     async def store(self) -> AsyncIterator[SQLiteStore]:

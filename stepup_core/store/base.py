@@ -68,7 +68,7 @@ class Store(Protocol):
         """Raise StoreUnavailable when the backend cannot be reached."""
 
     async def close(self) -> None:
-        """Release connections. Idempotent."""
+        """Release connections. Idempotent; afterwards every operation raises StoreUnavailable."""
 
 
 #: ``factory(url, clock)`` opens a store for a URL of the scheme it was registered under.

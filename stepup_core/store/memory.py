@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import attrs
 
 from ..clock import Clock, SystemClock
+from ..errors import StoreUnavailable
 
 
 @attrs.define
@@ -24,8 +25,14 @@ class MemoryStore:
     clock: Clock = attrs.field(factory=SystemClock)
     _data: dict[str, _Record] = attrs.field(factory=dict, init=False)
     _indexes: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+
+    def _open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("memory store is closed")
 
     def _live(self, key: str) -> _Record | None:
+        self._open()
         record = self._data.get(key)
         if record is None:
             return None
@@ -53,6 +60,7 @@ class MemoryStore:
             self._indexes.setdefault(index, set()).add(key)
 
     async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
+        self._open()
         self._write(key, value, ttl, indexes)
 
     async def get(self, key: str) -> str | None:
@@ -100,6 +108,7 @@ class MemoryStore:
         return True
 
     async def list_index(self, index: str) -> dict[str, str]:
+        self._open()
         out = {}
         for key in sorted(self._indexes.get(index, set())):
             record = self._live(key)
@@ -108,10 +117,10 @@ class MemoryStore:
         return out
 
     async def ping(self) -> None:
-        return None
+        self._open()
 
     async def close(self) -> None:
-        return None
+        self._closed = True
 
 
 async def open_memory_store(url: str, clock: Clock) -> MemoryStore:

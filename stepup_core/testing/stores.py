@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from ..errors import StoreUnavailable
 from ..store.base import Store, make_key
 
 __all__ = ["StoreConformanceSuite"]
@@ -65,6 +66,24 @@ class StoreConformanceSuite:
     # ----------------------------------------------------------------------------------------
     # put / get / delete
     # ----------------------------------------------------------------------------------------
+
+    async def test_every_operation_on_a_closed_store_raises_store_unavailable(self, store: Store) -> None:
+        await store.put("k", "v")
+        await store.close()
+        for operation in (
+            store.get("k"),
+            store.put("k", "v"),
+            store.take("k"),
+            store.delete("k"),
+            store.add("k", "v", ttl=None),
+            store.incr("c", ttl=10),
+            store.compare_and_set("k", None, "v"),
+            store.list_index("idx"),
+            store.ping(),
+        ):
+            with pytest.raises(StoreUnavailable, match="is closed"):
+                await operation
+        await store.close()  # closing again is harmless
 
     async def test_get_of_a_missing_key_is_none(self, store: Store) -> None:
         assert await store.get("missing") is None

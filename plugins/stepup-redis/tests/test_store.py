@@ -200,24 +200,6 @@ async def test_bad_urls_are_config_errors(url: str, fragment: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-async def test_a_closed_store_raises_store_unavailable(store: RedisStore) -> None:
-    await store.put("k", "v")
-    await store.close()
-    for operation in (
-        store.get("k"),
-        store.put("k", "v"),
-        store.take("k"),
-        store.delete("k"),
-        store.add("k", "v", ttl=None),
-        store.incr("c", ttl=10),
-        store.compare_and_set("k", None, "v"),
-        store.list_index("idx"),
-        store.ping(),
-    ):
-        with pytest.raises(StoreUnavailable, match="is closed"):
-            await operation
-
-
 async def test_nothing_listening_means_store_unavailable_quickly(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     started = time.monotonic()
