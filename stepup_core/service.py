@@ -139,6 +139,7 @@ class StepUpService:
             emit=self.emit,
             deliver_code=self.deliver_code,
             callback_url=self.callback_url,
+            hit_rate_limit=self.hit_rate_limit,
             app_name=config.app_name,
         )
 
@@ -458,7 +459,9 @@ class StepUpService:
                 retryAfter=self.config.limits.lockout_window,
             )
 
-    async def _hit_rate_limit(self, key: str, limit: RateLimit) -> None:
+    async def hit_rate_limit(self, key: str, limit: RateLimit) -> None:
+        """Count one event under ``key`` in ``limit``'s fixed window; RateLimited past the limit.
+        Lent to verifiers as ``ctx.hit_rate_limit`` for limits the core cannot key for them."""
         count = await self.store.incr(make_key("rate", key, str(limit.window)), ttl=limit.window)
         if count > limit.limit:
             raise RateLimited(
@@ -575,7 +578,7 @@ class StepUpService:
         self._ensure_may_mint(verifier, credentials, scopes)
         for limit in verifier.begin_limits:
             subject = credential.id if credential else principal.user_id
-            await self._hit_rate_limit(make_key("begin", verifier.name, subject), limit)
+            await self.hit_rate_limit(make_key("begin", verifier.name, subject), limit)
         now = self.clock.now()
         challenge = ChallengeRecord(
             id=random_id("chl"),

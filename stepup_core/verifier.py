@@ -140,6 +140,9 @@ class VerifierContext:
     deliver_code: Callable[[CodeDelivery], Awaitable[None]]
     #: Absolute URL of ``GET {prefix}/callback/{method}`` for redirect methods.
     callback_url: Callable[[str], str]
+    #: ``await ctx.hit_rate_limit(key, RateLimit(...))``: the core's fixed-window limiter, for
+    #: limits only the method can key (a destination not linked yet); raises RateLimited.
+    hit_rate_limit: Callable[[str, RateLimit], Awaitable[None]]
     app_name: str = "stepup"
 
     def event(self, type: str, outcome: str, **fields: Any) -> AuditEvent:

@@ -17,7 +17,6 @@ from stepup_core.errors import (
     EnrollmentFailed,
     InvalidResponse,
     NoEligibleCredential,
-    RateLimited,
     ValidationError,
     VerificationFailed,
 )
@@ -182,12 +181,7 @@ class OtpVerifier:
         widest = max(self.begin_limits, key=lambda limit: limit.window)
         checks.append(("user", attempt.principal.user_id, widest))
         for kind, subject, limit in checks:
-            key = make_key("rate", "otp-enroll", kind, subject, f"{limit.window:g}")
-            if await ctx.store.incr(key, ttl=limit.window) > limit.limit:
-                raise RateLimited(
-                    f"at most {limit.limit} code(s) per {limit.window:g} s to a new address; wait before asking again",
-                    retry_after=limit.window,
-                )
+            await ctx.hit_rate_limit(make_key("otp-enroll", kind, subject), limit)
 
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         challenge = _challenge(attempt)
