@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from aiohttp import web
 
 from ..errors import ConfigError, StepUpError
+from .browser import ASSETS_KEY, AssetCache, cors_middleware
 from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
 from .openapi import build_document
 from .problems import (
@@ -107,7 +108,8 @@ def mount(
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched.
+    other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
+    cross-origin calls from those origins (the application's own routes are its business).
     """
     prefix = _normalise_prefix(prefix or service.config.server.prefix)
     if prefix != service.config.server.prefix:
@@ -116,7 +118,12 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    sub = web.Application(middlewares=[problem_middleware])
+    middlewares: list[Any] = [problem_middleware]
+    if service.config.server.cors_origins:
+        # Outermost, so that problems and 304s carry the CORS headers too.
+        middlewares.insert(0, cors_middleware(service.config.server.cors_origins))
+    sub = web.Application(middlewares=middlewares)
+    sub[ASSETS_KEY] = AssetCache()
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix
