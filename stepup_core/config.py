@@ -63,18 +63,6 @@ class ScopePolicyConfig:
         )
 
 
-@attrs.frozen
-class ServerConfig:
-    prefix: str = "/stepup"
-    max_body_bytes: int = 64 * 1024
-    #: Public base URL (scheme, host, port) for redirect callbacks; the server fills it in
-    #: from its own address when unset.
-    public_url: str | None = None
-    #: Web origins (``https://app.example.com``) whose pages may call the stepup routes from
-    #: another origin (CORS). Exact origins only: never ``*``. None by default.
-    cors_origins: tuple[str, ...] = attrs.field(default=(), converter=lambda values: normalise_origins(values))
-
-
 def normalise_origins(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(normalise_origin(origin) for origin in values)
 
@@ -111,6 +99,18 @@ def normalise_origin(origin: str) -> str:
         host = f"[{host}]"
     default = {"http": 80, "https": 443}[parts.scheme]
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+@attrs.frozen
+class ServerConfig:
+    prefix: str = "/stepup"
+    max_body_bytes: int = 64 * 1024
+    #: Public base URL (scheme, host, port) for redirect callbacks; the server fills it in
+    #: from its own address when unset.
+    public_url: str | None = None
+    #: Web origins (``https://app.example.com``) whose pages may call the stepup routes from
+    #: another origin (CORS). Exact origins only: never ``*``. None by default.
+    cors_origins: tuple[str, ...] = attrs.field(default=(), converter=normalise_origins)
 
 
 @attrs.frozen

@@ -145,14 +145,14 @@ def cors_middleware(origins: Iterable[str]) -> Callable[[web.Request, Handler], 
         preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
         if preflight:
             if origin not in allowed:
-                response = problem_response(
+                refusal = problem_response(
                     OriginNotAllowed(
                         f"origin {str(origin)[:100]!r} may not call this server from a web page; "
                         "list it in [server] cors_origins"
                     )
                 )
-                response.headers["Vary"] = "Origin"
-                return response
+                refusal.headers["Vary"] = "Origin"
+                return refusal
             return web.Response(status=204, headers=_preflight_headers(request, str(origin)))
         try:
             response = await handler(request)
