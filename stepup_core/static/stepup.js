@@ -183,15 +183,16 @@ export function createStepUp(options = {}) {
   async function operation(work) {
     loading += 1;
     setState({ isLoading: true, error: null });
+    /** @type {StepUpError | null} */
+    let failure = null;
     try {
       return await work();
     } catch (error) {
-      const failure = asStepUpError(error);
-      setState({ error: failure });
+      failure = asStepUpError(error);
       throw failure;
     } finally {
       loading -= 1;
-      setState({ isLoading: loading > 0 });
+      setState(failure ? { isLoading: loading > 0, error: failure } : { isLoading: loading > 0 });
     }
   }
 
