@@ -63,7 +63,13 @@ async def page(context: Any) -> AsyncIterator[Any]:
     opened = await context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
-    opened.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    # Uncaught errors and console errors, not the browser's notes on refused requests (a test's 401s).
+    opened.on(
+        "console",
+        lambda message: errors.append(message.text)
+        if message.type == "error" and not message.text.startswith("Failed to load resource")
+        else None,
+    )
     opened.errors = errors
     yield opened
 
