@@ -118,10 +118,9 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    middlewares: list[Any] = [problem_middleware]
-    if service.config.server.cors_origins:
-        # Outermost, so that problems and 304s carry the CORS headers too.
-        middlewares.insert(0, cors_middleware(service.config.server.cors_origins))
+    # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
+    # it only answers preflights: 403 origin_not_allowed, saying what to configure.
+    middlewares: list[Any] = [cors_middleware(service.config.server.cors_origins), problem_middleware]
     sub = web.Application(middlewares=middlewares)
     sub[ASSETS_KEY] = AssetCache()
     sub[SERVICE_KEY] = service
