@@ -97,7 +97,8 @@ async def test_methods_list_the_browser_module_and_the_server_serves_it(client: 
     module = await client.get("/stepup/methods/pin/browser.js")
     assert module.status == 200 and module.content_type == "text/javascript"
     assert await module.read() == module_file.read_bytes()
-    assert (await client.get("/stepup/methods/pin/browser.js", headers={"If-None-Match": module.headers["ETag"]})).status == 304
+    cached = await client.get("/stepup/methods/pin/browser.js", headers={"If-None-Match": module.headers["ETag"]})
+    assert cached.status == 304
     for missing in ("/stepup/methods/link/browser.js", "/stepup/methods/nope/browser.js"):
         answer = await client.get(missing)
         assert answer.status == 404 and (await answer.json())["code"] == "not_found"
@@ -161,7 +162,8 @@ async def test_preflights(plain: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "origin", ["*", "null", "https://*.example.com", "https://app.example.com/path", "ftp://x.example", "app.example.com"]
+    "origin",
+    ["*", "null", "https://*.example.com", "https://app.example.com/path", "ftp://x.example", "app.example.com"],
 )
 def test_cors_origins_are_exact_origins(origin: str) -> None:
     with pytest.raises(ConfigError, match="cors_origins"):
@@ -187,7 +189,9 @@ async def test_the_callback_page_loads_its_script_from_its_own_origin_only(clien
     )
     assert page.status == 200
     html = await page.text()
-    tag = re.search(r'<script src="/stepup/static/callback\.js" data-method="link" data-targets=\'([^\']*)\'></script>', html)
+    tag = re.search(
+        r'<script src="/stepup/static/callback\.js" data-method="link" data-targets=\'([^\']*)\'></script>', html
+    )
     assert tag is not None, html
     assert json.loads(tag.group(1).replace("&quot;", '"')) == [APP, "http://localhost:5173"]
     csp = page.headers["Content-Security-Policy"]

@@ -173,7 +173,7 @@ async def test_cross_origin_with_cors_configured(tmp_path: Path, page: Any) -> N
 async def test_cross_origin_refused_without_cors(tmp_path: Path, page: Any) -> None:
     secret = secrets.token_hex(32)
     async with stepup_serve(tmp_path, secret, []) as stepup, application(tmp_path, secret, stepup) as app:
-        status, headers, body = await preflight(stepup, app)
+        status, _, body = await preflight(stepup, app)
         assert status == 403 and body["code"] == "origin_not_allowed"
         await page.goto(app + "/")
         # The browser refuses to load the module from the other origin ...
