@@ -995,5 +995,7 @@ export function createStepUp(options = {}) {
     return { scope: params.scope || body?.scope || "", check };
   }
 
+  // The method table, early: a redirect method's popup must open within the click, before any await.
+  methodTable().catch(() => {});
   return api_;
 }
