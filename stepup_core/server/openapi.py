@@ -223,10 +223,12 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     if spec.description:
         operation["description"] = spec.description
     parameters: list[dict[str, Any]] = []
+    narrower = dict(spec.path_schemas)
     for segment in spec.path.split("/"):
         if segment.startswith("{") and segment.endswith("}"):
             name = segment[1:-1]
-            parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+            schema = copy.deepcopy(narrower.get(name, {"type": "string"}))
+            parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name, required, description in spec.query:
         parameters.append(
             {"name": name, "in": "query", "required": required, "description": description,

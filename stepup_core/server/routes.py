@@ -25,7 +25,14 @@ from ..models import (
     VerifyRequest,
 )
 from ..plugins import describe_plugins
-from .browser import browser_module_of, callback_script_tag, method_module, module_url, static_file
+from .browser import (
+    STATIC_FILES,
+    browser_module_of,
+    callback_script_tag,
+    method_module,
+    module_url,
+    static_file,
+)
 from .http import (
     PREFIX_KEY,
     elevated_token,
@@ -82,6 +89,8 @@ class RouteSpec:
     query: tuple[tuple[str, bool, str], ...] = ()
     #: The success body is JavaScript for the browser, with an ETag (304 on If-None-Match).
     script: bool = False
+    #: JSON schemas of path parameters that are narrower than any string, by name.
+    path_schemas: tuple[tuple[str, Any], ...] = ()
 
     def error_statuses(self) -> tuple[int, ...]:
         statuses = set(self.errors) | {500}
@@ -327,11 +336,13 @@ ROUTES: tuple[RouteSpec, ...] = (
         "`stepup.js` (the browser client, an ES module), `react.js` (its React adapter) and "
         "`callback.js` (the script of the redirect callback page). Revalidate with If-None-Match.",
         authenticated=False, script=True, errors=(404,),
+        path_schemas=(("name", {"type": "string", "enum": list(STATIC_FILES)}),),
     ),
     RouteSpec(
         "GET", "/methods/{name}/browser.js", method_module, "getMethodModule", "A method's browser half",
         "The ES module the method's plugin ships for the browser; `GET /methods` lists its URL in "
         "`browserModule`. Revalidate with If-None-Match.",
         authenticated=False, script=True, errors=(404,),
+        path_schemas=(("name", {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}),),
     ),
 )
