@@ -194,10 +194,10 @@ def html_page(title: str, message: str, *, status: int = 200, extra: str = "", s
     return web.Response(status=status, text=text, content_type="text/html", headers=headers)
 
 
-def problem_page(error: StepUpError, *, script: str = "") -> web.Response:
+def problem_page(error: StepUpError) -> web.Response:
     """A problem for a person in a browser: the same facts as the JSON body, escaped."""
     extra = f"<p>Error code: <code>{html.escape(error.code)}</code></p>"
-    response = html_page(error.title, public_detail(error), status=error.status, extra=extra, script=script)
+    response = html_page(error.title, public_detail(error), status=error.status, extra=extra)
     for name, value in problem_headers(error).items():
         response.headers.setdefault(name, value)
     return response

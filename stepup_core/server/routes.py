@@ -177,22 +177,23 @@ async def callback(request: web.Request) -> web.StreamResponse:
     """The browser leg of a redirect method: no session here, the ``state`` finds the challenge."""
     service = service_of(request)
     method = request.match_info["method"]
-    # Tells a page that opened this window in a popup that the sign-in finished (or failed).
-    script = callback_script_tag(request, method)
     try:
         await service.complete_callback(method, dict(request.query))
     except StepUpError as exc:
         if exc.status >= 500:
             log.error("callback for %s failed: %s: %s", method, exc.code, exc)
-        return problem_page(exc, script=script) if wants_html(request) else problem_response(exc)
+        return problem_page(exc) if wants_html(request) else problem_response(exc)
     except Exception as exc:  # noqa: BLE001 - a person in a browser sees a page, never a traceback
         log_unexpected(request, exc)
         error = internal_error()
-        return problem_page(error, script=script) if wants_html(request) else problem_response(error)
+        return problem_page(error) if wants_html(request) else problem_response(error)
+    # Only the success page runs a script (its own origin's, never inline): it tells a page that
+    # opened this window that the sign-in finished. Failure pages, which show what the URL
+    # carried, run none; the opener learns of a failure by polling.
     return html_page(
         "Verification complete",
         "You can close this window and return to the application.",
-        script=script,
+        script=callback_script_tag(request, method),
     )
 
 
