@@ -3,6 +3,7 @@
 Mount the routes into an existing application with one call::
 
     from aiohttp import web
+from aiohttp.typedefs import Middleware
     from stepup_core.server import mount, requires_scope
 
     app = web.Application()
@@ -93,6 +94,13 @@ def _normalise_prefix(prefix: str) -> str:
     return cleaned
 
 
+def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
+    found: list[Middleware] = []
+    for answer in service.pm.hook.stepup_server_middlewares(config=service.config):
+        found.extend(answer or ())
+    return found
+
+
 def mount(
     app: web.Application,
     service: StepUpService,
@@ -116,7 +124,7 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    sub = web.Application(middlewares=[problem_middleware])
+    sub = web.Application(middlewares=[problem_middleware, *_plugin_middlewares(service)])
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix
