@@ -20,10 +20,10 @@ def stepup_startup(service: StepUpService) -> None:
 
 
 @hookimpl
-async def stepup_shutdown(service: StepUpService) -> None:
-    from ..notifications import shutdown
+def stepup_shutdown(service: StepUpService) -> None:
+    from ..notifications import forget
 
-    await shutdown(service)
+    forget(service)
 
 
 @hookimpl

@@ -17,11 +17,12 @@ session that steps up once, links its own address and unlinks the owner's can ne
 notices go only to the address it linked: the addresses from before that step-up hear of every
 change made under it, and the address being unlinked hears of its own removal.
 
-Notices go out in the background (a slow mail server never delays a response) through the
-first ``stepup_deliver_message`` sender that answers: stepup-otp's SMTP relay or SMS gateway
-when configured, else the console. Each send emits ``notification_sent`` or
-``notification_failed`` (never the address). They are best effort: a notice in flight when the
-process dies is lost; ``StepUpService.close`` waits for the ones in flight.
+Notices go out through the first ``stepup_deliver_message`` sender that answers: stepup-otp's
+SMTP relay or SMS gateway when configured, else the console. They are sent before the change's
+response returns (to all recipients at once), so a process that stops right after a change has
+already told the user; a slow relay delays that response by at most its timeout. A failed send
+never undoes or fails the change: it is logged and emits ``notification_failed`` (a success
+emits ``notification_sent``; neither names the address).
 """
 
 from __future__ import annotations
@@ -52,14 +53,12 @@ __all__ = [
     "NotificationSettings",
     "Notifier",
     "notifier_for",
-    "wait_for_notices",
 ]
 
 log = logging.getLogger("stepup.notifications")
 
 PLUGIN_NAME = "notifications"
 CHANNELS = {CredentialFormat.EMAIL: "email", CredentialFormat.PHONE_NUMBER: "sms"}
-SHUTDOWN_TIMEOUT = 30.0
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -124,7 +123,6 @@ class Notifier:
         self.service = service
         self.settings = settings
         self.templates = NoticeTemplates.load(settings.locale, settings.templates_dir)
-        self.tasks: set[asyncio.Task[None]] = set()
 
     # --- who ------------------------------------------------------------------------------
 
@@ -206,20 +204,17 @@ class Notifier:
         if kind not in self.settings.kinds:
             return
         recipients = await self.recipients(change.user_id, change.session_id)
-        self.send_later(self.messages(kind, change.user_id, recipients, at=change.at, credential=change.credential))
+        await self.send(self.messages(kind, change.user_id, recipients, at=change.at, credential=change.credential))
 
     async def locked_out(self, event: AuditEvent) -> None:
         if "locked_out" not in self.settings.kinds or event.user_id is None:
             return
         recipients = await self.recipients(event.user_id, event.session_id or "")
         minutes = max(1, round(self.service.config.limits.lockout_window / 60))
-        self.send_later(self.messages("locked_out", event.user_id, recipients, at=event.at, minutes=minutes))
+        await self.send(self.messages("locked_out", event.user_id, recipients, at=event.at, minutes=minutes))
 
-    def send_later(self, messages: list[Message]) -> None:
-        for message in messages:
-            task = asyncio.get_running_loop().create_task(self.deliver(message))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+    async def send(self, messages: list[Message]) -> None:
+        await asyncio.gather(*(self.deliver(message) for message in messages))
 
     async def deliver(self, message: Message) -> None:
         service = self.service
@@ -249,18 +244,6 @@ class Notifier:
             )
         )
 
-    async def wait(self, timeout: float | None = None) -> None:
-        """Wait for the notices in flight (those still running after ``timeout`` are cancelled)."""
-        pending = set(self.tasks)
-        if not pending:
-            return
-        _done, late = await asyncio.wait(pending, timeout=timeout)
-        for task in late:
-            task.cancel()
-        if late:
-            log.warning("%d security notices were still being sent at shutdown and were cancelled", len(late))
-            await asyncio.gather(*late, return_exceptions=True)
-
 
 _notifiers: weakref.WeakKeyDictionary[StepUpService, Notifier | None] = weakref.WeakKeyDictionary()
 
@@ -275,14 +258,5 @@ def notifier_for(service: StepUpService) -> Notifier | None:
     return notifier
 
 
-async def wait_for_notices(service: StepUpService) -> None:
-    """Wait until the notices this service has in flight are sent (or failed)."""
-    notifier = _notifiers.get(service)
-    if notifier is not None:
-        await notifier.wait()
-
-
-async def shutdown(service: StepUpService) -> None:
-    notifier = _notifiers.pop(service, None)
-    if notifier is not None:
-        await notifier.wait(SHUTDOWN_TIMEOUT)
+def forget(service: StepUpService) -> None:
+    _notifiers.pop(service, None)
