@@ -30,7 +30,7 @@ from .models import Operation
 log = logging.getLogger("stepup")
 
 
-class observe:  # noqa: N801 - used like contextlib's lower-case context managers
+class observe:
     __slots__ = ("_impls", "_started", "_wall", "attributes", "name", "outcome")
 
     def __init__(self, pm: pluggy.PluginManager, name: str, **attributes: str) -> None:

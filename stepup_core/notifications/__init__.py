@@ -225,7 +225,7 @@ class Notifier:
             if sender is None:
                 raise ConfigError(f"no message sender for channel {message.channel!r}")
             await sender.send(message)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a notice that fails never fails the change
             log.warning(
                 "could not send the %s notice over %s with %s: %s",
                 message.kind, message.channel, getattr(sender, "name", "no sender"), type(exc).__name__,

@@ -35,7 +35,8 @@ PLACEHOLDERS = ("app", "credential", "label", "when", "minutes")
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        return data
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"notification templates {path} are not valid TOML: {exc}") from None
 

@@ -3,7 +3,6 @@
 Mount the routes into an existing application with one call::
 
     from aiohttp import web
-from aiohttp.typedefs import Middleware
     from stepup_core.server import mount, requires_scope
 
     app = web.Application()
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError, StepUpError
 from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
