@@ -112,8 +112,8 @@ def stepup_shutdown(service: StepUpService) -> Awaitable[None] | None:
     :returns: None, or an awaitable the host awaits.
 
     Fires on every ``StepUpService.close`` (so possibly for a service whose startup did not
-    run, and more than once: stop idempotently). An implementation that raises is logged and
-    the others still run.
+    run, and more than once: stop idempotently), in the reverse of ``stepup_startup``'s order.
+    An implementation that raises is logged and the others still run.
     """
 
 

@@ -177,7 +177,7 @@ class StepUpService:
             keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
         service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
         try:
-            for impl in pm.hook.stepup_startup.get_hookimpls():
+            for impl in reversed(pm.hook.stepup_startup.get_hookimpls()):  # pluggy's call order
                 await _maybe_await(impl.function(service=service))
         except BaseException:
             await service.close()
@@ -185,7 +185,7 @@ class StepUpService:
         return service
 
     async def close(self) -> None:
-        for impl in self.pm.hook.stepup_shutdown.get_hookimpls():
+        for impl in self.pm.hook.stepup_shutdown.get_hookimpls():  # the reverse of startup's order
             try:
                 await _maybe_await(impl.function(service=self))
             except Exception:
