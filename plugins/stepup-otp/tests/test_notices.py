@@ -46,7 +46,7 @@ async def test_linking_an_address_tells_the_owner_and_the_new_address_by_real_em
 
     start = await world.service.begin(JANE, ChallengeRequest(method="otp", requested_scopes=SCOPES))
     answer = {"code": code_in(server.messages[-1])}
-    token = await world.service.verify(JANE, VerifyRequest(method="otp", challenge_id=start.challenge_id, response=answer))
+    token = await world.service.verify(JANE, VerifyRequest("otp", answer, challenge_id=start.challenge_id))
     world.clock.advance(31)
     enrolment = await world.service.begin_enrollment(
         JANE, EnrollmentRequest(method="otp", params={"email": "mallory@evil.example"}), token.elevated_access_token
@@ -76,7 +76,7 @@ async def test_linking_an_address_tells_the_owner_and_the_new_address_by_real_em
         JANE, ChallengeRequest(method="otp", credential_id="app-email", requested_scopes=("credential:unlink",))
     )
     answer = {"code": code_in(server.messages[-1])}
-    unlink = await world.service.verify(JANE, VerifyRequest(method="otp", challenge_id=delete.challenge_id, response=answer))
+    unlink = await world.service.verify(JANE, VerifyRequest("otp", answer, challenge_id=delete.challenge_id))
     assert len(server.messages) == mails_before + 1
     await world.service.delete_credential(JANE, view.id, unlink.elevated_access_token)
     removed = [m for m in server.messages if "removed from your account" in str(m.message["Subject"])]
