@@ -239,3 +239,16 @@ def test_values_are_escaped_in_html_and_the_subject_is_one_line() -> None:
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
     assert "passkey (<img src=x onerror=alert(1)>)" in rendered.text  # plain text shows it as it is
     assert "1970-01-01 00:00 UTC" in rendered.text
+
+
+def test_the_sample_notice_in_the_docs_is_what_the_template_renders() -> None:
+    from datetime import datetime, timezone
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "observability.md").read_text(encoding="utf-8")
+    sample = page.split("The text part of a notice after an email address was linked:", 1)[1]
+    sample = sample.split("```text\n", 1)[1].split("```", 1)[0]
+    at = datetime(2027, 1, 15, 8, 0, tzinfo=timezone.utc).timestamp()
+    rendered = NoticeTemplates.load("en").render(
+        "credential_linked", app="Acme", at=at, credential_format="email", alias="m***@evil.example"
+    )
+    assert rendered.text == sample
