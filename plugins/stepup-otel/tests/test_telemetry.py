@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import attrs
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 from stepup_otel.telemetry import StepUpTelemetry
 
@@ -89,7 +90,23 @@ async def test_a_step_up_counts_checks_challenges_verifications_and_grants(recor
 
 async def test_spans_per_route_and_per_verifier_call_nest(recorded: Any) -> None:
     methods = ThrowawayPlugin([mfa_pin()])
-    async with StepUpStack.start(plugins=[methods, recorded.telemetry], protected=PROTECTED) as stack:
+    tracer = recorded.telemetry.tracer
+
+    def traced_app(app: web.Application) -> None:
+        """The application traces its own requests, as its OpenTelemetry instrumentation would."""
+
+        @web.middleware
+        async def app_span(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.path.startswith("/stepup"):
+                return await handler(request)
+            with tracer.start_as_current_span(f"app {request.path}"):
+                return await handler(request)
+
+        app.middlewares.append(app_span)
+
+    async with StepUpStack.start(
+        plugins=[methods, recorded.telemetry], protected=PROTECTED, setup_app=traced_app
+    ) as stack:
         await stack.api("alice", "POST", "/enrollments", {"method": "pin", "params": {"pin": PIN}})
         status, grant = await step_up(stack, "alice", "user:update")
         assert status == 200
@@ -108,10 +125,23 @@ async def test_spans_per_route_and_per_verifier_call_nest(recorded: Any) -> None
     [status_route] = recorded.spans("GET /stepup/challenges/{id}")
     assert status_route.attributes["stepup.error.code"] == "challenge_not_found"
     assert status_route.attributes["http.response.status_code"] == 404
-    [guard] = recorded.spans("stepup.guard")
+    [guard] = recorded.spans("stepup.guard")  # a child of the application's span
     assert guard.attributes == {"stepup.scope": "user:update", "stepup.outcome": "granted"}
+    [app_request] = recorded.spans("app /profile")
+    assert guard.parent is not None and guard.parent.span_id == app_request.context.span_id
     begins = recorded.spans("stepup.verifier.begin")
     assert len(begins) == 1 and begins[0].parent.span_id == recorded.spans("POST /stepup/challenges")[0].context.span_id
+
+
+async def test_no_guard_span_without_an_application_span(recorded: Any) -> None:
+    """A protected request the application does not trace makes no orphan span; its guard
+    histogram still counts it."""
+    async with StepUpStack.start(
+        plugins=[ThrowawayPlugin([mfa_pin()]), recorded.telemetry], protected=PROTECTED
+    ) as stack:
+        assert await call(stack, "/profile", None) == 401
+    assert recorded.spans("stepup.guard") == []
+    assert recorded.value("stepup.guard.duration", scope="user:update") == 1
 
 
 async def test_lockouts_rate_limits_and_send_failures_are_counted(recorded: Any) -> None:
@@ -197,7 +227,7 @@ async def test_no_attribute_carries_a_secret_a_code_a_token_or_an_address(record
         assert status == 200
 
     spans = recorded.spans()
-    assert {"POST /stepup/verify", "GET /stepup/callback/{method}", "stepup.guard", "stepup.verifier.verify"} <= {
+    assert {"POST /stepup/verify", "GET /stepup/callback/{method}", "stepup.verifier.verify"} <= {
         s.name for s in spans
     }
     texts: list[str] = []

@@ -8,6 +8,7 @@ token, an address, a user or session id, a query string or an error message.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -60,15 +61,39 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+class LocalCounter:
+    """A monotonic counter summed in a plain dict and reported as an observable counter when a
+    reader collects: an ``add`` on the request's path costs a dict update, not an SDK
+    measurement. Callers pass attributes in a fixed order (they are keyed by their items)."""
+
+    def __init__(self, meter: metrics.Meter, name: str, unit: str, description: str) -> None:
+        self._values: dict[tuple[tuple[str, str], ...], int] = {}
+        self._lock = threading.Lock()  # readers collect on their own thread
+        meter.create_observable_counter(name, callbacks=[self._observe], unit=unit, description=description)
+
+    def add(self, amount: int, attributes: Mapping[str, str]) -> None:
+        key = tuple(attributes.items())
+        with self._lock:
+            self._values[key] = self._values.get(key, 0) + amount
+
+    def _observe(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        with self._lock:
+            items = list(self._values.items())
+        return [metrics.Observation(value, dict(key)) for key, value in items]
+
+
 class Instruments:
     """The counters and histograms, made once per meter provider."""
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.checks = meter.create_counter(
+        def counter(name: str, unit: str, description: str) -> LocalCounter:
+            return LocalCounter(meter, name, unit, description)
+
+        self.checks = counter(
             "stepup.checks", "{check}", "StepUpChecks answered over HTTP, by scope and whether step-up was required"
         )
-        self.challenges = meter.create_counter("stepup.challenges", "{challenge}", "Challenges begun, by method")
-        self.verifications = meter.create_counter(
+        self.challenges = counter("stepup.challenges", "{challenge}", "Challenges begun, by method")
+        self.verifications = counter(
             "stepup.verifications", "{verification}", "Verifier answers, by method and outcome (success or error code)"
         )
         self.verification_duration = meter.create_histogram(
@@ -80,33 +105,33 @@ class Instruments:
             "Time of every verifier call (begin, verify, begin_enrollment, complete_enrollment)",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self.lockouts = meter.create_counter("stepup.lockouts", "{lockout}", "Users locked out after failures")
-        self.attempts_exhausted = meter.create_counter(
+        self.lockouts = counter("stepup.lockouts", "{lockout}", "Users locked out after failures")
+        self.attempts_exhausted = counter(
             "stepup.attempts_exhausted", "{challenge}", "Challenges whose attempt budget ran out"
         )
-        self.rate_limits = meter.create_counter(
+        self.rate_limits = counter(
             "stepup.rate_limits", "{refusal}", "Requests refused by a rate limit, by limit"
         )
-        self.grants_issued = meter.create_counter(
+        self.grants_issued = counter(
             "stepup.grants.issued", "{grant}", "Elevated access tokens minted, by method and token kind"
         )
-        self.grants_used = meter.create_counter(
+        self.grants_used = counter(
             "stepup.grants.used", "{grant}", "Elevated access tokens accepted by a guard, by method and token kind"
         )
-        self.grants_refused = meter.create_counter(
+        self.grants_refused = counter(
             "stepup.grants.refused", "{grant}", "Presented elevated access tokens refused, by scope and reason"
         )
         self.guard_duration = meter.create_histogram(
             "stepup.guard.duration", "s", "Time of the protected-route guard, by scope and outcome",
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
-        self.code_deliveries = meter.create_counter(
+        self.code_deliveries = counter(
             "stepup.code.deliveries", "{message}", "One-time codes handed to a sender, by channel, sender and outcome"
         )
-        self.notifications = meter.create_counter(
+        self.notifications = counter(
             "stepup.notifications", "{message}", "Security notices sent, by kind, channel and outcome"
         )
-        self.credential_changes = meter.create_counter(
+        self.credential_changes = counter(
             "stepup.credential.changes", "{change}", "Credentials linked, unlinked, updated, by method and change"
         )
         self.http_duration = meter.create_histogram(
@@ -269,6 +294,12 @@ class StepUpTelemetry:
         self._span(operation, attributes)
 
     def _span(self, operation: Operation, attributes: Mapping[str, str]) -> None:
+        if operation.name == "guard" and not trace.get_current_span().is_recording():
+            # The guard runs in the application's own handler: its span is a child of the
+            # application's request span when the application traces its requests, and is not
+            # made otherwise (a root span per protected request would be noise; the guard's
+            # histogram counts every one).
+            return
         start = int(operation.started_at * 1e9)
         span = self.tracer.start_span(
             f"stepup.{operation.name}",
