@@ -52,6 +52,10 @@ class ScopePolicyConfig:
     ttl: float | None = None
     allowed_methods: tuple[str, ...] | None = None
     min_factor: Factor | None = None
+    #: Every step-up for the scope must carry transaction details.
+    transaction_required: bool = False
+    #: A step-up bound to transaction details must use a method that commits to them.
+    committing_method_required: bool = False
 
     def to_policy(self, base: ScopePolicy) -> ScopePolicy:
         return ScopePolicy(
@@ -60,6 +64,8 @@ class ScopePolicyConfig:
             ttl=self.ttl if self.ttl is not None else base.ttl,
             allowed_methods=self.allowed_methods,
             min_factor=self.min_factor,
+            transaction_required=self.transaction_required,
+            committing_method_required=self.committing_method_required,
         )
 
 

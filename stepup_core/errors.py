@@ -92,6 +92,27 @@ class InvalidScope(ValidationError):
         super().__init__(message, [{"path": field, "message": message}])
 
 
+class InvalidTransaction(ValidationError):
+    """Transaction details that cannot be bound: not a JSON object, empty, too large, or holding
+    a value RFC 8785 cannot canonicalise (an integer beyond 2**53, a non-JSON type)."""
+
+    code = "invalid_transaction"
+    title = "Invalid transaction details"
+
+    def __init__(self, message: str, field: str = "transaction") -> None:
+        super().__init__(message, [{"path": field, "message": message}])
+
+
+class TransactionRequired(ValidationError):
+    """The scope's policy binds every step-up to transaction details, and none were sent."""
+
+    code = "transaction_required"
+    title = "Transaction details required"
+
+    def __init__(self, message: str, field: str = "transaction") -> None:
+        super().__init__(message, [{"path": field, "message": message}])
+
+
 class NotFound(StepUpError):
     code = "not_found"
     status = 404
@@ -211,6 +232,23 @@ class MethodNotAllowed(StepUpError):
     code = "method_not_allowed"
     status = 403
     title = "Method not allowed"
+
+
+class CommittingMethodRequired(MethodNotAllowed):
+    """The scope's policy accepts only methods whose proof commits to the transaction details
+    (``commitsTransaction`` in ``GET /methods``) for a bound step-up."""
+
+    code = "committing_method_required"
+    title = "A method that commits to the transaction is required"
+
+
+class TransactionMismatch(StepUpError):
+    """An elevated access token (or a challenge) is bound to other transaction details than the
+    request carries. The token is not consumed."""
+
+    code = "transaction_mismatch"
+    status = 403
+    title = "Transaction details differ"
 
 
 class NoEligibleCredential(StepUpError):

@@ -9,7 +9,7 @@ plugin added what and refuse duplicates.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -150,6 +150,25 @@ def stepup_user_credentials(
     They join the user's stored credentials for routing and verification, so the application
     need not copy them into the stepup store. Their ``method`` may be left empty: the host picks
     the verifier that handles their ``format``.
+    """
+
+
+@hookspec(firstresult=True)
+def stepup_transaction_summary(scopes: tuple[str, ...], transaction: dict[str, Any]) -> str | None:
+    """The line a person reads before approving a step-up bound to ``transaction``.
+
+    :param scopes: the scopes the step-up is for (``("payments:send",)``).
+    :param transaction: the details, as a JSON object in canonical key order.
+    :returns: one line ("Approve 120.00 EUR to ACME Ltd"), or None to leave it to another
+        implementation.
+
+    Stops at the first non-None result. Called when a bound challenge is issued, a bound check
+    is answered and a protected route refuses a request for want of a bound token. The line
+    appears in the OTP email and SMS beside the code, in the wallet's EIP-4361 statement, in
+    the check's and the challenge's ``transaction.summary`` and in the built-in prompt. Control
+    and format characters are removed; more than 200 characters, or nothing left, is a
+    ``plugin_error``. With no implementation the core names every detail
+    (``Approve amount 120.00, currency EUR, payee ACME Ltd``).
     """
 
 

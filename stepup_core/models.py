@@ -135,6 +135,21 @@ class CredentialView:
     details: dict[str, Any] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class Transaction:
+    """The exact action a step-up is bound to (see ``docs/transaction-binding.md``).
+
+    ``details`` are the application's JSON object (amount, currency, payee, a transaction
+    hash...); ``hash`` is the base64url SHA-256 of their RFC 8785 canonical form, the value a
+    grant records and a committing method's proof covers; ``summary`` is the one line a person
+    reads before approving, built on the server (``stepup_transaction_summary``).
+    """
+
+    hash: str
+    summary: str
+    details: dict[str, Any] = attrs.field(factory=dict)
+
+
 @attrs.define
 class Challenge:
     """One attempt at a step-up or an enrolment. The core owns its lifecycle (ids, expiry,
@@ -157,6 +172,9 @@ class Challenge:
     #: Credential proven by a callback, waiting for the owner's status poll to mint the grant.
     verified_credential_id: str | None = None
     failure: str | None = None
+    #: The transaction this step-up is bound to: the grant records its hash, a committing
+    #: method's proof covers it.
+    transaction: Transaction | None = None
 
 
 @attrs.frozen
@@ -172,6 +190,9 @@ class Grant:
     expires_at: float
     single_use: bool
     credential_id: str | None = None
+    #: The hash of the transaction details the grant is bound to (then always single-use): it
+    #: lets through only a request whose details have the same canonical form.
+    transaction_hash: str | None = None
 
 
 @attrs.frozen
@@ -183,6 +204,8 @@ class IssuedToken:
     expires_at: float
     single_use: bool
     method: str
+    #: Set when the token is bound to transaction details: valid once, for those details only.
+    transaction_hash: str | None = None
 
 
 @attrs.frozen
@@ -210,6 +233,9 @@ class CheckResult:
     default_credential_id: str | None = None
     reasons: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
+    #: The transaction the check was asked about (or, in a refusal, the one the protected
+    #: route requires): show ``summary`` to the person and step up with ``details``.
+    transaction: Transaction | None = None
 
 
 @attrs.frozen
@@ -224,6 +250,9 @@ class MethodInfo:
     #: URL path of the method's browser half (``{prefix}/methods/{name}/browser.js``), when its
     #: plugin ships one: ``stepup.js`` imports it to run the method in a page.
     browser_module: str | None = None
+    #: The method's proof commits to transaction details (a passkey signs them, a wallet message
+    #: states them, a code's message names them); TOTP, recovery codes and social sign-in cannot.
+    commits_transaction: bool = False
 
 
 @attrs.frozen
@@ -237,6 +266,8 @@ class ChallengeStart:
     credential_id: str | None = None
     requested_scopes: tuple[str, ...] = ()
     data: dict[str, Any] = attrs.field(factory=dict)
+    #: The transaction the challenge is bound to, with the summary to show the person.
+    transaction: Transaction | None = None
 
 
 @attrs.frozen
@@ -277,6 +308,9 @@ class CodeDelivery:
     expires_at: float
     user_id: str
     app_name: str = "stepup"
+    #: For a step-up bound to a transaction: the line saying what the code approves
+    #: ("Approve 120.00 EUR to ACME Ltd"); the message must show it beside the code.
+    summary: str | None = None
 
 
 @attrs.frozen
@@ -363,6 +397,8 @@ class AuditEvent:
 @attrs.frozen
 class CheckRequest:
     scope: str
+    #: Transaction details: a held token satisfies the check only when bound to these.
+    transaction: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -371,6 +407,8 @@ class ChallengeRequest:
     credential_id: str | None = None
     requested_scopes: tuple[str, ...] = ()
     params: dict[str, Any] = attrs.field(factory=dict)
+    #: Transaction details (a JSON object) to bind the step-up to.
+    transaction: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -380,6 +418,9 @@ class VerifyRequest:
     challenge_id: str | None = None
     credential_id: str | None = None
     requested_scopes: tuple[str, ...] = ()
+    #: Transaction details: for a challenge, the same as it was issued with (may be left out);
+    #: for a method that needs no challenge, the details to bind the grant to.
+    transaction: dict[str, Any] | None = None
 
 
 @attrs.frozen

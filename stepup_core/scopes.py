@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
-from .errors import ConfigError, InvalidScope, MethodNotAllowed
+from .errors import CommittingMethodRequired, ConfigError, InvalidScope, MethodNotAllowed, TransactionRequired
 from .models import Factor, TokenBehavior
 
 # ``\Z``, not ``$``: ``$`` also matches before a final newline.
@@ -69,6 +69,12 @@ class ScopePolicy:
     ``required``: step-up is needed at all. ``token_behavior`` and ``ttl`` (seconds) shape the
     elevated token. ``allowed_methods`` (None: any) and ``min_factor`` (None: any) confine which
     methods may mint it.
+
+    Transaction binding: ``transaction_required`` refuses a step-up for the scope that carries
+    no transaction details (``transaction_required``). ``committing_method_required`` lets only
+    methods whose proof commits to the details (``commitsTransaction``: passkey, wallet, OTP)
+    mint a bound token for the scope (``committing_method_required``). A bound token is
+    single-use whatever ``token_behavior`` says.
     """
 
     required: bool = True
@@ -76,6 +82,8 @@ class ScopePolicy:
     ttl: float = 600.0
     allowed_methods: tuple[str, ...] | None = None
     min_factor: Factor | None = None
+    transaction_required: bool = False
+    committing_method_required: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.ttl <= 86_400:
@@ -162,6 +170,32 @@ class ScopePolicies:
             return self.default.token_behavior, self.default.ttl
         single = any(p.token_behavior is TokenBehavior.SINGLE_USE for p in chosen)
         return (TokenBehavior.SINGLE_USE if single else TokenBehavior.TIME_BOUND), min(p.ttl for p in chosen)
+
+    def ensure_transaction_allowed(
+        self, scopes: Iterable[str], method: str, *, bound: bool, commits: bool
+    ) -> None:
+        """Refuse a step-up to ``scopes`` by ``method`` that the transaction policies forbid:
+        unbound where a scope requires details (:class:`TransactionRequired`), or bound by a
+        method that cannot commit where a scope requires one (:class:`CommittingMethodRequired`)."""
+        chosen = list(scopes)
+        if not bound:
+            needing = [s for s in chosen if self.policy_for(s).transaction_required]
+            if needing:
+                raise TransactionRequired(
+                    f"a step-up for {', '.join(needing)} must carry the action's transaction details "
+                    "in `transaction` (the scope policy binds every grant to one action)"
+                )
+            return
+        if commits:
+            return
+        refused = [s for s in chosen if self.policy_for(s).committing_method_required]
+        if refused:
+            raise CommittingMethodRequired(
+                f"method {method!r} cannot commit its proof to the transaction details, and the scope policy "
+                f"of {', '.join(refused)} requires a method that does (see commitsTransaction in GET /methods)",
+                scopes=refused,
+                method=method,
+            )
 
     def ensure_method_allowed(self, scopes: Iterable[str], method: str, factor: Factor) -> None:
         refused = [s for s in scopes if not self.policy_for(s).permits(method, factor)]

@@ -39,6 +39,7 @@ from .errors import (
     StepUpError,
     StepUpRequired,
     StoreUnavailable,
+    TransactionMismatch,
     UnknownMethod,
     ValidationError,
     VerificationFailed,
@@ -70,6 +71,7 @@ from .models import (
     Route,
     StepUpVote,
     TokenBehavior,
+    Transaction,
     VerifyRequest,
 )
 from .models import Challenge as ChallengeRecord
@@ -80,7 +82,16 @@ from .serialization import dumps, loads, unstructure
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
-from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
+from .transaction import bind, transaction_hash
+from .verifier import (
+    Attempt,
+    NewCredential,
+    RateLimit,
+    Verification,
+    Verifier,
+    VerifierContext,
+    commits_transaction,
+)
 
 log = logging.getLogger("stepup")
 
@@ -380,7 +391,13 @@ class StepUpService:
         default_id = self._default_reauth(principal, candidates)
         return next(c for c in candidates if c.id == default_id)
 
-    def _ensure_may_mint(self, verifier: Verifier, credentials: Sequence[Credential], scopes: Iterable[str]) -> None:
+    def _ensure_may_mint(
+        self,
+        verifier: Verifier,
+        credentials: Sequence[Credential],
+        scopes: Iterable[str],
+        transaction: Transaction | None = None,
+    ) -> None:
         has_mfa = any(self._is_primary_mfa(c) and self._eligible(c) for c in credentials)
         if verifier.factor is Factor.REAUTH and has_mfa:
             raise MethodNotAllowed(
@@ -393,7 +410,15 @@ class StepUpService:
                 f"{verifier.name} is a fallback for MFA and needs another MFA credential (passkey or TOTP)",
                 method=verifier.name,
             )
+        scopes = tuple(scopes)
         self.policies.ensure_method_allowed(scopes, verifier.name, verifier.factor)
+        self.policies.ensure_transaction_allowed(
+            scopes, verifier.name, bound=transaction is not None, commits=commits_transaction(verifier)
+        )
+
+    def bind_transaction(self, scopes: Sequence[str], details: object, field: str = "transaction") -> Transaction:
+        """Validate, hash and summarise transaction details for a step-up to ``scopes``."""
+        return bind(self.pm, scopes, details, field)
 
     # --- the check --------------------------------------------------------------------
 
@@ -403,14 +428,29 @@ class StepUpService:
             out.append(self.policies.validate(scope, f"{field}[{index}]"))
         return tuple(dict.fromkeys(out))
 
-    async def check(self, principal: Principal, scope: str, token: str | None = None) -> CheckResult:
-        """The StepUpCheck. Fails closed: any error on this path answers "required"."""
+    async def check(
+        self,
+        principal: Principal,
+        scope: str,
+        token: str | None = None,
+        transaction: object = None,
+    ) -> CheckResult:
+        """The StepUpCheck. Fails closed: any error on this path answers "required".
+
+        With ``transaction`` (details), a held token satisfies the check only when it is bound
+        to the same details; without, only when it is bound to none. Invalid details raise
+        :class:`~stepup_core.errors.InvalidTransaction`.
+        """
         scope = self.policies.validate(scope)
+        bound = self.bind_transaction((scope,), transaction) if transaction is not None else None
         try:
             votes = await self._votes(principal, scope)
             credentials = await self._user_credentials(principal)
             route, eligible, default_id = self._route(principal, credentials)
+            eligible = self._able_to_bind(scope, bound, eligible)
             grant = await self.tokens.peek(token, principal, scope) if token else None
+            if grant is not None and grant.transaction_hash != (bound.hash if bound else None):
+                grant = None
             required_votes = [v for v in votes if v.required]
             if not required_votes:
                 required = False
@@ -425,19 +465,42 @@ class StepUpService:
                 default_credential_id=default_id,
                 reasons=tuple(v.reason for v in required_votes) if required else (),
                 methods=methods,
+                transaction=bound,
             )
         except Exception as exc:
             log.warning("stepup check for %s failed closed: %s", scope, exc, exc_info=True)
             await self.emit(
                 self._event("check_failed", "failure", principal, scopes=(scope,), reason=type(exc).__name__)
             )
-            return CheckResult(scope=scope, is_required=True, route=Route.REAUTH, reasons=("check_failed",))
+            return CheckResult(
+                scope=scope, is_required=True, route=Route.REAUTH, reasons=("check_failed",), transaction=bound
+            )
 
-    async def require_scope(self, principal: Principal, scope: str, token: str | None) -> Grant | None:
+    def _able_to_bind(
+        self, scope: str, bound: Transaction | None, credentials: list[Credential]
+    ) -> list[Credential]:
+        """The credentials whose method may mint for ``scope`` with or without a transaction:
+        a policy that requires a committing method for bound step-ups leaves the others out."""
+        policy = self.policies.policy_for(scope)
+        if (bound is None and not policy.transaction_required) or not policy.committing_method_required:
+            return credentials
+        return [c for c in credentials if commits_transaction(self.verifiers[c.method])]
+
+    async def require_scope(
+        self, principal: Principal, scope: str, token: str | None, transaction: object = None
+    ) -> Grant | None:
         """Gate an action: the grant that covers ``scope`` (single-use tokens are consumed), None
         when the scope needs no step-up, else :class:`StepUpRequired` carrying the check.
-        :class:`StoreUnavailable` propagates (the server answers 503): never a grant."""
+        :class:`StoreUnavailable` propagates (the server answers 503): never a grant.
+
+        ``transaction``: the details of the action this request performs. A token bound to
+        other details (or to details when this action states none) is refused with
+        :class:`~stepup_core.errors.TransactionMismatch` and not consumed; an unbound token for
+        an action that states details lets nothing through (step-up required, with the details
+        in the check).
+        """
         scope = self.policies.validate(scope)
+        expected = transaction_hash(transaction) if transaction is not None else None
         try:
             votes = await self._votes(principal, scope)
         except Exception as exc:  # noqa: BLE001 - a failing vote means required
@@ -446,31 +509,75 @@ class StepUpService:
         required_votes = [v for v in votes if v.required]
         if not required_votes:
             return None
+        refusal: str | None = None
         if token and all(v.accept_existing_token for v in required_votes):
-            grant = await self.tokens.validate(token, principal, scope)
+            grant, refusal = await self._use_token(principal, scope, token, expected, transaction)
             if grant is not None:
-                await self.emit(
-                    self._event(
-                        "grant_used", "success", principal, method=grant.method, scopes=(scope,),
-                        details={"singleUse": grant.single_use},
-                    )
-                )
                 return grant
         await self.store.ping()
-        await self._grant_refused(principal, scope, token, required_votes)
-        result = await self.check(principal, scope)
+        await self._grant_refused(principal, scope, token, required_votes, refusal)
+        result = await self.check(principal, scope, transaction=transaction)
         raise StepUpRequired(
-            f"step-up authentication is required for {scope}", scope, check=unstructure(result)
+            f"step-up authentication is required for {scope}"
+            + (" with this action's transaction details" if transaction is not None else ""),
+            scope,
+            check=unstructure(result),
         )
 
+    async def _use_token(
+        self, principal: Principal, scope: str, token: str, expected: str | None, transaction: object
+    ) -> tuple[Grant | None, str | None]:
+        """Present ``token`` for ``scope`` and the transaction hash ``expected``: (the grant,
+        None) when it lets the action through (a single-use one is consumed), else (None, the
+        reason to audit, or None for an invalid token). A token bound to other details raises
+        TransactionMismatch, audited; nothing is consumed before the binding matched."""
+        grant = await self.tokens.peek(token, principal, scope)
+        if grant is None:
+            return None, None
+        if grant.transaction_hash != expected:
+            await self.emit(
+                self._event(
+                    "grant_refused", "failure", principal, method=grant.method, scopes=(scope,),
+                    reason="transaction_mismatch",
+                    details={"transactionHash": expected, "grantTransactionHash": grant.transaction_hash},
+                )
+            )
+            if grant.transaction_hash is None:
+                return None, "transaction_mismatch"  # an unbound token: step up with the details
+            raise TransactionMismatch(
+                "this elevated access token is bound to other transaction details than this request carries; "
+                "it was not used: step up again for these details"
+                if expected is not None
+                else "this elevated access token is bound to one transaction, and this action states none; "
+                "it was not used",
+                scope=scope,
+                **({"transaction": self.bind_transaction((scope,), transaction)} if transaction is not None else {}),
+            )
+        used = await self.tokens.consume(grant, principal, scope)
+        if used is None:
+            return None, None
+        details: dict[str, Any] = {"singleUse": used.single_use}
+        if used.transaction_hash is not None:
+            details["transactionHash"] = used.transaction_hash
+        await self.emit(
+            self._event("grant_used", "success", principal, method=used.method, scopes=(scope,), details=details)
+        )
+        return used, None
+
     async def _grant_refused(
-        self, principal: Principal, scope: str, token: str | None, votes: Sequence[StepUpVote] = ()
+        self,
+        principal: Principal,
+        scope: str,
+        token: str | None,
+        votes: Sequence[StepUpVote] = (),
+        audited: str | None = None,
     ) -> None:
         """Audit an action refused although a token was presented: ``token_not_valid``
         (expired, used, revoked, another scope or another session: worth watching) or
         ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
-        the usual first call before a step-up, is not an event."""
-        if not token:
+        the usual first call before a step-up, is not an event; nor is a refusal already
+        audited with its own reason (``audited``)."""
+        if not token or audited is not None:
             return
         if not all(v.accept_existing_token for v in votes):
             reason, outcome = "fresh_verification_required", "info"
@@ -479,9 +586,9 @@ class StepUpService:
         await self.emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
 
     async def _require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
-        grant = await self.tokens.validate(token, principal, scope) if token else None
+        grant, refusal = await self._use_token(principal, scope, token, None, None) if token else (None, None)
         if grant is None:
-            await self._grant_refused(principal, scope, token)
+            await self._grant_refused(principal, scope, token, (), refusal)
             result = await self.check(principal, scope)
             raise StepUpRequired(
                 f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
@@ -500,6 +607,7 @@ class StepUpService:
                 fallback=v.fallback,
                 requires_challenge=v.requires_challenge,
                 plugin=self.verifier_plugins.get(v.name),
+                commits_transaction=commits_transaction(v),
             )
             for v in sorted(self.verifiers.values(), key=lambda v: v.name)
         ]
@@ -651,7 +759,8 @@ class StepUpService:
             raise NoEligibleCredential(
                 f"this user has no {verifier.name} credential; enrol one first", method=verifier.name
             )
-        self._ensure_may_mint(verifier, credentials, scopes)
+        bound = self.bind_transaction(scopes, request.transaction) if request.transaction is not None else None
+        self._ensure_may_mint(verifier, credentials, scopes, bound)
         for limit in verifier.begin_limits:
             subject = credential.id if credential else principal.user_id
             await self.hit_rate_limit(make_key("begin", verifier.name, subject), limit)
@@ -667,10 +776,12 @@ class StepUpService:
             requested_scopes=scopes,
             credential_id=credential.id if credential else None,
             callback_state=secrets.token_urlsafe(32) if verifier.interaction is Interaction.REDIRECT else None,
+            transaction=bound,
         )
         attempt = Attempt(
             principal, credential, candidates, dict(request.params), challenge, scopes,
             credential_requested=request.credential_id is not None,
+            transaction=bound,
         )
         data = await self._call_plugin(verifier, "begin", verifier.begin, attempt)
         if challenge.credential_id is not None and all(c.id != challenge.credential_id for c in candidates):
@@ -684,7 +795,8 @@ class StepUpService:
             )
         await self.emit(
             self._event("challenge_issued", "info", principal, method=verifier.name, challenge_id=challenge.id,
-                        credential_id=challenge.credential_id, scopes=scopes)
+                        credential_id=challenge.credential_id, scopes=scopes,
+                        details={"transactionHash": bound.hash} if bound else {})
         )
         return ChallengeStart(
             challenge_id=challenge.id,
@@ -694,6 +806,7 @@ class StepUpService:
             credential_id=challenge.credential_id,
             requested_scopes=scopes,
             data=dict(data or {}),
+            transaction=bound,
         )
 
     async def _call_plugin(self, verifier: Verifier, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -734,6 +847,7 @@ class StepUpService:
                     "credentialId differs from the challenge's credential",
                     [{"path": "credentialId", "message": "does not match the challenge"}],
                 )
+            self._ensure_same_transaction(challenge, request.transaction)
         if challenge is None and verifier.requires_challenge:
             raise ValidationError(
                 f"method {verifier.name} needs a challengeId: start one with POST /challenges",
@@ -753,7 +867,13 @@ class StepUpService:
             raise NoEligibleCredential(
                 f"this user has no {verifier.name} credential; enrol one first", method=verifier.name
             )
-        self._ensure_may_mint(verifier, credentials, scopes)
+        if challenge is not None:
+            bound = challenge.transaction
+        elif request.transaction is not None:
+            bound = self.bind_transaction(scopes, request.transaction)
+        else:
+            bound = None
+        self._ensure_may_mint(verifier, credentials, scopes, bound)
 
         if challenge is not None:
             budget_key = make_key("attempts", challenge.id)
@@ -769,6 +889,7 @@ class StepUpService:
             principal, credential, candidates, dict(request.response), challenge, scopes,
             credential_requested=request.credential_id is not None
             or (challenge is not None and challenge.credential_id is not None),
+            transaction=bound,
         )
         try:
             with observe(self.pm, "verifier.verify", method=verifier.name):
@@ -794,7 +915,25 @@ class StepUpService:
         if challenge is not None and await self.store.take(_challenge_key(challenge.id)) is None:
             raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
         proven = next(c for c in candidates if c.id == verification.credential_id)
-        return await self._grant(principal, verifier, proven, scopes, challenge)
+        return await self._grant(principal, verifier, proven, scopes, challenge, bound)
+
+    @staticmethod
+    def _ensure_same_transaction(challenge: ChallengeRecord, details: object) -> None:
+        """A verification may repeat its challenge's details (then they must hash the same) or
+        leave them out; it cannot add details to a challenge issued without."""
+        if details is None:
+            return
+        if challenge.transaction is None:
+            raise TransactionMismatch(
+                "this challenge was issued without transaction details; start a challenge with them",
+                challengeId=challenge.id,
+            )
+        if transaction_hash(details) != challenge.transaction.hash:
+            raise TransactionMismatch(
+                "the transaction details differ from those this challenge was issued for; "
+                "start a new challenge for these details",
+                challengeId=challenge.id,
+            )
 
     async def _grant(
         self,
@@ -803,6 +942,7 @@ class StepUpService:
         credential: Credential,
         scopes: Sequence[str],
         challenge: ChallengeRecord | None,
+        transaction: Transaction | None = None,
     ) -> IssuedToken:
         behavior, ttl = self.policies.token_shape(scopes)
         issued = await self.tokens.mint(
@@ -812,6 +952,7 @@ class StepUpService:
             ttl=ttl,
             single_use=behavior is TokenBehavior.SINGLE_USE,
             credential_id=credential.id,
+            transaction_hash=transaction.hash if transaction else None,
         )
         if not credential.external:
             stored = await self.credentials.get(credential.user_id, credential.id)
@@ -826,7 +967,8 @@ class StepUpService:
                 credential_id=credential.id,
                 challenge_id=challenge.id if challenge else None,
                 scopes=issued.scopes,
-                details={"singleUse": issued.single_use, "expiresAt": issued.expires_at},
+                details={"singleUse": issued.single_use, "expiresAt": issued.expires_at}
+                | ({"transactionHash": issued.transaction_hash} if issued.transaction_hash else {}),
             )
         )
         return issued
@@ -857,7 +999,10 @@ class StepUpService:
             await self._ensure_not_locked(principal)
             credentials = await self._user_credentials(principal)
             candidates = tuple(c for c in credentials if c.method == verifier.name)
-            attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
+            attempt = Attempt(
+                principal, None, candidates, dict(params), challenge, challenge.requested_scopes,
+                transaction=challenge.transaction,
+            )
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
                 await self._require_link_token_if_no_longer_first(principal, challenge, credentials, None)
                 with observe(self.pm, "verifier.complete_enrollment", method=verifier.name):
@@ -867,7 +1012,7 @@ class StepUpService:
             else:
                 attempt.credential = self._pick_credential(principal, verifier, candidates, challenge.credential_id)
                 attempt.credential_requested = challenge.credential_id is not None
-                self._ensure_may_mint(verifier, credentials, challenge.requested_scopes)
+                self._ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
                 with observe(self.pm, "verifier.verify", method=verifier.name):
                     verification = await verifier.verify(self.ctx, attempt)
                 if all(c.id != verification.credential_id for c in candidates):
@@ -922,8 +1067,10 @@ class StepUpService:
         proven = next((c for c in credentials if c.id == challenge.verified_credential_id), None)
         if proven is None:
             raise CredentialNotFound("the verified credential no longer exists")
-        self._ensure_may_mint(verifier, credentials, challenge.requested_scopes)
-        issued = await self._grant(principal, verifier, proven, challenge.requested_scopes, challenge)
+        self._ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
+        issued = await self._grant(
+            principal, verifier, proven, challenge.requested_scopes, challenge, challenge.transaction
+        )
         return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)
 
     # --- enrolment ----------------------------------------------------------------------

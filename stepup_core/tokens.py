@@ -3,7 +3,9 @@
 A token is ``sut_`` + 256 random bits; the store keeps only its SHA-256 with the grant's user,
 session, scopes, method, issue time, expiry and single-use flag. Validation is a hash lookup; a
 single-use token is consumed with the store's atomic ``take``, so of many concurrent
-presentations exactly one succeeds.
+presentations exactly one succeeds. A grant bound to transaction details records their hash and
+is always single-use; whoever presents it checks the hash (:meth:`TokenStore.peek`) before
+consuming it (:meth:`TokenStore.consume`), so a presentation with other details uses nothing up.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class TokenStore:
         ttl: float,
         single_use: bool,
         credential_id: str | None = None,
+        transaction_hash: str | None = None,
     ) -> IssuedToken:
         token = new_elevated_token()
         now = self.clock.now()
@@ -73,8 +76,9 @@ class TokenStore:
             method=method,
             issued_at=now,
             expires_at=now + ttl,
-            single_use=single_use,
+            single_use=single_use or transaction_hash is not None,
             credential_id=credential_id,
+            transaction_hash=transaction_hash,
         )
         await self.store.put(
             _grant_key(grant.token_hash),
@@ -86,8 +90,9 @@ class TokenStore:
             elevated_access_token=token,
             scopes=grant.scopes,
             expires_at=grant.expires_at,
-            single_use=single_use,
+            single_use=grant.single_use,
             method=method,
+            transaction_hash=transaction_hash,
         )
 
     def _matches(self, grant: Grant, principal: Principal, scope: str) -> bool:
@@ -111,9 +116,13 @@ class TokenStore:
     async def validate(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
         """Validate for use: a single-use token is consumed atomically (one winner)."""
         grant = await self.peek(token, principal, scope)
-        if grant is None or not grant.single_use:
+        return None if grant is None else await self.consume(grant, principal, scope)
+
+    async def consume(self, grant: Grant, principal: Principal, scope: str) -> Grant | None:
+        """Use a grant :meth:`peek` found: a time-bound one as it is, a single-use one taken
+        atomically (of concurrent callers one gets it, the others None)."""
+        if not grant.single_use:
             return grant
-        assert token is not None
         taken = await self.store.take(_grant_key(grant.token_hash))
         if taken is None:
             return None

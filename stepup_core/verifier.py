@@ -36,6 +36,7 @@ from .models import (
     Factor,
     Interaction,
     Principal,
+    Transaction,
 )
 from .store.base import Store
 
@@ -67,6 +68,9 @@ class Attempt:
     #: True when the caller named the credential (or the challenge fixed it); False when the
     #: core chose the method's default for the user.
     credential_requested: bool = False
+    #: The transaction the step-up is bound to (its hash, summary and details), or None. A
+    #: method that declares ``commits_transaction`` makes its proof cover ``transaction.hash``.
+    transaction: Transaction | None = None
 
     def require_credential(self) -> Credential:
         """The credential this step-up is about.
@@ -210,6 +214,22 @@ class Verifier(Protocol):
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         """Check the person's answer (``attempt.params``) and return the credential to store."""
         ...
+
+
+class CommittingVerifier(Protocol):
+    """Optional on a verifier: ``commits_transaction = True`` declares that its proof commits to
+    the transaction details a step-up is bound to (``attempt.transaction``), so that a bound
+    grant shows the person saw and approved them: a passkey's challenge covers their hash, a
+    wallet message states them, a code's message names them. ``GET /methods`` reports it as
+    ``commitsTransaction``; a scope policy with ``committing_method_required`` accepts only
+    such methods for bound step-ups. Without the attribute a method does not commit."""
+
+    commits_transaction: bool
+
+
+def commits_transaction(verifier: object) -> bool:
+    """Whether ``verifier`` declares that its proof commits to transaction details."""
+    return getattr(verifier, "commits_transaction", False) is True
 
 
 class CredentialFilter(Protocol):

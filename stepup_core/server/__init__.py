@@ -37,7 +37,16 @@ from .problems import (
     problem_response,
     step_up_challenge,
 )
-from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
+from .protect import (
+    GRANT_KEY,
+    PRINCIPAL_KEY,
+    TRANSACTION_KEY,
+    TransactionBuilder,
+    grant_of,
+    principal_from,
+    requires_scope,
+    transaction_of,
+)
 from .routes import ROUTES, Handler
 from .serve import serve_app
 
@@ -52,7 +61,9 @@ __all__ = [
     "PROBLEM_CONTENT_TYPE",
     "SERVICE_KEY",
     "TOKEN_HEADER",
+    "TRANSACTION_KEY",
     "Identify",
+    "TransactionBuilder",
     "build_app",
     "build_document",
     "grant_of",
@@ -62,6 +73,7 @@ __all__ = [
     "requires_scope",
     "serve_app",
     "step_up_challenge",
+    "transaction_of",
 ]
 
 log = logging.getLogger("stepup.server")

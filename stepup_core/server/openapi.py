@@ -168,6 +168,7 @@ def component_schemas() -> dict[str, dict[str, Any]]:
             "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
             "errors": {"type": "array", "items": _ref("ValidationIssue")},
             "check": _ref("CheckResult"),
+            "transaction": _ref("Transaction"),
             "scope": {"type": "string"},
             "retryAfter": {"type": "number", "minimum": 0},
             "limit": {"type": "integer"},

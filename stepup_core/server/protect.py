@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
-from ..errors import ConfigError, InvalidScope, StepUpError
+from ..errors import ConfigError, InvalidScope, InvalidTransaction, StepUpError
 from ..models import Grant, Principal
 from ..observe import observe
 from ..scopes import validate_scope_syntax
@@ -24,11 +25,19 @@ log = logging.getLogger("stepup.server")
 #: ``web.RequestKey`` objects where aiohttp has them (3.14+), plain strings before.
 GRANT_KEY: Any
 PRINCIPAL_KEY: Any
+#: The transaction details the guard built and checked (``transaction_of``).
+TRANSACTION_KEY: Any
 if hasattr(web, "RequestKey"):
     GRANT_KEY = web.RequestKey("stepup_grant", object)
     PRINCIPAL_KEY = web.RequestKey("stepup_principal", Principal)
+    TRANSACTION_KEY = web.RequestKey("stepup_transaction", object)
 else:  # pragma: no cover - aiohttp < 3.14
-    GRANT_KEY, PRINCIPAL_KEY = "stepup_grant", "stepup_principal"
+    GRANT_KEY, PRINCIPAL_KEY, TRANSACTION_KEY = "stepup_grant", "stepup_principal", "stepup_transaction"
+
+#: ``requires_scope(..., transaction=build)``: the details of the action a request performs,
+#: built from the request (sync or async); None exempts this request from binding.
+TransactionDetails = Mapping[str, Any] | None
+TransactionBuilder = Callable[[web.Request], TransactionDetails | Awaitable[TransactionDetails]]
 
 
 def grant_of(request: web.Request) -> Grant | None:
@@ -42,6 +51,38 @@ def principal_from(request: web.Request) -> Principal | None:
     principal = request.get(PRINCIPAL_KEY)
     return principal if isinstance(principal, Principal) else None
 
+
+def transaction_of(request: web.Request) -> dict[str, Any] | None:
+    """The transaction details ``requires_scope(..., transaction=...)`` built for this request and
+    checked the token against: act on these, not on a second reading of the request."""
+    details = request.get(TRANSACTION_KEY)
+    return dict(details) if isinstance(details, Mapping) else None
+
+
+async def build_transaction(build: Callable[[Any], Any], request: Any) -> Mapping[str, Any] | None:
+    """Run an application's transaction builder on ``request`` (any framework's).
+
+    A :class:`~stepup_core.errors.StepUpError` it raises passes through (raise a
+    ``ValidationError`` for a precise message); any other exception, or an answer that is
+    not a mapping or None, refuses the request with 422 ``invalid_transaction``: it is logged,
+    and nothing is let through.
+    """
+    try:
+        details = build(request)
+        if inspect.isawaitable(details):
+            details = await details
+    except StepUpError:
+        raise
+    except Exception as exc:  # a builder failure refuses the request, never grants
+        log.warning("the transaction builder %r failed: %s", build, exc, exc_info=True)
+        raise InvalidTransaction(
+            "could not read this action's transaction details from the request; check the request body"
+        ) from None
+    if details is not None and not isinstance(details, Mapping):
+        log.error("the transaction builder %r answered a %s, not a mapping", build, type(details).__name__)
+        raise InvalidTransaction("could not read this action's transaction details from the request")
+    return details
+
 F = TypeVar("F", bound=Callable[..., Awaitable[web.StreamResponse]])
 
 
@@ -54,7 +95,7 @@ def _request_of(args: tuple[Any, ...]) -> web.Request:
     raise TypeError("requires_scope decorates aiohttp handlers: (request) or a web.View method")
 
 
-def requires_scope(scope: str) -> Callable[[F], F]:
+def requires_scope(scope: str, *, transaction: TransactionBuilder | None = None) -> Callable[[F], F]:
     """Let a request through only with an elevated access token for ``scope``.
 
     The token comes from ``X-Elevated-Access-Token``; a single-use token is consumed. Without
@@ -63,6 +104,14 @@ def requires_scope(scope: str) -> Callable[[F], F]:
     (RFC 9470) and a problem body whose ``check`` holds the check result. When the store cannot
     be reached the answer is 503: never a grant. The grant is at ``request[GRANT_KEY]``
     (:func:`grant_of`).
+
+    ``transaction``: a function (sync or async) that builds the details of the action from the
+    request (``lambda r: {"amount": ..., "payee": ...}``). The token must then be bound to
+    details with the same RFC 8785 canonical form: a token bound to other details is refused
+    with 403 ``transaction_mismatch`` (audited, not consumed); an unbound token or none gets
+    the 401 above, whose ``check.transaction`` holds the details to step up with. The builder
+    may answer None to exempt one request from binding. The details are at
+    :func:`transaction_of`. See ``docs/transaction-binding.md``.
 
     Works on ``async def handler(request)`` and on :class:`aiohttp.web.View` methods.
     """
@@ -76,7 +125,8 @@ def requires_scope(scope: str) -> Callable[[F], F]:
                 service, identify = mounted(request)
                 with observe(service.pm, "guard", scope=scope) as operation:
                     principal = await principal_of(request, identify)
-                    grant = await service.require_scope(principal, scope, elevated_token(request))
+                    details = await build_transaction(transaction, request) if transaction is not None else None
+                    grant = await service.require_scope(principal, scope, elevated_token(request), details)
                     operation.outcome = "not_required" if grant is None else "granted"
             except InvalidScope as exc:
                 log.error("protected route %s uses scope %r, which stepup does not know: %s", request.path, scope, exc)
@@ -94,6 +144,7 @@ def requires_scope(scope: str) -> Callable[[F], F]:
                 return problem_response(internal_error())
             request[GRANT_KEY] = grant
             request[PRINCIPAL_KEY] = principal
+            request[TRANSACTION_KEY] = details
             return await handler(*args, **kwargs)
 
         return cast(F, guarded)

@@ -114,7 +114,7 @@ async def check(request: web.Request) -> web.StreamResponse:
     principal = await principal_of(request)
     body = await read_model(request, CheckRequest)
     with observe(service.pm, "check") as operation:
-        result = await service.check(principal, body.scope, elevated_token(request))
+        result = await service.check(principal, body.scope, elevated_token(request), body.transaction)
         operation.attributes["scope"] = result.scope
         operation.outcome = "required" if result.is_required else "not_required"
     return json_response(result)
@@ -264,8 +264,10 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "POST", "/check", check, "checkStepUp", "Is step-up required for a scope?",
         "The StepUpCheck. Send the elevated token you hold in X-Elevated-Access-Token; "
-        "`isRequired` is false only when it covers the scope. Any failure on this path answers "
-        "`isRequired: true`.",
+        "`isRequired` is false only when it covers the scope (and, with `transaction`, is bound "
+        "to those details; without, to none). Any failure on this path answers "
+        "`isRequired: true`. With `transaction` the answer echoes it with its hash and the "
+        "summary to show the person.",
         request=CheckRequest, response=CheckResult, token=OPTIONAL_TOKEN,
     ),
     RouteSpec(
@@ -275,13 +277,18 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "POST", "/challenges", begin_challenge, "beginChallenge", "Start a verification challenge",
         "Issues a challenge for one method (a code is sent, options or a message to sign are "
-        "returned, or a URL to follow). The method's public data is in `data`.",
+        "returned, or a URL to follow). The method's public data is in `data`. With "
+        "`transaction` the challenge, and the grant it leads to, are bound to those details; "
+        "a method that commits (`commitsTransaction` in `GET /methods`) makes its proof cover "
+        "them.",
         request=ChallengeRequest, response=ChallengeStart, status=201,
         errors=(403, 404, 409, 429, 502),
     ),
     RouteSpec(
         "POST", "/verify", verify, "verify", "Verify a response and receive an elevated access token",
-        "The token is returned once; the server keeps only its hash.",
+        "The token is returned once; the server keeps only its hash. A token bound to "
+        "transaction details (`transactionHash`) is single-use and lets through only a request "
+        "carrying the same details.",
         request=VerifyRequest, response=IssuedToken, errors=(403, 404, 409, 410, 429, 502),
     ),
     RouteSpec(

@@ -54,6 +54,9 @@ class ThrowawayVerifier:
     challenge_ttl: float = 300.0
     begin_limits: Sequence[RateLimit] = ()
     package: str = "stepup-testing"
+    #: Declares that the method's proof commits to transaction details (for policy tests: the
+    #: throwaway methods do not actually commit).
+    commits_transaction: bool = False
 
 
 @attrs.define
