@@ -79,7 +79,7 @@ class Row:
     ok: bool | None = True  # None: skipped
 
 
-@attrs.define
+@attrs.define(eq=False)
 class AuditCounter:
     """Counts the audit events the server emits during the demo."""
 

@@ -12,7 +12,7 @@ import hashlib
 import inspect
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -71,13 +71,22 @@ from .models import (
     VerifyRequest,
 )
 from .models import Challenge as ChallengeRecord
-from .plugins import get_plugin_manager
+from .plugins import call_each_plugin, collect_registrations, get_plugin_manager
 from .scopes import ScopePolicies, TokenScope
 from .serialization import dumps, loads, unstructure
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
-from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
+from .verifier import (
+    Attempt,
+    Begun,
+    NewCredential,
+    RateLimit,
+    Verification,
+    Verifier,
+    VerifierContext,
+    check_alias,
+)
 
 log = logging.getLogger("stepup")
 
@@ -86,7 +95,6 @@ _GRACE_SECONDS = 120.0
 _DEV_KEY = "meta:dev-secret-key"
 #: Marks an enrolment begun while the user held no credential (so without a ``credential:link`` token).
 _FIRST_CREDENTIAL = "stepup.firstCredential"
-MAX_ALIAS_LENGTH = 64
 
 
 def _challenge_key(challenge_id: str) -> str:
@@ -99,6 +107,14 @@ def _callback_key(method: str, state: str) -> str:
 
 def _failures_key(user_id: str) -> str:
     return make_key("failures", user_id)
+
+
+def _begun(answer: Begun | Mapping[str, Any] | None, scratch: ChallengeRecord) -> Begun:
+    """A verifier's ``begin`` answer. The older form, still accepted, returned the public data
+    and wrote private state and the bound credential into the challenge it was given."""
+    if isinstance(answer, Begun):
+        return answer
+    return Begun(data=dict(answer or {}), state=dict(scratch.state), credential_id=scratch.credential_id)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -178,19 +194,11 @@ class StepUpService:
         await self.store.close()
 
     def _register_verifiers(self) -> None:
-        for impl in self.pm.hook.stepup_register_verifiers.get_hookimpls():
+        def entry(verifier: Verifier) -> tuple[str, Verifier]:
+            return verifier.name, verifier
 
-            def register(verifier: Verifier, _plugin: str = impl.plugin_name) -> None:
-                name = verifier.name
-                if name in self.verifiers:
-                    raise PluginError(
-                        f"method {name!r} is registered by both {self.verifier_plugins[name]!r} and {_plugin!r}"
-                    )
-                self.verifiers[name] = verifier
-                self.verifier_plugins[name] = _plugin
-
-            kwargs = {"register": register, "config": self.config}
-            impl.function(**{k: kwargs[k] for k in impl.argnames})
+        found = collect_registrations(self.pm, "stepup_register_verifiers", "method", entry, config=self.config)
+        self.verifiers, self.verifier_plugins = found.items, found.owners
 
     def callback_url(self, method: str) -> str:
         base = (self.public_url or "").rstrip("/")
@@ -202,11 +210,13 @@ class StepUpService:
 
     async def emit(self, event: AuditEvent) -> None:
         """Send an audit event to every ``stepup_event`` implementation; failures are logged only."""
-        for impl in self.pm.hook.stepup_event.get_hookimpls():
+        for owner, result in call_each_plugin(self.pm, "stepup_event", event=event):
             try:
-                await _maybe_await(impl.function(event=event))
+                if isinstance(result, BaseException):
+                    raise result
+                await _maybe_await(result)
             except Exception:
-                log.exception("stepup_event implementation %s failed", impl.plugin_name)
+                log.exception("stepup_event implementation %s failed", owner)
 
     def _event(self, type: str, outcome: str, principal: Principal | None = None, **fields: Any) -> AuditEvent:
         if principal is not None:
@@ -216,10 +226,9 @@ class StepUpService:
 
     async def deliver_code(self, delivery: CodeDelivery) -> None:
         try:
-            offers = self.pm.hook.stepup_deliver_code(delivery=delivery, config=self.config)
+            sender = self.pm.hook.stepup_deliver_code(delivery=delivery, config=self.config)
         except Exception as exc:
             raise DeliveryFailed(f"code delivery failed: {exc}") from exc
-        sender = next((s for s in offers if s is not None), None)
         if sender is None:
             raise DeliveryFailed(f"no code sender for channel {delivery.channel!r}")
         try:
@@ -592,13 +601,17 @@ class StepUpService:
             credential_id=credential.id if credential else None,
             callback_state=secrets.token_urlsafe(32) if verifier.interaction is Interaction.REDIRECT else None,
         )
+        scratch = attrs.evolve(challenge, state={})
         attempt = Attempt(
-            principal, credential, candidates, dict(request.params), challenge, scopes,
+            principal, credential, candidates, dict(request.params), scratch, scopes,
             credential_requested=request.credential_id is not None,
         )
-        data = await self._call_plugin(verifier, "begin", verifier.begin, attempt)
-        if challenge.credential_id is not None and all(c.id != challenge.credential_id for c in candidates):
-            raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")
+        begun = _begun(await self._call_plugin(verifier, "begin", verifier.begin, attempt), scratch)
+        if begun.credential_id is not None:
+            if all(c.id != begun.credential_id for c in candidates):
+                raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")
+            challenge.credential_id = begun.credential_id
+        challenge.state.update(begun.state)
         await self._save_challenge(challenge)
         if challenge.callback_state:
             await self.store.put(
@@ -617,7 +630,7 @@ class StepUpService:
             interaction=verifier.interaction,
             credential_id=challenge.credential_id,
             requested_scopes=scopes,
-            data=dict(data or {}),
+            data=dict(begun.data),
         )
 
     async def _call_plugin(self, verifier: Verifier, what: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -716,7 +729,7 @@ class StepUpService:
         if challenge is not None and await self.store.take(_challenge_key(challenge.id)) is None:
             raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
         proven = next(c for c in candidates if c.id == verification.credential_id)
-        return await self._grant(principal, verifier, proven, scopes, challenge)
+        return await self._grant(principal, verifier, proven, scopes, challenge, verification.public)
 
     async def _grant(
         self,
@@ -725,6 +738,7 @@ class StepUpService:
         credential: Credential,
         scopes: Sequence[str],
         challenge: ChallengeRecord | None,
+        public: dict[str, Any] | None = None,
     ) -> IssuedToken:
         behavior, ttl = self.policies.token_shape(scopes)
         issued = await self.tokens.mint(
@@ -738,7 +752,10 @@ class StepUpService:
         if not credential.external:
             stored = await self.credentials.get(credential.user_id, credential.id)
             if stored is not None:
-                await self.credentials.save(attrs.evolve(stored, last_used_at=self.clock.now()))
+                changes: dict[str, Any] = {"last_used_at": self.clock.now()}
+                if public is not None:
+                    changes["public"] = dict(public)
+                await self.credentials.save(attrs.evolve(stored, **changes))
         await self.emit(
             self._event(
                 "grant_issued",
@@ -882,6 +899,7 @@ class StepUpService:
             sign_in=new.sign_in,
             identifier=new.identifier,
             data=dict(new.data),
+            public=dict(new.public),
         )
         await self.credentials.save(credential)
         await self.emit(
@@ -890,21 +908,13 @@ class StepUpService:
         )
         return credential
 
-    @staticmethod
-    def _check_alias(alias: str | None) -> None:
-        if alias is not None and (len(alias) > MAX_ALIAS_LENGTH or not alias.strip()):
-            raise ValidationError(
-                f"alias must be 1 to {MAX_ALIAS_LENGTH} characters",
-                [{"path": "alias", "message": f"1 to {MAX_ALIAS_LENGTH} characters"}],
-            )
-
     async def begin_enrollment(
         self, principal: Principal, request: EnrollmentRequest, token: str | None = None
     ) -> EnrollmentStart:
         """Start enrolling a credential. When the user already holds a credential usable for
         step-up this needs a ``credential:link`` token; the first credential needs none."""
         verifier = self._verifier(request.method)
-        self._check_alias(request.alias)
+        check_alias(request.alias)
         credentials = await self._user_credentials(principal)
         await self._require_link_token(principal, credentials, token)
         now = self.clock.now()
@@ -919,8 +929,11 @@ class StepUpService:
             callback_state=secrets.token_urlsafe(32) if verifier.interaction is Interaction.REDIRECT else None,
         )
         candidates = tuple(c for c in credentials if c.method == verifier.name)
-        attempt = Attempt(principal, None, candidates, dict(request.params), enrollment)
+        scratch = attrs.evolve(enrollment, state={})
+        attempt = Attempt(principal, None, candidates, dict(request.params), scratch)
         step = await self._call_plugin(verifier, "begin_enrollment", verifier.begin_enrollment, attempt)
+        enrollment.state.update(scratch.state)  # the older form wrote its state there
+        enrollment.state.update(step.state)
         if step.credential is not None:
             stored = await self._store_new_credential(principal, verifier, step.credential, request.alias)
             return EnrollmentStart(
@@ -999,7 +1012,7 @@ class StepUpService:
     async def update_credential(
         self, principal: Principal, credential_id: str, update: CredentialUpdate, token: str | None = None
     ) -> CredentialView:
-        self._check_alias(update.alias)
+        check_alias(update.alias)
         credential = await self._own_stored_credential(principal, credential_id)
         await self._require_token(principal, TokenScope.CREDENTIAL_UPDATE, token)
         if update.is_default:

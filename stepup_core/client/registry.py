@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pluggy
 
-from ..errors import ClientMethodMissing, PluginError
+from ..errors import ClientMethodMissing
 from .method import ClientMethod
 
 #: The distribution that provides each first-party method.
@@ -28,20 +28,12 @@ def package_for(method: str, hint: str | None = None) -> str:
 def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
     """Every registered client method by name; a name registered twice is an error naming both
     plugins."""
-    methods: dict[str, ClientMethod] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.stepup_register_client_methods.get_hookimpls():
+    from ..plugins import collect_registrations
 
-        def register(method: ClientMethod, _plugin: str = impl.plugin_name) -> None:
-            if method.name in methods:
-                raise PluginError(
-                    f"client method {method.name!r} is registered by both {owners[method.name]!r} and {_plugin!r}"
-                )
-            methods[method.name] = method
-            owners[method.name] = _plugin
+    def entry(method: ClientMethod) -> tuple[str, ClientMethod]:
+        return method.name, method
 
-        impl.function(register=register)
-    return methods
+    return collect_registrations(pm, "stepup_register_client_methods", "client method", entry).items
 
 
 def missing(method: str, hint: str | None = None) -> ClientMethodMissing:
