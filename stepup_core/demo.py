@@ -33,7 +33,7 @@ import attrs
 
 from .client import ELEVATED_TOKEN_HEADER, ScriptedPrompter, StepUpClient
 from .client.method import ClientMethod
-from .client.registry import METHOD_PACKAGES, client_methods, package_for
+from .client.registry import client_methods, package_for
 from .clock import SystemClock
 from .config import config_from_mapping
 from .errors import StepUpError
@@ -46,7 +46,9 @@ SINGLE_USE_ROUTE = "/demo/wallet/export"
 TIME_BOUND_ROUTE = "/demo/profile"
 #: How far the demo clock moves before each step-up ("a moment later").
 MOMENT = 31.0
-ALL_PACKAGES = ("stepup-otp", "stepup-totp", "stepup-passkey", "stepup-wallet", "stepup-recovery", "stepup-social")
+#: The methods that ship with stepup, each in its own distribution ``stepup-<method>``.
+FIRST_PARTY_METHODS = ("otp", "totp", "passkey", "wallet", "recovery", "social")
+ALL_PACKAGES = tuple(f"stepup-{method}" for method in FIRST_PARTY_METHODS)
 #: What each user's identity looks like to methods that link an address.
 ENROL_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "alice": {"email": "alice@example.test", "user_name": "alice", "display_name": "Alice", "account_name": "alice"},
@@ -197,7 +199,7 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
                 async with serve_app(app) as base_url:
                     say(f"stepup demo: server on {base_url} (SQLite store in a temporary directory)")
                     say("methods installed: " + ", ".join(f"{n} ({infos[n].factor.value})" for n in sorted(infos)))
-                    missing = [p for m, p in METHOD_PACKAGES.items() if m not in infos]
+                    missing = [f"stepup-{m}" for m in FIRST_PARTY_METHODS if m not in infos]
                     if missing:
                         say("not installed: " + ", ".join(missing))
                     rows = await _run(base_url, sessions, infos, halves, actors, actor_errors, clock, pm, say)

@@ -231,6 +231,12 @@ class MethodInfo:
     fallback: bool = False
     requires_challenge: bool = True
     plugin: str | None = None
+    #: The distribution that provides the method (a client without its client half names it).
+    package: str | None = None
+    #: How the method is offered to a person ("Authenticator app").
+    label: str | None = None
+    #: What a client asks for when it reads the code itself ("Code from your authenticator app").
+    prompt: str | None = None
 
 
 @attrs.frozen

@@ -441,6 +441,9 @@ class StepUpService:
                 fallback=v.fallback,
                 requires_challenge=v.requires_challenge,
                 plugin=self.verifier_plugins.get(v.name),
+                package=getattr(v, "package", None),
+                label=getattr(v, "label", None),
+                prompt=getattr(v, "prompt", None),
             )
             for v in sorted(self.verifiers.values(), key=lambda v: v.name)
         ]

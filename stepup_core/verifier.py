@@ -346,6 +346,10 @@ class BaseVerifier:
     requires_challenge: bool = True
     challenge_ttl: float = 300.0
     begin_limits: Sequence[RateLimit] = ()
+    #: How the method is offered to a person; None: its name, capitalised.
+    label: str | None = None
+    #: What a client asks the person for when it reads a code itself (``code`` methods).
+    prompt: str | None = None
 
     _package: str | None = None
 

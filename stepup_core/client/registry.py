@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pluggy
 
 from ..errors import ClientMethodMissing
 from .method import ClientMethod
 
-#: The distribution that provides each first-party method.
-METHOD_PACKAGES: Mapping[str, str] = {
-    "otp": "stepup-otp",
-    "totp": "stepup-totp",
-    "passkey": "stepup-passkey",
-    "wallet": "stepup-wallet",
-    "social": "stepup-social",
-    "recovery": "stepup-recovery",
-}
-
 
 def package_for(method: str, hint: str | None = None) -> str:
-    """The distribution to install for ``method`` (a server-supplied ``hint`` wins)."""
-    return hint or METHOD_PACKAGES.get(method) or f"stepup-{method}"
+    """The distribution to install for ``method``: the one the server names for it
+    (``MethodInfo.package``), else ``stepup-<method>`` by the naming convention."""
+    return hint or f"stepup-{method}"
 
 
 def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:

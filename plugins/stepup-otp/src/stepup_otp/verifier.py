@@ -112,6 +112,7 @@ class OtpVerifier(BaseVerifier):
     name = METHOD_NAME
     factor = Factor.REAUTH
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER)
+    label = "One-time code"
 
     def __init__(self, settings: OtpSettings | None = None) -> None:
         self.settings = settings or OtpSettings()

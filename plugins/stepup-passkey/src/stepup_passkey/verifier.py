@@ -95,6 +95,7 @@ class PasskeyVerifier(BaseVerifier):
     factor = Factor.MFA
     formats = (CredentialFormat.PASSKEY,)
     interaction = Interaction.OPTIONS
+    label = "Passkey"
 
     def __init__(self, settings: PasskeySettings | None = None) -> None:
         self.settings = settings or PasskeySettings()

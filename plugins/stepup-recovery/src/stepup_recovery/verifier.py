@@ -87,6 +87,8 @@ class RecoveryVerifier(BaseVerifier):
     #: A fallback: it counts only beside another MFA credential (the core enforces this).
     fallback = True
     requires_challenge = False
+    label = "Recovery code"
+    prompt = "Recovery code"
 
     def __init__(self, settings: RecoverySettings | None = None) -> None:
         self.settings = settings or RecoverySettings()

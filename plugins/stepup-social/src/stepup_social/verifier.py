@@ -81,6 +81,7 @@ class SocialVerifier(BaseVerifier):
     factor = Factor.REAUTH
     formats = (CredentialFormat.OAUTH,)
     interaction = Interaction.REDIRECT
+    label = "Social sign-in"
     #: Each challenge costs the provider a discovery fetch at most; bound the churn anyway.
     begin_limits = (RateLimit(limit=10, window=300.0),)
 

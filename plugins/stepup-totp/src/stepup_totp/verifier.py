@@ -112,6 +112,8 @@ class TotpVerifier(BaseVerifier):
     factor = Factor.MFA
     formats = (CredentialFormat.TOTP,)
     requires_challenge = False
+    label = "Authenticator app"
+    prompt = "Code from your authenticator app"
     #: Enrolment needs time to open the app and scan the QR code.
     challenge_ttl = 600.0
 

@@ -192,6 +192,7 @@ class WalletVerifier(BaseVerifier):
     factor = Factor.REAUTH
     formats = (CredentialFormat.BLOCKCHAIN,)
     interaction = Interaction.MESSAGE
+    label = "Wallet signature"
     #: Nothing is sent, but each begin stores a challenge: keep a loop from filling the store.
     begin_limits = (RateLimit(limit=10, window=60.0),)
 
