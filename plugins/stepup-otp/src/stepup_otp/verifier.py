@@ -25,7 +25,7 @@ from stepup_core.models import (
     CredentialFormat,
     Factor,
 )
-from stepup_core.store.base import make_key
+from stepup_core.store.base import GRACE_SECONDS, make_key
 from stepup_core.verifier import (
     Attempt,
     BaseVerifier,
@@ -54,8 +54,6 @@ PACKAGE = "stepup-otp"
 CODE_DIGITS = 6
 HASH_PURPOSE = "otp"
 HOUR = 3600.0
-#: The newest-code marker outlives its code a little so "superseded" is never read as "absent".
-LATEST_GRACE = 120.0
 
 CHANNELS = {CredentialFormat.EMAIL: "email", CredentialFormat.PHONE_NUMBER: "sms"}
 ENROLLMENT_FIELDS = {"email": CredentialFormat.EMAIL, "phoneNumber": CredentialFormat.PHONE_NUMBER}
@@ -151,7 +149,7 @@ class OtpVerifier(BaseVerifier):
         )
         latest_key = make_key("otp-latest", attempt.principal.user_id, thread)
         state["latestKey"] = latest_key
-        await ctx.store.put(latest_key, challenge.id, ttl=expires_at - ctx.clock.now() + LATEST_GRACE)
+        await ctx.store.put(latest_key, challenge.id, ttl=expires_at - ctx.clock.now() + GRACE_SECONDS)
         return state
 
     async def _limit_enrollment_sends(self, ctx: VerifierContext, attempt: Attempt, destination: str) -> None:
