@@ -29,6 +29,7 @@ from .models import (
     Challenge,
     ChallengePurpose,
     Credential,
+    CredentialChangeKind,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -37,6 +38,7 @@ from .models import (
     Interaction,
     Principal,
 )
+from .observe import observe
 from .routing import Routing
 from .scopes import TokenScope
 from .verifier import Attempt, CredentialCleanup, NewCredential, Verifier, VerifierContext, check_alias
@@ -68,6 +70,7 @@ class Enrollments:
         emit: Callable[[AuditEvent], Awaitable[None]],
         event: Callable[..., AuditEvent],
         call_plugin: CallPlugin,
+        credential_changed: Callable[..., Awaitable[None]],
     ) -> None:
         self.config = config
         self.clock = clock
@@ -80,6 +83,7 @@ class Enrollments:
         self._emit = emit
         self._event = event
         self._call_plugin = call_plugin
+        self._credential_changed = credential_changed
 
     # --- the link token ------------------------------------------------------------------
 
@@ -152,7 +156,8 @@ class Enrollments:
         scope = AttemptScope(principal, verifier.name, enrollment)
         crash = plugin_crash(verifier.name, "to complete the enrolment")
         async with self.limits.attempt(scope, budget, crash=crash, crash_counts=False, reserve_lockout=False):
-            new = await verifier.complete_enrollment(self.ctx, attempt)
+            with observe(self.routing.pm, "verifier.complete_enrollment", method=verifier.name):
+                new = await verifier.complete_enrollment(self.ctx, attempt)
         await self.challenges.take(enrollment, "enrolment")
         stored = await self.store_new_credential(principal, verifier, new, enrollment.state.get(ALIAS))
         return stored.view()
@@ -162,17 +167,20 @@ class Enrollments:
         assert attempt.challenge is not None
         credentials = await self.routing.user_credentials(principal)
         await self.require_link_token_if_no_longer_first(principal, attempt.challenge, credentials, None)
-        new = await verifier.complete_enrollment(self.ctx, attempt)
+        with observe(self.routing.pm, "verifier.complete_enrollment", method=verifier.name):
+            new = await verifier.complete_enrollment(self.ctx, attempt)
         return await self.store_new_credential(principal, verifier, new, attempt.challenge.state.get(ALIAS))
 
     async def store_new_credential(
         self, principal: Principal, verifier: Verifier, new: NewCredential, alias: str | None
     ) -> Credential:
+        replaced: list[Credential] = []
         if new.replaces_existing:
             for old in await self.credentials.list_for_user(principal.user_id):
                 if old.method == verifier.name:
                     await self.credentials.delete(principal.user_id, old.id)
                     await self._forget(verifier, old)
+                    replaced.append(old)
         credential = Credential(
             id=random_id("cred", 12),
             user_id=principal.user_id,
@@ -189,8 +197,13 @@ class Enrollments:
         )
         await self.credentials.save(credential)
         await self._emit(
-            self._event("credential_enrolled", "success", principal, method=verifier.name, credential_id=credential.id)
+            self._event(
+                "credential_enrolled", "success", principal, method=verifier.name, credential_id=credential.id,
+                details={"replaced": len(replaced)} if replaced else {},
+            )
         )
+        kind = CredentialChangeKind.RESET if replaced else CredentialChangeKind.LINKED
+        await self._credential_changed(kind, principal, credential, replaced)
         return credential
 
     # --- credential management -------------------------------------------------------------
@@ -235,6 +248,7 @@ class Enrollments:
                 "credential_deleted", "success", principal, method=credential.method, credential_id=credential.id
             )
         )
+        await self._credential_changed(CredentialChangeKind.UNLINKED, principal, credential)
 
     async def _forget(self, verifier: object, credential: Credential) -> None:
         """Let the method drop its own records of a deleted credential; errors are logged only."""

@@ -118,6 +118,7 @@ class Gate:
                 )
                 return grant
         await self.store.ping()
+        await self._grant_refused(principal, scope, token, decision is not None and decision.token_suffices)
         if decision is None:
             result = await self._failed_closed(principal, scope, failure)
         else:
@@ -131,11 +132,25 @@ class Gate:
         """A valid token for ``scope``, whatever the votes (managing credentials needs one)."""
         grant = await self.tokens.validate(token, principal, scope) if token else None
         if grant is None:
+            await self._grant_refused(principal, scope, token, True)
             result = await self.check(principal, scope)
             raise StepUpRequired(
                 f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
             )
         return grant
+
+    async def _grant_refused(self, principal: Principal, scope: str, token: str | None, token_suffices: bool) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid``
+        (expired, used, revoked, another scope or another session: worth watching) or
+        ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
+        the usual first call before a step-up, is not an event."""
+        if not token:
+            return
+        if token_suffices:
+            reason, outcome = "token_not_valid", "failure"
+        else:
+            reason, outcome = "fresh_verification_required", "info"
+        await self._emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
 
     async def _result(self, principal: Principal, scope: str, decision: Decision, holds_token: bool) -> CheckResult:
         credentials = await self.routing.user_credentials(principal)

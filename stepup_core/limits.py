@@ -201,6 +201,14 @@ class Limits:
         Lent to verifiers as ``ctx.hit_rate_limit`` for limits the core cannot key for them."""
         count = await self.store.incr(make_key("rate", key, str(limit.window)), ttl=limit.window)
         if count > limit.limit:
+            # The key's first part names the limit ("begin", "otp-enroll"); the rest, which
+            # may hold ids or addresses, stays out of the event.
+            await self._emit(
+                self._event(
+                    "rate_limited", "warning",
+                    details={"limit": key.split(":", 1)[0], "max": limit.limit, "window": limit.window},
+                )
+            )
             raise RateLimited(
                 f"at most {limit.limit} per {limit.window:g} s; wait before asking again",
                 retry_after=limit.window,

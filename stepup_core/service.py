@@ -57,6 +57,8 @@ from .models import (
     CheckResult,
     CodeDelivery,
     Credential,
+    CredentialChange,
+    CredentialChangeKind,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -70,6 +72,7 @@ from .models import (
     TokenBehavior,
     VerifyRequest,
 )
+from .observe import observe
 from .plugins import call_each_plugin, collect_registrations, get_plugin_manager
 from .routing import Routing
 from .scopes import ScopePolicies
@@ -91,10 +94,41 @@ def _begun(answer: Begun | Mapping[str, Any] | None, scratch: Challenge) -> Begu
     return Begun(data=dict(answer or {}), state=dict(scratch.state), credential_id=scratch.credential_id)
 
 
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+async def _settle(owner: str, hook: str, result: Any) -> None:
+    """Await one plugin's answer to an observing hook; its failure is logged, never raised."""
+    try:
+        if isinstance(result, BaseException):
+            raise result
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("%s implementation %s failed", hook, owner)
+
+
+async def _await_in_order(results: Sequence[Any]) -> None:
+    """Await a hook's answers in pluggy's call order; after a failure the rest are closed unrun."""
+    pending = [r for r in results if inspect.isawaitable(r)]
+    while pending:
+        awaitable = pending.pop(0)
+        try:
+            await awaitable
+        except BaseException:
+            for rest in pending:
+                close = getattr(rest, "close", None)
+                if close is not None:
+                    close()
+            raise
+
+
+async def _send(sender: Any, delivery: CodeDelivery) -> None:
+    try:
+        await sender.send(delivery)
+    except DeliveryFailed:
+        raise
+    except Exception as exc:
+        raise DeliveryFailed(
+            f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
+        ) from exc
 
 
 class StepUpService:
@@ -150,6 +184,7 @@ class StepUpService:
             emit=self.emit,
             event=self._event,
             call_plugin=self._call_plugin,
+            credential_changed=self.credential_changed,
         )
 
     # --- construction -----------------------------------------------------------------
@@ -181,9 +216,19 @@ class StepUpService:
             if dev is None:
                 raise StoreUnavailable("could not read the development secret key from the store")
             keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        return cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        try:
+            await _await_in_order(pm.hook.stepup_startup(service=service))
+        except BaseException:
+            await service.close()
+            raise
+        return service
 
     async def close(self) -> None:
+        """Fire ``stepup_shutdown`` (each implementation on its own: failures are logged), then
+        close the store."""
+        for owner, result in call_each_plugin(self.pm, "stepup_shutdown", service=self):
+            await _settle(owner, "stepup_shutdown", result)
         await self.store.close()
 
     def callback_url(self, method: str) -> str:
@@ -196,13 +241,24 @@ class StepUpService:
 
     async def emit(self, event: AuditEvent) -> None:
         """Send an audit event to every ``stepup_event`` implementation; failures are logged only."""
-        for owner, result in call_each_plugin(self.pm, "stepup_event", event=event):
-            try:
-                if isinstance(result, BaseException):
-                    raise result
-                await _maybe_await(result)
-            except Exception:
-                log.exception("stepup_event implementation %s failed", owner)
+        for owner, result in call_each_plugin(self.pm, "stepup_event", event=event, service=self):
+            await _settle(owner, "stepup_event", result)
+
+    async def credential_changed(
+        self,
+        kind: CredentialChangeKind,
+        principal: Principal,
+        credential: Credential,
+        replaced: Sequence[Credential] = (),
+    ) -> None:
+        """Tell ``stepup_credential_changed`` implementations; failures are logged only."""
+        if not self.pm.hook.stepup_credential_changed.get_hookimpls():
+            return
+        change = CredentialChange(
+            kind, principal.user_id, principal.session_id, self.clock.now(), credential, tuple(replaced)
+        )
+        for owner, result in call_each_plugin(self.pm, "stepup_credential_changed", change=change, service=self):
+            await _settle(owner, "stepup_credential_changed", result)
 
     def _event(self, type: str, outcome: str, principal: Principal | None = None, **fields: Any) -> AuditEvent:
         if principal is not None:
@@ -218,13 +274,18 @@ class StepUpService:
         if sender is None:
             raise DeliveryFailed(f"no code sender for channel {delivery.channel!r}")
         try:
-            await sender.send(delivery)
-        except DeliveryFailed:
+            await _send(sender, delivery)
+        except DeliveryFailed as failure:
+            await self.emit(
+                self._event(
+                    "code_delivery_failed",
+                    "failure",
+                    user_id=delivery.user_id,
+                    reason=failure.code,
+                    details={"channel": delivery.channel, "sender": getattr(sender, "name", None)},
+                )
+            )
             raise
-        except Exception as exc:
-            raise DeliveryFailed(
-                f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
-            ) from exc
         await self.emit(
             self._event(
                 "code_delivered",
@@ -242,7 +303,8 @@ class StepUpService:
     async def _call_plugin(self, verifier: Verifier, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a verifier call; errors that are not ours become a logged PluginError."""
         try:
-            return await fn(self.ctx, *args)
+            with observe(self.pm, f"verifier.{what}", method=verifier.name):
+                return await fn(self.ctx, *args)
         except StepUpError:
             raise
         except Exception as exc:
@@ -387,7 +449,8 @@ class StepUpService:
         scope = AttemptScope(principal, verifier.name, challenge, credential)
         crash = lambda: VerifierCrashed(f"method {verifier.name} could not verify the response")  # noqa: E731
         async with self.limits.attempt(scope, self._budget(principal, verifier, challenge, credential), crash=crash):
-            verification: Verification = await verifier.verify(self.ctx, attempt)
+            with observe(self.pm, "verifier.verify", method=verifier.name):
+                verification: Verification = await verifier.verify(self.ctx, attempt)
             self._ensure_held(verification, candidates)
         if challenge is not None:
             await self.challenges.take(challenge, "challenge")
@@ -496,7 +559,8 @@ class StepUpService:
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
                 stored = await self.enrollments.complete_by_callback(principal, verifier, attempt)
                 return stored.id
-            verification = await verifier.verify(self.ctx, attempt)
+            with observe(self.pm, "verifier.verify", method=verifier.name):
+                verification = await verifier.verify(self.ctx, attempt)
             self._ensure_held(verification, candidates)
         return verification.credential_id
 

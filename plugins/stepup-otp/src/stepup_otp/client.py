@@ -12,7 +12,8 @@ import attrs
 
 from stepup_core.config import StepUpConfig
 from stepup_core.errors import StepUpError
-from stepup_core.hookspecs import CodeSender, hookimpl
+from stepup_core import hookimpl
+from stepup_core.hookspecs import CodeSender
 from stepup_core.models import CodeDelivery, CredentialFormat, CredentialView
 
 from .addresses import mask_email, mask_phone_number

@@ -8,7 +8,7 @@ from typing import Any
 
 from stepup_core.config import StepUpConfig
 from stepup_core.errors import ConfigError
-from stepup_core.hookspecs import hookimpl
+from stepup_core import hookimpl
 
 
 def make_verifier(config: StepUpConfig) -> Any:
