@@ -132,9 +132,9 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
     """Run the demo, writing to ``out``; the exit status (0 only if every step that ran passed)."""
     from aiohttp import web
 
-    from .identify import StaticTokenIdentify
     from .plugins import get_plugin_manager
     from .server import build_app, requires_scope, serve_app
+    from .server.identify import StaticTokenIdentify
     from .service import StepUpService
 
     def say(text: str = "") -> None:

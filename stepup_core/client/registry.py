@@ -5,6 +5,7 @@ from __future__ import annotations
 import pluggy
 
 from ..errors import ClientMethodMissing
+from ..plugins import collect_registrations
 from .method import ClientMethod
 
 
@@ -17,8 +18,6 @@ def package_for(method: str, hint: str | None = None) -> str:
 def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
     """Every registered client method by name; a name registered twice is an error naming both
     plugins."""
-    from ..plugins import collect_registrations
-
     def entry(method: ClientMethod) -> tuple[str, ClientMethod]:
         return method.name, method
 

@@ -27,6 +27,7 @@ from ..models import (
 from ..observe import observe
 from ..plugins import describe_plugins
 from .http import (
+    DOCUMENT_KEY,
     PREFIX_KEY,
     elevated_token,
     json_response,
@@ -223,10 +224,7 @@ async def revoke_grants(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
-    from .openapi import build_document
-
-    service = service_of(request)
-    return json_response(build_document(_prefix(request), app_name=service.config.app_name))
+    return json_response(request.config_dict[DOCUMENT_KEY]())
 
 
 async def list_plugins(request: web.Request) -> web.StreamResponse:

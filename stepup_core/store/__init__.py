@@ -8,6 +8,7 @@ import pluggy
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError
+from ..plugins import collect_registrations
 from .base import Store, StoreFactory, make_key
 
 __all__ = ["Store", "StoreFactory", "make_key", "open_store", "store_factories"]
@@ -15,8 +16,6 @@ __all__ = ["Store", "StoreFactory", "make_key", "open_store", "store_factories"]
 
 def store_factories(pm: pluggy.PluginManager) -> dict[str, StoreFactory]:
     """Every registered backend by scheme; a scheme registered twice is an error."""
-    from ..plugins import collect_registrations
-
     def entry(scheme: str, factory: StoreFactory) -> tuple[str, StoreFactory]:
         return scheme, factory
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from stepup_core import hookimpl
 from stepup_core.config import StepUpConfig
 from stepup_core.errors import StepUpError
-from stepup_core import hookimpl
 from stepup_core.hookspecs import CodeSender
 from stepup_core.models import CodeDelivery, CredentialFormat, CredentialView
 
