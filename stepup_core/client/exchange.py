@@ -154,13 +154,7 @@ class MethodExchange:
         """Offer the person the credentials of ``factor`` this client can use (skipping the
         choice when there is one, or when ``preferred`` is among them) and run the chosen one."""
         infos = await self.methods()
-        of_factor = [
-            c
-            for c in check.credentials
-            if c.factor is factor
-            and (not check.methods or c.method in check.methods)
-            and (only_method is None or c.method == only_method)
-        ]
+        of_factor = [c for c in check.credentials if _offered(c, check, factor, only_method)]
         usable = [c for c in of_factor if c.method in infos and self.runnable(infos[c.method])]
         if not usable:
             raise await self._nothing_usable(check, factor, scopes, of_factor, only_method, prefix)
@@ -352,6 +346,15 @@ class MethodExchange:
 
         credential: CredentialView = await self.poll(enrollment_id, timeout, settled)
         return credential
+
+
+def _offered(credential: CredentialView, check: CheckResult, factor: Factor, only_method: str | None) -> bool:
+    """The check offers ``credential`` for ``factor`` (and for ``only_method`` when given)."""
+    return (
+        credential.factor is factor
+        and (not check.methods or credential.method in check.methods)
+        and (only_method is None or credential.method == only_method)
+    )
 
 
 def _package(infos: Mapping[str, MethodInfo], method: str) -> str | None:

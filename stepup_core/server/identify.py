@@ -125,6 +125,31 @@ class DevelopmentIdentify:
 # --- signed session JWTs -------------------------------------------------------------------
 
 
+def _verification_key(cfg: IdentifyConfig) -> tuple[Key | None, tuple[str, ...]]:
+    """The static key (None: keys come from the JWKS URL) and the algorithms it may verify."""
+    configured = tuple(cfg.algorithms)
+    asymmetric = tuple(a for a in configured if not a.startswith("HS"))
+    if cfg.key and cfg.key.lstrip().startswith("-----BEGIN"):
+        return _pem_key(cfg.key), asymmetric
+    if cfg.key:
+        return _hmac_key(cfg.key), tuple(a for a in configured if a.startswith("HS")) or HMAC_ALGORITHMS
+    if not (cfg.jwks_url or "").startswith(("https://", "http://")):
+        raise ConfigError("identify.jwks_url must be an http(s) URL")
+    return None, asymmetric
+
+
+def _hmac_key(secret: str) -> Key:
+    from joserfc.jwk import OctKey
+
+    if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
+        raise ConfigError(
+            f"identify.key: an HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes "
+            f"(got {len(secret.encode())}); use a longer random secret"
+        )
+    key: Key = OctKey.import_key(secret.encode())
+    return key
+
+
 def _pem_key(pem: str) -> Key:
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -166,28 +191,11 @@ class JwtIdentify:
         cfg = self.config
         if cfg.mode != "jwt":
             raise ConfigError("JwtIdentify needs identify.mode = 'jwt'")
-        configured = tuple(cfg.algorithms)
-        if any(a.lower() == "none" for a in configured):
+        if any(a.lower() == "none" for a in cfg.algorithms):
             raise ConfigError("identify.algorithms must not include 'none'")
         if cfg.key and cfg.jwks_url:
             raise ConfigError("identify: give either key or jwks_url, not both")
-        if cfg.key and cfg.key.lstrip().startswith("-----BEGIN"):
-            self._static_key = _pem_key(cfg.key)
-            self._algorithms = tuple(a for a in configured if not a.startswith("HS"))
-        elif cfg.key:
-            from joserfc.jwk import OctKey
-
-            if len(cfg.key.encode()) < MIN_HMAC_SECRET_BYTES:
-                raise ConfigError(
-                    f"identify.key: an HMAC secret must be at least {MIN_HMAC_SECRET_BYTES} bytes "
-                    f"(got {len(cfg.key.encode())}); use a longer random secret"
-                )
-            self._static_key = OctKey.import_key(cfg.key.encode())
-            self._algorithms = tuple(a for a in configured if a.startswith("HS")) or HMAC_ALGORITHMS
-        else:
-            if not (cfg.jwks_url or "").startswith(("https://", "http://")):
-                raise ConfigError("identify.jwks_url must be an http(s) URL")
-            self._algorithms = tuple(a for a in configured if not a.startswith("HS"))
+        self._static_key, self._algorithms = _verification_key(cfg)
         if not self._algorithms:
             raise ConfigError(
                 "identify.algorithms allows no algorithm for this key: "
