@@ -19,6 +19,7 @@ standard error.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
 import sys
@@ -177,6 +178,33 @@ def collect_registrations(
 
         caller(register=register, **kwargs)
     return found
+
+
+async def settle(owner: str, hook: str, result: Any) -> None:
+    """Await one plugin's answer from :func:`call_each_plugin` to a hook that only observes;
+    its failure is logged, never raised."""
+    try:
+        if isinstance(result, BaseException):
+            raise result
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("%s implementation %s failed", hook, owner)
+
+
+async def await_in_order(results: Sequence[Any]) -> None:
+    """Await a hook's answers in pluggy's call order; after a failure the rest are closed unrun."""
+    pending = [r for r in results if inspect.isawaitable(r)]
+    while pending:
+        awaitable = pending.pop(0)
+        try:
+            await awaitable
+        except BaseException:
+            for rest in pending:
+                close = getattr(rest, "close", None)
+                if close is not None:
+                    close()
+            raise
 
 
 def call_each_plugin(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:

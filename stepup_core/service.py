@@ -14,10 +14,9 @@ wrong; each rule has one home:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -73,7 +72,7 @@ from .models import (
     VerifyRequest,
 )
 from .observe import observe
-from .plugins import call_each_plugin, collect_registrations, get_plugin_manager
+from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
 from .scopes import ScopePolicies
 from .store import open_store
@@ -84,40 +83,6 @@ from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, Verifie
 log = logging.getLogger("stepup")
 
 _DEV_KEY = "meta:dev-secret-key"
-
-
-def _begun(answer: Begun | Mapping[str, Any] | None, scratch: Challenge) -> Begun:
-    """A verifier's ``begin`` answer. The older form, still accepted, returned the public data
-    and wrote private state and the bound credential into the challenge it was given."""
-    if isinstance(answer, Begun):
-        return answer
-    return Begun(data=dict(answer or {}), state=dict(scratch.state), credential_id=scratch.credential_id)
-
-
-async def _settle(owner: str, hook: str, result: Any) -> None:
-    """Await one plugin's answer to an observing hook; its failure is logged, never raised."""
-    try:
-        if isinstance(result, BaseException):
-            raise result
-        if inspect.isawaitable(result):
-            await result
-    except Exception:
-        log.exception("%s implementation %s failed", hook, owner)
-
-
-async def _await_in_order(results: Sequence[Any]) -> None:
-    """Await a hook's answers in pluggy's call order; after a failure the rest are closed unrun."""
-    pending = [r for r in results if inspect.isawaitable(r)]
-    while pending:
-        awaitable = pending.pop(0)
-        try:
-            await awaitable
-        except BaseException:
-            for rest in pending:
-                close = getattr(rest, "close", None)
-                if close is not None:
-                    close()
-            raise
 
 
 async def _send(sender: Any, delivery: CodeDelivery) -> None:
@@ -218,7 +183,7 @@ class StepUpService:
             keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
         service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
         try:
-            await _await_in_order(pm.hook.stepup_startup(service=service))
+            await await_in_order(pm.hook.stepup_startup(service=service))
         except BaseException:
             await service.close()
             raise
@@ -228,7 +193,7 @@ class StepUpService:
         """Fire ``stepup_shutdown`` (each implementation on its own: failures are logged), then
         close the store."""
         for owner, result in call_each_plugin(self.pm, "stepup_shutdown", service=self):
-            await _settle(owner, "stepup_shutdown", result)
+            await settle(owner, "stepup_shutdown", result)
         await self.store.close()
 
     def callback_url(self, method: str) -> str:
@@ -242,7 +207,7 @@ class StepUpService:
     async def emit(self, event: AuditEvent) -> None:
         """Send an audit event to every ``stepup_event`` implementation; failures are logged only."""
         for owner, result in call_each_plugin(self.pm, "stepup_event", event=event, service=self):
-            await _settle(owner, "stepup_event", result)
+            await settle(owner, "stepup_event", result)
 
     async def credential_changed(
         self,
@@ -258,7 +223,7 @@ class StepUpService:
             kind, principal.user_id, principal.session_id, self.clock.now(), credential, tuple(replaced)
         )
         for owner, result in call_each_plugin(self.pm, "stepup_credential_changed", change=change, service=self):
-            await _settle(owner, "stepup_credential_changed", result)
+            await settle(owner, "stepup_credential_changed", result)
 
     def _event(self, type: str, outcome: str, principal: Principal | None = None, **fields: Any) -> AuditEvent:
         if principal is not None:
@@ -358,7 +323,7 @@ class StepUpService:
             principal, credential, candidates, dict(request.params), scratch, scopes,
             credential_requested=request.credential_id is not None,
         )
-        begun = _begun(await self._call_plugin(verifier, "begin", verifier.begin, attempt), scratch)
+        begun = Begun.of(await self._call_plugin(verifier, "begin", verifier.begin, attempt), scratch)
         if begun.credential_id is not None:
             if all(c.id != begun.credential_id for c in candidates):
                 raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")

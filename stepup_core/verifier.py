@@ -201,6 +201,14 @@ class Begun:
     state: dict[str, Any] = attrs.field(factory=dict)
     credential_id: str | None = None
 
+    @classmethod
+    def of(cls, answer: Begun | Mapping[str, Any] | None, scratch: Challenge) -> Begun:
+        """A verifier's ``begin`` answer. The older form, still accepted, returned the public
+        data and wrote private state and the bound credential into the challenge it was given."""
+        if isinstance(answer, Begun):
+            return answer
+        return cls(data=dict(answer or {}), state=dict(scratch.state), credential_id=scratch.credential_id)
+
 
 @attrs.frozen
 class EnrollmentStep:
