@@ -33,6 +33,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .hookspecs import hookimpl
 
 log = logging.getLogger("stepup")
 T = TypeVar("T")
@@ -110,6 +111,36 @@ def get_plugin_manager(load_entrypoints: bool = True) -> StepUpPluginManager:
     if os.environ.get("STEPUP_TRACE_PLUGINS"):
         trace_hook_calls(pm)
     return pm
+
+
+def method_hooks(verifier_factory: str, client_method: str) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The two hook implementations of a method plugin, importing its halves only when called.
+
+    :param verifier_factory: ``"package.module:name"`` of ``name(config) -> Verifier``.
+    :param client_method: ``"package.module:name"`` of the client half's class (built with no
+        arguments).
+
+    In a plugin's ``plugin.py``, which must stay cheap to import::
+
+        stepup_register_verifiers, stepup_register_client_methods = method_hooks(
+            "stepup_totp.verifier:make_verifier", "stepup_totp.client:TotpClientMethod"
+        )
+    """
+
+    @hookimpl
+    def stepup_register_verifiers(register: Callable[[Any], None], config: Any) -> None:
+        register(_load(verifier_factory)(config))
+
+    @hookimpl
+    def stepup_register_client_methods(register: Callable[[Any], None]) -> None:
+        register(_load(client_method)())
+
+    return stepup_register_verifiers, stepup_register_client_methods
+
+
+def _load(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:

@@ -19,12 +19,7 @@ from stepup_core.errors import (
     ValidationError,
     VerificationFailed,
 )
-from stepup_core.models import (
-    Challenge,
-    CodeDelivery,
-    CredentialFormat,
-    Factor,
-)
+from stepup_core.models import Challenge, CodeDelivery, CredentialFormat, Factor
 from stepup_core.store.base import GRACE_SECONDS, make_key
 from stepup_core.verifier import (
     Attempt,

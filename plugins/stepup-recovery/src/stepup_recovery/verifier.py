@@ -13,11 +13,7 @@ import attrs
 
 from stepup_core.config import StepUpConfig
 from stepup_core.crypto import constant_time_equals
-from stepup_core.errors import (
-    ConfigError,
-    ValidationError,
-    VerificationFailed,
-)
+from stepup_core.errors import ConfigError, ValidationError, VerificationFailed
 from stepup_core.models import Credential, CredentialFormat, Factor
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (

@@ -11,13 +11,7 @@ from typing import Any
 import attrs
 
 from stepup_core.config import StepUpConfig
-from stepup_core.errors import (
-    ConfigError,
-    EnrollmentFailed,
-    ReplayDetected,
-    ValidationError,
-    VerificationFailed,
-)
+from stepup_core.errors import ConfigError, EnrollmentFailed, ReplayDetected, ValidationError, VerificationFailed
 from stepup_core.models import Credential, CredentialFormat, Factor
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
