@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .api import ELEVATED_TOKEN_HEADER, StepUpApi, lenient
-    from .app import AppResponse, AppRoutes, parse_www_authenticate
+    from .app import AppRequest, AppResponse, AppRoutes, parse_www_authenticate
     from .client import OtpSent, StepUpClient, StepUpState
     from .exchange import MethodExchange
     from .jar import TokenJar
@@ -26,6 +26,7 @@ _HOMES = {
     "ELEVATED_TOKEN_HEADER": "api",
     "StepUpApi": "api",
     "lenient": "api",
+    "AppRequest": "app",
     "AppResponse": "app",
     "AppRoutes": "app",
     "parse_www_authenticate": "app",
@@ -49,6 +50,7 @@ _HOMES = {
 __all__ = [
     "ELEVATED_TOKEN_HEADER",
     "Answer",
+    "AppRequest",
     "AppResponse",
     "AppRoutes",
     "ClientContext",

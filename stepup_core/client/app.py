@@ -81,6 +81,18 @@ class AppResponse:
 StepUpOnRefusal = Callable[[AppResponse, str], Awaitable[Any]]
 
 
+@attrs.frozen
+class AppRequest:
+    """One request to the application: ``scope`` names the step-up scope the route needs;
+    ``options`` reach aiohttp's ``request`` (``json=``, ``data=``...)."""
+
+    method: str
+    url: str
+    scope: str | None = None
+    headers: Mapping[str, str] | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
 class AppRoutes:
     """Requests to the application's routes on behalf of the client."""
 
@@ -89,47 +101,33 @@ class AppRoutes:
         self.jar = jar
         self._busy = busy
 
-    async def request(
-        self,
-        method: str,
-        url: str,
-        scope: str | None,
-        headers: Mapping[str, str] | None,
-        kwargs: Mapping[str, Any],
-        on_refusal: StepUpOnRefusal | None,
-    ) -> AppResponse:
+    async def request(self, request: AppRequest, on_refusal: StepUpOnRefusal | None) -> AppResponse:
         """Send once; with ``on_refusal``, a step-up refusal is answered by it and the request
         is sent once more with the token it earned."""
-        response = await self.send(method, url, scope, headers, kwargs)
+        response = await self.send(request)
         challenge = response.step_up_challenge()
         if on_refusal is None or challenge is None:
             return response
-        needed = challenge.get("scope") or scope
+        needed = challenge.get("scope") or request.scope
         if not needed:
             return response
         await on_refusal(response, needed)
-        return await self.send(method, url, needed, headers, kwargs)
+        return await self.send(attrs.evolve(request, scope=needed))
 
-    async def send(
-        self,
-        method: str,
-        url: str,
-        scope: str | None,
-        headers: Mapping[str, str] | None,
-        kwargs: Mapping[str, Any],
-    ) -> AppResponse:
-        """One request; the jar's token for ``scope`` goes along (a single-use one leaves the
+    async def send(self, request: AppRequest) -> AppResponse:
+        """One request; the jar's token for its scope goes along (a single-use one leaves the
         jar) and is dropped when the application refuses it."""
         all_headers = self.api.base_headers()
-        all_headers.update(headers or {})
-        token = self.jar.take(scope) if scope else None
+        all_headers.update(request.headers or {})
+        token = self.jar.take(request.scope) if request.scope else None
         if token is not None:
             all_headers[ELEVATED_TOKEN_HEADER] = token.elevated_access_token
-        target = self.api.url(url)
+        target = self.api.url(request.url)
+        method, options = request.method, request.options
 
         async def call() -> AppResponse:
             try:
-                async with self.api.session().request(method, target, headers=all_headers, **kwargs) as resp:
+                async with self.api.session().request(method, target, headers=all_headers, **options) as resp:
                     return AppResponse(
                         status=resp.status,
                         headers=resp.headers,

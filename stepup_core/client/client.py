@@ -44,7 +44,7 @@ from ..models import (
     Route,
 )
 from .api import ELEVATED_TOKEN_HEADER, StepUpApi, lenient
-from .app import STEP_UP_ERROR, AppResponse, AppRoutes, parse_www_authenticate
+from .app import STEP_UP_ERROR, AppRequest, AppResponse, AppRoutes, parse_www_authenticate
 from .exchange import MethodExchange
 from .jar import TokenJar
 from .method import ClientMethod, Prompter
@@ -465,7 +465,7 @@ class StepUpClient(HookVerifiers):
         check result from the answer and retries once. Other answers are returned as they are
         (see :meth:`AppResponse.raise_for_problem`)."""
         on_refusal = self._prompt_from_refusal if self.auto_step_up else None
-        return await self.app.request(method, url, scope, headers, kwargs, on_refusal)
+        return await self.app.request(AppRequest(method, url, scope, headers, kwargs), on_refusal)
 
     async def get(self, url: str, *, scope: str | None = None, **kwargs: Any) -> AppResponse:
         return await self.request("GET", url, scope=scope, **kwargs)

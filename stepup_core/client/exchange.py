@@ -243,16 +243,11 @@ class MethodExchange:
             credential_id=credential_id if not info.requires_challenge else None,
         )
 
-    async def begin(
-        self,
-        method: str,
-        scopes: Sequence[str],
-        *,
-        credential_id: str | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Start a challenge and remember it as pending for ``method``."""
-        challenge = await self.api.begin(method, scopes, credential_id=credential_id, params=params)
+    async def begin(self, method: str, scopes: Sequence[str], **request: Any) -> dict[str, Any]:
+        """Start a challenge (``credential_id=``, ``params=`` as :meth:`StepUpApi.begin`) and
+        remember it as pending for ``method``."""
+        credential_id = request.get("credential_id")
+        challenge = await self.api.begin(method, scopes, **request)
         data = challenge.get("data") or {}
         self.pending[method] = PendingChallenge(
             challenge["challengeId"],
@@ -262,19 +257,14 @@ class MethodExchange:
         return challenge
 
     async def verify(
-        self,
-        method: str,
-        response: Mapping[str, Any],
-        scopes: Sequence[str],
-        *,
-        challenge_id: str | None = None,
-        credential_id: str | None = None,
+        self, method: str, response: Mapping[str, Any], scopes: Sequence[str], **ids: str | None
     ) -> IssuedToken:
-        """Post an answer; the token goes into the jar, and an answered challenge is no longer pending."""
-        token = await self.api.verify(method, response, scopes, challenge_id=challenge_id, credential_id=credential_id)
+        """Post an answer (``challenge_id=``, ``credential_id=`` as :meth:`StepUpApi.verify`); the
+        token goes into the jar, and an answered challenge is no longer pending."""
+        token = await self.api.verify(method, response, scopes, **ids)
         self.jar.put(token)
         pending = self.pending.get(method)
-        if pending is not None and pending.challenge_id == challenge_id:
+        if pending is not None and pending.challenge_id == ids.get("challenge_id"):
             del self.pending[method]
         return token
 
