@@ -237,6 +237,9 @@ class MethodInfo:
     label: str | None = None
     #: What a client asks for when it reads the code itself ("Code from your authenticator app").
     prompt: str | None = None
+    #: URL path of the method's browser half (``{prefix}/methods/{name}/browser.js``), when its
+    #: plugin ships one: ``stepup.js`` imports it to run the method in a page.
+    browser_module: str | None = None
 
 
 @attrs.frozen

@@ -358,6 +358,9 @@ class BaseVerifier:
     label: str | None = None
     #: What a client asks the person for when it reads a code itself (``code`` methods).
     prompt: str | None = None
+    #: The method's browser half, an ES module file (``importlib.resources.files(...) / "browser.js"``),
+    #: served at ``{prefix}/methods/<name>/browser.js``; None: the method has none.
+    browser_module: Any = None
 
     _package: str | None = None
 

@@ -28,6 +28,7 @@ _STATUS_TEXT = {
     200: "OK",
     201: "Created",
     204: "No content",
+    304: "Not modified: the If-None-Match ETag is current",
     400: "Malformed request, or the response did not verify",
     401: "Sign-in required, or step-up required (RFC 9470 challenge in WWW-Authenticate)",
     403: "Refused by policy",
@@ -230,21 +231,36 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
             "content": {JSON_CONTENT_TYPE: {"schema": _ref(spec.request.__name__)}},
         }
     operation["security"] = _security(spec)
-    operation["responses"] = {str(spec.status): _success(spec)}
+    success = _success(spec)
+    operation["responses"] = {str(spec.status): success}
+    if spec.script:
+        operation["responses"]["304"] = {"description": _STATUS_TEXT[304], "headers": success["headers"]}
     for status in spec.error_statuses():
         operation["responses"][str(status)] = _error(spec, status)
     return operation
 
 
 def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
+    narrower = dict(spec.path_schemas)
     parameters: list[dict[str, Any]] = [
-        {"name": segment[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": segment[1:-1],
+            "in": "path",
+            "required": True,
+            "schema": copy.deepcopy(narrower.get(segment[1:-1], {"type": "string"})),
+        }
         for segment in spec.path.split("/")
         if segment.startswith("{") and segment.endswith("}")
     ]
     for name, required, description in spec.query:
         parameters.append(
             {"name": name, "in": "query", "required": required, "description": description,
+             "schema": {"type": "string"}}
+        )
+    if spec.script:
+        parameters.append(
+            {"name": "If-None-Match", "in": "header", "required": False,
+             "description": "The ETag of the copy the caller holds: 304 when it is current.",
              "schema": {"type": "string"}}
         )
     return parameters
@@ -267,12 +283,17 @@ def _success(spec: RouteSpec) -> dict[str, Any]:
     if spec.html:
         success["content"] = {"text/html": {"schema": {"type": "string"}}}
         success["description"] = "An HTML page: the person can close the window."
+    elif spec.script:
+        success["content"] = {"text/javascript": {"schema": {"type": "string"}}}
+        success["description"] = "An ES module."
     elif spec.response is not None:
         success["content"] = {JSON_CONTENT_TYPE: {"schema": _body_schema(spec.response)}}
     if spec.status == 201:
         success["headers"] = {
             "Location": {"description": "Where the new resource can be read.", "schema": {"type": "string"}}
         }
+    if spec.script:
+        success["headers"] = {"ETag": {"description": "Strong validator of the file.", "schema": {"type": "string"}}}
     return success
 
 

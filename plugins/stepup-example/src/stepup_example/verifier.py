@@ -6,6 +6,7 @@ attempt budget and lockout, minting, events. This verifier only answers "does th
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -50,6 +51,9 @@ def read_pin(params: dict[str, Any], field: str, settings: PinSettings) -> str:
 class PinVerifier(BaseVerifier):
     """Declares only what differs from :class:`~stepup_core.verifier.BaseVerifier`'s defaults
     (a code method that needs a challenge)."""
+
+    #: The browser half, served at ``{prefix}/methods/pin/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_example") / "browser.js"
 
     name = "pin"
     factor = Factor.MFA

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping
+from importlib.resources import files
 from typing import Any
 
 from stepup_core.errors import (
@@ -90,6 +91,9 @@ def _challenge_bytes(attempt: Attempt) -> bytes:
 
 class PasskeyVerifier(BaseVerifier):
     """The ``passkey`` method's server half (see the module documentation)."""
+
+    #: The browser half, served at ``{prefix}/methods/passkey/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_passkey") / "browser.js"
 
     name = METHOD
     factor = Factor.MFA

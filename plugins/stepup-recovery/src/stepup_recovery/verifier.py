@@ -8,6 +8,7 @@ concurrent submissions of one code exactly one finds it. The codes themselves ar
 from __future__ import annotations
 
 import secrets
+from importlib.resources import files
 
 import attrs
 
@@ -76,6 +77,9 @@ CODE_HINT = f"one of your recovery codes: {CODE_LENGTH} letters and digits such 
 
 class RecoveryVerifier(BaseVerifier):
     """Verifies and consumes recovery codes; issues a fresh set on enrolment."""
+
+    #: The browser half, served at ``{prefix}/methods/recovery/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_recovery") / "browser.js"
 
     name = METHOD
     factor = Factor.MFA

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Mapping
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -76,6 +77,9 @@ def _callback_param(params: Mapping[str, Any], key: str, *, required: bool) -> s
 @attrs.define
 class SocialVerifier(BaseVerifier):
     """Re-authentication (``reauth``) through a configured identity provider."""
+
+    #: The browser half, served at ``{prefix}/methods/social/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_social") / "browser.js"
 
     name = METHOD
     factor = Factor.REAUTH

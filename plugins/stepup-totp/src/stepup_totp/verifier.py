@@ -6,6 +6,7 @@ a code belongs to a device, refuses a time step it has already accepted, and enr
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -101,6 +102,9 @@ def _device_parameters(credential: Credential) -> DeviceParameters:
 
 class TotpVerifier(BaseVerifier):
     """Verifies codes from authenticator apps and enrols new devices."""
+
+    #: The browser half, served at ``{prefix}/methods/totp/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_totp") / "browser.js"
 
     name = METHOD
     factor = Factor.MFA
