@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -42,6 +42,9 @@ from .models import (
     Principal,
 )
 from .store.base import Store
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 @attrs.frozen
@@ -358,9 +361,9 @@ class BaseVerifier:
     label: str | None = None
     #: What a client asks the person for when it reads a code itself (``code`` methods).
     prompt: str | None = None
-    #: The method's browser half, an ES module file (``importlib.resources.files(...) / "browser.js"``),
+    #: The method's browser half, an ES module (``importlib.resources.files(...) / "browser.js"``)
     #: served at ``{prefix}/methods/<name>/browser.js``; None: the method has none.
-    browser_module: Any = None
+    browser_module: Traversable | None = None
 
     _package: str | None = None
 
