@@ -1,0 +1,253 @@
+"""The gate: is step-up required for a scope, and does a token let this request through?
+
+``check`` (``POST /check``) and ``require_scope`` (a protected route) share one pure decision,
+:func:`decide`, over the ``stepup_check`` votes; each runs the hook once. Any error on the
+check path fails closed: "step-up required", never a grant.
+
+A token bound to transaction details lets through only a request stating details with the same
+canonical form (:mod:`stepup_core.transaction`); its binding is checked before it is consumed,
+so a presentation with other details uses nothing up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+import pluggy
+
+from .errors import PluginError, StepUpRequired, TransactionMismatch
+from .models import AuditEvent, CheckResult, Grant, Principal, Route, StepUpVote, Transaction
+from .routing import Routing
+from .scopes import ScopePolicies
+from .serialization import unstructure
+from .store.base import Store
+from .tokens import TokenStore
+from .transaction import bind, transaction_hash
+
+log = logging.getLogger("stepup")
+
+
+@attrs.frozen
+class Decision:
+    """What the votes say about one scope."""
+
+    #: Some vote wants step-up.
+    demanded: bool
+    #: A valid elevated token for the scope satisfies every vote that wants step-up.
+    token_suffices: bool
+    #: The reasons of the votes that want step-up.
+    reasons: tuple[str, ...] = ()
+
+    def required(self, holds_valid_token: bool) -> bool:
+        """Step-up is required unless no vote demands it, or a valid token suffices and is held."""
+        return self.demanded and not (holds_valid_token and self.token_suffices)
+
+
+def decide(votes: Sequence[StepUpVote]) -> Decision:
+    """The decision over ``stepup_check`` votes: step-up is demanded when any vote requires it,
+    and a held token suffices only when every such vote accepts an existing token."""
+    demanding = [v for v in votes if v.required]
+    return Decision(
+        demanded=bool(demanding),
+        token_suffices=all(v.accept_existing_token for v in demanding),
+        reasons=tuple(v.reason for v in demanding),
+    )
+
+
+class Gate:
+    """``check`` and ``require_scope`` over the votes, the user's credentials and the tokens."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        policies: ScopePolicies,
+        routing: Routing,
+        tokens: TokenStore,
+        store: Store,
+        emit: Callable[[AuditEvent], Awaitable[None]],
+        event: Callable[..., AuditEvent],
+    ) -> None:
+        self.pm = pm
+        self.policies = policies
+        self.routing = routing
+        self.tokens = tokens
+        self.store = store
+        self._emit = emit
+        self._event = event
+
+    async def votes(self, principal: Principal, scope: str) -> list[StepUpVote]:
+        """Every ``stepup_check`` answer; PluginError when none answered or one is not a vote."""
+        policy = self.policies.policy_for(scope)
+        votes = [v for v in self.pm.hook.stepup_check(principal=principal, scope=scope, policy=policy) if v]
+        if not votes:
+            raise PluginError("no stepup_check implementation answered")
+        odd = next((v for v in votes if not isinstance(v, StepUpVote)), None)
+        if odd is not None:  # fails closed like an exception: "required"
+            raise PluginError(f"a stepup_check implementation answered a {type(odd).__name__}, not a StepUpVote")
+        return votes
+
+    def bind(self, scopes: Sequence[str], details: object, field: str = "transaction") -> Transaction:
+        """Validate, hash and summarise transaction details for a step-up to ``scopes``."""
+        return bind(self.pm, scopes, details, field)
+
+    async def check(
+        self, principal: Principal, scope: str, token: str | None = None, transaction: object = None
+    ) -> CheckResult:
+        """The StepUpCheck. Fails closed: any error on this path answers "required".
+
+        With ``transaction`` (details), a held token satisfies the check only when it is bound
+        to the same details; without, only when it is bound to none. Invalid details raise
+        :class:`~stepup_core.errors.InvalidTransaction`.
+        """
+        scope = self.policies.validate(scope)
+        bound = self.bind((scope,), transaction) if transaction is not None else None
+        try:
+            votes = await self.votes(principal, scope)
+            grant = await self.tokens.peek(token, principal, scope) if token else None
+            holds = grant is not None and grant.transaction_hash == (bound.hash if bound else None)
+            return await self._result(principal, scope, decide(votes), holds, bound)
+        except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
+            return await self._failed_closed(principal, scope, exc, bound)
+
+    async def require_scope(
+        self, principal: Principal, scope: str, token: str | None, transaction: object = None
+    ) -> Grant | None:
+        """Gate an action: the grant that covers ``scope`` (single-use tokens are consumed), None
+        when the scope needs no step-up, else :class:`StepUpRequired` carrying the check.
+        :class:`StoreUnavailable` propagates (the server answers 503): never a grant.
+
+        ``transaction``: the details of the action this request performs. A token bound to
+        other details (or to details when this action states none) is refused with
+        :class:`~stepup_core.errors.TransactionMismatch` and not consumed; an unbound token for
+        an action that states details lets nothing through (step-up required, with the details
+        in the check's ``transaction``).
+        """
+        scope = self.policies.validate(scope)
+        expected = transaction_hash(transaction) if transaction is not None else None
+        decision: Decision | None = None
+        failure: BaseException = PluginError("no decision")
+        try:
+            decision = decide(await self.votes(principal, scope))
+        except Exception as exc:  # noqa: BLE001 - a failing vote means required
+            log.warning("stepup_check failed for %s: %s", scope, exc)
+            failure = exc
+        if decision is not None and not decision.demanded:
+            return None
+        audited = False
+        if decision is not None and token and decision.token_suffices:
+            grant, audited = await self._use_token(principal, scope, token, expected, transaction)
+            if grant is not None:
+                return grant
+        await self.store.ping()
+        if not audited:
+            await self._grant_refused(principal, scope, token, decision is not None and decision.token_suffices)
+        bound = self.bind((scope,), transaction) if transaction is not None else None
+        if decision is None:
+            result = await self._failed_closed(principal, scope, failure, bound)
+        else:
+            try:
+                result = await self._result(principal, scope, decision, False, bound)
+            except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
+                result = await self._failed_closed(principal, scope, exc, bound)
+        raise StepUpRequired(
+            f"step-up authentication is required for {scope}"
+            + (" with this action's transaction details" if bound is not None else ""),
+            scope,
+            check=unstructure(result),
+        )
+
+    async def require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
+        """A valid token for ``scope``, whatever the votes (managing credentials needs one). A
+        token bound to transaction details is refused (:class:`TransactionMismatch`)."""
+        grant, audited = await self._use_token(principal, scope, token, None, None) if token else (None, False)
+        if grant is None:
+            if not audited:
+                await self._grant_refused(principal, scope, token, True)
+            result = await self.check(principal, scope)
+            raise StepUpRequired(
+                f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
+            )
+        return grant
+
+    async def _use_token(
+        self, principal: Principal, scope: str, token: str, expected: str | None, transaction: object
+    ) -> tuple[Grant | None, bool]:
+        """Present ``token`` for ``scope`` and the transaction hash ``expected``: (the grant,
+        False) when it lets the action through (a single-use one is consumed), else (None,
+        whether the refusal was audited here). A token bound to other details raises
+        :class:`TransactionMismatch`, audited; nothing is consumed before the binding matched."""
+        grant = await self.tokens.peek(token, principal, scope)
+        if grant is None:
+            return None, False
+        if grant.transaction_hash != expected:
+            await self._emit(
+                self._event(
+                    "grant_refused", "failure", principal, method=grant.method, scopes=(scope,),
+                    reason="transaction_mismatch",
+                    details={"transactionHash": expected, "grantTransactionHash": grant.transaction_hash},
+                )
+            )
+            if grant.transaction_hash is None:
+                return None, True  # an unbound token: step up with the details
+            raise TransactionMismatch(
+                "this elevated access token is bound to other transaction details than this request carries; "
+                "it was not used: step up again for these details"
+                if expected is not None
+                else "this elevated access token is bound to one transaction, and this action states none; "
+                "it was not used",
+                scope=scope,
+                **({"transaction": self.bind((scope,), transaction)} if transaction is not None else {}),
+            )
+        used = await self.tokens.consume(grant, principal, scope)
+        if used is None:
+            return None, False
+        details: dict[str, Any] = {"singleUse": used.single_use}
+        if used.transaction_hash is not None:
+            details["transactionHash"] = used.transaction_hash
+        await self._emit(
+            self._event("grant_used", "success", principal, method=used.method, scopes=(scope,), details=details)
+        )
+        return used, False
+
+    async def _grant_refused(self, principal: Principal, scope: str, token: str | None, token_suffices: bool) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid``
+        (expired, used, revoked, another scope or another session: worth watching) or
+        ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
+        the usual first call before a step-up, is not an event."""
+        if not token:
+            return
+        if token_suffices:
+            reason, outcome = "token_not_valid", "failure"
+        else:
+            reason, outcome = "fresh_verification_required", "info"
+        await self._emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
+
+    async def _result(
+        self, principal: Principal, scope: str, decision: Decision, holds_token: bool, bound: Transaction | None = None
+    ) -> CheckResult:
+        credentials = await self.routing.user_credentials(principal)
+        route, eligible, default_id = self.routing.route(principal, credentials)
+        eligible = self.routing.able_to_bind(scope, bound, eligible)
+        required = decision.required(holds_token)
+        return CheckResult(
+            scope=scope,
+            is_required=required,
+            route=route,
+            credentials=tuple(c.view() for c in eligible),
+            default_credential_id=default_id,
+            reasons=decision.reasons if required else (),
+            methods=tuple(dict.fromkeys(c.method for c in eligible)),
+            transaction=bound,
+        )
+
+    async def _failed_closed(
+        self, principal: Principal, scope: str, exc: BaseException, bound: Transaction | None = None
+    ) -> CheckResult:
+        log.warning("stepup check for %s failed closed: %s", scope, exc, exc_info=exc)
+        await self._emit(self._event("check_failed", "failure", principal, scopes=(scope,), reason=type(exc).__name__))
+        return CheckResult(
+            scope=scope, is_required=True, route=Route.REAUTH, reasons=("check_failed",), transaction=bound
+        )
