@@ -99,8 +99,8 @@ class InvalidTransaction(ValidationError):
     code = "invalid_transaction"
     title = "Invalid transaction details"
 
-    def __init__(self, message: str, field: str = "transaction") -> None:
-        super().__init__(message, [{"path": field, "message": message}])
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None, *, field: str = "transaction") -> None:
+        super().__init__(message, errors or [{"path": field, "message": message}])
 
 
 class TransactionRequired(ValidationError):
@@ -109,8 +109,8 @@ class TransactionRequired(ValidationError):
     code = "transaction_required"
     title = "Transaction details required"
 
-    def __init__(self, message: str, field: str = "transaction") -> None:
-        super().__init__(message, [{"path": field, "message": message}])
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None, *, field: str = "transaction") -> None:
+        super().__init__(message, errors or [{"path": field, "message": message}])
 
 
 class NotFound(StepUpError):

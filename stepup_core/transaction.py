@@ -46,24 +46,24 @@ def canonical_form(details: object, field: str = "transaction") -> bytes:
     """
     if not isinstance(details, Mapping):
         raise InvalidTransaction(
-            f"{field} must be a JSON object of the action's details, not {type(details).__name__}", field
+            f"{field} must be a JSON object of the action's details, not {type(details).__name__}", field=field
         )
     if not details:
-        raise InvalidTransaction(f"{field} must hold at least one detail of the action", field)
+        raise InvalidTransaction(f"{field} must hold at least one detail of the action", field=field)
     try:
         canonical = rfc8785.dumps(details)
     except rfc8785.IntegerDomainError:
         raise InvalidTransaction(
             f"{field} holds an integer beyond 2**53, which JSON cannot carry exactly: send it as a string",
-            field,
+            field=field,
         ) from None
     except rfc8785.CanonicalizationError as exc:
-        raise InvalidTransaction(f"{field} cannot be canonicalised (RFC 8785): {exc}", field) from None
+        raise InvalidTransaction(f"{field} cannot be canonicalised (RFC 8785): {exc}", field=field) from None
     except RecursionError:
-        raise InvalidTransaction(f"{field} is nested too deeply", field) from None
+        raise InvalidTransaction(f"{field} is nested too deeply", field=field) from None
     if len(canonical) > MAX_TRANSACTION_BYTES:
         raise InvalidTransaction(
-            f"{field} is {len(canonical)} bytes in canonical form; the limit is {MAX_TRANSACTION_BYTES}", field
+            f"{field} is {len(canonical)} bytes in canonical form; the limit is {MAX_TRANSACTION_BYTES}", field=field
         )
     return canonical
 

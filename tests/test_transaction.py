@@ -239,9 +239,7 @@ async def test_a_bound_grant_is_single_use_whatever_the_policy_and_records_the_h
     assert used.details["transactionHash"] == transaction_hash(PAYMENT)
 
     # An unbound step-up for the same (time-bound) scope still gives a reusable token.
-    status, start = await stack.api("alice", "POST", "/challenges", {"method": "pin", "requestedScopes": ["payments:send"]})
-    status, unbound = await stack.api("alice", "POST", "/verify",
-                                      {"method": "pin", "challengeId": start["challengeId"], "response": {"code": PIN}})
+    unbound = await bound_token(stack, None)
     assert unbound["singleUse"] is False and unbound["transactionHash"] is None
 
 
@@ -310,9 +308,7 @@ async def test_a_bound_token_opens_no_route_that_states_no_details(
 async def test_an_unbound_token_is_no_token_for_a_bound_route_and_the_refusal_carries_the_details(
     stack: StepUpStack, bank: Bank
 ):
-    status, start = await stack.api("alice", "POST", "/challenges", {"method": "pin", "requestedScopes": ["payments:send"]})
-    status, unbound = await stack.api("alice", "POST", "/verify",
-                                      {"method": "pin", "challengeId": start["challengeId"], "response": {"code": PIN}})
+    unbound = await bound_token(stack, None)
     for token in (None, unbound["elevatedAccessToken"]):
         status, body = await call(stack, "/app/pay", PAYMENT, token=token)
         assert status == 401 and body["code"] == "insufficient_user_authentication"
@@ -377,9 +373,7 @@ async def test_a_builder_that_cannot_read_the_request_refuses_it(stack: StepUpSt
 
 
 async def test_a_builder_may_exempt_a_request_from_binding(stack: StepUpStack, bank: Bank):
-    status, start = await stack.api("alice", "POST", "/challenges", {"method": "pin", "requestedScopes": ["payments:send"]})
-    status, unbound = await stack.api("alice", "POST", "/verify",
-                                      {"method": "pin", "challengeId": start["challengeId"], "response": {"code": PIN}})
+    unbound = await bound_token(stack, None)
     small = {**PAYMENT, "amount": "12.00"}
     status, _ = await call(stack, "/app/pay-small", small, token=unbound["elevatedAccessToken"])
     assert status == 200
@@ -409,7 +403,8 @@ async def test_verification_keeps_to_the_details_the_challenge_was_issued_for(st
     assert status == 200 and issued["transactionHash"] == transaction_hash(PAYMENT)
 
     # Details cannot be added to a challenge issued without.
-    status, plain = await stack.api("alice", "POST", "/challenges", {"method": "pin", "requestedScopes": ["payments:send"]})
+    status, plain = await stack.api("alice", "POST", "/challenges",
+                                    {"method": "pin", "requestedScopes": ["payments:send"]})
     status, body = await stack.api("alice", "POST", "/verify", {
         "method": "pin", "challengeId": plain["challengeId"], "response": {"code": PIN}, "transaction": PAYMENT})
     assert status == 403 and body["code"] == "transaction_mismatch"
@@ -468,7 +463,7 @@ async def test_check_is_satisfied_only_by_a_token_bound_to_the_same_details(stac
 
 
 async def test_methods_say_which_commit(stack: StepUpStack):
-    status, methods = await stack.api("alice", "GET", "/methods")
+    _, methods = await stack.api("alice", "GET", "/methods")
     assert {m["name"]: m["commitsTransaction"] for m in methods} == {"pin": False, "code": False, "signer": True}
 
 
@@ -477,7 +472,8 @@ async def test_methods_say_which_commit(stack: StepUpStack):
     [{"payments:send": {"transaction_required": True, "committing_method_required": True}}],
 )
 async def test_a_policy_can_require_details_and_a_committing_method(stack: StepUpStack, methods: ThrowawayPlugin):
-    status, body = await stack.api("alice", "POST", "/challenges", {"method": "pin", "requestedScopes": ["payments:send"]})
+    status, body = await stack.api("alice", "POST", "/challenges",
+                                   {"method": "pin", "requestedScopes": ["payments:send"]})
     assert status == 422 and body["code"] == "transaction_required" and body["errors"][0]["path"] == "transaction"
     status, body = await stack.api("alice", "POST", "/challenges",
                                    {"method": "pin", "requestedScopes": ["payments:send"], "transaction": PAYMENT})
@@ -489,9 +485,7 @@ async def test_a_policy_can_require_details_and_a_committing_method(stack: StepU
     # The check offers only the methods that commit.
     status, check = await stack.api("alice", "POST", "/check", {"scope": "payments:send", "transaction": PAYMENT})
     assert check["methods"] == [] and check["credentials"] == []
-    status, link = await stack.api("alice", "POST", "/challenges", {"method": "pin", "requestedScopes": ["credential:link"]})
-    status, link_token = await stack.api("alice", "POST", "/verify", {
-        "method": "pin", "challengeId": link["challengeId"], "response": {"code": PIN}})
+    link_token = await bound_token(stack, None, scopes=("credential:link",))
     status, _ = await stack.api("alice", "POST", "/enrollments", {"method": "signer", "params": {"pin": "1357"}},
                                 token=link_token["elevatedAccessToken"])
     assert status == 201
