@@ -6,6 +6,13 @@ passkeys with user verification required, then checks the AuthenticationResponse
 PublicKeyCredentialCreationOptionsJSON and checks the RegistrationResponseJSON with
 :func:`~stepup_passkey.verification.verify_registration`.
 
+A step-up bound to transaction details commits the assertion to them: the WebAuthn challenge is
+the server's 32-byte nonce followed by the 32-byte SHA-256 of the details' canonical form
+(:func:`transaction_challenge`). The authenticator signs ``clientDataJSON``, which carries the
+challenge, so the signature covers the details' hash; ``verify`` rebuilds the expected
+challenge from the nonce it kept and the hash the core bound the challenge to, and an assertion
+made for any other details does not verify.
+
 py_webauthn is imported inside the functions that use it.
 """
 
@@ -26,6 +33,7 @@ from stepup_core.errors import (
 )
 from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
 from stepup_core.store.base import make_key
+from stepup_core.transaction import hash_bytes
 from stepup_core.verifier import (
     Attempt,
     BaseVerifier,
@@ -82,11 +90,29 @@ def _credential_param(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return credential
 
 
+def transaction_challenge(nonce: bytes, transaction_hash: str | None) -> bytes:
+    """The WebAuthn challenge of a step-up: the nonce, then (when the step-up is bound to
+    transaction details) the 32 bytes of their hash, so the assertion commits to them."""
+    return nonce if transaction_hash is None else nonce + hash_bytes(transaction_hash)
+
+
 def _challenge_bytes(attempt: Attempt) -> bytes:
     challenge = attempt.challenge
     if challenge is None or not isinstance(challenge.state.get("challenge"), str):
         raise VerificationFailed("this passkey response belongs to no issued challenge; start a new one")
     return b64url_decode(challenge.state["challenge"])
+
+
+def _expected_challenge(attempt: Attempt) -> bytes:
+    """What a step-up's assertion must have signed: the kept nonce and the hash of the
+    transaction the core bound the challenge to (not a value the client could choose)."""
+    challenge = attempt.challenge
+    bound = attempt.transaction.hash if attempt.transaction is not None else None
+    if challenge is not None and "nonce" not in challenge.state and bound is None:
+        return _challenge_bytes(attempt)  # issued before challenges kept their nonce apart
+    if challenge is None or not isinstance(challenge.state.get("nonce"), str):
+        raise VerificationFailed("this passkey response belongs to no issued challenge; start a new one")
+    return transaction_challenge(b64url_decode(challenge.state["nonce"]), bound)
 
 
 class PasskeyVerifier(BaseVerifier):
@@ -100,6 +126,7 @@ class PasskeyVerifier(BaseVerifier):
     formats = (CredentialFormat.PASSKEY,)
     interaction = Interaction.OPTIONS
     label = "Passkey"
+    commits_transaction = True
 
     def __init__(self, settings: PasskeySettings | None = None) -> None:
         self.settings = settings or PasskeySettings()
@@ -114,22 +141,21 @@ class PasskeyVerifier(BaseVerifier):
         usable = [c for c in attempt.candidates if _is_registered(c)]
         if not usable:
             raise NoEligibleCredential("this user has no registered passkey; enrol one first", method=self.name)
-        challenge = secrets.token_bytes(32)
+        nonce = secrets.token_bytes(32)
+        bound = attempt.transaction.hash if attempt.transaction is not None else None
         options = generate_authentication_options(
             rp_id=self.settings.rp_id,
-            challenge=challenge,
+            challenge=transaction_challenge(nonce, bound),
             timeout=self.settings.timeout_ms,
             allow_credentials=[_descriptor(c) for c in usable],
             user_verification=UserVerificationRequirement.REQUIRED,
         )
-        return Begun(
-            data={"publicKey": json.loads(options_to_json(options))}, state={"challenge": b64url_encode(challenge)}
-        )
+        return Begun(data={"publicKey": json.loads(options_to_json(options))}, state={"nonce": b64url_encode(nonce)})
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         credential_json = _credential_param(attempt.params)
         raw_id = b64url_encode(check_credential_shape(credential_json, "response.credential", AUTHENTICATION_FIELDS))
-        expected_challenge = _challenge_bytes(attempt)
+        expected_challenge = _expected_challenge(attempt)
         credential = next(
             (c for c in attempt.candidates if _is_registered(c) and c.data["credentialId"] == raw_id), None
         )
