@@ -7,6 +7,7 @@ import their libraries the first time a wallet is actually challenged or verifie
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
@@ -30,6 +31,7 @@ from stepup_core.errors import (
 )
 from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
 from stepup_core.store.base import make_key
+from stepup_core.transaction import hash_uri
 from stepup_core.verifier import (
     Attempt,
     BaseVerifier,
@@ -173,6 +175,41 @@ def scope_statement(prefix: str, scopes: Sequence[str]) -> str:
     return f"{prefix}: {', '.join(scopes)}"
 
 
+#: Symbols an EIP-4361 statement cannot carry, spelt in letters it can.
+_STATEMENT_SPELLINGS = {"\u20ac": "EUR", "\u00a3": "GBP", "\u00a5": "JPY", "%": " percent", '"': "'", "\u2026": "..."}
+
+
+def statement_text(text: str) -> str:
+    """``text`` in the characters of an EIP-4361 statement (RFC 3986 reserved and unreserved
+    characters and spaces): accents dropped (``Muller`` for ``M\u00fcller``), a few symbols spelt
+    out (``EUR`` for the euro sign), anything else left as ``?``, so a person still sees that
+    something was there. The message's resource carries the hash of the exact details."""
+    out = []
+    for char in unicodedata.normalize("NFKD", text):
+        if unicodedata.combining(char):
+            continue
+        char = _STATEMENT_SPELLINGS.get(char, char)
+        out.append(char if is_statement(char) else "?")
+    return " ".join("".join(out).split())
+
+
+def transaction_statement(summary: str, prefix: str, scopes: Sequence[str]) -> str:
+    """The statement of a bound step-up: what is approved, then what it allows."""
+    return f"{statement_text(summary)}. {scope_statement(prefix, scopes)}"
+
+
+def _ensure_commits(message: SiweMessage, attempt: Attempt) -> None:
+    """The signed message names exactly the transaction the core bound the challenge to (its
+    hash as a resource), or none when the step-up is unbound."""
+    named = [r for r in message.resources if r.startswith(hash_uri(""))]
+    expected = [hash_uri(attempt.transaction.hash)] if attempt.transaction is not None else []
+    if named != expected:
+        raise VerificationFailed(
+            "the signed message does not name the transaction this challenge was issued for",
+            reason="transaction_mismatch",
+        )
+
+
 def _require_text(params: dict[str, Any], field: str) -> str:
     value = params.get(field)
     if not isinstance(value, str) or not value:
@@ -197,6 +234,8 @@ class WalletVerifier(BaseVerifier):
     formats = (CredentialFormat.BLOCKCHAIN,)
     interaction = Interaction.MESSAGE
     label = "Wallet signature"
+    #: A bound step-up's message states the summary and carries the details' hash as a resource.
+    commits_transaction = True
     #: Nothing is sent, but each begin stores a challenge: keep a loop from filling the store.
     begin_limits = (RateLimit(limit=10, window=60.0),)
 
@@ -310,14 +349,19 @@ class WalletVerifier(BaseVerifier):
         address = wallet_address(wallet)
         chain_id = chain_id_of(wallet, self.settings.chain_id)
         scopes = tuple(attempt.requested_scopes)
+        statement = scope_statement(self.settings.statement_prefix, scopes)
+        resources = [SCOPE_RESOURCE_PREFIX + scope for scope in scopes]
+        if attempt.transaction is not None:
+            statement = transaction_statement(attempt.transaction.summary, self.settings.statement_prefix, scopes)
+            resources.append(hash_uri(attempt.transaction.hash))
         message, text = self._message(
             ctx,
             address=address,
             chain_id=chain_id,
-            statement=scope_statement(self.settings.statement_prefix, scopes),
+            statement=statement,
             request_id=challenge.id,
             valid_until=challenge.expires_at,
-            resources=[SCOPE_RESOURCE_PREFIX + scope for scope in scopes],
+            resources=resources,
         )
         return Begun(
             data={"message": text, "address": address, "chainId": chain_id, "expirationTime": message.expiration_time},
@@ -347,6 +391,7 @@ class WalletVerifier(BaseVerifier):
         message = self._check_signed(
             ctx, issued=issued, signed=signed, signature=signature, address=address, challenge_id=challenge.id
         )
+        _ensure_commits(message, attempt)
         await self._record_nonce(ctx, message, challenge.id)
         return Verification(credential_id=wallet.id, details={"chainId": message.chain_id})
 
