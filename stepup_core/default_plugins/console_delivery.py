@@ -13,9 +13,13 @@ class ConsoleSender:
     name = "console"
 
     async def send(self, delivery: CodeDelivery) -> None:
+        what = (
+            f"{delivery.summary}: code {delivery.code}"
+            if delivery.summary is not None
+            else f"your {delivery.app_name} code is {delivery.code}"
+        )
         print(
-            f"[stepup console delivery: development only] {delivery.channel} to {delivery.address}: "
-            f"your {delivery.app_name} code is {delivery.code}",
+            f"[stepup console delivery: development only] {delivery.channel} to {delivery.address}: {what}",
             file=sys.stderr,
             flush=True,
         )

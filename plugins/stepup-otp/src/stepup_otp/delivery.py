@@ -59,8 +59,36 @@ def build_notice_email(notice: Message, settings: SmtpSettings) -> EmailMessage:
     return message
 
 
+def build_transaction_email(delivery: CodeDelivery, settings: SmtpSettings, code_ttl: float) -> EmailMessage:
+    """The message for a code that approves a transaction: the summary stands beside the code
+    ("Approve 120.00 EUR to ACME Ltd: code 123456"), so the person sees what the code approves."""
+    assert delivery.summary is not None
+    app = delivery.app_name
+    minutes = _minutes(code_ttl)
+    message = _new_email(settings, delivery.address, settings.subject.replace("{app}", app))
+    line = f"{delivery.summary}: code {delivery.code}"
+    notice = (
+        f"This {app} code approves exactly this, and nothing else. It expires in {minutes} minutes. "
+        "If it is not what you are doing, do not use the code and do not share it with anyone."
+    )
+    message.set_content(f"{line}\n\n{notice}\n")
+    message.add_alternative(
+        "<!DOCTYPE html>\n"
+        '<html><body style="font-family: sans-serif;">\n'
+        f'<p style="font-size: 18px;">{html.escape(delivery.summary)}</p>\n'
+        '<p style="font-size: 28px; font-weight: bold; letter-spacing: 6px;">'
+        f"{html.escape(delivery.code)}</p>\n"
+        f"<p>{html.escape(notice)}</p>\n"
+        "</body></html>\n",
+        subtype="html",
+    )
+    return message
+
+
 def build_email(delivery: CodeDelivery, settings: SmtpSettings, code_ttl: float) -> EmailMessage:
     """The message for one code: a plain-text body and an HTML alternative."""
+    if delivery.summary is not None:
+        return build_transaction_email(delivery, settings, code_ttl)
     app = delivery.app_name
     minutes = _minutes(code_ttl)
     message = _new_email(settings, delivery.address, settings.subject.replace("{app}", app))
@@ -160,7 +188,9 @@ class SmsGatewaySender:
         self.settings = settings
 
     async def send(self, delivery: CodeDelivery) -> None:
-        body = self.settings.render_body(to=delivery.address, code=delivery.code, app=delivery.app_name)
+        body = self.settings.render_body(
+            to=delivery.address, code=delivery.code, app=delivery.app_name, summary=delivery.summary
+        )
         await self.post(body, delivery.address, "the code")
 
     async def post(self, body: object, address: str, what: str) -> None:

@@ -22,7 +22,9 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_SMS_BODY_TEMPLATE = '{"to": "{to}", "text": "Your {app} verification code is {code}"}'
 DEFAULT_SMS_NOTICE_TEMPLATE = '{"to": "{to}", "text": "{text}"}'
-SMS_PLACEHOLDERS = ("{to}", "{code}", "{app}")
+DEFAULT_SMS_TRANSACTION_TEMPLATE = '{"to": "{to}", "text": "{summary}: code {code} ({app})"}'
+SMS_PLACEHOLDERS = ("{to}", "{code}", "{app}", "{summary}")
+_PLACEHOLDER = re.compile(r"\{(?:to|code|app|text|summary)\}")
 _EMBEDDED_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -102,15 +104,18 @@ class SmsGatewaySettings:
 
     ``body_template`` is JSON. In every string inside it ``{to}`` becomes the E.164 number,
     ``{code}`` the code and ``{app}`` the application name; the result is posted as
-    ``application/json``. Values are substituted after parsing, so they cannot break the JSON.
+    ``application/json``. Values are substituted after parsing, so they cannot break the JSON,
+    and in one pass, so a value that holds a placeholder's name stays as it is.
     ``notice_body_template`` is the same for security notices, with ``{text}`` (the notice)
-    in place of ``{code}``.
+    in place of ``{code}``. ``transaction_body_template`` is used for a code that approves a
+    transaction: it must contain ``{summary}`` ("Approve 120.00 EUR to ACME Ltd") and ``{code}``.
     """
 
     url: str
     auth_header: HeaderSetting | None = None
     body_template: str = DEFAULT_SMS_BODY_TEMPLATE
     notice_body_template: str = DEFAULT_SMS_NOTICE_TEMPLATE
+    transaction_body_template: str = DEFAULT_SMS_TRANSACTION_TEMPLATE
     timeout: float = attrs.field(default=10.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
@@ -129,8 +134,19 @@ class SmsGatewaySettings:
             raise ValueError(f"notice_body_template is not valid JSON: {exc}") from None
         if "{text}" not in json.dumps(notice, ensure_ascii=False):
             raise ValueError("notice_body_template must contain {text} in one of its strings")
+        try:
+            bound = json.dumps(json.loads(self.transaction_body_template), ensure_ascii=False)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"transaction_body_template is not valid JSON: {exc}") from None
+        if "{code}" not in bound or "{summary}" not in bound:
+            raise ValueError("transaction_body_template must contain {summary} and {code} in its strings")
 
-    def render_body(self, to: str, code: str, app: str) -> Any:
+    def render_body(self, to: str, code: str, app: str, summary: str | None = None) -> Any:
+        """The gateway body for a code; with ``summary`` (a code that approves a transaction),
+        from ``transaction_body_template``."""
+        if summary is not None:
+            values = {"{to}": to, "{code}": code, "{app}": app, "{summary}": summary}
+            return _substitute(json.loads(self.transaction_body_template), values)
         values = {"{to}": to, "{code}": code, "{app}": app}
         return _substitute(json.loads(self.body_template), values)
 
@@ -141,9 +157,7 @@ class SmsGatewaySettings:
 
 def _substitute(node: Any, values: dict[str, str]) -> Any:
     if isinstance(node, str):
-        for placeholder, value in values.items():
-            node = node.replace(placeholder, value)
-        return node
+        return _PLACEHOLDER.sub(lambda match: values.get(match.group(0), match.group(0)), node)
     if isinstance(node, list):
         return [_substitute(item, values) for item in node]
     if isinstance(node, dict):

@@ -110,6 +110,8 @@ class OtpVerifier(BaseVerifier):
     factor = Factor.REAUTH
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER)
     label = "One-time code"
+    #: A code for a bound step-up is sent with the summary of what it approves.
+    commits_transaction = True
 
     def __init__(self, settings: OtpSettings | None = None) -> None:
         self.settings = settings or OtpSettings()
@@ -144,6 +146,7 @@ class OtpVerifier(BaseVerifier):
                 expires_at=expires_at,
                 user_id=attempt.principal.user_id,
                 app_name=ctx.app_name,
+                summary=attempt.transaction.summary if attempt.transaction is not None else None,
             )
         )
         latest_key = make_key("otp-latest", attempt.principal.user_id, thread)
