@@ -89,9 +89,10 @@ class Gate:
             raise PluginError(f"a stepup_check implementation answered a {type(odd).__name__}, not a StepUpVote")
         return votes
 
-    def bind(self, scopes: Sequence[str], details: object, field: str = "transaction") -> Transaction:
-        """Validate, hash and summarise transaction details for a step-up to ``scopes``."""
-        return bind(self.pm, scopes, details, field)
+    def bind(self, scopes: Sequence[str], details: object) -> Transaction | None:
+        """Validate, hash and summarise transaction details for a step-up to ``scopes`` (None
+        for none)."""
+        return None if details is None else bind(self.pm, scopes, details)
 
     async def check(
         self, principal: Principal, scope: str, token: str | None = None, transaction: object = None
@@ -103,7 +104,7 @@ class Gate:
         :class:`~stepup_core.errors.InvalidTransaction`.
         """
         scope = self.policies.validate(scope)
-        bound = self.bind((scope,), transaction) if transaction is not None else None
+        bound = self.bind((scope,), transaction)
         try:
             votes = await self.votes(principal, scope)
             grant = await self.tokens.peek(token, principal, scope) if token else None
@@ -144,7 +145,7 @@ class Gate:
         await self.store.ping()
         if not audited:
             await self._grant_refused(principal, scope, token, decision is not None and decision.token_suffices)
-        bound = self.bind((scope,), transaction) if transaction is not None else None
+        bound = self.bind((scope,), transaction)
         if decision is None:
             result = await self._failed_closed(principal, scope, failure, bound)
         else:

@@ -38,7 +38,6 @@ from .errors import (
     PluginError,
     StepUpError,
     StoreUnavailable,
-    TransactionMismatch,
     UnknownMethod,
     ValidationError,
     VerificationFailed,
@@ -80,7 +79,7 @@ from .scopes import ScopePolicies
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
-from .transaction import transaction_hash
+from .transaction import ensure_same_transaction
 from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -284,20 +283,14 @@ class StepUpService:
     async def check(
         self, principal: Principal, scope: str, token: str | None = None, transaction: object = None
     ) -> CheckResult:
-        """The StepUpCheck. Fails closed: any error on this path answers "required". With
-        ``transaction``, only a token bound to the same details satisfies it."""
+        """The StepUpCheck (see :meth:`stepup_core.gate.Gate.check`)."""
         return await self.gate.check(principal, scope, token, transaction)
 
     async def require_scope(
         self, principal: Principal, scope: str, token: str | None, transaction: object = None
     ) -> Grant | None:
-        """Gate an action, optionally bound to its transaction details (see
-        :meth:`stepup_core.gate.Gate.require_scope`)."""
+        """Gate an action (see :meth:`stepup_core.gate.Gate.require_scope`)."""
         return await self.gate.require_scope(principal, scope, token, transaction)
-
-    def bind_transaction(self, scopes: Sequence[str], details: object, field: str = "transaction") -> Transaction:
-        """Validate, hash and summarise transaction details for a step-up to ``scopes``."""
-        return self.gate.bind(scopes, details, field)
 
     def methods(self) -> list[MethodInfo]:
         return self.routing.methods()
@@ -319,7 +312,7 @@ class StepUpService:
         candidates = tuple(c for c in credentials if c.method == verifier.name)
         credential = self.routing.pick_credential(principal, verifier, candidates, request.credential_id)
         self.routing.require_candidates(verifier, candidates)
-        bound = self.bind_transaction(scopes, request.transaction) if request.transaction is not None else None
+        bound = self.gate.bind(scopes, request.transaction)
         self.routing.ensure_may_mint(verifier, credentials, scopes, bound)
         for limit in verifier.begin_limits:
             subject = credential.id if credential else principal.user_id
@@ -337,7 +330,6 @@ class StepUpService:
         attempt = Attempt(
             principal, credential, candidates, dict(request.params), scratch, scopes,
             credential_requested=request.credential_id is not None,
-            transaction=bound,
         )
         begun = Begun.of(await self._call_plugin(verifier, "begin", verifier.begin, attempt), scratch)
         if begun.credential_id is not None:
@@ -388,26 +380,8 @@ class StepUpService:
                 "credentialId differs from the challenge's credential",
                 [{"path": "credentialId", "message": "does not match the challenge"}],
             )
-        self._ensure_same_transaction(challenge, request.transaction)
+        ensure_same_transaction(challenge.transaction, request.transaction, challenge.id)
         return challenge, scopes or challenge.requested_scopes
-
-    @staticmethod
-    def _ensure_same_transaction(challenge: Challenge, details: object) -> None:
-        """A verification may repeat its challenge's details (then they must hash the same) or
-        leave them out; it cannot add details to a challenge issued without."""
-        if details is None:
-            return
-        if challenge.transaction is None:
-            raise TransactionMismatch(
-                "this challenge was issued without transaction details; start a challenge with them",
-                challengeId=challenge.id,
-            )
-        if transaction_hash(details) != challenge.transaction.hash:
-            raise TransactionMismatch(
-                "the transaction details differ from those this challenge was issued for; "
-                "start a new challenge for these details",
-                challengeId=challenge.id,
-            )
 
     def _budget(self, principal: Principal, verifier: Verifier, challenge: Challenge | None,
                 credential: Credential | None) -> Budget:
@@ -443,12 +417,7 @@ class StepUpService:
         bound = challenge.credential_id if challenge else None
         credential = self.routing.pick_credential(principal, verifier, candidates, request.credential_id or bound)
         self.routing.require_candidates(verifier, candidates)
-        if challenge is not None:
-            transaction = challenge.transaction
-        elif request.transaction is not None:
-            transaction = self.bind_transaction(scopes, request.transaction)
-        else:
-            transaction = None
+        transaction = challenge.transaction if challenge else self.gate.bind(scopes, request.transaction)
         self.routing.ensure_may_mint(verifier, credentials, scopes, transaction)
         attempt = Attempt(
             principal, credential, candidates, dict(request.response), challenge, scopes,
@@ -481,9 +450,10 @@ class StepUpService:
         public: dict[str, Any] | None = None,
         transaction: Transaction | None = None,
     ) -> IssuedToken:
-        """Mint the token (bound to ``transaction``: single-use, with its hash) and record the
-        use: ``last_used_at``, with the method's new public details, on a stored credential."""
+        """Mint the token (a bound one is single-use) and record the use: ``last_used_at``, with
+        the method's new public details, on a stored credential."""
         behavior, ttl = self.policies.token_shape(scopes)
+        transaction = transaction or (challenge.transaction if challenge else None)
         issued = await self.tokens.mint(
             principal,
             scopes,
@@ -560,10 +530,7 @@ class StepUpService:
         inside the attempt context: a wrong answer counts toward the user's lockout."""
         credentials = await self.routing.user_credentials(principal)
         candidates = tuple(c for c in credentials if c.method == verifier.name)
-        attempt = Attempt(
-            principal, None, candidates, dict(params), challenge, challenge.requested_scopes,
-            transaction=challenge.transaction,
-        )
+        attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
         if challenge.purpose is ChallengePurpose.STEP_UP:
             attempt.credential = self.routing.pick_credential(principal, verifier, candidates, challenge.credential_id)
             attempt.credential_requested = challenge.credential_id is not None
@@ -608,9 +575,7 @@ class StepUpService:
         if proven is None:
             raise CredentialNotFound("the verified credential no longer exists")
         self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
-        issued = await self._grant(
-            principal, verifier, proven, challenge.requested_scopes, challenge, transaction=challenge.transaction
-        )
+        issued = await self._grant(principal, verifier, proven, challenge.requested_scopes, challenge)
         return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)
 
     # --- enrolment and credential management ----------------------------------------------

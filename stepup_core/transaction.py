@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 import rfc8785
 
-from .errors import InvalidTransaction, PluginError
+from .errors import InvalidTransaction, PluginError, TransactionMismatch
 from .models import Transaction
 
 #: The canonical form of a transaction's details may be at most this many bytes.
@@ -180,3 +180,22 @@ def bind(
     canonical = canonical_form(details, field)
     ordered = read_canonical(canonical)
     return Transaction(hash=digest_of(canonical), summary=summarize(pm, scopes, ordered), details=ordered)
+
+
+def ensure_same_transaction(bound: Transaction | None, details: object, challenge_id: str) -> None:
+    """A verification may repeat the details its challenge was issued for (then they must have
+    the same canonical form) or leave them out; it cannot add details to a challenge issued
+    without. :class:`~stepup_core.errors.TransactionMismatch` otherwise."""
+    if details is None:
+        return
+    if bound is None:
+        raise TransactionMismatch(
+            "this challenge was issued without transaction details; start a challenge with them",
+            challengeId=challenge_id,
+        )
+    if transaction_hash(details) != bound.hash:
+        raise TransactionMismatch(
+            "the transaction details differ from those this challenge was issued for; "
+            "start a new challenge for these details",
+            challengeId=challenge_id,
+        )

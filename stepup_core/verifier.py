@@ -75,9 +75,14 @@ class Attempt:
     #: True when the caller named the credential (or the challenge fixed it); False when the
     #: core chose the method's default for the user.
     credential_requested: bool = False
-    #: The transaction the step-up is bound to (its hash, summary and details), or None. A
-    #: method that declares ``commits_transaction`` makes its proof cover ``transaction.hash``.
+    #: The transaction the step-up is bound to (its hash, summary and details), or None; the
+    #: challenge's when there is one. A method that declares ``commits_transaction`` makes its
+    #: proof cover ``transaction.hash``.
     transaction: Transaction | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.transaction is None and self.challenge is not None:
+            self.transaction = self.challenge.transaction
 
     def require_credential(self) -> Credential:
         """The credential this step-up is about.

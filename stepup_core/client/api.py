@@ -152,10 +152,17 @@ class StepUpApi:
 
     # --- the routes ---------------------------------------------------------------------
 
-    async def check(self, scope: str, token: str | None = None) -> CheckResult:
-        """``POST /check``; ``token`` is only looked at (a single-use token stays valid)."""
+    async def check(
+        self, scope: str, token: str | None = None, *, transaction: Mapping[str, Any] | None = None
+    ) -> CheckResult:
+        """``POST /check``; ``token`` is only looked at (a single-use token stays valid). With
+        ``transaction`` the token must be bound to those details, and the answer carries their
+        hash and summary."""
         headers = {ELEVATED_TOKEN_HEADER: token} if token else {}
-        return lenient(await self.call("POST", "/check", {"scope": scope}, headers=headers), CheckResult)
+        body: dict[str, Any] = {"scope": scope}
+        if transaction is not None:
+            body["transaction"] = dict(transaction)
+        return lenient(await self.call("POST", "/check", body, headers=headers), CheckResult)
 
     async def methods(self) -> list[MethodInfo]:
         """``GET /methods``."""
@@ -172,13 +179,17 @@ class StepUpApi:
         *,
         credential_id: str | None = None,
         params: Mapping[str, Any] | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``POST /challenges``: the challenge as the server sent it (method data included)."""
+        """``POST /challenges``: the challenge as the server sent it (method data included).
+        ``transaction``: the details to bind the step-up to."""
         body: dict[str, Any] = {"method": method, "requestedScopes": list(scopes)}
         if credential_id is not None:
             body["credentialId"] = credential_id
         if params:
             body["params"] = dict(params)
+        if transaction is not None:
+            body["transaction"] = dict(transaction)
         data = await self.call("POST", "/challenges", body)
         if not isinstance(data, dict) or not isinstance(data.get("challengeId"), str):
             raise ServerError("the step-up server's challenge has no challengeId")
@@ -192,13 +203,17 @@ class StepUpApi:
         *,
         challenge_id: str | None = None,
         credential_id: str | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
-        """``POST /verify``."""
+        """``POST /verify``; ``transaction`` binds a method that needs no challenge (for a
+        challenge it must be the challenge's details, or be left out)."""
         body: dict[str, Any] = {"method": method, "response": dict(response), "requestedScopes": list(scopes)}
         if challenge_id is not None:
             body["challengeId"] = challenge_id
         if credential_id is not None:
             body["credentialId"] = credential_id
+        if transaction is not None:
+            body["transaction"] = dict(transaction)
         return lenient(await self.call("POST", "/verify", body), IssuedToken)
 
     async def challenge_state(self, challenge_id: str) -> ChallengeState:

@@ -91,6 +91,8 @@ class AppRequest:
     scope: str | None = None
     headers: Mapping[str, str] | None = None
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    #: The hash of the transaction the route binds its token to: only a token bound to it goes.
+    transaction_hash: str | None = None
 
 
 class AppRoutes:
@@ -111,15 +113,16 @@ class AppRoutes:
         needed = challenge.get("scope") or request.scope
         if not needed:
             return response
-        await on_refusal(response, needed)
-        return await self.send(attrs.evolve(request, scope=needed))
+        earned = await on_refusal(response, needed)
+        bound = getattr(earned, "transaction_hash", None) or request.transaction_hash
+        return await self.send(attrs.evolve(request, scope=needed, transaction_hash=bound))
 
     async def send(self, request: AppRequest) -> AppResponse:
         """One request; the jar's token for its scope goes along (a single-use one leaves the
         jar) and is dropped when the application refuses it."""
         all_headers = self.api.base_headers()
         all_headers.update(request.headers or {})
-        token = self.jar.take(request.scope) if request.scope else None
+        token = self.jar.take(request.scope, request.transaction_hash) if request.scope else None
         if token is not None:
             all_headers[ELEVATED_TOKEN_HEADER] = token.elevated_access_token
         target = self.api.url(request.url)

@@ -8,7 +8,10 @@ The surface mirrors the ``useStepUpAuthentication`` hook in snake_case. A few fa
   and raise;
 - ``verify_otp`` before ``send_otp`` is an error;
 - every successful verification puts its token in the :class:`~stepup_core.client.jar.TokenJar`,
-  and requests made through :meth:`StepUpClient.request` carry the right one.
+  and requests made through :meth:`StepUpClient.request` carry the right one;
+- every check, prompt and verify call takes ``transaction`` (a JSON object of the action's
+  details): the step-up is bound to them, the person is told the server's summary first, and
+  the token is attached only to a request for the same details (``docs/transaction-binding.md``).
 
 The client is a facade over three parts: :class:`~stepup_core.client.api.StepUpApi` (one typed
 call per route), :class:`~stepup_core.client.exchange.MethodExchange` (choose, run, answer,
@@ -43,6 +46,7 @@ from ..models import (
     MethodInfo,
     Route,
 )
+from ..transaction import transaction_hash
 from .api import ELEVATED_TOKEN_HEADER, StepUpApi, lenient
 from .app import STEP_UP_ERROR, AppRequest, AppResponse, AppRoutes, parse_www_authenticate
 from .exchange import MethodExchange
@@ -51,6 +55,13 @@ from .method import ClientMethod, Prompter
 from .prompters import TerminalPrompter
 from .registry import missing
 from .verifiers import HookVerifiers, OtpSent
+
+#: A transaction's details, as the application names them (``{"amount": "120.00", ...}``).
+Details = Mapping[str, Any]
+
+
+def _hash(transaction: Details | None) -> str | None:
+    return transaction_hash(transaction) if transaction is not None else None
 
 __all__ = [
     "ELEVATED_TOKEN_HEADER",
@@ -230,30 +241,33 @@ class StepUpClient(HookVerifiers):
 
     # --- the check ----------------------------------------------------------------------------
 
-    def is_step_up_required(self, scope: str) -> bool:
-        """True unless the jar holds a valid, unexpired token for ``scope``."""
-        return not self.jar.has_valid(scope)
+    def is_step_up_required(self, scope: str, *, transaction: Details | None = None) -> bool:
+        """True unless the jar holds a valid, unexpired token for ``scope`` (bound to
+        ``transaction`` when given, else unbound)."""
+        return not self.jar.has_valid(scope, _hash(transaction))
 
-    async def _check(self, scope: str) -> CheckResult:
-        held = self.jar.peek(scope)  # the check only looks at it: a single-use token stays valid
-        result = await self.api.check(scope, held.elevated_access_token if held else None)
+    async def _check(self, scope: str, transaction: Details | None = None) -> CheckResult:
+        held = self.jar.peek(scope, _hash(transaction))  # only looked at: a single-use token stays valid
+        result = await self.api.check(scope, held.elevated_access_token if held else None, transaction=transaction)
         self.last_check = result
         return result
 
-    async def check_step_up_auth(self, scope: str) -> CheckResult:
-        """Ask the server whether ``scope`` needs step-up. A failed check counts as required:
-        the answer then has ``is_required`` True and the error is in ``state.error``."""
+    async def check_step_up_auth(self, scope: str, *, transaction: Details | None = None) -> CheckResult:
+        """Ask the server whether ``scope`` needs step-up (for the action with ``transaction``
+        details, when given: the answer's ``transaction.summary`` says it in words). A failed
+        check counts as required: the answer then has ``is_required`` True and the error is in
+        ``state.error``."""
         self._last_scopes = (scope,)
         try:
-            return await self._check(scope)
+            return await self._check(scope, transaction)
         except StepUpError as exc:
             self._record(exc)
             self.last_check = None
             return CheckResult(scope=scope, is_required=True, route=Route.REAUTH, reasons=("check_failed",))
 
-    async def _strict_check(self, scopes: tuple[str, ...]) -> CheckResult:
+    async def _strict_check(self, scopes: tuple[str, ...], transaction: Details | None = None) -> CheckResult:
         self._last_scopes = (scopes[0],)
-        check = await self._guarded(self._check(scopes[0]))
+        check = await self._guarded(self._check(scopes[0], transaction))
         self._last_scopes = scopes
         return check
 
@@ -265,6 +279,7 @@ class StepUpClient(HookVerifiers):
         *,
         requested_scopes: Iterable[str] | None = None,
         method: str | None = None,
+        transaction: Details | None = None,
         **options: Any,
     ) -> IssuedToken | None:
         """Step up for ``scope`` (or ``requested_scopes``), asking the person through the prompter.
@@ -272,20 +287,21 @@ class StepUpClient(HookVerifiers):
         Routes to MFA when the user has MFA devices, else to re-authentication; offers the
         user's credentials whose method this client can run (code methods need no plugin);
         skips the choice when there is one. ``method`` restricts the offer to one method;
-        ``options`` reach the client method (``code=``, ``signer=``...).
+        ``options`` reach the client method (``code=``, ``signer=``...). ``transaction`` binds
+        the step-up to the action's details; the prompter is told the server's summary first.
 
         Returns the token (also kept in the jar), or None when the server says no step-up is
         needed for the scope and no token is held.
         """
         scopes = self._scopes(scope, requested_scopes)
-        check = await self._strict_check(scopes)
+        check = await self._strict_check(scopes, transaction)
         if not check.is_required:
-            held = [self.jar.peek(s) for s in scopes]
+            held = [self.jar.peek(s, _hash(transaction)) for s in scopes]
             if all(held) and len({t.elevated_access_token for t in held if t}) == 1:
                 return held[0]
             if not any(held):
                 return None
-        return await self._choose_and_run(check, _factor_of(check.route), scopes, method, options)
+        return await self._choose_and_run(check, _factor_of(check.route), scopes, method, options, transaction)
 
     async def prompt_mfa(
         self,
@@ -293,11 +309,13 @@ class StepUpClient(HookVerifiers):
         *,
         requested_scopes: Iterable[str] | None = None,
         method: str | None = None,
+        transaction: Details | None = None,
         **options: Any,
     ) -> IssuedToken:
-        """Step up with an MFA device (passkey, authenticator app, recovery code). Needs one."""
+        """Step up with an MFA device (passkey, authenticator app, recovery code). Needs one.
+        ``transaction`` as for :meth:`prompt_step_up_auth`."""
         scopes = self._scopes(scope, requested_scopes)
-        check = await self._strict_check(scopes)
+        check = await self._strict_check(scopes, transaction)
         if not any(c.factor is Factor.MFA for c in check.credentials):
             raise self._record(
                 NoEligibleCredential(
@@ -306,7 +324,7 @@ class StepUpClient(HookVerifiers):
                     route="mfa",
                 )
             )
-        return await self._choose_and_run(check, Factor.MFA, scopes, method, options)
+        return await self._choose_and_run(check, Factor.MFA, scopes, method, options, transaction)
 
     async def prompt_reauthenticate(
         self,
@@ -314,12 +332,14 @@ class StepUpClient(HookVerifiers):
         *,
         requested_scopes: Iterable[str] | None = None,
         method: str | None = None,
+        transaction: Details | None = None,
         **options: Any,
     ) -> IssuedToken:
         """Step up by signing in again (email or SMS code, wallet, social). Refused when the user
-        has MFA devices: use :meth:`prompt_mfa`."""
+        has MFA devices: use :meth:`prompt_mfa`. ``transaction`` as for
+        :meth:`prompt_step_up_auth`."""
         scopes = self._scopes(scope, requested_scopes)
-        check = await self._strict_check(scopes)
+        check = await self._strict_check(scopes, transaction)
         if check.route is Route.MFA:
             raise self._record(
                 MethodNotAllowed(
@@ -327,7 +347,7 @@ class StepUpClient(HookVerifiers):
                     route="mfa",
                 )
             )
-        return await self._choose_and_run(check, Factor.REAUTH, scopes, method, options)
+        return await self._choose_and_run(check, Factor.REAUTH, scopes, method, options, transaction)
 
     async def _choose_and_run(
         self,
@@ -336,6 +356,7 @@ class StepUpClient(HookVerifiers):
         scopes: tuple[str, ...],
         only_method: str | None,
         options: Mapping[str, Any],
+        transaction: Details | None = None,
     ) -> IssuedToken:
         return await self._guarded(
             self.exchange.choose_and_run(
@@ -347,6 +368,7 @@ class StepUpClient(HookVerifiers):
                 options=options,
                 prefix=self.prefix,
                 timeout=self.social_timeout,
+                transaction=transaction,
             )
         )
 
@@ -360,15 +382,17 @@ class StepUpClient(HookVerifiers):
         credential_id: str | None = None,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        transaction: Details | None = None,
         **options: Any,
     ) -> IssuedToken:
-        """Step up with one named method through its client half (no choice offered).
+        """Step up with one named method through its client half (no choice offered), bound to
+        ``transaction`` when given.
 
         Records a failure in ``state.error`` and raises it.
         """
         return await self._guarded(
             self._run(method, requested_scopes, credential_id=credential_id, options=options, params=params,
-                      timeout=timeout)
+                      timeout=timeout, transaction=transaction)
         )
 
     async def _run(
@@ -380,6 +404,7 @@ class StepUpClient(HookVerifiers):
         options: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        transaction: Details | None = None,
     ) -> IssuedToken:
         scopes = self._scopes(None, requested_scopes)
         return await self.exchange.run(
@@ -389,6 +414,7 @@ class StepUpClient(HookVerifiers):
             options=options,
             params=params,
             timeout=self.social_timeout if timeout is None else timeout,
+            transaction=transaction,
         )
 
     # --- credentials and enrolment ------------------------------------------------------------
@@ -456,16 +482,22 @@ class StepUpClient(HookVerifiers):
         *,
         scope: str | None = None,
         headers: Mapping[str, str] | None = None,
+        transaction: Details | None = None,
         **kwargs: Any,
     ) -> AppResponse:
         """Call the application. ``scope`` declares the step-up scope the route needs: the jar's
         token for it goes in ``X-Elevated-Access-Token`` (a single-use token leaves the jar).
+        ``transaction``: the details of the action, when the route binds its token to them; the
+        token bound to them is attached (an unbound one otherwise).
 
         With ``auto_step_up``, a 401 ``insufficient_user_authentication`` runs the prompt with the
-        check result from the answer and retries once. Other answers are returned as they are
-        (see :meth:`AppResponse.raise_for_problem`)."""
+        check result from the answer (bound to the transaction the route named in it, whose
+        summary the person is told) and retries once. Other answers are returned as they are
+        (see :meth:`AppResponse.raise_for_problem`); a ``403 transaction_mismatch`` is never
+        retried."""
         on_refusal = self._prompt_from_refusal if self.auto_step_up else None
-        return await self.app.request(AppRequest(method, url, scope, headers, kwargs), on_refusal)
+        request = AppRequest(method, url, scope, headers, kwargs, _hash(transaction))
+        return await self.app.request(request, on_refusal)
 
     async def get(self, url: str, *, scope: str | None = None, **kwargs: Any) -> AppResponse:
         return await self.request("GET", url, scope=scope, **kwargs)
@@ -480,7 +512,8 @@ class StepUpClient(HookVerifiers):
         return await self.request("DELETE", url, scope=scope, **kwargs)
 
     async def _prompt_from_refusal(self, response: AppResponse, scope: str) -> IssuedToken | None:
-        """Step up with the check the refusal carries (no second check), else prompt afresh."""
+        """Step up with the check the refusal carries (no second check; bound to the details
+        it names), else prompt afresh."""
         check_data = getattr(response.problem(), "check", None)
         check: CheckResult | None = None
         if isinstance(check_data, dict):
@@ -492,7 +525,8 @@ class StepUpClient(HookVerifiers):
             return await self.prompt_step_up_auth(scope)
         self.last_check = check
         self._last_scopes = (scope,)
-        return await self._choose_and_run(check, _factor_of(check.route), (scope,), None, {})
+        details = check.transaction.details if check.transaction is not None else None
+        return await self._choose_and_run(check, _factor_of(check.route), (scope,), None, {}, details)
 
 
 def _factor_of(route: Route) -> Factor:

@@ -150,9 +150,11 @@ class MethodExchange:
         options: Mapping[str, Any],
         prefix: str,
         timeout: float,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
         """Offer the person the credentials of ``factor`` this client can use (skipping the
-        choice when there is one, or when ``preferred`` is among them) and run the chosen one."""
+        choice when there is one, or when ``preferred`` is among them) and run the chosen one.
+        With ``transaction`` the person is told the check's summary of it first."""
         infos = await self.methods()
         of_factor = [c for c in check.credentials if _offered(c, check, factor, only_method)]
         usable = [c for c in of_factor if c.method in infos and self.runnable(infos[c.method])]
@@ -165,7 +167,11 @@ class MethodExchange:
         if chosen is None:
             labels = [self.label(c, infos.get(c.method)) for c in usable]
             chosen = usable[await self._prompter().choose("How do you want to confirm it's you?", labels)]
-        return await self.run(chosen.method, scopes, credential_id=chosen.id, options=options, timeout=timeout)
+        summary = check.transaction.summary if check.transaction is not None else None
+        return await self.run(
+            chosen.method, scopes, credential_id=chosen.id, options=options, timeout=timeout,
+            transaction=transaction, summary=summary,
+        )
 
     async def _nothing_usable(
         self,
@@ -211,16 +217,24 @@ class MethodExchange:
         options: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         timeout: float,
+        transaction: Mapping[str, Any] | None = None,
+        summary: str | None = None,
     ) -> IssuedToken:
         """Begin (when the method needs a challenge), answer through the client half (or ask
-        for the code), and verify, or wait for a redirect method's callback."""
+        for the code), and verify, or wait for a redirect method's callback.
+
+        ``transaction``: bind the step-up to these details. The person is told what they
+        approve (``summary``, else the server's summary from the challenge or a check) before
+        the method asks anything of them."""
         info = await self.method_info(method)
         client_method = self.client_methods().get(method)
         if client_method is None and info.interaction is not Interaction.CODE:
             raise missing(method, info.package)
         ctx = self.context(method, options or {})
         if info.requires_challenge:
-            challenge = await self.begin(method, scopes, credential_id=credential_id, params=params)
+            challenge = await self.begin(
+                method, scopes, credential_id=credential_id, params=params, transaction=transaction
+            )
         else:
             challenge = {
                 "challengeId": None,
@@ -230,6 +244,8 @@ class MethodExchange:
                 "requestedScopes": list(scopes),
                 "data": {},
             }
+        if transaction is not None:
+            await self._tell_transaction(challenge, scopes, transaction, summary, ctx)
         answer = await self._answer(info, client_method, challenge, ctx)
         if answer.completed_elsewhere:
             return await self.await_grant(challenge["challengeId"], timeout)
@@ -241,7 +257,28 @@ class MethodExchange:
             scopes,
             challenge_id=challenge.get("challengeId"),
             credential_id=credential_id if not info.requires_challenge else None,
+            transaction=transaction if not info.requires_challenge else None,
         )
+
+    async def _tell_transaction(
+        self,
+        challenge: Mapping[str, Any],
+        scopes: Sequence[str],
+        transaction: Mapping[str, Any],
+        summary: str | None,
+        ctx: ClientContext,
+    ) -> None:
+        """Tell the person what they approve, in the server's words (the challenge's summary, or
+        a check's for a method that needs no challenge)."""
+        if summary is None:
+            bound = challenge.get("transaction")
+            if isinstance(bound, Mapping) and isinstance(bound.get("summary"), str):
+                summary = bound["summary"]
+            else:
+                check = await self.api.check(scopes[0], transaction=transaction)
+                summary = check.transaction.summary if check.transaction is not None else None
+        if summary:
+            await ctx.prompter.tell(f"You are approving: {summary}")
 
     async def begin(self, method: str, scopes: Sequence[str], **request: Any) -> dict[str, Any]:
         """Start a challenge (``credential_id=``, ``params=`` as :meth:`StepUpApi.begin`) and
@@ -256,11 +293,10 @@ class MethodExchange:
         )
         return challenge
 
-    async def verify(
-        self, method: str, response: Mapping[str, Any], scopes: Sequence[str], **ids: str | None
-    ) -> IssuedToken:
-        """Post an answer (``challenge_id=``, ``credential_id=`` as :meth:`StepUpApi.verify`); the
-        token goes into the jar, and an answered challenge is no longer pending."""
+    async def verify(self, method: str, response: Mapping[str, Any], scopes: Sequence[str], **ids: Any) -> IssuedToken:
+        """Post an answer (``challenge_id=``, ``credential_id=``, ``transaction=`` as
+        :meth:`StepUpApi.verify`); the token goes into the jar, and an answered challenge is no
+        longer pending."""
         token = await self.api.verify(method, response, scopes, **ids)
         self.jar.put(token)
         pending = self.pending.get(method)

@@ -1,24 +1,27 @@
-"""The token jar: the elevated access tokens a client holds, one per scope set."""
+"""The token jar: the elevated access tokens a client holds, one per scope set (and, for tokens
+bound to transaction details, per transaction)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 import attrs
 
 from ..clock import Clock, SystemClock
 from ..models import IssuedToken
 
+_Key = tuple[frozenset[str], str | None]
 
-def _scope_set(scopes: Iterable[str]) -> frozenset[str]:
-    return frozenset(scopes)
+
+def _key(token: IssuedToken) -> _Key:
+    return frozenset(token.scopes), token.transaction_hash
 
 
 @attrs.define
 class TokenJar:
-    """Holds elevated access tokens keyed by their scope set.
+    """Holds elevated access tokens keyed by their scope set and transaction hash.
 
-    - A new token for a scope set replaces the one held for the same set.
+    - A new token for a scope set (and transaction) replaces the one held for the same.
+    - A token bound to transaction details is attached only for those details
+      (``transaction_hash``), an unbound one only where no details are named.
     - An expired token is dropped the next time the jar is read.
     - A single-use token leaves the jar when it is attached to a request (:meth:`take`).
 
@@ -28,31 +31,35 @@ class TokenJar:
     """
 
     clock: Clock = attrs.field(factory=SystemClock)
-    _tokens: dict[frozenset[str], IssuedToken] = attrs.field(factory=dict, init=False)
+    _tokens: dict[_Key, IssuedToken] = attrs.field(factory=dict, init=False)
 
     def put(self, token: IssuedToken) -> None:
-        self._tokens[_scope_set(token.scopes)] = token
+        self._tokens[_key(token)] = token
 
     def _drop_expired(self) -> None:
         now = self.clock.now()
         for key in [k for k, t in self._tokens.items() if t.expires_at <= now]:
             del self._tokens[key]
 
-    def _best(self, scope: str) -> tuple[frozenset[str], IssuedToken] | None:
+    def _best(self, scope: str, transaction_hash: str | None) -> tuple[_Key, IssuedToken] | None:
         self._drop_expired()
-        covering = [(k, t) for k, t in self._tokens.items() if scope in k]
+        covering = [
+            (k, t) for k, t in self._tokens.items() if scope in k[0] and t.transaction_hash == transaction_hash
+        ]
         if not covering:
             return None
         return min(covering, key=lambda item: (item[1].single_use, -item[1].expires_at))
 
-    def peek(self, scope: str) -> IssuedToken | None:
-        """The token that would be attached for ``scope``, leaving it in the jar."""
-        best = self._best(scope)
+    def peek(self, scope: str, transaction_hash: str | None = None) -> IssuedToken | None:
+        """The token that would be attached for ``scope`` (and the transaction with this hash),
+        leaving it in the jar."""
+        best = self._best(scope, transaction_hash)
         return best[1] if best else None
 
-    def take(self, scope: str) -> IssuedToken | None:
-        """The token to attach for ``scope``; a single-use token leaves the jar."""
-        best = self._best(scope)
+    def take(self, scope: str, transaction_hash: str | None = None) -> IssuedToken | None:
+        """The token to attach for ``scope`` (and the transaction with this hash); a
+        single-use token leaves the jar."""
+        best = self._best(scope, transaction_hash)
         if best is None:
             return None
         key, token = best
@@ -60,8 +67,8 @@ class TokenJar:
             del self._tokens[key]
         return token
 
-    def has_valid(self, scope: str) -> bool:
-        return self.peek(scope) is not None
+    def has_valid(self, scope: str, transaction_hash: str | None = None) -> bool:
+        return self.peek(scope, transaction_hash) is not None
 
     def tokens(self) -> list[IssuedToken]:
         """Every valid token held."""

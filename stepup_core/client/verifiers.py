@@ -59,6 +59,7 @@ class HookVerifiers:
             options: Mapping[str, Any] | None = None,
             params: Mapping[str, Any] | None = None,
             timeout: float | None = None,
+            transaction: Mapping[str, Any] | None = None,
         ) -> IssuedToken: ...
 
     def _credential_for(
@@ -79,18 +80,28 @@ class HookVerifiers:
     # --- re-authentication verifiers: failures are recorded, not raised ----------------------
 
     async def send_otp(
-        self, credential_id: str | None = None, *, requested_scopes: Iterable[str] | None = None
+        self,
+        credential_id: str | None = None,
+        *,
+        requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> OtpSent:
         """Send a one-time code (``otp`` challenge). The default credential is the client's
-        ``credential_id``, else the first sign-in email or phone from the last check. Raises on
-        failure (and records it)."""
-        return await self._guarded(self._send_otp(credential_id, requested_scopes))
+        ``credential_id``, else the first sign-in email or phone from the last check. With
+        ``transaction`` the code is bound to those details and its message says what it
+        approves. Raises on failure (and records it)."""
+        return await self._guarded(self._send_otp(credential_id, requested_scopes, transaction))
 
-    async def _send_otp(self, credential_id: str | None, requested_scopes: Iterable[str] | None) -> OtpSent:
+    async def _send_otp(
+        self,
+        credential_id: str | None,
+        requested_scopes: Iterable[str] | None,
+        transaction: Mapping[str, Any] | None = None,
+    ) -> OtpSent:
         scopes = self._scopes(None, requested_scopes)
         codes = (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER)
         chosen = self._credential_for(_OTP, credential_id, codes) or self._default_credential(codes)
-        challenge = await self.exchange.begin(_OTP, scopes, credential_id=chosen)
+        challenge = await self.exchange.begin(_OTP, scopes, credential_id=chosen, transaction=transaction)
         data = challenge.get("data") or {}
         return OtpSent(
             verification_type=str(data.get("verificationType", "email")),
@@ -106,16 +117,23 @@ class HookVerifiers:
         chosen = signed_in or (credentials[0] if credentials else None)
         return chosen.id if chosen else None
 
-    async def verify_otp(self, code: str, *, requested_scopes: Iterable[str] | None = None) -> IssuedToken | None:
+    async def verify_otp(
+        self,
+        code: str,
+        *,
+        requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
+    ) -> IssuedToken | None:
         """Verify the code :meth:`send_otp` sent. Calling it first is an error (raised); a wrong
-        code is recorded in ``state.error`` and answers None."""
+        code is recorded in ``state.error`` and answers None. The code is bound to the details
+        it was sent for; ``transaction``, when given, must be those details."""
         pending = self.exchange.pending.get(_OTP)
         if pending is None:
             raise self._record(ChallengeNotFound("no code was sent yet: call send_otp() before verify_otp()"))
         scopes = tuple(requested_scopes) if requested_scopes is not None else pending.requested_scopes
         try:
             return await self.exchange.verify(
-                _OTP, {"code": str(code).strip()}, scopes, challenge_id=pending.challenge_id
+                _OTP, {"code": str(code).strip()}, scopes, challenge_id=pending.challenge_id, transaction=transaction
             )
         except StepUpError as exc:
             spent = isinstance(exc, ChallengeExpired | ChallengeUsed | ChallengeNotFound)
@@ -130,16 +148,19 @@ class HookVerifiers:
         wallet_id: str | None = None,
         *,
         requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken | None:
         """Sign the server's message with the wallet (``signer`` reaches the wallet client
-        method). A failure is recorded in ``state.error`` and answers None; a missing
-        stepup-wallet raises."""
+        method); with ``transaction`` the message states the details and carries their hash.
+        A failure is recorded in ``state.error`` and answers None; a missing stepup-wallet
+        raises."""
         return await self._soft(
             self._run(
                 _WALLET,
                 requested_scopes,
                 credential_id=self._credential_for(_WALLET, wallet_id, (CredentialFormat.BLOCKCHAIN,)),
                 options={"signer": signer},
+                transaction=transaction,
             )
         )
 
@@ -150,10 +171,12 @@ class HookVerifiers:
         timeout: float | None = None,
         *,
         requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken | None:
         """Sign in again with ``provider`` in a browser (``open_url(url)`` opens it), then wait
-        for the server's callback. A failure or timeout is recorded in ``state.error`` and
-        answers None; a missing stepup-social raises."""
+        for the server's callback (bound to ``transaction`` when given; social sign-in cannot
+        commit to it). A failure or timeout is recorded in ``state.error`` and answers None; a
+        missing stepup-social raises."""
         return await self._soft(
             self._run(
                 _SOCIAL,
@@ -161,6 +184,7 @@ class HookVerifiers:
                 options={"open_url": open_url, "provider": provider},
                 params={"provider": provider},
                 timeout=timeout,
+                transaction=transaction,
             )
         )
 
@@ -182,31 +206,54 @@ class HookVerifiers:
         credential_id: str | None = None,
         *,
         requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
         """Answer a passkey challenge with ``authenticator`` (or the passkey client method's
-        default). Records and raises failures."""
+        default); with ``transaction`` the assertion commits to the details' hash. Records and
+        raises failures."""
         return await self._guarded(
             self._run(
                 _PASSKEY,
                 requested_scopes,
                 credential_id=self._credential_for(_PASSKEY, credential_id, (CredentialFormat.PASSKEY,)),
                 options={"authenticator": authenticator},
+                transaction=transaction,
             )
         )
 
     async def verify_totp_mfa(
-        self, code: str, device_id: str | None = None, *, requested_scopes: Iterable[str] | None = None
+        self,
+        code: str,
+        device_id: str | None = None,
+        *,
+        requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
-        """Verify a code from an authenticator app. Records and raises failures."""
+        """Verify a code from an authenticator app (bound to ``transaction`` when given; the
+        code cannot commit to it). Records and raises failures."""
         device = self._credential_for(_TOTP, device_id, (CredentialFormat.TOTP,))
-        return await self._guarded(self._verify_code(_TOTP, code, requested_scopes, device))
+        return await self._guarded(self._verify_code(_TOTP, code, requested_scopes, device, transaction))
 
-    async def verify_recovery_code(self, code: str, *, requested_scopes: Iterable[str] | None = None) -> IssuedToken:
-        """Verify a single-use recovery code. Records and raises failures."""
-        return await self._guarded(self._verify_code(_RECOVERY, code, requested_scopes, None))
+    async def verify_recovery_code(
+        self,
+        code: str,
+        *,
+        requested_scopes: Iterable[str] | None = None,
+        transaction: Mapping[str, Any] | None = None,
+    ) -> IssuedToken:
+        """Verify a single-use recovery code (bound to ``transaction`` when given). Records and
+        raises failures."""
+        return await self._guarded(self._verify_code(_RECOVERY, code, requested_scopes, None, transaction))
 
     async def _verify_code(
-        self, method: str, code: str, requested_scopes: Iterable[str] | None, credential_id: str | None
+        self,
+        method: str,
+        code: str,
+        requested_scopes: Iterable[str] | None,
+        credential_id: str | None,
+        transaction: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
         scopes = self._scopes(None, requested_scopes)
-        return await self.exchange.verify(method, {"code": str(code).strip()}, scopes, credential_id=credential_id)
+        return await self.exchange.verify(
+            method, {"code": str(code).strip()}, scopes, credential_id=credential_id, transaction=transaction
+        )

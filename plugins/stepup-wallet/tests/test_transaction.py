@@ -92,7 +92,7 @@ async def test_a_message_that_does_not_name_the_bound_details_is_refused(
     await flows.link(ALICE, signer)
     start = await _begin(service, PAYMENT)
     record = await service.challenges.load(ALICE, start.challenge_id, None)
-    record.transaction = service.bind_transaction(("payments:send",), OTHER)
+    record.transaction = service.gate.bind(("payments:send",), OTHER)
     await service.challenges.save(record)
     with pytest.raises(errors.VerificationFailed) as caught:
         await _submit(service, start, start.data["message"], await signer.sign_message(start.data["message"]))
