@@ -84,6 +84,7 @@ async def test_methods_lists_installed_methods_without_a_session(client: Any) ->
         "label": None,
         "prompt": None,
         "browserModule": None,
+        "commitsTransaction": False,
     }
     assert methods["link"]["interaction"] == "redirect"
 
@@ -157,6 +158,7 @@ async def test_check_routes_a_new_user_to_reauth_and_an_mfa_user_to_mfa(client: 
         "defaultCredentialId": None,
         "reasons": ["scope_policy"],
         "methods": [],
+        "transaction": None,
     }
     credential = await enrol_pin(client, ALICE)
     body = await (await client.post("/stepup/check", json={"scope": "wallet:export"}, headers=ALICE)).json()
