@@ -129,3 +129,30 @@ async def test_a_code_for_one_payment_does_not_approve_another(
         await service.begin(ALICE, ChallengeRequest(method="otp", credential_id="email-alice",
                                                     requested_scopes=("payments:send",)))
     assert len(server.messages) == 1
+
+
+async def test_the_python_client_sends_and_verifies_a_bound_code(
+    otp_world_factory: Any, smtp_server_factory: Any
+) -> None:
+    from stepup_core.testing.stack import StepUpStack
+
+    server = smtp_server_factory("none")
+    smtp = {"host": server.host, "port": server.port, "security": "none", "sender": "no-reply@acme.example"}
+    world = await otp_world_factory({"smtp": smtp})
+    world.app.give("jane", "app-email", "jane@example.com")
+    transfer = {"to": "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23", "value": "1.5", "asset": "ETH"}
+    async with StepUpStack.serve(world.service, users=(Principal("jane", "s-jane"),)) as stack:
+        client = stack.client("jane")
+        check = await client.check_step_up_auth("wallet:sign", transaction=transfer)
+        assert check.transaction is not None
+        assert check.transaction.summary == "Approve asset ETH, to 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23, value 1.5"
+        await client.send_otp(requested_scopes=["wallet:sign"], transaction=transfer)
+        [mail] = server.messages
+        line = mail.text().splitlines()[0]
+        assert line.startswith(check.transaction.summary + ": code ")
+        token = await client.verify_otp(line.rsplit(" ", 1)[1], transaction=dict(reversed(list(transfer.items()))))
+        assert token is not None and token.transaction_hash == transaction_hash(transfer)
+        assert not client.is_step_up_required("wallet:sign", transaction=transfer)
+        assert client.is_step_up_required("wallet:sign")
+        assert client.is_step_up_required("wallet:sign", transaction={**transfer, "value": "15"})
+        assert not (await client.check_step_up_auth("wallet:sign", transaction=transfer)).is_required
