@@ -208,6 +208,8 @@ class OtpVerifier:
             "verificationType": CHANNELS[credential.format],
             "credentialId": credential.id,
             "destination": mask(credential.format, identifier),
+            # Seconds before another code may be asked for (a prompt's "send a new code" waits).
+            "resendAfter": self.settings.resend_interval,
         }
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
