@@ -622,7 +622,8 @@ class Flow {
       main = h("div", { class: "actions method" }, action);
       first = action;
     }
-    this.screen(this.m(choice, "title"), this.m(choice, "hint"), main, status, error, other);
+    if (note.restart) this.screen(this.m(choice, "title"), this.m(choice, "hint"), error, main, status, other);
+    else this.screen(this.m(choice, "title"), this.m(choice, "hint"), main, status, error, other);
     this.mark(note.restart ? "restart" : code ? "code" : "button");
     if (note.error) {
       error.textContent = note.error;
