@@ -374,7 +374,7 @@ class Flow {
     const values = {
       method: module.name,
       alias: credential.alias ?? "",
-      provider: credential.type ?? "",
+      provider: credential.details?.providerName ?? credential.type ?? "",
       destination: this.challenges.get(credential.id)?.data?.destination ?? credential.alias ?? "",
       ...params,
     };

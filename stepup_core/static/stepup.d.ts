@@ -293,7 +293,7 @@ export interface MethodScreen {
  * A method's texts, by locale ("en", "fr"...) then key: `label` (in the list of methods),
  * `title`, `hint`, `field` (the code field's label), `submit` (the code form's button), `action`
  * (the button of a button method), `waiting` (while it runs). `key.<format>` ("title.phoneNumber")
- * wins over `key`. Placeholders: `{alias}`, `{provider}` (the credential's type), `{destination}`
+ * wins over `key`. Placeholders: `{alias}`, `{provider}` (`details.providerName`, else the credential's type), `{destination}`
  * (where the challenge sent a code), `{method}`.
  */
 export type MethodMessages = Record<string, Record<string, string>>;
