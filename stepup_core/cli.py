@@ -133,7 +133,9 @@ async def _web_demo(host: str, port: int) -> None:
 @main.command()
 @click.option("--web", is_flag=True, help="Serve a web application on loopback that steps up with the built-in prompt.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="With --web: the interface to listen on.")
-@click.option("--port", default=8400, show_default=True, type=click.IntRange(0, 65535), help="With --web: 0 for any free port.")
+@click.option(
+    "--port", default=8400, show_default=True, type=click.IntRange(0, 65535), help="With --web: 0 for any free port."
+)
 def demo(web: bool, host: str, port: int) -> None:
     """Step up with every installed method end to end and print a table; with --web, in a browser."""
     if web:

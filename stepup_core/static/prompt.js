@@ -67,6 +67,13 @@ const ERRORS = {
   server_error: "error.server",
   plugin_error: "error.server",
   config_error: "error.server",
+  enrollment_failed: "error.failed",
+  security_key_not_found: "error.authenticator",
+  not_found: "error.unavailable",
+  http_method_not_allowed: "error.invalid",
+  unsupported_media_type: "error.invalid",
+  payload_too_large: "error.invalid",
+  stepup_error: "error.generic",
 };
 /** Errors after which the challenge is gone: the person starts again. */
 const RESTART = new Set(["challenge_expired", "challenge_not_found", "challenge_used", "attempts_exhausted"]);

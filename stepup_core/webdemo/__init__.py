@@ -27,6 +27,7 @@ secrets it shows would never be shown by a real application.
 from __future__ import annotations
 
 import contextlib
+import math
 import secrets
 import socket
 import sys
@@ -40,10 +41,22 @@ import attrs
 from aiohttp import web
 
 from ..hookspecs import hookimpl
-from ..models import CodeDelivery, Credential, CredentialFormat, EnrollmentCompletion, EnrollmentRequest, Factor, Principal
+from ..models import (
+    CodeDelivery,
+    Credential,
+    CredentialFormat,
+    EnrollmentCompletion,
+    EnrollmentRequest,
+    Factor,
+    Principal,
+)
 
 COOKIE = "stepup_demo"
-ASSETS = {"/": ("index.html", "text/html"), "/demo.js": ("demo.js", "text/javascript"), "/demo.css": ("demo.css", "text/css")}
+ASSETS = {
+    "/": ("index.html", "text/html"),
+    "/demo.js": ("demo.js", "text/javascript"),
+    "/demo.css": ("demo.css", "text/css"),
+}
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -97,7 +110,8 @@ class OutboxSender:
             file=sys.stderr,
             flush=True,
         )
-        self.outbox.append(Letter(delivery.user_id or "", delivery.channel, delivery.address, delivery.code, time.time()))
+        letter = Letter(delivery.user_id or "", delivery.channel, delivery.address, delivery.code, time.time())
+        self.outbox.append(letter)
 
 
 @attrs.define
@@ -207,7 +221,7 @@ class WebDemo:
             import pyotp
 
             app = pyotp.TOTP(user.totp_secret)
-            totp = {"code": app.at(now), "secondsLeft": int(app.interval - now % app.interval)}
+            totp = {"code": app.at(now), "secondsLeft": math.ceil(app.interval - now % app.interval)}
         inbox = [
             {"to": letter.to, "code": letter.code, "channel": letter.channel, "at": letter.at}
             for letter in self.outbox

@@ -92,14 +92,14 @@ $("link").addEventListener("click", async () => {
   say("");
   try {
     const { credential } = await stepUp.enroll({ method: "passkey", alias: "This device", userName: state.email });
+    if (!$("device-list").hidden) await showDevices(false);
     say(`Linked a new device: ${credential.alias ?? "passkey"}.`);
-    if (!$("device-list").hidden) await showDevices();
   } catch (error) {
     say(explain(error), true);
   }
 });
 
-async function showDevices() {
+async function showDevices(count = true) {
   const list = $("device-list");
   const credentials = await stepUp.listCredentials();
   const labels = { totp: "Authenticator app", recovery: "Recovery codes", passkey: "Passkey", otp: "Email", wallet: "Wallet", social: "Sign-in provider" };
@@ -112,7 +112,7 @@ async function showDevices() {
     }),
   );
   list.hidden = false;
-  say(`${credentials.length} devices and sign-in methods.`);
+  if (count) say(`${credentials.length} devices and sign-in methods.`);
 }
 
 $("devices").addEventListener("click", () => showDevices().catch((error) => say(explain(error), true)));
