@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError, StepUpError
 from .browser import ASSETS_KEY, AssetCache, cors_middleware
@@ -94,6 +95,13 @@ def _normalise_prefix(prefix: str) -> str:
     return cleaned
 
 
+def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
+    found: list[Middleware] = []
+    for answer in service.pm.hook.stepup_server_middlewares(config=service.config):
+        found.extend(answer or ())
+    return found
+
+
 def mount(
     app: web.Application,
     service: StepUpService,
@@ -120,7 +128,11 @@ def mount(
         raise ConfigError("this application already has another stepup service mounted")
     # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
     # it only answers preflights: 403 origin_not_allowed, saying what to configure.
-    middlewares: list[Any] = [cors_middleware(service.config.server.cors_origins), problem_middleware]
+    middlewares: list[Middleware] = [
+        cors_middleware(service.config.server.cors_origins),
+        problem_middleware,
+        *_plugin_middlewares(service),
+    ]
     sub = web.Application(middlewares=middlewares)
     sub[ASSETS_KEY] = AssetCache()
     sub[SERVICE_KEY] = service

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import attrs
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import NotFound, OriginNotAllowed
 from .http import PREFIX_KEY, TOKEN_HEADER, service_of
@@ -128,7 +129,7 @@ async def method_module(request: web.Request) -> web.StreamResponse:
 # --- CORS ----------------------------------------------------------------------------------
 
 
-def cors_middleware(origins: Iterable[str]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def cors_middleware(origins: Iterable[str]) -> Middleware:
     """Let pages on ``origins`` (exact, normalised) call the stepup routes from another origin.
 
     A request from a listed origin gets ``Access-Control-Allow-Origin`` with that origin (never

@@ -77,11 +77,15 @@ class Mailbox:
         self.messages.append(message)  # type: ignore[arg-type]
         return "250 Message accepted for delivery"
 
+    def codes(self) -> list[email.message.EmailMessage]:
+        """The messages that carry a code (not the security notices the server also sends)."""
+        return [m for m in self.messages if "verification code" in str(m["Subject"]).lower()]
+
     async def next_code(self, to: str, seen: int, timeout: float = 10.0) -> str:
-        """The code in the first message to ``to`` after the first ``seen`` messages."""
+        """The code in the first code message to ``to`` after the first ``seen`` of them."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for message in self.messages[seen:]:
+            for message in self.codes()[seen:]:
                 if to in str(message["To"]):
                     body = message.get_body(preferencelist=("plain",))
                     found = CODE.search(body.get_content() if body is not None else "")
