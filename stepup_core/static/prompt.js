@@ -844,29 +844,43 @@ class Flow {
 
 if (globalThis.customElements && !customElements.get(TAG)) customElements.define(TAG, StepUpPromptElement);
 
+/** The prompts waiting for the one on screen. @type {Promise<unknown>} */
+let queue = Promise.resolve();
+
 /**
  * A prompt function for createStepUp({prompt}) or registerPrompt(): shows <stepup-prompt>.
  * @param {PromptOptions} [options]
  * @returns {import("./stepup.d.ts").PromptFunction}
  */
 export function createPrompt(options = {}) {
-  return async (request) => {
-    /** @type {StepUpPromptElement} */
-    let element;
-    let made = false;
-    if (options.element) {
-      element = options.element;
-    } else {
-      const idle = [...document.querySelectorAll(TAG)].find((el) => el instanceof StepUpPromptElement && !el.busy);
-      element = /** @type {StepUpPromptElement} */ (idle ?? document.createElement(TAG));
-      made = !idle;
-    }
-    try {
-      return await element.run(request, options);
-    } finally {
-      if (made) element.remove();
-    }
+  return (request) => {
+    // One dialog at a time: a second step-up (two requests refused at once) waits its turn.
+    const turn = queue.then(() => show(request, options));
+    queue = turn.catch(() => {});
+    return turn;
   };
+}
+
+/**
+ * @param {PromptRequest} request
+ * @param {PromptOptions} options
+ */
+async function show(request, options) {
+  /** @type {StepUpPromptElement} */
+  let element;
+  let made = false;
+  if (options.element) {
+    element = options.element;
+  } else {
+    const idle = [...document.querySelectorAll(TAG)].find((el) => el instanceof StepUpPromptElement && !el.busy);
+    element = /** @type {StepUpPromptElement} */ (idle ?? document.createElement(TAG));
+    made = !idle;
+  }
+  try {
+    return await element.run(request, options);
+  } finally {
+    if (made) element.remove();
+  }
 }
 
 /** The built-in prompt with its defaults (the locale from `navigator.languages`). */

@@ -514,6 +514,25 @@ async def test_cancel_rejects_by_escape_close_button_and_backdrop(psite: Any, pa
     await screen(page, "code")
     await page.mouse.click(5, 5)
     assert await outcome(page) == {"error": "user_cancelled", "message": "user cancelled"}
+    # The page aborts: the dialog closes and the call rejects; two prompts at once show one dialog at a time.
+    result = await page.evaluate(
+        """async () => {
+            const controller = new AbortController();
+            const first = stepUp.promptMfa({ requestedScopes: ["user:update"], signal: controller.signal })
+                .then(() => "resolved", (e) => e.code);
+            const second = stepUp.promptMfa({ requestedScopes: ["wallet:sign"] }).then(() => "resolved", (e) => e.code);
+            const root = () => document.querySelector("stepup-prompt");
+            while (!root() || !root().shadowRoot.querySelector("dialog[open]")) await new Promise((r) => setTimeout(r, 20));
+            const dialogs = document.querySelectorAll("stepup-prompt").length;
+            controller.abort();
+            const aborted = await first;
+            while (!root() || !root().shadowRoot.querySelector("dialog[open]")) await new Promise((r) => setTimeout(r, 20));
+            root().shadowRoot.querySelector("button.close").click();
+            return { dialogs, aborted, second: await second, left: document.querySelectorAll("stepup-prompt").length };
+        }"""
+    )
+    assert result == {"dialogs": 1, "aborted": "user_cancelled", "second": "user_cancelled", "left": 0}
+
     # A click inside the dialog does not cancel.
     await start_prompt(page, scopes=("user:update",))
     await screen(page, "code")
