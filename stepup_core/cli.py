@@ -137,7 +137,11 @@ async def _web_demo(host: str, port: int) -> None:
     "--port", default=8400, show_default=True, type=click.IntRange(0, 65535), help="With --web: 0 for any free port."
 )
 def demo(web: bool, host: str, port: int) -> None:
-    """Step up with every installed method end to end and print a table; with --web, in a browser."""
+    """Step up with every installed method end to end and print a table.
+
+    With --web, serve a web application on loopback instead, where a person steps up in a
+    browser through the built-in prompt; it prints its address.
+    """
     if web:
         try:
             asyncio.run(_web_demo(host, port))
