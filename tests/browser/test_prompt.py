@@ -407,7 +407,7 @@ async def test_resend_waits_for_the_server_and_an_expired_code_starts_again(psit
                  === "We sent a new code." """
     )
     second = await psite.mailbox.next_code("bob@example.com", 2)
-    assert len(psite.mailbox.messages) == 3
+    assert len(psite.mailbox.codes()) == 3
 
     # Asked for again at once: the server's retryAfter paces the button.
     await tab_to(page, "Send a new code")
@@ -415,7 +415,7 @@ async def test_resend_waits_for_the_server_and_an_expired_code_starts_again(psit
     await page.wait_for_function(
         """() => document.querySelector("stepup-prompt").shadowRoot.querySelector(".countdown").textContent !== "" """
     )
-    assert len(psite.mailbox.messages) == 3  # nothing sent
+    assert len(psite.mailbox.codes()) == 3  # nothing sent
 
     # The code's time runs out while the person looks away: the screen says so and starts again.
     psite.clock.advance(601)
@@ -430,7 +430,7 @@ async def test_resend_waits_for_the_server_and_an_expired_code_starts_again(psit
     await page.keyboard.press("Enter")
     await screen(page, "code")
     third = await psite.mailbox.next_code("bob@example.com", 3)
-    assert len(psite.mailbox.messages) == 4 and third != first
+    assert len(psite.mailbox.codes()) == 4 and third != first
     await page.keyboard.type(third)
     await page.keyboard.press("Enter")
     done = await outcome(page)
@@ -556,7 +556,7 @@ async def test_an_mfa_user_is_never_offered_reauthentication(psite: Any, page: A
         }"""
     )
     await enrol_totp(page)
-    mails = len(psite.mailbox.messages)
+    mails = len(psite.mailbox.codes())
     for call in ("promptStepUpAuth", "promptMfa"):
         await start_prompt(page, call=call, scopes=("user:update",))
         await screen(page, "code")  # the app is the only method shown: no list with the email
@@ -568,7 +568,7 @@ async def test_an_mfa_user_is_never_offered_reauthentication(psite: Any, page: A
     done = await outcome(page)
     assert done["error"] == "method_not_allowed"
     assert await page.locator("stepup-prompt").count() == 0  # no dialog at all
-    assert len(psite.mailbox.messages) == mails  # and no code went to the email address
+    assert len(psite.mailbox.codes()) == mails  # and no code went to the email address
 
 
 # --- locales, themes, a third-party method ---------------------------------------------------------
