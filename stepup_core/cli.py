@@ -77,12 +77,7 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
                 click.echo(f"identifying callers by {config.identify.mode}")
             click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
             sys.stdout.flush()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await _until_stopped()
             click.echo("stepup stopped")
     finally:
         if isinstance(identify, JwtIdentify):
@@ -113,6 +108,16 @@ def serve(config_path: Path | None, host: str, port: int) -> None:
         raise click.ClickException(f"could not listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+async def _until_stopped() -> None:
+    """Wait for Ctrl+C (SIGINT) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _web_demo(host: str, port: int) -> None:
     from .webdemo import running_demo
 
@@ -121,12 +126,7 @@ async def _web_demo(host: str, port: int) -> None:
         click.echo(f"stepup web demo on {address} (methods: {methods})")
         click.echo("open it in a browser; codes sent by email are printed here too; press Ctrl+C to stop")
         sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await _until_stopped()
     click.echo("stepup web demo stopped")
 
 

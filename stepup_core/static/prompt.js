@@ -78,6 +78,12 @@ const ERRORS = {
 /** Errors after which the challenge is gone: the person starts again. */
 const RESTART = new Set(["challenge_expired", "challenge_not_found", "challenge_used", "attempts_exhausted"]);
 
+/** The dark palette: chosen by theme="dark", or by the person's preference unless theme="light". */
+const DARK = `
+  --stepup-bg: #1c2128; --stepup-fg: #e6edf3; --stepup-muted: #a2aab3; --stepup-border: #4a525c;
+  --stepup-accent: #6cb6ff; --stepup-accent-fg: #0d1117; --stepup-error: #ff8e86; --stepup-focus: #6cb6ff;
+  --stepup-option-selected: #233247; --stepup-backdrop: rgb(0 0 0 / 0.7);`;
+
 const STYLE = `
 :host {
   --stepup-font: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
@@ -95,31 +101,9 @@ const STYLE = `
   --stepup-backdrop: rgb(15 20 25 / 0.55);
   --stepup-shadow: 0 12px 40px rgb(0 0 0 / 0.25);
 }
-:host([theme="dark"]) {
-  --stepup-bg: #1c2128;
-  --stepup-fg: #e6edf3;
-  --stepup-muted: #a2aab3;
-  --stepup-border: #4a525c;
-  --stepup-accent: #6cb6ff;
-  --stepup-accent-fg: #0d1117;
-  --stepup-error: #ff8e86;
-  --stepup-focus: #6cb6ff;
-  --stepup-option-selected: #233247;
-  --stepup-backdrop: rgb(0 0 0 / 0.7);
-}
+:host([theme="dark"]) { ${DARK} }
 @media (prefers-color-scheme: dark) {
-  :host(:not([theme="light"])) {
-    --stepup-bg: #1c2128;
-    --stepup-fg: #e6edf3;
-    --stepup-muted: #a2aab3;
-    --stepup-border: #4a525c;
-    --stepup-accent: #6cb6ff;
-    --stepup-accent-fg: #0d1117;
-    --stepup-error: #ff8e86;
-    --stepup-focus: #6cb6ff;
-    --stepup-option-selected: #233247;
-    --stepup-backdrop: rgb(0 0 0 / 0.7);
-  }
+  :host(:not([theme="light"])) { ${DARK} }
 }
 dialog {
   box-sizing: border-box; width: min(var(--stepup-width), calc(100vw - 2rem)); padding: 0;

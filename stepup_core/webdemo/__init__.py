@@ -30,7 +30,6 @@ import contextlib
 import math
 import secrets
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -40,6 +39,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
+from ..default_plugins.console_delivery import ConsoleSender
 from ..hookspecs import hookimpl
 from ..models import (
     CodeDelivery,
@@ -104,12 +104,7 @@ class OutboxSender:
     name: str = "demo-console"
 
     async def send(self, delivery: CodeDelivery) -> None:
-        print(
-            f"[stepup console delivery: development only] {delivery.channel} to {delivery.address}: "
-            f"your {delivery.app_name} code is {delivery.code}",
-            file=sys.stderr,
-            flush=True,
-        )
+        await ConsoleSender().send(delivery)
         letter = Letter(delivery.user_id or "", delivery.channel, delivery.address, delivery.code, time.time())
         self.outbox.append(letter)
 
