@@ -222,6 +222,30 @@ export class StepUpPromptElement extends HTMLElement {
   }
 }
 
+/** @typedef {{get(id: string): ChallengeStart | undefined, set(id: string, c: ChallengeStart): void, delete(id: string): void}} Challenges */
+
+/** Challenges begun, per client: the prompt opened again for the same scopes answers the same
+ * challenge (the code already sent) instead of asking the server for another too soon. */
+/** @type {WeakMap<object, Map<string, ChallengeStart>>} */
+const begun = new WeakMap();
+
+/**
+ * @param {object} client
+ * @param {string[]} scopes
+ * @returns {Challenges}
+ */
+function challengesOf(client, scopes) {
+  let all = begun.get(client);
+  if (!all) begun.set(client, (all = new Map()));
+  const known = all;
+  const scope = [...new Set(scopes)].sort().join(" ");
+  return {
+    get: (id) => known.get(`${id} ${scope}`),
+    set: (id, challenge) => void known.set(`${id} ${scope}`, challenge),
+    delete: (id) => void known.delete(`${id} ${scope}`),
+  };
+}
+
 /** One run of the prompt: the dialog, its screens and what the person chose. */
 class Flow {
   /**
@@ -243,8 +267,7 @@ class Flow {
     /** @type {Choice | null} */
     this.current = null;
     /** The challenge begun for each credential, answered again after a wrong code. */
-    /** @type {Map<string, ChallengeStart>} */
-    this.challenges = new Map();
+    this.challenges = challengesOf(request.stepUp, request.requestedScopes);
     /** @type {Element | null} */
     this.opener = null;
     /** @type {ReturnType<typeof setInterval> | undefined} */
