@@ -103,10 +103,13 @@ async def test_a_bound_token_sent_with_other_details_is_refused_and_not_retried(
     problem = answer.problem()
     assert problem is not None and problem.code == "transaction_mismatch"
     assert paid == []
-    # Not spent: it still satisfies the check for the payment it was bound to.
+    # Not spent: the client holds it again, and it still satisfies the check for its payment.
+    assert not client.is_step_up_required("payments:send", transaction=PAYMENT)
     status, check = await stack.api("alice", "POST", "/check", {"scope": "payments:send", "transaction": PAYMENT},
                                     token=token.elevated_access_token)
     assert status == 200 and check["isRequired"] is False
+    done = await client.post("/app/pay", scope="payments:send", transaction=PAYMENT, json=PAYMENT)
+    assert done.status == 200 and done.token_sent == token.elevated_access_token and paid == [PAYMENT]
 
 
 async def test_auto_step_up_binds_to_the_details_the_refusal_names(stack: StepUpStack, paid: list[Any]) -> None:

@@ -19,6 +19,7 @@ from .jar import TokenJar
 from .problems import error_from_problem
 
 STEP_UP_ERROR = "insufficient_user_authentication"
+TRANSACTION_MISMATCH = "transaction_mismatch"
 
 _AUTH_PARAM = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
@@ -75,6 +76,15 @@ class AppResponse:
             return None
         params = parse_www_authenticate(self.headers.get("WWW-Authenticate", ""))
         return params if params.get("error") == STEP_UP_ERROR else None
+
+
+def _code(response: AppResponse) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
 
 
 #: Answers a refusal: step up for the scope the refusal names, with the check it carries.
@@ -143,4 +153,6 @@ class AppRoutes:
         response: AppResponse = await self._busy(call())
         if token is not None and response.step_up_challenge() is not None:
             self.jar.discard(token.elevated_access_token)
+        elif token is not None and response.status == 403 and _code(response) == TRANSACTION_MISMATCH:
+            self.jar.put(token)  # bound to other details, and not used: it is still good for them
         return response

@@ -48,4 +48,7 @@ export default {
   "error.invalid": "Diese Eingabe wurde nicht angenommen. Prüfen Sie sie und versuchen Sie es erneut.",
   "error.server": "Bei uns ist etwas schiefgelaufen. Versuchen Sie es später erneut.",
   "error.generic": "Etwas ist schiefgelaufen. Versuchen Sie es erneut.",
+  "error.transaction": "Die Angaben zu dieser Aktion haben sich geändert. Beginnen Sie erneut, um sie zu genehmigen.",
+  "transaction.title": "Sie genehmigen",
+  "transaction.details": "Alle Angaben",
 };

@@ -51,4 +51,7 @@ export default {
   "error.invalid": "That was not accepted. Check it and try again.",
   "error.server": "Something went wrong on our side. Try again later.",
   "error.generic": "Something went wrong. Try again.",
+  "error.transaction": "The details of this action changed. Start again to approve them.",
+  "transaction.title": "You are approving",
+  "transaction.details": "All details",
 };

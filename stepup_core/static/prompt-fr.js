@@ -48,4 +48,7 @@ export default {
   "error.invalid": "Cette saisie n’a pas été acceptée. Vérifiez-la et réessayez.",
   "error.server": "Un problème est survenu de notre côté. Réessayez plus tard.",
   "error.generic": "Un problème est survenu. Réessayez.",
+  "error.transaction": "Les détails de cette action ont changé. Recommencez pour les approuver.",
+  "transaction.title": "Vous approuvez",
+  "transaction.details": "Tous les détails",
 };

@@ -67,6 +67,10 @@ const ERRORS = {
   server_error: "error.server",
   plugin_error: "error.server",
   config_error: "error.server",
+  transaction_mismatch: "error.transaction",
+  invalid_transaction: "error.invalid",
+  transaction_required: "error.invalid",
+  committing_method_required: "error.notAllowed",
   enrollment_failed: "error.failed",
   security_key_not_found: "error.authenticator",
   not_found: "error.unavailable",
@@ -143,6 +147,13 @@ input.code[aria-invalid="true"] { border-color: var(--stepup-error); }
 .status { color: var(--stepup-muted); }
 .resend { margin-top: 0.75rem; }
 .footer { margin-top: 1rem; }
+.transaction { margin-top: 0.75rem; padding: 0.75rem; border: 1px solid var(--stepup-border); border-radius: 8px; }
+.transaction .label { margin: 0; color: var(--stepup-muted); font-size: 0.9rem; }
+.transaction .summary { margin: 0.15rem 0 0; font-weight: 600; font-size: 1.05rem; overflow-wrap: anywhere; }
+.transaction details { margin-top: 0.35rem; font-size: 0.9rem; }
+.transaction dl { display: grid; grid-template-columns: auto 1fr; gap: 0.15rem 0.75rem; margin: 0.35rem 0 0; }
+.transaction dt { color: var(--stepup-muted); }
+.transaction dd { margin: 0; overflow-wrap: anywhere; }
 `;
 
 /** @type {CSSStyleSheet | null} */
@@ -232,13 +243,15 @@ const begun = new WeakMap();
 /**
  * @param {object} client
  * @param {string[]} scopes
+ * @param {string} bound the hash of the transaction the step-up is bound to ("" for none)
  * @returns {Challenges}
  */
-function challengesOf(client, scopes) {
+function challengesOf(client, scopes, bound) {
   let all = begun.get(client);
   if (!all) begun.set(client, (all = new Map()));
   const known = all;
-  const scope = [...new Set(scopes)].sort().join(" ");
+  // A challenge is bound to its transaction: another payment never answers this one's.
+  const scope = [...new Set(scopes)].sort().join(" ") + "#" + bound;
   return {
     get: (id) => known.get(`${id} ${scope}`),
     set: (id, challenge) => void known.set(`${id} ${scope}`, challenge),
@@ -267,7 +280,7 @@ class Flow {
     /** @type {Choice | null} */
     this.current = null;
     /** The challenge begun for each credential, answered again after a wrong code. */
-    this.challenges = challengesOf(request.stepUp, request.requestedScopes);
+    this.challenges = challengesOf(request.stepUp, request.requestedScopes, request.transaction?.hash ?? "");
     /** @type {Element | null} */
     this.opener = null;
     /** @type {ReturnType<typeof setInterval> | undefined} */
@@ -277,8 +290,9 @@ class Flow {
     this.generation = 0;
     /** @type {(value: IssuedToken | null) => void} */
     this.settle = () => {};
+    const described = request.transaction ? "stepup-transaction stepup-description" : "stepup-description";
     this.dialog = /** @type {HTMLDialogElement} */ (
-      h("dialog", { part: "dialog", "aria-labelledby": "stepup-title", "aria-describedby": "stepup-description" })
+      h("dialog", { part: "dialog", "aria-labelledby": "stepup-title", "aria-describedby": described })
     );
     this.title = h("h2", { id: "stepup-title", part: "title" });
     this.body = h("div", { class: "body", part: "body" });
@@ -493,9 +507,34 @@ class Flow {
     this.stopTimer();
     this.generation += 1;
     this.title.textContent = title;
-    this.body.replaceChildren(h("p", { id: "stepup-description", class: "description", part: "description" }, description), ...content.filter((c) => c !== null && c !== false));
+    this.body.replaceChildren(
+      this.transaction(),
+      h("p", { id: "stepup-description", class: "description", part: "description" }, description),
+      ...content.filter((c) => c !== null && c !== false),
+    );
     this.dialog.dataset.screen = "";
     return this.generation;
+  }
+
+  /**
+   * What a bound step-up approves, above every screen: the server's summary, and every detail
+   * on request. Text nodes only: the details are the page's, the summary the server's.
+   * @returns {HTMLElement | string}
+   */
+  transaction() {
+    const bound = this.request.transaction;
+    if (!bound) return "";
+    const rows = Object.entries(bound.details ?? {}).flatMap(([key, value]) => [
+      h("dt", {}, key),
+      h("dd", {}, typeof value === "string" ? value : JSON.stringify(value)),
+    ]);
+    return h(
+      "section",
+      { class: "transaction", part: "transaction", "aria-labelledby": "stepup-transaction-label" },
+      h("p", { id: "stepup-transaction-label", class: "label" }, this.t("transaction.title")),
+      h("p", { id: "stepup-transaction", class: "summary", part: "summary" }, bound.summary),
+      rows.length ? h("details", { part: "details" }, h("summary", {}, this.t("transaction.details")), h("dl", {}, ...rows)) : null,
+    );
   }
 
   /** @param {string} name */

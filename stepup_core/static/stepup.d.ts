@@ -20,6 +20,19 @@ export interface CredentialView {
   details: Record<string, unknown>;
 }
 
+/** The details of one action (amount, currency, payee...): a JSON object the application defines. */
+export type TransactionDetails = Record<string, unknown>;
+
+/** A transaction as the server binds it (docs/transaction-binding.md). */
+export interface Transaction {
+  /** Unpadded base64url SHA-256 of the details' RFC 8785 canonical form. */
+  hash: string;
+  /** The line to show the person before they verify ("Approve 120.00 EUR to ACME Ltd"). */
+  summary: string;
+  /** The details in canonical key order. */
+  details: TransactionDetails;
+}
+
 /** `POST /check`: the reference's `{isRequired, credentials, defaultCredentialId}` and more. */
 export interface CheckResult {
   scope: string;
@@ -29,6 +42,8 @@ export interface CheckResult {
   defaultCredentialId: string | null;
   reasons: string[];
   methods: string[];
+  /** The transaction asked about, or (in a refusal) the one the route binds its token to. */
+  transaction?: Transaction | null;
 }
 
 /** An elevated access token as `POST /verify` issues it. */
@@ -39,6 +54,8 @@ export interface IssuedToken {
   expiresAt: number;
   singleUse: boolean;
   method: string;
+  /** Set when the token is bound to transaction details: valid once, for those details only. */
+  transactionHash?: string | null;
 }
 
 /** `GET /methods`: one installed method. */
@@ -52,6 +69,8 @@ export interface MethodInfo {
   plugin: string | null;
   /** Path of the method's browser half on the server, when its plugin ships one. */
   browserModule: string | null;
+  /** The method's proof commits to transaction details (passkey, wallet, OTP). */
+  commitsTransaction?: boolean;
 }
 
 /** `POST /challenges`: the method's public data is in `data`. */
@@ -63,6 +82,8 @@ export interface ChallengeStart {
   credentialId: string | null;
   requestedScopes: string[];
   data: Record<string, any>;
+  /** The transaction the challenge is bound to, with its summary. */
+  transaction?: Transaction | null;
 }
 
 /** `POST /enrollments`: `credential` is set when the enrolment completed at once. */
@@ -102,6 +123,7 @@ export type StepUpErrorCode =
   | "rate_limited" | "method_not_allowed" | "origin_not_allowed" | "no_eligible_credential"
   | "enrollment_failed" | "delivery_failed" | "provider_unavailable" | "store_unavailable"
   | "invalid_token" | "config_error" | "plugin_error" | "server_error" | "stepup_error"
+  | "invalid_transaction" | "transaction_required" | "transaction_mismatch" | "committing_method_required"
   // raised in the browser
   | "network_error" | "user_cancelled" | "prompt_unavailable" | "method_not_installed"
   | "unsupported" | "popup_blocked" | "authenticator_failed";
@@ -141,7 +163,10 @@ export interface PromptRequest {
   credentials: CredentialView[];
   defaultCredentialId: string | null;
   check: CheckResult;
-  /** The client: the prompt verifies through it (verifyTotpMfa, verify...). */
+  /** The transaction the step-up is bound to: show `summary` (and the details) before the person verifies. */
+  transaction: Transaction | null;
+  /** The client: the prompt verifies through it (verifyTotpMfa, verify...). For a bound step-up
+   * every begin and verify call through it carries the transaction's details. */
   stepUp: StepUp;
   signal?: AbortSignal;
 }
@@ -172,6 +197,8 @@ export interface StepUpOptions {
 export interface ScopesParams {
   requestedScopes?: string[];
   signal?: AbortSignal;
+  /** Bind the step-up to these details: the token opens only the request for the same action. */
+  transaction?: TransactionDetails | null;
 }
 
 export interface PromptParams extends ScopesParams {
@@ -210,26 +237,29 @@ export interface StepUpFetchInit extends RequestInit {
   scope?: string;
   /** On an RFC 9470 401, prompt and retry once (default true when a prompt is available). */
   retry?: boolean;
+  /** The details of the action, when the route binds its token to them: the token bound to
+   * them is attached. A refusal names the details itself; the retry binds to those. */
+  transaction?: TransactionDetails | null;
 }
 
 /** The hook's surface, in the reference's names and shapes. */
 export interface StepUp {
-  isStepUpRequired(params: { scope: string }): Promise<boolean>;
-  checkStepUpAuth(params: { scope: string }): Promise<CheckResult>;
+  isStepUpRequired(params: { scope: string; transaction?: TransactionDetails | null }): Promise<boolean>;
+  checkStepUpAuth(params: { scope: string; transaction?: TransactionDetails | null }): Promise<CheckResult>;
   promptStepUpAuth(params?: PromptParams): Promise<string | undefined>;
   promptMfa(params?: PromptParams): Promise<string | undefined>;
   promptReauthenticate(params?: PromptParams): Promise<string | undefined>;
-  sendOtp(params?: { credentialId?: string; requestedScopes?: string[] }): Promise<OtpVerification | null>;
-  verifyOtp(params: { verificationToken: string; requestedScopes?: string[] }): Promise<IssuedToken | undefined>;
-  verifyWallet(params?: { walletId?: string; requestedScopes?: string[]; provider?: Eip1193Provider; signal?: AbortSignal }): Promise<IssuedToken | undefined>;
-  verifySocial(params: { provider: string; requestedScopes?: string[]; signal?: AbortSignal }): Promise<IssuedToken | undefined>;
-  verifyPasskeyMfa(params?: { credentialId?: string; requestedScopes?: string[]; signal?: AbortSignal }): Promise<IssuedToken>;
-  verifyTotpMfa(params: { code: string; deviceId?: string; requestedScopes?: string[] }): Promise<IssuedToken>;
-  verifyRecoveryCode(params: { code: string; requestedScopes?: string[] }): Promise<IssuedToken>;
+  sendOtp(params?: { credentialId?: string; requestedScopes?: string[]; transaction?: TransactionDetails | null }): Promise<OtpVerification | null>;
+  verifyOtp(params: { verificationToken: string; requestedScopes?: string[]; transaction?: TransactionDetails | null }): Promise<IssuedToken | undefined>;
+  verifyWallet(params?: { walletId?: string; requestedScopes?: string[]; provider?: Eip1193Provider; signal?: AbortSignal; transaction?: TransactionDetails | null }): Promise<IssuedToken | undefined>;
+  verifySocial(params: { provider: string; requestedScopes?: string[]; signal?: AbortSignal; transaction?: TransactionDetails | null }): Promise<IssuedToken | undefined>;
+  verifyPasskeyMfa(params?: { credentialId?: string; requestedScopes?: string[]; signal?: AbortSignal; transaction?: TransactionDetails | null }): Promise<IssuedToken>;
+  verifyTotpMfa(params: { code: string; deviceId?: string; requestedScopes?: string[]; transaction?: TransactionDetails | null }): Promise<IssuedToken>;
+  verifyRecoveryCode(params: { code: string; requestedScopes?: string[]; transaction?: TransactionDetails | null }): Promise<IssuedToken>;
   /** Any installed method, a third party's too, through its browser half. */
   verify(params: VerifyParams): Promise<IssuedToken>;
   /** `POST /challenges` alone: a prompt shows the challenge (where the code went) before the person answers it with `verify({challenge})`. */
-  beginChallenge(params: { method: string; credentialId?: string; requestedScopes?: string[]; params?: Record<string, unknown> }): Promise<ChallengeStart>;
+  beginChallenge(params: { method: string; credentialId?: string; requestedScopes?: string[]; params?: Record<string, unknown>; transaction?: TransactionDetails | null }): Promise<ChallengeStart>;
   /** The method's browser half (its label, screen and messages), loaded from the server. */
   methodModule(name: string): Promise<MethodModule>;
   readonly state: StepUpState;
@@ -238,8 +268,9 @@ export interface StepUp {
 
   /** fetch that attaches the scope's token and steps up once on an RFC 9470 401. */
   fetch(input: RequestInfo | URL, init?: StepUpFetchInit): Promise<Response>;
-  /** The token for `scope` to send yourself (a single-use one leaves the jar). */
-  takeToken(params: { scope: string }): string | undefined;
+  /** The token for `scope` to send yourself (a single-use one leaves the jar); with
+   * `transactionHash` (see `transactionHash()`), the token bound to that transaction. */
+  takeToken(params: { scope: string; transactionHash?: string | null }): string | undefined;
   /** Forget every token here and revoke the session's tokens on the server. */
   logout(): Promise<void>;
 
@@ -323,6 +354,9 @@ export interface MethodModule {
 }
 
 export function createStepUp(options?: StepUpOptions): StepUp;
+
+/** The hash the server gives a step-up bound to `details` (RFC 8785, SHA-256, base64url). */
+export function transactionHash(details: TransactionDetails): Promise<string>;
 
 /** Install a prompt used by every client that was given none (the built-in prompt calls it). */
 export function registerPrompt(prompt: PromptFunction): () => void;

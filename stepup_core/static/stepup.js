@@ -67,8 +67,59 @@ const cancelled = (message) => new StepUpError("user_cancelled", message);
 /** @param {unknown} value @returns {string[]} */
 const list = (value) => (Array.isArray(value) ? value.map(String) : []);
 
-/** @param {string[]} scopes */
-const jarKey = (scopes) => [...new Set(scopes)].sort().join(" ");
+/** @param {IssuedToken} token */
+const jarKey = (token) => [...new Set(token.scopes)].sort().join(" ") + "#" + (token.transactionHash ?? "");
+
+/**
+ * RFC 8785 (JSON Canonicalization Scheme): the RFC's own algorithm, which builds on ECMAScript's
+ * JSON.stringify for strings and numbers and orders object members by their keys' UTF-16 code
+ * units, which is what Array.prototype.sort does.
+ * @param {unknown} value
+ * @returns {string}
+ */
+function canonicalJson(value) {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const object = /** @type {Record<string, unknown>} */ (value);
+    return `{${Object.keys(object)
+      .sort()
+      .map((key) => `${canonicalString(key)}:${canonicalJson(object[key])}`)
+      .join(",")}}`;
+  }
+  if (typeof value === "string") return canonicalString(value);
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    throw new StepUpError("invalid_transaction", "transaction details hold a number JSON cannot carry");
+  }
+  return JSON.stringify(value);
+}
+
+/** @param {string} text */
+function canonicalString(text) {
+  if (/\p{Cs}/u.test(text)) throw new StepUpError("invalid_transaction", "transaction details hold a lone surrogate");
+  return JSON.stringify(text);
+}
+
+/**
+ * The hash a step-up bound to `details` carries (`transactionHash`): the unpadded base64url
+ * SHA-256 of their RFC 8785 canonical form, as the server computes it. Needs a secure context
+ * (https, or localhost) for Web Crypto.
+ * @param {Record<string, unknown>} details
+ * @returns {Promise<string>}
+ */
+export async function transactionHash(details) {
+  if (!details || typeof details !== "object" || Array.isArray(details)) {
+    throw new StepUpError("invalid_transaction", "transaction must be an object of the action's details");
+  }
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) throw new StepUpError("unsupported", "transaction binding needs Web Crypto: serve the page over https");
+  // What is sent is JSON.stringify's reading (toJSON applied, undefined members dropped).
+  const canonical = canonicalJson(JSON.parse(JSON.stringify(details)));
+  const digest = new Uint8Array(await subtle.digest("SHA-256", new TextEncoder().encode(canonical)));
+  return btoa(String.fromCharCode(...digest)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** @param {Record<string, unknown> | null | undefined} details */
+const hashOf = async (details) => (details ? transactionHash(details) : null);
 
 /**
  * The parameters of a `Bearer` challenge in WWW-Authenticate (RFC 6750), or {}.
@@ -163,6 +214,9 @@ export function createStepUp(options = {}) {
   let knownMethods = new Map();
   /** @type {Map<string, Promise<MethodModule>>} */
   const modules = new Map();
+  /** The client as prompts see it for a step-up bound to details, by their canonical form. */
+  /** @type {Map<string, any>} */
+  const boundClients = new Map();
 
   // --- state ---------------------------------------------------------------------------
 
@@ -222,11 +276,16 @@ export function createStepUp(options = {}) {
 
   /** @param {IssuedToken} token */
   function keep(token) {
-    jar.set(jarKey(token.scopes), { token, expiresAtMs: token.expiresAt * 1000 - skew - 1000 });
+    jar.set(jarKey(token), { token, expiresAtMs: token.expiresAt * 1000 - skew - 1000 });
   }
 
-  /** The held token to attach for `scope`: time-bound before single-use, then the longest-lived. */
-  function best(/** @type {string} */ scope) {
+  /**
+   * The held token to attach for `scope` (bound to the transaction with hash `bound`, else
+   * unbound): time-bound before single-use, then the longest-lived.
+   * @param {string} scope
+   * @param {string | null} [bound]
+   */
+  function best(scope, bound = null) {
     const now = Date.now();
     /** @type {[string, HeldToken] | null} */
     let found = null;
@@ -235,7 +294,7 @@ export function createStepUp(options = {}) {
         jar.delete(key);
         continue;
       }
-      if (!held.token.scopes.includes(scope)) continue;
+      if (!held.token.scopes.includes(scope) || (held.token.transactionHash ?? null) !== bound) continue;
       const better =
         !found ||
         Number(held.token.singleUse) < Number(found[1].token.singleUse) ||
@@ -245,14 +304,14 @@ export function createStepUp(options = {}) {
     return found;
   }
 
-  /** @param {string} scope */
-  function peek(scope) {
-    return best(scope)?.[1].token;
+  /** @param {string} scope @param {string | null} [bound] */
+  function peek(scope, bound = null) {
+    return best(scope, bound)?.[1].token;
   }
 
-  /** @param {string} scope */
-  function take(scope) {
-    const found = best(scope);
+  /** @param {string} scope @param {string | null} [bound] */
+  function take(scope, bound = null) {
+    const found = best(scope, bound);
     if (!found) return undefined;
     if (found[1].token.singleUse) jar.delete(found[0]);
     return found[1].token;
@@ -500,13 +559,13 @@ export function createStepUp(options = {}) {
   }
 
   /**
-   * Step up with one method through its browser half.
+   * Step up with one method through its browser half (bound to `transaction` when given).
    * @param {string} method
-   * @param {{requestedScopes?: string[], credentialId?: string | null, params?: Record<string, unknown>, popup?: Window | null} & Record<string, any>} given
+   * @param {{requestedScopes?: string[], credentialId?: string | null, params?: Record<string, unknown>, popup?: Window | null, transaction?: Record<string, unknown> | null} & Record<string, any>} given
    * @returns {Promise<IssuedToken>}
    */
   async function runMethod(method, given) {
-    const { requestedScopes, credentialId, params, popup = null, challenge: begun, ...rest } = given;
+    const { requestedScopes, credentialId, params, popup = null, challenge: begun, transaction, ...rest } = given;
     const scopes = scopesOf("", begun?.requestedScopes?.length ? begun.requestedScopes : requestedScopes);
     const run = context(method, rest, popup);
     try {
@@ -520,7 +579,7 @@ export function createStepUp(options = {}) {
         }
         challenge = begun; // begun by beginChallenge: answered again after a wrong code
       } else if (info.requiresChallenge) {
-        challenge = await beginOn(method, scopes, credentialId, params);
+        challenge = await beginOn(method, scopes, credentialId, params, transaction);
       } else {
         challenge = {
           challengeId: null,
@@ -547,6 +606,8 @@ export function createStepUp(options = {}) {
         requestedScopes: scopes,
         ...(challenge.challengeId ? { challengeId: challenge.challengeId } : {}),
         ...(!info.requiresChallenge && credentialId ? { credentialId } : {}),
+        // Repeated for a challenge: the server refuses details other than the challenge's.
+        ...(transaction ? { transaction } : {}),
       });
       keep(token);
       if (pendingOtp && pendingOtp.challengeId === challenge.challengeId) pendingOtp = null;
@@ -562,15 +623,17 @@ export function createStepUp(options = {}) {
    * @param {string[]} scopes
    * @param {string | null | undefined} credentialId
    * @param {Record<string, unknown> | undefined} params
+   * @param {Record<string, unknown> | null | undefined} [transaction]
    * @returns {Promise<ChallengeStart>}
    */
-  async function beginOn(method, scopes, credentialId, params) {
+  async function beginOn(method, scopes, credentialId, params, transaction) {
     /** @type {ChallengeStart} */
     const challenge = await api("POST", "/challenges", {
       method,
       requestedScopes: scopes,
       ...(credentialId ? { credentialId } : {}),
       ...(params ? { params } : {}),
+      ...(transaction ? { transaction } : {}),
     });
     if (!challenge.requestedScopes?.length) challenge.requestedScopes = scopes;
     return challenge;
@@ -684,6 +747,7 @@ export function createStepUp(options = {}) {
         `this user has no ${route === "mfa" ? "MFA" : "re-authentication"} credential that can step up for ${scopes.join(", ")}`,
       );
     }
+    const transaction = check.transaction ?? null;
     const answer = await abortable(
       Promise.resolve(
         prompt({
@@ -693,7 +757,8 @@ export function createStepUp(options = {}) {
           credentials: usable,
           defaultCredentialId: check.defaultCredentialId,
           check,
-          stepUp: api_,
+          transaction,
+          stepUp: transaction ? boundTo(transaction.details) : api_,
           signal: given.signal,
         }),
       ),
@@ -711,7 +776,8 @@ export function createStepUp(options = {}) {
    */
   async function prompt(kind, params = {}) {
     const scopes = scopesOf("", params.requestedScopes);
-    const check = await operation(() => strictCheck(scopes[0]));
+    const transaction = params.transaction ?? null;
+    const check = await operation(() => strictCheck(scopes[0], transaction));
     lastScopes = scopes;
     if (kind === "mfa" && !check.credentials.some((c) => c.factor === "mfa")) {
       throw record(new StepUpError("no_eligible_credential", "this user has no MFA device registered; enrol one first"));
@@ -725,7 +791,8 @@ export function createStepUp(options = {}) {
       );
     }
     if (kind === "stepUp" && !check.isRequired) {
-      const held = scopes.map(peek);
+      const bound = check.transaction?.hash ?? null;
+      const held = scopes.map((scope) => peek(scope, bound));
       if (held.every(Boolean) && new Set(held.map((t) => t?.elevatedAccessToken)).size === 1) {
         return held[0]?.elevatedAccessToken;
       }
@@ -736,6 +803,30 @@ export function createStepUp(options = {}) {
     } catch (error) {
       throw record(asStepUpError(error));
     }
+  }
+
+  /**
+   * The client as a prompt sees it for a step-up bound to `details`: every begin and verify
+   * carries them unless the prompt passes its own.
+   * @param {Record<string, unknown>} details
+   * @returns {StepUp}
+   */
+  function boundTo(details) {
+    const key = canonicalJson(details);
+    let bound = boundClients.get(key);
+    if (bound) return bound;
+    /** @param {(params: any) => any} call */
+    const bind = (call) => (/** @type {any} */ params = {}) => call({ transaction: details, ...params });
+    const names = /** @type {const} */ ([
+      "beginChallenge", "verify", "sendOtp", "verifyOtp", "verifyWallet", "verifySocial",
+      "verifyPasskeyMfa", "verifyTotpMfa", "verifyRecoveryCode",
+    ]);
+    bound = Object.create(api_);
+    for (const name of names) bound[name] = bind(api_[name]);
+    // The same object for the same details: a prompt reopened for them finds its challenges.
+    if (boundClients.size >= 16) boundClients.clear();
+    boundClients.set(key, bound);
+    return /** @type {StepUp} */ (bound);
   }
 
   /** @param {StepUpError} error */
@@ -762,11 +853,17 @@ export function createStepUp(options = {}) {
 
   // --- the check -------------------------------------------------------------------------
 
-  /** @param {string} scope @returns {Promise<CheckResult>} */
-  async function strictCheck(scope) {
+  /**
+   * @param {string} scope
+   * @param {Record<string, unknown> | null} [transaction]
+   * @returns {Promise<CheckResult>}
+   */
+  async function strictCheck(scope, transaction = null) {
     lastScopes = [scope];
     // The check only looks at the token: a single-use one stays in the jar, valid.
-    const result = await api("POST", "/check", { scope }, { token: peek(scope), retry: false });
+    const token = peek(scope, await hashOf(transaction));
+    const body = transaction ? { scope, transaction } : { scope };
+    const result = await api("POST", "/check", body, { token, retry: false });
     lastCheck = result;
     return result;
   }
@@ -775,13 +872,13 @@ export function createStepUp(options = {}) {
 
   /** @type {StepUp} */
   const api_ = {
-    async isStepUpRequired({ scope }) {
-      return !peek(scope);
+    async isStepUpRequired({ scope, transaction }) {
+      return !peek(scope, await hashOf(transaction));
     },
 
-    async checkStepUpAuth({ scope }) {
+    async checkStepUpAuth({ scope, transaction }) {
       try {
-        return await operation(() => strictCheck(scope));
+        return await operation(() => strictCheck(scope, transaction));
       } catch {
         lastCheck = null;
         return {
@@ -792,6 +889,7 @@ export function createStepUp(options = {}) {
           defaultCredentialId: null,
           reasons: ["check_failed"],
           methods: [],
+          transaction: null,
         };
       }
     },
@@ -805,14 +903,10 @@ export function createStepUp(options = {}) {
         const scopes = scopesOf("", params.requestedScopes);
         const codes = (lastCheck?.credentials ?? []).filter((c) => c.format === "email" || c.format === "phoneNumber");
         const chosen = params.credentialId ?? (codes.find((c) => c.signIn) ?? codes[0])?.id;
-        const challenge = await api("POST", "/challenges", {
-          method: "otp",
-          requestedScopes: scopes,
-          ...(chosen ? { credentialId: chosen } : {}),
-        });
+        const challenge = await beginOn("otp", scopes, chosen, undefined, params.transaction);
         const data = challenge.data ?? {};
         const credentialId = data.credentialId ?? challenge.credentialId ?? chosen ?? null;
-        pendingOtp = { challengeId: challenge.challengeId, credentialId, requestedScopes: scopes };
+        pendingOtp = { challengeId: /** @type {string} */ (challenge.challengeId), credentialId, requestedScopes: scopes };
         return {
           verificationType: String(data.verificationType ?? "email"),
           credentialId: String(credentialId ?? ""),
@@ -822,7 +916,7 @@ export function createStepUp(options = {}) {
       return sent ?? null;
     },
 
-    async verifyOtp({ verificationToken, requestedScopes }) {
+    async verifyOtp({ verificationToken, requestedScopes, transaction }) {
       const pending = pendingOtp;
       if (!pending) {
         throw record(new StepUpError("challenge_not_found", "no code was sent yet: call sendOtp() before verifyOtp()"));
@@ -834,6 +928,7 @@ export function createStepUp(options = {}) {
             challengeId: pending.challengeId,
             response: { code: String(verificationToken).trim() },
             requestedScopes: requestedScopes?.length ? requestedScopes : pending.requestedScopes,
+            ...(transaction ? { transaction } : {}),
           });
           keep(token);
           pendingOtp = null;
@@ -865,17 +960,17 @@ export function createStepUp(options = {}) {
       return operation(() => runMethod("passkey", params));
     },
 
-    verifyTotpMfa({ code, deviceId, requestedScopes }) {
-      return operation(() => runMethod("totp", { code, credentialId: deviceId, requestedScopes }));
+    verifyTotpMfa({ code, deviceId, requestedScopes, transaction }) {
+      return operation(() => runMethod("totp", { code, credentialId: deviceId, requestedScopes, transaction }));
     },
 
-    verifyRecoveryCode({ code, requestedScopes }) {
-      return operation(() => runMethod("recovery", { code, requestedScopes }));
+    verifyRecoveryCode({ code, requestedScopes, transaction }) {
+      return operation(() => runMethod("recovery", { code, requestedScopes, transaction }));
     },
 
-    beginChallenge({ method, credentialId, requestedScopes, params }) {
+    beginChallenge({ method, credentialId, requestedScopes, params, transaction }) {
       return operation(async () => {
-        const challenge = await beginOn(method, scopesOf("", requestedScopes), credentialId, params);
+        const challenge = await beginOn(method, scopesOf("", requestedScopes), credentialId, params, transaction);
         if (method === "otp" && challenge.challengeId) {
           pendingOtp = {
             challengeId: challenge.challengeId,
@@ -914,32 +1009,39 @@ export function createStepUp(options = {}) {
     },
 
     async fetch(input, init = {}) {
-      const { scope, retry = true, ...rest } = init;
+      const { scope, retry = true, transaction, ...rest } = init;
       const original = input instanceof Request ? input.clone() : input;
-      /** @param {RequestInfo | URL} target */
-      const attempt = async (target) => {
+      /**
+       * @param {RequestInfo | URL} target
+       * @param {string | null} bound the hash of the transaction the route binds to
+       */
+      const attempt = async (target, bound) => {
         const headers = new Headers(rest.headers ?? (target instanceof Request ? target.headers : undefined));
         for (const [name, value] of Object.entries(await sessionHeaders())) {
           if (!headers.has(name)) headers.set(name, value);
         }
-        const token = scope ? take(scope) : undefined;
+        const token = scope ? take(scope, bound) : undefined;
         if (token) headers.set(TOKEN_HEADER, token.elevatedAccessToken);
         const response = await send(target, { credentials, ...rest, headers });
         return { response, token };
       };
-      const first = await attempt(input);
+      const bound = await hashOf(transaction);
+      const first = await attempt(input, bound);
+      if (first.token && (await refusedForOtherDetails(first.response))) keep(first.token); // not used: still held
       const refusal = await stepUpRefusal(first.response);
       if (!refusal) return first.response;
       if (first.token) discard(first.token.elevatedAccessToken);
       const needed = refusal.scope || scope;
       if (!retry || !needed || !promptFor()) return first.response;
+      // A route that binds its token names the details in the refusal: the person sees them in
+      // the prompt, and the retry carries the token bound to them.
       await stepUpFromRefusal(refusal.check, needed);
-      const second = await attempt(original instanceof Request ? original : input);
+      const second = await attempt(original instanceof Request ? original : input, refusal.check?.transaction?.hash ?? bound);
       return second.response;
     },
 
-    takeToken({ scope }) {
-      return take(scope)?.elevatedAccessToken;
+    takeToken({ scope, transactionHash: bound = null }) {
+      return take(scope, bound)?.elevatedAccessToken;
     },
 
     async logout() {
@@ -1022,6 +1124,20 @@ export function createStepUp(options = {}) {
       });
     },
   };
+
+  /**
+   * Whether an answer is a 403 transaction_mismatch: the token is bound to other details and the
+   * server did not use it.
+   * @param {Response} response
+   */
+  async function refusedForOtherDetails(response) {
+    if (response.status !== 403) return false;
+    try {
+      return (await response.clone().json())?.code === "transaction_mismatch";
+    } catch {
+      return false;
+    }
+  }
 
   /**
    * Whether an answer is the RFC 9470 refusal: a 401 with error="insufficient_user_authentication"

@@ -4,7 +4,8 @@
 domain, and ``localhost`` is a secure context): stepup mounted under ``/stepup``, a blank test
 page at ``/`` (served with a Content-Security-Policy that forbids inline code and ``eval``: what
 runs there runs under a strict policy), and the application's protected routes, which record the
-elevated tokens they receive. Around it: an SMTP server (aiosmtpd) that receives the one-time
+elevated tokens they receive; ``POST /app/pay`` binds its ``wallet:sign`` token to the payment
+in its JSON body (transaction binding). Around it: an SMTP server (aiosmtpd) that receives the one-time
 codes, and an OpenID Connect provider (stepup-social's loopback provider), both on loopback.
 """
 
@@ -29,7 +30,7 @@ from stepup_core.config import config_from_mapping
 from stepup_core.identify import StaticTokenIdentify
 from stepup_core.models import Principal
 from stepup_core.plugins import get_plugin_manager
-from stepup_core.server import build_app, principal_from, requires_scope, serve_app
+from stepup_core.server import build_app, principal_from, requires_scope, serve_app, transaction_of
 from stepup_core.service import StepUpService
 
 PAGE_CSP = (
@@ -39,6 +40,8 @@ PAGE_CSP = (
 PAGE = "<!doctype html><html lang=en><head><meta charset=utf-8><title>stepup test page</title></head><body></body></html>"
 #: Protected routes of the test application, by path: the scope each needs.
 PROTECTED = {"/app/wallet/export": "wallet:export", "/app/profile": "user:update"}
+#: The payment route: its token is bound to the payment its body describes.
+PAY = "/app/pay"
 CODE = re.compile(r"\b(\d{6})\b")
 
 
@@ -105,6 +108,8 @@ class Site:
     calls: list[tuple[str, str | None]]
     #: Every token header a protected route saw, let through or not.
     seen_tokens: list[str]
+    #: The payments ``POST /app/pay`` made: the details its token was bound to.
+    paid: list[dict[str, Any]] = attrs.field(factory=list)
 
     def principal(self, user: str) -> Principal:
         return Principal(user, f"{user}-session")
@@ -234,11 +239,13 @@ class SiteRunner:
             app.router.add_get(path, _file(body))
         for path, scope in PROTECTED.items():
             app.router.add_post(path, _protected(path, scope, calls))
+        paid: list[dict[str, Any]] = []
+        app.router.add_post(PAY, _payment(paid))
         runner = serve_app(app, host="127.0.0.1", port=port)
         await runner.__aenter__()
         self._stack.append(runner)
         self._stack.append(service)
-        return Site(service, clock, origin, mailbox, calls, seen)
+        return Site(service, clock, origin, mailbox, calls, seen, paid)
 
     async def __aexit__(self, *exc: object) -> None:
         for item in reversed(self._stack):
@@ -262,6 +269,22 @@ def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def _file(body: bytes) -> Any:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="text/javascript")
+
+    return handler
+
+
+async def payment_details(request: web.Request) -> dict[str, Any]:
+    """The payment a request makes, as ``POST /app/pay`` binds its token to it."""
+    body = await request.json()
+    return {"amount": body["amount"], "currency": body["currency"], "payee": body["payee"]}
+
+
+def _payment(paid: list[dict[str, Any]]) -> Any:
+    @requires_scope("wallet:sign", transaction=payment_details)
+    async def handler(request: web.Request) -> web.Response:
+        details = transaction_of(request) or {}
+        paid.append(details)
+        return web.json_response({"paid": details})
 
     return handler
 

@@ -32,7 +32,7 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 #: checks that each is saved by a test here, is in docs/img and is shown).
 SCREENS = (
     "choose", "passkey", "totp", "wrong-code", "recovery", "otp", "wallet", "social",
-    "expired", "locked", "cancel-focus", "pin-fr", "choose-dark",
+    "expired", "locked", "cancel-focus", "pin-fr", "choose-dark", "transaction",
 )
 RESEND = 2.0
 
@@ -627,3 +627,117 @@ async def test_locale_theme_and_a_third_party_methods_own_screen(browser: Any, p
     finally:
         await context.close()
 
+
+
+# --- transaction binding: the prompt shows what is approved ---------------------------------------
+
+PAYMENT = {"amount": "120.00", "currency": "EUR", "payee": "ACME Ltd"}
+PAY = """(body, init = {}) => stepUp.fetch("/app/pay", { method: "POST", scope: "wallet:sign",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), ...init })
+    .then(async (r) => ({ status: r.status, body: await r.json() }))"""
+
+
+async def test_a_bound_step_up_shows_the_payment_and_opens_only_that_payment(
+    psite: Any, page: Any, shots: Path
+) -> None:
+    from stepup_core.transaction import transaction_hash
+
+    await virtual_authenticator(page)
+    await psite.open(page, "alice")
+    await page.evaluate(
+        """async () => {
+            await import("/stepup/static/prompt.js");  // installs the built-in prompt: stepUp.fetch steps up
+            window.stepupModule = await import("/stepup/static/stepup.js");
+            await stepUp.enroll({ method: "passkey", alias: "Laptop" });
+        }"""
+    )
+    # The browser hashes details as the server does (RFC 8785, SHA-256): member order, number
+    # forms, escapes and keys outside the BMP included.
+    tricky = [PAYMENT, {"payee": "ACME Ltd", "currency": "EUR", "amount": "120.00"},
+              {"n": [1e21, 0.1, -0.0, 120.0, 2**53 - 1], "\u20ac": "\u00f6\n\"", "\U0001f600": {"b": None, "a": True}},
+              {"memo": "\u2028 </script> \U0001f600"}]
+    hashes = await page.evaluate("(items) => Promise.all(items.map((d) => window.stepupModule.transactionHash(d)))", tricky)
+    assert hashes == [transaction_hash(d) for d in tricky]
+
+    # The page pays; the route refuses for want of a token bound to this payment and names it;
+    # the prompt shows it before the person verifies, and the retry carries the bound token.
+    await page.evaluate(
+        """() => {
+            window.outcome = undefined;
+            const pay = PAY;
+            const button = document.createElement("button");
+            button.id = "opener";
+            button.textContent = "Pay";
+            button.addEventListener("click", () => {
+                window.outcome = null;
+                pay({ amount: "120.00", currency: "EUR", payee: "ACME Ltd" }).then(
+                    (answer) => { window.outcome = answer; }, (e) => { window.outcome = { error: e.code }; });
+            });
+            document.body.replaceChildren(button);
+            button.focus();
+        }""".replace("PAY", PAY)
+    )
+    await page.keyboard.press("Enter")
+    await screen(page, "button")
+    shown = await page.evaluate(
+        """() => {
+            const root = document.querySelector("stepup-prompt").shadowRoot;
+            const block = root.querySelector('[part="transaction"]');
+            return {
+                label: block.querySelector(".label").textContent,
+                summary: block.querySelector('[part="summary"]').textContent,
+                rows: [...block.querySelectorAll("dt")].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]),
+                describedBy: root.querySelector("dialog").getAttribute("aria-describedby"),
+                firstOnScreen: root.querySelector(".body").firstElementChild === block,
+            };
+        }"""
+    )
+    assert shown == {
+        "label": "You are approving",
+        "summary": "Approve amount 120.00, currency EUR, payee ACME Ltd",
+        "rows": [["amount", "120.00"], ["currency", "EUR"], ["payee", "ACME Ltd"]],
+        "describedBy": "stepup-transaction stepup-description",
+        "firstOnScreen": True,
+    }
+    await check_screen(page, shots, "transaction")
+    assert (await focused(page) or {}).get("text") == "Use passkey"
+    await page.keyboard.press("Enter")
+    done = await outcome(page)
+    assert done == {"status": 200, "body": {"paid": PAYMENT}}, done
+    assert psite.paid == [PAYMENT]
+
+    # A token bound to this payment, presented with another body: refused (403), not used, kept.
+    await page.evaluate(
+        """() => {
+            window.outcome = null;
+            stepUp.promptStepUpAuth({ requestedScopes: ["wallet:sign"],
+                                      transaction: { payee: "ACME Ltd", amount: "120.00", currency: "EUR" } })
+              .then((t) => { window.outcome = { token: t }; }, (e) => { window.outcome = { error: e.code }; });
+        }"""
+    )
+    await screen(page, "button")
+    await page.keyboard.press("Enter")
+    token = (await outcome(page))["token"]
+    assert token.startswith("sut_")
+    tampered = await page.evaluate(
+        f"""() => ({PAY})({{ amount: "1200.00", currency: "EUR", payee: "ACME Ltd" }},
+                       {{ retry: false, transaction: {json.dumps(PAYMENT)} }})"""
+    )
+    assert tampered["status"] == 403 and tampered["body"]["code"] == "transaction_mismatch"
+    assert tampered["body"]["transaction"]["details"]["amount"] == "1200.00"
+    assert psite.paid == [PAYMENT]
+    assert await page.evaluate(
+        f"() => stepUp.isStepUpRequired({{ scope: 'wallet:sign', transaction: {json.dumps(PAYMENT)} }})"
+    ) is False
+    again = await page.evaluate(f"() => ({PAY})({json.dumps(PAYMENT)}, {{ transaction: {json.dumps(PAYMENT)} }})")
+    assert again["status"] == 200 and psite.paid == [PAYMENT, PAYMENT]
+
+    # Each verify call takes the details too: a passkey assertion bound to another payment.
+    other = {**PAYMENT, "payee": "Zed & Co", "amount": "7.50"}
+    issued = await page.evaluate(
+        f"() => stepUp.verifyPasskeyMfa({{ requestedScopes: ['wallet:sign'], transaction: {json.dumps(other)} }})"
+    )
+    assert issued["transactionHash"] == transaction_hash(other) and issued["singleUse"] is True
+    paid_other = await page.evaluate(f"() => ({PAY})({json.dumps(other)}, {{ transaction: {json.dumps(other)} }})")
+    assert paid_other["status"] == 200 and psite.paid[-1] == other
+    assert page.errors == []
