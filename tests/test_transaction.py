@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from stepup_core import errors, hookimpl
+from stepup_core.config import load_config
 from stepup_core.models import CredentialFormat, Factor
 from stepup_core.server import grant_of, requires_scope, transaction_of
 from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
@@ -555,3 +558,29 @@ def test_details_read_back_from_their_canonical_form_hash_the_same(number):
     bound = bind(get_plugin_manager(load_entrypoints=False), ("payments:send",), details)
     assert transaction_hash(bound.details) == bound.hash == transaction_hash(details)
     assert bound.summary.startswith('Approve m {"k":')
+
+
+# --- the documentation -------------------------------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_the_documented_hash_summary_and_configuration_are_what_the_code_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = (DOCS / "transaction-binding.md").read_text(encoding="utf-8")
+    details = {"payee": "ACME Ltd", "amount": "120.00", "currency": "EUR", "reference": "INV-2041"}
+    digest = transaction_hash(details)
+    assert f"canonical  {canonical_form(details).decode()}" in page
+    assert f"hash       {digest}" in page and f"ni URI     {hash_uri(digest)}" in page
+    assert f"`{default_summary(details)}`" in page
+    assert page.count(digest) >= 5
+    mismatch = {**details, "payee": "Mallory Ltd"}
+    assert transaction_hash(mismatch) in page
+
+    [example] = re.findall(r"```toml\n(.*?)```", (DOCS / "configuration.md").read_text(encoding="utf-8"), re.S)
+    monkeypatch.setenv("STEPUP_SECRET_KEY", "ab" * 32)
+    file = tmp_path / "stepup.toml"
+    file.write_text(example, encoding="utf-8")
+    policy = load_config(file).scope_policies().policy_for("payments:send")
+    assert policy.transaction_required and policy.committing_method_required
