@@ -145,7 +145,8 @@ async def test_the_python_client_sends_and_verifies_a_bound_code(
         client = stack.client("jane")
         check = await client.check_step_up_auth("wallet:sign", transaction=transfer)
         assert check.transaction is not None
-        assert check.transaction.summary == "Approve asset ETH, to 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23, value 1.5"
+        summary = "Approve asset ETH, to 0x2c7536E3605D9C16a7a3D7b1898e529396a65c23, value 1.5"
+        assert check.transaction.summary == summary
         await client.send_otp(requested_scopes=["wallet:sign"], transaction=transfer)
         [mail] = server.messages
         line = mail.text().splitlines()[0]
