@@ -2,7 +2,8 @@
 
 Any string value written ``${NAME}`` is read from the environment variable NAME (an unset
 variable is an error naming it), so secrets need not sit in the file. ``STEPUP_SECRET_KEY`` in
-the environment supplies ``secret_key`` when the file leaves it out. A wrong key or value is a
+the environment supplies ``secret_key`` when the file sets no key (``secret_key``,
+``secret_keys`` or ``secret_keys_file``). A wrong key or value is a
 :class:`~stepup_core.errors.ConfigError` naming it.
 """
 
@@ -110,7 +111,13 @@ class StepUpConfig:
     #: Store URL: ``sqlite:PATH`` (the embedded default), ``memory:``, ``redis://host:port/0``.
     store: str = "sqlite:stepup.sqlite3"
     #: At least 32 random bytes, hex or base64. Keys hashes of codes and seals secrets at rest.
+    #: One key; for rotation use ``secret_keys`` or ``secret_keys_file`` instead.
     secret_key: str | None = None
+    #: Several keys, the current one first: new values use it, older ones are only read
+    #: (``stepup keys rotate`` moves what it can to the first).
+    secret_keys: tuple[str, ...] = ()
+    #: A file with one key per line, the current one first (``#`` starts a comment).
+    secret_keys_file: str | None = None
     app_name: str = "stepup"
     limits: LimitsConfig = LimitsConfig()
     #: Scope policies by scope or ``prefix:*``; an exact key also declares an application scope.
@@ -123,8 +130,31 @@ class StepUpConfig:
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     def secret_key_bytes(self) -> bytes | None:
-        value = self.secret_key or os.environ.get("STEPUP_SECRET_KEY")
-        return decode_secret_key(value) if value else None
+        """The current secret key (the first of :meth:`secret_keys_bytes`), None when unset."""
+        keys = self.secret_keys_bytes()
+        return keys[0] if keys else None
+
+    def secret_keys_bytes(self) -> list[bytes]:
+        """Every configured secret key, the current one first: ``secret_keys``, else the lines of
+        ``secret_keys_file``, else ``secret_key``, else ``STEPUP_SECRET_KEY``; empty when none."""
+        given = [name for name in ("secret_key", "secret_keys", "secret_keys_file") if getattr(self, name)]
+        if len(given) > 1:
+            raise ConfigError(f"set only one of secret_key, secret_keys and secret_keys_file (got {', '.join(given)})")
+        if self.secret_keys:
+            values = list(self.secret_keys)
+        elif self.secret_keys_file:
+            values = _read_key_file(Path(self.secret_keys_file))
+        else:
+            value = self.secret_key or os.environ.get("STEPUP_SECRET_KEY")
+            values = [value] if value else []
+        keys = []
+        for index, value in enumerate(values):
+            try:
+                keys.append(decode_secret_key(value))
+            except ConfigError as exc:
+                where = "secret_key" if len(values) == 1 and not self.secret_keys else f"secret key #{index + 1}"
+                raise ConfigError(f"{where}: {exc}") from None
+        return keys
 
     def scope_policies(self) -> ScopePolicies:
         overrides = {}
@@ -140,6 +170,18 @@ class StepUpConfig:
             return structure(resolve_env(self.plugins.get(name, {})), cls, conv=config_converter)
         except ValidationError as exc:
             raise ConfigError(_config_message(exc, f"plugins.{name}.")) from None
+
+
+def _read_key_file(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"secret_keys_file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    keys = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    keys = [k for k in keys if k]
+    if not keys:
+        raise ConfigError(f"secret_keys_file {str(path)!r} holds no key; put one key per line, the current first")
+    return keys
 
 
 def resolve_env(value: Any, path: str = "") -> Any:
@@ -169,7 +211,7 @@ def config_from_mapping(data: Mapping[str, Any]) -> StepUpConfig:
         config = structure(resolve_env(dict(data)), StepUpConfig, conv=config_converter)
     except ValidationError as exc:
         raise ConfigError(_config_message(exc)) from None
-    config.secret_key_bytes()  # validate early
+    config.secret_keys_bytes()  # validate early
     config.scope_policies()
     return config
 

@@ -44,6 +44,7 @@ from .errors import (
     VerificationFailed,
     VerifierCrashed,
 )
+from .keyring import check_key_ledger
 from .models import (
     AuditEvent,
     ChallengePurpose,
@@ -158,9 +159,10 @@ class StepUpService:
         pm = pm or get_plugin_manager()
         clock = clock or SystemClock()
         store = store or await open_store(config.store, pm, clock)
-        master = config.secret_key_bytes()
-        if master is not None:
-            keys = SecretKeys(master)
+        configured = config.secret_keys_bytes()
+        if configured:
+            keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
+            await check_key_ledger(store, keys)
         else:
             log.warning(
                 "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "

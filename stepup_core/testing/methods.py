@@ -97,7 +97,7 @@ class PinVerifier(ThrowawayVerifier):
         if not isinstance(code, str) or not code:
             raise InvalidResponse("response.code must be a non-empty string", field="response.code")
         credential = attempt.require_credential()
-        if not constant_time_equals(credential.data.get("pinHash", ""), self._hash(ctx, code)):
+        if not ctx.keys.verify_keyed_hash(f"test-{self.name}", code, str(credential.data.get("pinHash", ""))):
             raise VerificationFailed("wrong PIN")
         return Verification(credential_id=credential.id)
 
@@ -116,10 +116,10 @@ class PinVerifier(ThrowawayVerifier):
             raise EnrollmentFailed(f"{self.name} enrolments complete at once")
         assert attempt.challenge is not None
         pin = attempt.params.get("pin")
-        digest = self._hash(ctx, pin) if isinstance(pin, str) else ""
-        if not constant_time_equals(digest, attempt.challenge.state["pinHash"]):
+        stored = str(attempt.challenge.state["pinHash"])
+        if not isinstance(pin, str) or not ctx.keys.verify_keyed_hash(f"test-{self.name}", pin, stored):
             raise VerificationFailed("the PINs differ")
-        return self._credential(attempt, digest)
+        return self._credential(attempt, self._hash(ctx, pin))
 
 
 def _mac(secret: bytes, nonce: str) -> str:

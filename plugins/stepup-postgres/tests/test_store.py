@@ -17,10 +17,10 @@ from stepup_core.clock import ManualClock, SystemClock
 from stepup_core.errors import ConfigError, StoreUnavailable
 from stepup_core.plugins import get_plugin_manager
 from stepup_core.store import open_store, store_factories
-from stepup_core.testing.stores import StoreConformanceSuite
+from stepup_core.testing.stores import StoreConformanceSuite, StoreScanSuite
 
 
-class TestPostgresStore(StoreConformanceSuite):
+class TestPostgresStore(StoreConformanceSuite, StoreScanSuite):
     @pytest.fixture
     async def store(self, postgres_url: str) -> AsyncIterator[PostgresStore]:
         store = await open_postgres_store(postgres_url, SystemClock())

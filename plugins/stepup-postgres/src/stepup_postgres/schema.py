@@ -6,17 +6,9 @@ next version. ``stepup_schema_version`` holds one row per applied migration.
 
 from __future__ import annotations
 
-import attrs
+from stepup_core.store.migrations import Migration
 
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration"]
-
-
-@attrs.frozen
-class Migration:
-    version: int
-    description: str
-    sql: str
-
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
