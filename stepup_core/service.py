@@ -461,6 +461,14 @@ class StepUpService:
                 retryAfter=self.config.limits.lockout_window,
             )
 
+    async def failures(self, user_id: str) -> int:
+        """Failed verifications counted toward the user's lockout in the current window."""
+        return int(await self.store.get(_failures_key(user_id)) or 0)
+
+    async def unlock(self, user_id: str) -> bool:
+        """Clear the user's lockout window (an operator's action); True if failures were counted."""
+        return await self.store.delete(_failures_key(user_id))
+
     async def hit_rate_limit(self, key: str, limit: RateLimit) -> None:
         """Count one event under ``key`` in ``limit``'s fixed window; RateLimited past the limit.
         Lent to verifiers as ``ctx.hit_rate_limit`` for limits the core cannot key for them."""
