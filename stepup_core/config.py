@@ -107,6 +107,21 @@ class IdentifyConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin HTTP API under the prefix (``{prefix}/admin/...``): off unless ``enabled``.
+
+    Operators are identified by ``identify``, an ``[admin.identify]`` table shaped like
+    ``[identify]`` (``mode = "tokens"`` with ``[admin.identify.tokens."<token>"] user_id =
+    "<operator>"``, or ``mode = "jwt"`` with its own key or audience), never by a user's session:
+    a token both tables accept, or a JWT setting that would accept the application's session
+    tokens, is a configuration error.
+    """
+
+    enabled: bool = False
+    identify: IdentifyConfig | None = None
+
+
+@attrs.frozen
 class StepUpConfig:
     #: Store URL: ``sqlite:PATH`` (the embedded default), ``memory:``, ``redis://host:port/0``.
     store: str = "sqlite:stepup.sqlite3"
@@ -126,6 +141,7 @@ class StepUpConfig:
     declared_scopes: tuple[str, ...] = ()
     server: ServerConfig = ServerConfig()
     identify: IdentifyConfig = IdentifyConfig()
+    admin: AdminConfig = AdminConfig()
     #: One table per plugin, ``[plugins.<name>]``; each plugin structures its own.
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
@@ -213,7 +229,31 @@ def config_from_mapping(data: Mapping[str, Any]) -> StepUpConfig:
         raise ConfigError(_config_message(exc)) from None
     config.secret_keys_bytes()  # validate early
     config.scope_policies()
+    _check_admin(config)
     return config
+
+
+def _check_admin(config: StepUpConfig) -> None:
+    admin = config.admin.identify
+    if admin is None:
+        if config.admin.enabled:
+            raise ConfigError(
+                "admin.enabled needs an [admin.identify] table naming how operators are identified "
+                "(never the application's sessions)"
+            )
+        return
+    user = config.identify
+    if admin.mode == "tokens" and user.mode == "tokens":
+        shared = set(admin.tokens) & set(user.tokens)
+        if shared:
+            raise ConfigError("admin.identify.tokens and identify.tokens share a token: give operators their own")
+    if admin.mode == "jwt" and user.mode == "jwt":
+        same_keys = (admin.key, admin.jwks_url) == (user.key, user.jwks_url)
+        if same_keys and (admin.audience is None or admin.audience == user.audience):
+            raise ConfigError(
+                "admin.identify would accept the application's session tokens: give it its own key or "
+                "jwks_url, or an audience of its own (admin.identify.audience)"
+            )
 
 
 def load_config(path: str | Path | None = None) -> StepUpConfig:

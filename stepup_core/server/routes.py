@@ -79,6 +79,9 @@ class RouteSpec:
     html: bool = False
     #: Query parameters (name, required, description).
     query: tuple[tuple[str, bool, str], ...] = ()
+    #: Who may call an authenticated route: ``session`` (a user, through ``identify``) or
+    #: ``admin`` (an operator, through the admin identify).
+    auth: str = "session"
 
     def error_statuses(self) -> tuple[int, ...]:
         statuses = set(self.errors) | {500}
@@ -218,10 +221,12 @@ async def revoke_grants(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
+    from .admin_routes import ADMIN_IDENTIFY_KEY
     from .openapi import build_document
 
     service = service_of(request)
-    return json_response(build_document(_prefix(request), app_name=service.config.app_name))
+    admin = request.config_dict.get(ADMIN_IDENTIFY_KEY) is not None
+    return json_response(build_document(_prefix(request), app_name=service.config.app_name, admin=admin))
 
 
 async def list_plugins(request: web.Request) -> web.StreamResponse:
