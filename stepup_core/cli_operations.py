@@ -148,7 +148,7 @@ def keys_generate() -> None:
 @config_option
 def keys_list(config_path: Path) -> None:
     """The configured keys' ids and which ones stored data still needs."""
-    from .keyring import read_key_ledger
+    from .keyring import describe_need, read_key_ledger
 
     async def work() -> list[str]:
         async with _service(config_path) as service:
@@ -157,6 +157,8 @@ def keys_list(config_path: Path) -> None:
             for index, kid in enumerate(service.keys.key_ids):
                 role = "current" if index == 0 else "older, read only"
                 needed = ledger.in_use.get(kid) if ledger else None
+                if needed is not None:
+                    needed = describe_need(kid, needed, service.keys.current_id)
                 lines.append(f"{kid}  {role:<16}  {'needed: ' + needed if needed else 'not needed by stored data'}")
             return lines
 

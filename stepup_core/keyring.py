@@ -40,7 +40,15 @@ from .verifier import Rekeyed
 if TYPE_CHECKING:
     from .service import StepUpService
 
-__all__ = ["LEDGER_KEY", "KeyLedger", "RotationReport", "check_key_ledger", "read_key_ledger", "rotate_keys"]
+__all__ = [
+    "LEDGER_KEY",
+    "KeyLedger",
+    "RotationReport",
+    "check_key_ledger",
+    "describe_need",
+    "read_key_ledger",
+    "rotate_keys",
+]
 
 log = logging.getLogger("stepup")
 
@@ -73,8 +81,15 @@ async def read_key_ledger(store: Store) -> KeyLedger | None:
     return None if raw is None else _parse_ledger(raw)
 
 
+def describe_need(kid: str, reason: str, current_id: str) -> str:
+    """Why stored data needs ``kid``, as an operator should read it today."""
+    if reason == _CURRENT and kid != current_id:
+        return "values written while it was the current key (run `stepup keys rotate`)"
+    return reason
+
+
 def _missing_message(missing: dict[str, str]) -> str:
-    named = "; ".join(f"{kid}: {reason}" for kid, reason in sorted(missing.items()))
+    named = "; ".join(f"{kid}: {describe_need(kid, reason, '')}" for kid, reason in sorted(missing.items()))
     return (
         f"secret key {', '.join(sorted(missing))} is not configured but stored data still needs it ({named}). "
         "Keep it in secret_keys after the current key, run `stepup keys rotate`, and remove it only when "
