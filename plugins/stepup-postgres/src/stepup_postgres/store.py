@@ -164,6 +164,14 @@ def parse_store_url(url: str) -> StoreUrl:
     )
 
 
+async def _keep_session(connection: Any) -> None:
+    """The pool's reset on release. asyncpg's default sends ``RESET ALL``, ``UNLISTEN *``,
+    ``CLOSE ALL`` and an advisory unlock on every release: a second round trip for each one-statement
+    operation. The store never changes session state (no SET, LISTEN, cursors or session-level
+    locks; the migration lock is transaction-scoped), and asyncpg still rolls back a transaction
+    left open before calling this, so there is nothing to reset."""
+
+
 def _ttl(ttl: float | None) -> float | None:
     return None if ttl is None else float(ttl)
 
@@ -211,6 +219,7 @@ class PostgresStore:
                     server_settings=settings,
                     # Statements are prepared once per connection; the cache holds all of ours.
                     statement_cache_size=64,
+                    reset=_keep_session,
                 )
         return self._pool
 
