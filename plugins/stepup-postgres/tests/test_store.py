@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,3 +260,21 @@ async def test_a_record_that_is_not_a_counter_is_a_value_error_not_an_outage(sto
     with pytest.raises(ValueError, match="not a counter") as info:
         await store.incr("k", ttl=60)
     assert not isinstance(info.value, StoreUnavailable)
+
+
+def test_the_cluster_never_runs_as_root(postgres: PostgresCluster) -> None:
+    pid = int((postgres.data_dir / "postmaster.pid").read_text().split()[0])
+    status = Path(f"/proc/{pid}/status").read_text()
+    uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+    assert uid != 0
+    if os.geteuid() == 0:
+        assert postgres.run_as is not None
+        assert uid == postgres.run_as.pw_uid
+        assert postgres.data_dir.stat().st_uid == postgres.run_as.pw_uid
+    else:
+        assert postgres.run_as is None
+        assert uid == os.geteuid()
+    # Loopback only: the server listens on 127.0.0.1 and its socket sits in the cluster directory.
+    conf = (postgres.data_dir / "postmaster.opts").read_text()
+    assert "listen_addresses=127.0.0.1" in conf
+    assert f"unix_socket_directories={postgres.socket_dir}" in conf

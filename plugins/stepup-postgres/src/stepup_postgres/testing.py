@@ -78,6 +78,16 @@ def _unprivileged_account() -> pwd.struct_passwd:
     )
 
 
+def _traversable_temp_dir() -> str:
+    """A temporary directory every account can pass through (the system's, unless TMPDIR points
+    somewhere private, as it may under root; then /tmp or /var/tmp)."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):  # noqa: S108 - fallbacks only
+        path = Path(candidate).resolve()
+        if path.is_dir() and all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents)):
+            return str(path)
+    raise RuntimeError("no temporary directory an unprivileged account can reach; set TMPDIR to one")
+
+
 @attrs.define
 class PostgresCluster:
     """One PostgreSQL cluster in its own temporary directory. Build it with :meth:`create`."""
@@ -97,8 +107,8 @@ class PostgresCluster:
         bin_dir = find_binaries()
         if bin_dir is None:
             raise RuntimeError("PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql)")
-        directory = Path(tempfile.mkdtemp(prefix="stepup-pg-"))
         run_as = _unprivileged_account() if os.geteuid() == 0 else None
+        directory = Path(tempfile.mkdtemp(prefix="stepup-pg-", dir=_traversable_temp_dir() if run_as else None))
         if run_as is not None:
             os.chown(directory, run_as.pw_uid, run_as.pw_gid)
         return cls(directory=directory, bin_dir=bin_dir, run_as=run_as, settings=dict(settings or {}))
