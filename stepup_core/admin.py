@@ -184,6 +184,9 @@ class Admin:
                 await forget(self.service.ctx, credential)
             except Exception:
                 log.exception("method %s failed to clean up credential %s", credential.method, credential.id)
+        if removed:
+            # The user is told, as of any unlink: a reset talked out of support reaches them too.
+            await self.service.credential_removed_by_operator(credential.user_id, credential)
         return removed
 
     async def delete_credential(self, user_id: str, credential_id: str, operator: Operator) -> CredentialView:

@@ -254,6 +254,11 @@ class StepUpService:
             except Exception:
                 log.exception("stepup_credential_changed implementation %s failed", impl.plugin_name)
 
+    async def credential_removed_by_operator(self, user_id: str, credential: Credential) -> None:
+        """An operator removed one of the user's credentials (``stepup admin``): tell
+        ``stepup_credential_changed`` implementations, so the user hears of it as of an unlink."""
+        await self._credential_changed(CredentialChangeKind.UNLINKED, Principal(user_id, ""), credential)
+
     def _event(self, type: str, outcome: str, principal: Principal | None = None, **fields: Any) -> AuditEvent:
         if principal is not None:
             fields.setdefault("user_id", principal.user_id)
