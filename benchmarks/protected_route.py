@@ -153,7 +153,8 @@ def _store_server(store_kind: str, backends: list[_Backend]) -> str | None:
         cluster = PostgresCluster.create()
         backends.append(_Backend(cluster.destroy))
         cluster.start()
-        return cluster.url("postgres", min_size="20", max_size="20")
+        # Over the cluster's unix socket, as an application reaches a database on its own host.
+        return f"postgresql://stepup@/postgres?host={cluster.socket_dir}&port={cluster.port}&max_size=20"
     return None
 
 
