@@ -223,29 +223,38 @@ class PostgresStore:
                 )
         return self._pool
 
-    @contextlib.asynccontextmanager
-    async def _guard(self, operation: str) -> AsyncIterator[None]:
+    def _translate(self, exc: BaseException, operation: str) -> BaseException | None:
+        """The error to raise for ``exc`` from the driver (None: raise it as it is)."""
         import asyncpg
 
+        if isinstance(exc, StoreUnavailable):
+            return None
+        if isinstance(exc, asyncpg.InvalidTextRepresentationError):
+            return ValueError(f"store record is not a counter: {exc}")
+        if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
+            return ValueError(f"store counter out of range: {exc}")
+        if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)):
+            # Connection failures (class 08), shutdown and start-up (57P), too many connections,
+            # a read-only standby, a disk full: the database cannot serve now.
+            if self._closed:
+                return StoreUnavailable(f"PostgreSQL store {self.where} is closed", store=self.where)
+            return StoreUnavailable(
+                f"PostgreSQL store {self.where} is unavailable ({operation}): {exc or type(exc).__name__}",
+                store=self.where,
+            )
+        return None
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, operation: str) -> AsyncIterator[None]:
         if self._closed:
             raise StoreUnavailable(f"PostgreSQL store {self.where} is closed", store=self.where)
         try:
             yield
-        except StoreUnavailable:
-            raise
-        except asyncpg.InvalidTextRepresentationError as exc:
-            raise ValueError(f"store record is not a counter: {exc}") from exc
-        except asyncpg.NumericValueOutOfRangeError as exc:
-            raise ValueError(f"store counter out of range: {exc}") from exc
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
-            # Connection failures (class 08), shutdown and start-up (57P), too many connections,
-            # a read-only standby, a disk full: the database cannot serve now.
-            if self._closed:
-                raise StoreUnavailable(f"PostgreSQL store {self.where} is closed", store=self.where) from exc
-            raise StoreUnavailable(
-                f"PostgreSQL store {self.where} is unavailable ({operation}): {exc or type(exc).__name__}",
-                store=self.where,
-            ) from exc
+        except Exception as exc:
+            translated = self._translate(exc, operation)
+            if translated is None:
+                raise
+            raise translated from exc
 
     @contextlib.asynccontextmanager
     async def _connection(self, operation: str) -> AsyncIterator[Any]:
@@ -378,8 +387,20 @@ class PostgresStore:
             await conn.execute(_PUT, key, value, _ttl(ttl), _indexes(indexes))
 
     async def get(self, key: str) -> str | None:
-        async with self._connection("get") as conn:
-            value = await conn.fetchval(_GET, key)
+        pool = self._pool
+        if pool is None or not self._schema_ready or self._closed:
+            async with self._connection("get") as conn:
+                value = await conn.fetchval(_GET, key)
+        else:
+            # The hot path (a protected route's token lookup): the pool's own acquire-and-fetch,
+            # without the context managers of the other operations.
+            try:
+                value = await pool.fetchval(_GET, key)
+            except Exception as exc:
+                translated = self._translate(exc, "get")
+                if translated is None:
+                    raise
+                raise translated from exc
         return None if value is None else str(value)
 
     async def delete(self, key: str) -> bool:
