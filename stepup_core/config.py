@@ -9,6 +9,7 @@ the environment supplies ``secret_key`` when the file sets no key (``secret_key`
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -30,6 +31,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
+log = logging.getLogger("stepup")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -191,8 +193,11 @@ class StepUpConfig:
 def _read_key_file(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(f"secret_keys_file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        log.warning("stepup: secret_keys_file %s is readable by other users; chmod 600 it", path)
     keys = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     keys = [k for k in keys if k]
     if not keys:

@@ -129,3 +129,14 @@ async def test_the_ledger_records_keys_and_refuses_dropping_one_still_needed() -
     with pytest.raises(SecretKeyMissing, match=f"secret key {key_id(OLD)} is not configured"):
         await check_key_ledger(store, SecretKeys(NEW))
     assert await store.get(LEDGER_KEY) is not None
+
+
+def test_a_key_file_others_can_read_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_text(NEW.hex() + "\n")
+    key_file.chmod(0o600)
+    config_from_mapping({"secret_keys_file": str(key_file)})
+    assert "readable by other users" not in caplog.text
+    key_file.chmod(0o644)
+    config_from_mapping({"secret_keys_file": str(key_file)})
+    assert "readable by other users; chmod 600 it" in caplog.text
