@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .errors import CredentialNotFound, ValidationError
-from .models import AuditEvent, Credential, CredentialView, Factor, Grant
+from .models import AuditEvent, Credential, CredentialChangeKind, CredentialView, Factor, Grant, Principal
 
 if TYPE_CHECKING:
     from .service import StepUpService
@@ -124,7 +124,7 @@ class Admin:
 
     async def _lockout(self, user_id: str) -> LockoutState:
         limits = self.service.config.limits
-        failures = await self.service.failures(user_id)
+        failures = await self.service.limits.failures(user_id)
         return LockoutState(
             failures=failures,
             limit=limits.lockout_failures,
@@ -149,8 +149,8 @@ class Admin:
     async def unlock(self, user_id: str, operator: Operator) -> Unlocked:
         """Clear the user's lockout window so they can verify again at once."""
         check_id(user_id, "userId")
-        failures = await self.service.failures(user_id)
-        await self.service.unlock(user_id)
+        failures = await self.service.limits.failures(user_id)
+        await self.service.limits.unlock(user_id)
         await self._audit("admin_user_unlocked", operator, user_id, details={"failuresCleared": failures})
         return Unlocked(user_id=user_id, failures_cleared=failures)
 
@@ -186,7 +186,9 @@ class Admin:
                 log.exception("method %s failed to clean up credential %s", credential.method, credential.id)
         if removed:
             # The user is told, as of any unlink: a reset talked out of support reaches them too.
-            await self.service.credential_removed_by_operator(credential.user_id, credential)
+            await self.service.credential_changed(
+                CredentialChangeKind.UNLINKED, Principal(credential.user_id, ""), credential
+            )
         return removed
 
     async def delete_credential(self, user_id: str, credential_id: str, operator: Operator) -> CredentialView:

@@ -107,7 +107,7 @@ async def _state(config: Path) -> dict[str, Any]:
             "credentials": sorted(c.id for c in await service.credentials.list_for_user("alice")),
             "grants": sorted(g.session_id for g in await service.tokens.list_user("alice")),
             "bob": len(await service.tokens.list_user("bob")),
-            "failures": await service.failures("alice"),
+            "failures": await service.limits.failures("alice"),
         }
     finally:
         await service.close()

@@ -18,8 +18,10 @@ sessions. Every error is ``application/problem+json`` with a stable ``code``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from aiohttp import web
@@ -28,7 +30,7 @@ from aiohttp.typedefs import Middleware
 from ..errors import ConfigError, StepUpError
 from .admin_routes import ADMIN_IDENTIFY_KEY, ADMIN_ROUTES
 from .browser import ASSETS_KEY, AssetCache, cors_middleware
-from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
+from .http import DOCUMENT_KEY, IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
 from .openapi import build_document
 from .problems import (
     PROBLEM_CONTENT_TYPE,
@@ -147,7 +149,7 @@ def mount(
     for spec in ROUTES:
         sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
     if admin_identify is None and service.config.admin.enabled and service.config.admin.identify is not None:
-        from ..identify import JwtIdentify, identify_from_config
+        from .identify import JwtIdentify, identify_from_config
 
         built = identify_from_config(service.config.admin.identify, clock=service.clock)
         if isinstance(built, JwtIdentify):
@@ -163,6 +165,11 @@ def mount(
         sub[ADMIN_IDENTIFY_KEY] = admin_identify
         for spec in ADMIN_ROUTES:
             sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
+    # The admin API is documented where it is mounted, and only there.
+    document: Callable[[], dict[str, Any]] = functools.partial(
+        build_document, prefix, app_name=service.config.app_name, admin=admin_identify is not None
+    )
+    sub[DOCUMENT_KEY] = document
     app[SERVICE_KEY] = service
     app[IDENTIFY_KEY] = identify
     app[PREFIX_KEY] = prefix

@@ -35,6 +35,7 @@ from .browser import (
     static_file,
 )
 from .http import (
+    DOCUMENT_KEY,
     PREFIX_KEY,
     elevated_token,
     json_response,
@@ -251,12 +252,7 @@ async def revoke_grants(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
-    from .admin_routes import ADMIN_IDENTIFY_KEY
-    from .openapi import build_document
-
-    service = service_of(request)
-    admin = request.config_dict.get(ADMIN_IDENTIFY_KEY) is not None
-    return json_response(build_document(_prefix(request), app_name=service.config.app_name, admin=admin))
+    return json_response(request.config_dict[DOCUMENT_KEY]())
 
 
 async def list_plugins(request: web.Request) -> web.StreamResponse:
