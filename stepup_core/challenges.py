@@ -13,7 +13,7 @@ import secrets
 from .clock import Clock
 from .crypto import random_id
 from .errors import ChallengeExpired, ChallengeNotFound, ChallengeUsed
-from .models import Challenge, ChallengePurpose, ChallengeStatus, Interaction, Principal
+from .models import Challenge, ChallengePurpose, ChallengeStatus, Interaction, Principal, Transaction
 from .serialization import dumps, loads
 from .store.base import GRACE_SECONDS, Store, make_key
 from .verifier import Verifier
@@ -43,8 +43,10 @@ class ChallengeRecords:
         *,
         requested_scopes: tuple[str, ...] = (),
         credential_id: str | None = None,
+        transaction: Transaction | None = None,
     ) -> Challenge:
-        """A fresh record (not saved yet); a redirect method's gets a random callback state."""
+        """A fresh record (not saved yet); a redirect method's gets a random callback state. A
+        step-up bound to ``transaction`` keeps it: the grant and the method's proof follow it."""
         now = self.clock.now()
         return Challenge(
             id=random_id("enr" if purpose is ChallengePurpose.ENROLLMENT else "chl"),
@@ -56,6 +58,7 @@ class ChallengeRecords:
             expires_at=now + ttl,
             requested_scopes=requested_scopes,
             credential_id=credential_id,
+            transaction=transaction,
             callback_state=secrets.token_urlsafe(32) if verifier.interaction is Interaction.REDIRECT else None,
         )
 

@@ -19,13 +19,13 @@ import attrs
 import pluggy
 
 from .errors import PluginError, StepUpRequired, TransactionMismatch
-from .models import AuditEvent, CheckResult, Grant, Principal, Route, StepUpVote, Transaction
+from .models import AuditEvent, Challenge, CheckResult, Grant, Principal, Route, StepUpVote, Transaction
 from .routing import Routing
 from .scopes import ScopePolicies
 from .serialization import unstructure
 from .store.base import Store
 from .tokens import TokenStore
-from .transaction import bind, transaction_hash
+from .transaction import bind, ensure_same_transaction, transaction_hash
 
 log = logging.getLogger("stepup")
 
@@ -93,6 +93,15 @@ class Gate:
         """Validate, hash and summarise transaction details for a step-up to ``scopes`` (None
         for none)."""
         return None if details is None else bind(self.pm, scopes, details)
+
+    def binding(self, challenge: Challenge | None, scopes: Sequence[str], details: object) -> Transaction | None:
+        """The transaction a verification is bound to: its challenge's (``details``, when sent,
+        must be the same: :class:`TransactionMismatch`), else, for a method that needs no
+        challenge, the ``details`` it sent."""
+        if challenge is None:
+            return self.bind(scopes, details)
+        ensure_same_transaction(challenge.transaction, details, challenge.id)
+        return challenge.transaction
 
     async def check(
         self, principal: Principal, scope: str, token: str | None = None, transaction: object = None

@@ -20,10 +20,10 @@ import attrs
 import pluggy
 
 from .credentials import StoreCredentialRepository
-from .errors import CredentialNotFound, MethodNotAllowed, NoEligibleCredential, UnknownMethod
+from .errors import CredentialNotFound, MethodNotAllowed, NoEligibleCredential, UnknownMethod, VerificationFailed
 from .models import Credential, Factor, MethodInfo, Principal, Route, Transaction
 from .scopes import ScopePolicies
-from .verifier import CredentialFilter, Verifier, commits_transaction
+from .verifier import CredentialFilter, Verification, Verifier, commits_transaction
 
 
 class Routing:
@@ -148,6 +148,13 @@ class Routing:
         if not candidates:
             return None
         return self.default_credential(principal, verifier.factor, candidates)
+
+    @staticmethod
+    def ensure_held(verification: Verification, candidates: Sequence[Credential]) -> None:
+        """A verifier proved a credential of this user's (one of ``candidates``), or the response
+        is refused."""
+        if all(c.id != verification.credential_id for c in candidates):
+            raise VerificationFailed("the response proves a credential this user does not hold")
 
     @staticmethod
     def require_candidates(verifier: Verifier, candidates: Sequence[Credential]) -> None:

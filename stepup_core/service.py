@@ -40,7 +40,6 @@ from .errors import (
     StoreUnavailable,
     UnknownMethod,
     ValidationError,
-    VerificationFailed,
     VerifierCrashed,
 )
 from .gate import Gate
@@ -80,7 +79,7 @@ from .scopes import ScopePolicies
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
-from .transaction import ensure_same_transaction
+from .transaction import audit_details
 from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -288,15 +287,13 @@ class StepUpService:
 
     # --- the check, methods and credentials ---------------------------------------------
 
-    async def check(
-        self, principal: Principal, scope: str, token: str | None = None, transaction: object = None
-    ) -> CheckResult:
+    async def check(self, principal: Principal, scope: str, token: str | None = None,
+                    transaction: object = None) -> CheckResult:
         """The StepUpCheck (see :meth:`stepup_core.gate.Gate.check`)."""
         return await self.gate.check(principal, scope, token, transaction)
 
-    async def require_scope(
-        self, principal: Principal, scope: str, token: str | None, transaction: object = None
-    ) -> Grant | None:
+    async def require_scope(self, principal: Principal, scope: str, token: str | None,
+                            transaction: object = None) -> Grant | None:
         """Gate an action (see :meth:`stepup_core.gate.Gate.require_scope`)."""
         return await self.gate.require_scope(principal, scope, token, transaction)
 
@@ -332,8 +329,8 @@ class StepUpService:
             verifier.challenge_ttl or self.config.limits.challenge_ttl,
             requested_scopes=scopes,
             credential_id=credential.id if credential else None,
+            transaction=bound,
         )
-        challenge.transaction = bound
         scratch = attrs.evolve(challenge, state={})
         attempt = Attempt(
             principal, credential, candidates, dict(request.params), scratch, scopes,
@@ -348,8 +345,7 @@ class StepUpService:
         await self.challenges.save_new(challenge)
         await self.emit(
             self._event("challenge_issued", "info", principal, method=verifier.name, challenge_id=challenge.id,
-                        credential_id=challenge.credential_id, scopes=scopes,
-                        details={"transactionHash": bound.hash} if bound else {})
+                        credential_id=challenge.credential_id, scopes=scopes, details=audit_details(bound))
         )
         return ChallengeStart(
             challenge_id=challenge.id,
@@ -388,7 +384,6 @@ class StepUpService:
                 "credentialId differs from the challenge's credential",
                 [{"path": "credentialId", "message": "does not match the challenge"}],
             )
-        ensure_same_transaction(challenge.transaction, request.transaction, challenge.id)
         return challenge, scopes or challenge.requested_scopes
 
     def _budget(self, principal: Principal, verifier: Verifier, challenge: Challenge | None,
@@ -425,28 +420,22 @@ class StepUpService:
         bound = challenge.credential_id if challenge else None
         credential = self.routing.pick_credential(principal, verifier, candidates, request.credential_id or bound)
         self.routing.require_candidates(verifier, candidates)
-        transaction = challenge.transaction if challenge else self.gate.bind(scopes, request.transaction)
+        transaction = self.gate.binding(challenge, scopes, request.transaction)
         self.routing.ensure_may_mint(verifier, credentials, scopes, transaction)
         attempt = Attempt(
             principal, credential, candidates, dict(request.response), challenge, scopes,
-            credential_requested=request.credential_id is not None or bound is not None,
-            transaction=transaction,
+            credential_requested=request.credential_id is not None or bound is not None, transaction=transaction,
         )
         scope = AttemptScope(principal, verifier.name, challenge, credential)
         crash = lambda: VerifierCrashed(f"method {verifier.name} could not verify the response")  # noqa: E731
         async with self.limits.attempt(scope, self._budget(principal, verifier, challenge, credential), crash=crash):
             with observe(self.pm, "verifier.verify", method=verifier.name):
                 verification: Verification = await verifier.verify(self.ctx, attempt)
-            self._ensure_held(verification, candidates)
+            self.routing.ensure_held(verification, candidates)
         if challenge is not None:
             await self.challenges.take(challenge, "challenge")
         proven = next(c for c in candidates if c.id == verification.credential_id)
         return await self._grant(principal, verifier, proven, scopes, challenge, verification.public, transaction)
-
-    @staticmethod
-    def _ensure_held(verification: Verification, candidates: Sequence[Credential]) -> None:
-        if all(c.id != verification.credential_id for c in candidates):
-            raise VerificationFailed("the response proves a credential this user does not hold")
 
     async def _grant(
         self,
@@ -458,8 +447,7 @@ class StepUpService:
         public: dict[str, Any] | None = None,
         transaction: Transaction | None = None,
     ) -> IssuedToken:
-        """Mint the token (a bound one is single-use) and record the use: ``last_used_at``, with
-        the method's new public details, on a stored credential."""
+        """Mint the token (bound to the challenge's or the given transaction) and record its use."""
         behavior, ttl = self.policies.token_shape(scopes)
         transaction = transaction or (challenge.transaction if challenge else None)
         issued = await self.tokens.mint(
@@ -487,8 +475,7 @@ class StepUpService:
                 credential_id=credential.id,
                 challenge_id=challenge.id if challenge else None,
                 scopes=issued.scopes,
-                details={"singleUse": issued.single_use, "expiresAt": issued.expires_at}
-                | ({"transactionHash": issued.transaction_hash} if issued.transaction_hash else {}),
+                details={"singleUse": issued.single_use, "expiresAt": issued.expires_at} | audit_details(transaction),
             )
         )
         return issued
@@ -551,7 +538,7 @@ class StepUpService:
                 return stored.id
             with observe(self.pm, "verifier.verify", method=verifier.name):
                 verification = await verifier.verify(self.ctx, attempt)
-            self._ensure_held(verification, candidates)
+            self.routing.ensure_held(verification, candidates)
         return verification.credential_id
 
     async def challenge_status(self, principal: Principal, challenge_id: str) -> ChallengeState:

@@ -182,6 +182,13 @@ def bind(
     return Transaction(hash=digest_of(canonical), summary=summarize(pm, scopes, ordered), details=ordered)
 
 
+def audit_details(transaction: Transaction | str | None) -> dict[str, Any]:
+    """What an audit event records of a binding (a transaction, or its hash): its hash, or
+    nothing for an unbound step-up."""
+    digest = transaction.hash if isinstance(transaction, Transaction) else transaction
+    return {"transactionHash": digest} if digest else {}
+
+
 def ensure_same_transaction(bound: Transaction | None, details: object, challenge_id: str) -> None:
     """A verification may repeat the details its challenge was issued for (then they must have
     the same canonical form) or leave them out; it cannot add details to a challenge issued
