@@ -1,8 +1,9 @@
 """One stepup server process of the multi-instance tests (:mod:`stepup_core.testing.multi_instance`).
 
 ``python -m stepup_core.testing.instance_server CONFIG NAME`` serves the stepup routes under
-``/stepup`` and two
-application routes guarded by ``requires_scope`` on a free loopback port, prints
+``/stepup`` and three
+application routes guarded by ``requires_scope`` (one binding its token to the payment in its
+body) on a free loopback port, prints
 ``LISTENING <port>`` once it accepts connections, and stops cleanly on SIGTERM.
 """
 
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from ..config import load_config
 from ..identify import identify_from_config
-from ..server import build_app, requires_scope, serve_app
+from ..server import build_app, requires_scope, serve_app, transaction_of
 from ..service import StepUpService
 
 
@@ -34,8 +35,17 @@ async def main(config_path: str, name: str) -> None:
         async def export_key(request: web.Request) -> web.Response:
             return web.json_response({"instance": name, "action": "export"})
 
+        async def payment(request: web.Request) -> dict[str, object]:
+            body = await request.json()
+            return {"amount": body["amount"], "payee": body["payee"]}
+
+        @requires_scope("wallet:sign", transaction=payment)
+        async def pay(request: web.Request) -> web.Response:
+            return web.json_response({"instance": name, "paid": transaction_of(request)})
+
         app.router.add_get("/app/profile", profile)
         app.router.add_post("/app/export", export_key)
+        app.router.add_post("/app/pay", pay)
         async with serve_app(app) as base_url:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -51,7 +51,7 @@ __all__ = [
     "write_config",
 ]
 
-USERS = ("shared", "revoke", "single", "recovery", "totp", "lockout", "outage", "late")
+USERS = ("shared", "revoke", "single", "payer", "recovery", "totp", "lockout", "outage", "late")
 PERIOD = 30
 
 
@@ -399,6 +399,32 @@ class MultiInstanceSuite:
             statuses = sorted(a.status for a in answers)
             assert statuses == [200] + [401] * 19, statuses
             assert all(a.code == "insufficient_user_authentication" for a in answers if a.status == 401)
+
+    async def test_a_bound_token_pays_once_on_either_instance_and_other_details_use_nothing(
+        self, cluster: Cluster, http: aiohttp.ClientSession
+    ) -> None:
+        user = User(http, cluster, "payer")
+        codes = await user.enrol_recovery(cluster.a, cluster.b)
+        payment = {"amount": "120.00", "payee": "ACME Ltd"}
+        minted = await user.call(
+            cluster.a, "POST", "/stepup/verify",
+            {"method": "recovery", "response": {"code": codes[0]}, "requestedScopes": ["wallet:sign"],
+             "transaction": payment},
+        )
+        assert minted.status == 200 and minted.body["singleUse"] is True, minted.body
+        token = minted.body["elevatedAccessToken"]
+        other = {"amount": "9999.00", "payee": "ACME Ltd"}
+        either = [cluster.a, cluster.b]
+        refused = await asyncio.gather(
+            *(user.call(either[i % 2], "POST", "/app/pay", other, elevated=token) for i in range(10))
+        )
+        assert [(a.status, a.code) for a in refused] == [(403, "transaction_mismatch")] * 10
+        answers = await asyncio.gather(
+            *(user.call(either[i % 2], "POST", "/app/pay", payment, elevated=token) for i in range(20))
+        )
+        statuses = sorted(a.status for a in answers)
+        assert statuses == [200] + [401] * 19, statuses
+        assert next(a for a in answers if a.status == 200).body["paid"] == payment
 
     async def test_one_recovery_code_submitted_to_both_at_once_grants_once(
         self, cluster: Cluster, http: aiohttp.ClientSession
