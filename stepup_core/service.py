@@ -12,8 +12,8 @@ import hashlib
 import inspect
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import pluggy
@@ -80,13 +80,27 @@ from .tokens import TokenStore
 from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
+T = TypeVar("T")
 
 #: Records outlive their logical expiry by this much so "expired" can be told from "unknown".
 _GRACE_SECONDS = 120.0
 _DEV_KEY = "meta:dev-secret-key"
 #: Marks an enrolment begun while the user held no credential (so without a ``credential:link`` token).
 _FIRST_CREDENTIAL = "stepup.firstCredential"
+#: The live-record slot (see :meth:`StepUpService._claim_live_slot`) a challenge or enrolment holds.
+_LIVE_SLOT = "stepup.liveSlot"
 MAX_ALIAS_LENGTH = 64
+
+
+@attrs.frozen
+class _Budget:
+    """The attempt counter a guess is charged to (see :meth:`StepUpService._budget`)."""
+
+    key: str
+    ttl: float
+    challenge: ChallengeRecord | None
+    #: Give the place back on success (per-credential budgets of challenge-less methods).
+    refund_on_success: bool = False
 
 
 def _challenge_key(challenge_id: str) -> str:
@@ -469,6 +483,41 @@ class StepUpService:
                 retry_after=limit.window,
             )
 
+    async def _limit_begin(self, principal: Principal, verifier: Verifier) -> None:
+        """Every method's begin limit, per user: challenges and enrolments alike."""
+        limits = self.config.limits
+        await self.hit_rate_limit(
+            make_key("begin-user", verifier.name, principal.user_id), RateLimit(limits.begin_limit, limits.begin_window)
+        )
+
+    async def _claim_live_slot(self, record: ChallengeRecord) -> None:
+        """Take one of the user's slots for live challenges (or enrolments) before the record is
+        made, or refuse with RateLimited when all are held.
+
+        Each slot is a store record claimed with add-if-absent and living exactly as long as the
+        challenge's record, so the cap holds across processes with no count to drift; completing
+        the challenge frees its slot at once (:meth:`_free_live_slot`)."""
+        enrolment = record.purpose is ChallengePurpose.ENROLLMENT
+        limit = self.config.limits.max_live_enrollments if enrolment else self.config.limits.max_live_challenges
+        now = self.clock.now()
+        ttl = max(record.expires_at - now, 0) + _GRACE_SECONDS
+        keys = [make_key("live", record.purpose.value, record.user_id, str(i)) for i in range(limit)]
+        for key in keys:
+            if await self.store.add(key, repr(now + ttl), ttl=ttl):
+                record.state[_LIVE_SLOT] = key
+                return
+        held = [float(v) for v in [await self.store.get(k) for k in keys] if v is not None]
+        retry_after = max(min(held, default=now + ttl) - now, 1.0)
+        what = "enrolments pending" if enrolment else "step-up challenges open"
+        raise RateLimited(
+            f"this user already has {limit} {what}; complete one or wait until one expires", retry_after=retry_after
+        )
+
+    async def _free_live_slot(self, record: ChallengeRecord) -> None:
+        slot = record.state.get(_LIVE_SLOT)
+        if isinstance(slot, str):
+            await self.store.delete(slot)
+
     async def _reserve_attempt(self, key: str, ttl: float, challenge: ChallengeRecord | None) -> int:
         """Count an attempt before verifying it, atomically, so concurrent guesses cannot
         overrun the budget. Returns the attempt's number."""
@@ -495,8 +544,13 @@ class StepUpService:
 
     async def _release_failure(self, principal: Principal) -> None:
         key = _failures_key(principal.user_id)
-        if await self.store.get(key) is not None:  # an expired window has nothing to give back
-            await self.store.incr(key, ttl=self.config.limits.lockout_window, amount=-1)
+        if await self.store.get(key) is None:  # an expired window has nothing to give back
+            return
+        left = await self.store.incr(key, ttl=self.config.limits.lockout_window, amount=-1)
+        if left <= 0:
+            # No failure in this window: close it (only if no guess took a place meanwhile), so
+            # the lockout window starts at the next guess, not at this success.
+            await self.store.compare_and_set(key, str(left), str(left), ttl=0)
 
     async def _record_failure(
         self,
@@ -506,13 +560,11 @@ class StepUpService:
         challenge: ChallengeRecord | None,
         credential: Credential | None,
         attempts_used: int,
-        failures: int | None = None,
+        failures: int,
     ) -> StepUpError:
-        """Count a failure toward the user's lockout (unless its place was reserved: ``failures``),
-        emit events, and return the error to raise: ``attempts_exhausted`` when this failure used
-        up the budget."""
-        if failures is None:
-            failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.limits.lockout_window)
+        """Emit the events of a wrong answer whose places in the budget (``attempts_used``) and in
+        the user's lockout (``failures``) were reserved before it was evaluated, and return the
+        error to raise: ``attempts_exhausted`` when this failure used up the budget."""
         remaining = max(self.config.limits.max_attempts - attempts_used, 0)
         await self.emit(
             self._event(
@@ -537,6 +589,62 @@ class StepUpService:
             return AttemptsExhausted(f"{exc.message}; no attempts left, {advice}")
         exc.details.setdefault("attemptsRemaining", remaining)
         return exc
+
+    def _budget(
+        self, principal: Principal, verifier: Verifier, challenge: ChallengeRecord | None, credential: Credential | None
+    ) -> _Budget:
+        """Where a guess counts: its challenge's budget, or for a method verified without one,
+        the credential's budget over the method's challenge lifetime."""
+        if challenge is not None:
+            ttl = max(challenge.expires_at - self.clock.now(), 1.0) + _GRACE_SECONDS
+            return _Budget(make_key("attempts", challenge.id), ttl, challenge)
+        subject = credential.id if credential else "-"
+        key = make_key("attempts", principal.user_id, verifier.name, subject)
+        # A success does not use up the per-credential budget of challenge-less methods.
+        return _Budget(key, verifier.challenge_ttl or self.config.limits.challenge_ttl, None, refund_on_success=True)
+
+    async def _evaluate_guess(
+        self,
+        principal: Principal,
+        verifier: Verifier,
+        budget: _Budget,
+        evaluate: Callable[[], Awaitable[T]],
+        credential: Credential | None = None,
+    ) -> T:
+        """Reserve, evaluate, then release or record: the one path by which any guess (a step-up
+        response, an enrolment's confirmation, a redirect's callback) reaches a method.
+
+        A place in the budget and one in the user's lockout are taken atomically *before* the
+        guess is evaluated, so guesses sent at once cannot overrun either. A wrong answer keeps
+        both places (and is audited); a success gives the lockout place back; a refusal that
+        is not a wrong answer (a provider outage, a policy refusal) gives both back; a method
+        that crashes counts as a wrong answer."""
+        used = await self._reserve_attempt(budget.key, budget.ttl, budget.challenge)
+        place = await self._reserve_failure(principal)
+        challenge = budget.challenge
+        try:
+            result = await evaluate()
+        except VerificationFailed as exc:
+            raise await self._record_failure(principal, verifier, exc, challenge, credential, used, place) from None
+        except StepUpError:
+            await self._release_failure(principal)
+            await self.store.incr(budget.key, ttl=budget.ttl, amount=-1)
+            raise
+        except Exception as exc:
+            log.exception("method %s failed while evaluating a response", verifier.name)
+            failure = VerifierCrashed(f"method {verifier.name} could not verify the response")
+            raise await self._record_failure(principal, verifier, failure, challenge, credential, used, place) from exc
+        await self._release_failure(principal)
+        if budget.refund_on_success:
+            await self.store.incr(budget.key, ttl=budget.ttl, amount=-1)
+        return result
+
+    async def _verified(self, verifier: Verifier, attempt: Attempt, candidates: Sequence[Credential]) -> Verification:
+        """The method's verdict on a step-up response; a credential the user does not hold is a wrong answer."""
+        verification: Verification = await verifier.verify(self.ctx, attempt)
+        if all(c.id != verification.credential_id for c in candidates):
+            raise VerificationFailed("the response proves a credential this user does not hold")
+        return verification
 
     # --- challenges -------------------------------------------------------------------
 
@@ -564,6 +672,13 @@ class StepUpService:
         if challenge.expires_at <= self.clock.now():
             raise ChallengeExpired("the challenge expired; start a new one", challengeId=challenge.id)
 
+    async def _take_challenge(self, challenge: ChallengeRecord, used: str) -> None:
+        """Use a challenge up, atomically (of concurrent takers one wins; the others get
+        ChallengeUsed with the message ``used``), and free its live slot."""
+        if await self.store.take(_challenge_key(challenge.id)) is None:
+            raise ChallengeUsed(used, challengeId=challenge.id)
+        await self._free_live_slot(challenge)
+
     async def begin(self, principal: Principal, request: ChallengeRequest) -> ChallengeStart:
         verifier = self._verifier(request.method)
         scopes = self._validate_scopes(request.requested_scopes)
@@ -579,6 +694,7 @@ class StepUpService:
         for limit in verifier.begin_limits:
             subject = credential.id if credential else principal.user_id
             await self.hit_rate_limit(make_key("begin", verifier.name, subject), limit)
+        await self._limit_begin(principal, verifier)
         now = self.clock.now()
         challenge = ChallengeRecord(
             id=random_id("chl"),
@@ -596,9 +712,14 @@ class StepUpService:
             principal, credential, candidates, dict(request.params), challenge, scopes,
             credential_requested=request.credential_id is not None,
         )
-        data = await self._call_plugin(verifier, "begin", verifier.begin, attempt)
-        if challenge.credential_id is not None and all(c.id != challenge.credential_id for c in candidates):
-            raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")
+        await self._claim_live_slot(challenge)
+        try:
+            data = await self._call_plugin(verifier, "begin", verifier.begin, attempt)
+            if challenge.credential_id is not None and all(c.id != challenge.credential_id for c in candidates):
+                raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")
+        except BaseException:
+            await self._free_live_slot(challenge)
+            raise
         await self._save_challenge(challenge)
         if challenge.callback_state:
             await self.store.put(
@@ -678,43 +799,20 @@ class StepUpService:
             )
         self._ensure_may_mint(verifier, credentials, scopes)
 
-        if challenge is not None:
-            budget_key = make_key("attempts", challenge.id)
-            budget_ttl = max(challenge.expires_at - self.clock.now(), 1.0) + _GRACE_SECONDS
-        else:
-            subject = credential.id if credential else "-"
-            budget_key = make_key("attempts", principal.user_id, verifier.name, subject)
-            budget_ttl = verifier.challenge_ttl or self.config.limits.challenge_ttl
-        used = await self._reserve_attempt(budget_key, budget_ttl, challenge)
-        place = await self._reserve_failure(principal)
-
         attempt = Attempt(
             principal, credential, candidates, dict(request.response), challenge, scopes,
             credential_requested=request.credential_id is not None
             or (challenge is not None and challenge.credential_id is not None),
         )
-        try:
-            verification: Verification = await verifier.verify(self.ctx, attempt)
-            if all(c.id != verification.credential_id for c in candidates):
-                raise VerificationFailed("the response proves a credential this user does not hold")
-        except VerificationFailed as exc:
-            raise await self._record_failure(principal, verifier, exc, challenge, credential, used, place) from None
-        except StepUpError:
-            # Not a wrong answer (a provider outage, a policy refusal): give both places back.
-            await self._release_failure(principal)
-            await self.store.incr(budget_key, ttl=budget_ttl, amount=-1)
-            raise
-        except Exception as exc:
-            log.exception("method %s failed in verify", verifier.name)
-            failure = VerifierCrashed(f"method {verifier.name} could not verify the response")
-            raise await self._record_failure(principal, verifier, failure, challenge, credential, used, place) from exc
-        await self._release_failure(principal)
-
-        if challenge is None:
-            # A success does not use up the per-credential budget of challenge-less methods.
-            await self.store.incr(budget_key, ttl=budget_ttl, amount=-1)
-        if challenge is not None and await self.store.take(_challenge_key(challenge.id)) is None:
-            raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
+        verification = await self._evaluate_guess(
+            principal,
+            verifier,
+            self._budget(principal, verifier, challenge, credential),
+            lambda: self._verified(verifier, attempt, candidates),
+            credential,
+        )
+        if challenge is not None:
+            await self._take_challenge(challenge, "this challenge was already completed")
         proven = next(c for c in candidates if c.id == verification.credential_id)
         return await self._grant(principal, verifier, proven, scopes, challenge)
 
@@ -780,18 +878,22 @@ class StepUpService:
             credentials = await self._user_credentials(principal)
             candidates = tuple(c for c in credentials if c.method == verifier.name)
             attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
+            budget = self._budget(principal, verifier, challenge, None)
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
                 await self._require_link_token_if_no_longer_first(principal, challenge, credentials, None)
-                new = await verifier.complete_enrollment(self.ctx, attempt)
+                new = await self._evaluate_guess(
+                    principal, verifier, budget, lambda: verifier.complete_enrollment(self.ctx, attempt)
+                )
                 stored = await self._store_new_credential(principal, verifier, new, challenge.state.get("stepup.alias"))
                 proven_id = stored.id
             else:
                 attempt.credential = self._pick_credential(principal, verifier, candidates, challenge.credential_id)
                 attempt.credential_requested = challenge.credential_id is not None
                 self._ensure_may_mint(verifier, credentials, challenge.requested_scopes)
-                verification = await verifier.verify(self.ctx, attempt)
-                if all(c.id != verification.credential_id for c in candidates):
-                    raise VerificationFailed("the response proves a credential this user does not hold")
+                verification = await self._evaluate_guess(
+                    principal, verifier, budget, lambda: self._verified(verifier, attempt, candidates),
+                    attempt.credential,
+                )
                 proven_id = verification.credential_id
         except Exception as exc:
             failure = exc if isinstance(exc, StepUpError) else VerifierCrashed(f"method {method} failed")
@@ -800,8 +902,6 @@ class StepUpService:
             challenge.status = ChallengeStatus.FAILED
             challenge.failure = failure.code
             await self._save_challenge(challenge)
-            if isinstance(failure, VerificationFailed):
-                await self._record_failure(principal, verifier, failure, challenge, None, 1)
             if failure is exc:
                 raise
             raise failure from exc
@@ -835,8 +935,7 @@ class StepUpService:
         if challenge.status is not ChallengeStatus.VERIFIED:
             return state
         self._ensure_live(challenge)  # the grant waits no longer than the challenge lives
-        if await self.store.take(_challenge_key(challenge.id)) is None:
-            raise ChallengeUsed("this challenge's grant was already picked up", challengeId=challenge.id)
+        await self._take_challenge(challenge, "this challenge's grant was already picked up")
         verifier = self._verifier(challenge.method)
         credentials = await self._user_credentials(principal)
         proven = next((c for c in credentials if c.id == challenge.verified_credential_id), None)
@@ -907,6 +1006,7 @@ class StepUpService:
         self._check_alias(request.alias)
         credentials = await self._user_credentials(principal)
         await self._require_link_token(principal, credentials, token)
+        await self._limit_begin(principal, verifier)
         now = self.clock.now()
         enrollment = ChallengeRecord(
             id=random_id("enr"),
@@ -920,8 +1020,14 @@ class StepUpService:
         )
         candidates = tuple(c for c in credentials if c.method == verifier.name)
         attempt = Attempt(principal, None, candidates, dict(request.params), enrollment)
-        step = await self._call_plugin(verifier, "begin_enrollment", verifier.begin_enrollment, attempt)
+        await self._claim_live_slot(enrollment)
+        try:
+            step = await self._call_plugin(verifier, "begin_enrollment", verifier.begin_enrollment, attempt)
+        except BaseException:
+            await self._free_live_slot(enrollment)
+            raise
         if step.credential is not None:
+            await self._free_live_slot(enrollment)
             stored = await self._store_new_credential(principal, verifier, step.credential, request.alias)
             return EnrollmentStart(
                 enrollment_id=enrollment.id,
@@ -967,21 +1073,15 @@ class StepUpService:
             )
         credentials = await self._user_credentials(principal)
         await self._require_link_token_if_no_longer_first(principal, enrollment, credentials, token)
-        budget_ttl = max(enrollment.expires_at - self.clock.now(), 1.0) + _GRACE_SECONDS
-        used = await self._reserve_attempt(make_key("attempts", enrollment.id), budget_ttl, enrollment)
         candidates = tuple(c for c in credentials if c.method == verifier.name)
         attempt = Attempt(principal, None, candidates, dict(completion.response), enrollment)
-        try:
-            new = await verifier.complete_enrollment(self.ctx, attempt)
-        except VerificationFailed as exc:
-            raise await self._record_failure(principal, verifier, exc, enrollment, None, used) from None
-        except StepUpError:
-            raise
-        except Exception as exc:
-            log.exception("method %s failed in complete_enrollment", verifier.name)
-            raise PluginError(f"method {verifier.name} failed to complete the enrolment") from exc
-        if await self.store.take(_challenge_key(enrollment.id)) is None:
-            raise ChallengeUsed("this enrolment was already completed", challengeId=enrollment.id)
+        new = await self._evaluate_guess(
+            principal,
+            verifier,
+            self._budget(principal, verifier, enrollment, None),
+            lambda: verifier.complete_enrollment(self.ctx, attempt),
+        )
+        await self._take_challenge(enrollment, "this enrolment was already completed")
         stored = await self._store_new_credential(principal, verifier, new, enrollment.state.get("stepup.alias"))
         return stored.view()
 
