@@ -21,7 +21,7 @@ import pluggy
 from .clock import Clock, SystemClock
 from .config import StepUpConfig
 from .credentials import StoreCredentialRepository
-from .crypto import SecretKeys, random_id
+from .crypto import SecretKeys, random_id, token_hash
 from .errors import (
     AttemptsExhausted,
     ChallengeExpired,
@@ -76,7 +76,7 @@ from .scopes import ScopePolicies, TokenScope
 from .serialization import dumps, loads, unstructure
 from .store import open_store
 from .store.base import Store, make_key
-from .tokens import TokenStore
+from .tokens import TokenStore, token_id
 from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -373,7 +373,7 @@ class StepUpService:
             votes = await self._votes(principal, scope)
             credentials = await self._user_credentials(principal)
             route, eligible, default_id = self._route(principal, credentials)
-            grant = await self.tokens.peek(token, principal, scope) if token else None
+            grant = await self._present_token(principal, scope, token, consume=False)
             required_votes = [v for v in votes if v.required]
             if not required_votes:
                 required = False
@@ -410,12 +410,12 @@ class StepUpService:
         if not required_votes:
             return None
         if token and all(v.accept_existing_token for v in required_votes):
-            grant = await self.tokens.validate(token, principal, scope)
+            grant = await self._present_token(principal, scope, token, consume=True)
             if grant is not None:
                 await self.emit(
                     self._event(
                         "grant_used", "success", principal, method=grant.method, scopes=(scope,),
-                        details={"singleUse": grant.single_use},
+                        details={"singleUse": grant.single_use, "tokenId": token_id(grant.token_hash)},
                     )
                 )
                 return grant
@@ -425,8 +425,24 @@ class StepUpService:
             f"step-up authentication is required for {scope}", scope, check=unstructure(result)
         )
 
+    async def _present_token(self, principal: Principal, scope: str, token: str | None, *, consume: bool
+                             ) -> Grant | None:
+        """The grant ``token`` holds for ``scope``, or None. Any token presented and refused is
+        audited as ``grant_refused``, with the reason and the token's non-reversible id (never
+        the token): one presented by another user, in another session or for another scope is
+        how a stolen or leaked token shows."""
+        if not token:
+            return None
+        presented = await self.tokens.present(token, principal, scope, consume=consume)
+        if presented.refusal is not None:
+            await self.emit(
+                self._event("grant_refused", "failure", principal, scopes=(scope,), reason=presented.refusal,
+                            details={"tokenId": presented.token_id})
+            )
+        return presented.grant
+
     async def _require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
-        grant = await self.tokens.validate(token, principal, scope) if token else None
+        grant = await self._present_token(principal, scope, token, consume=True)
         if grant is None:
             result = await self.check(principal, scope)
             raise StepUpRequired(
@@ -501,12 +517,14 @@ class StepUpService:
         limit = self.config.limits.max_live_enrollments if enrolment else self.config.limits.max_live_challenges
         now = self.clock.now()
         ttl = max(record.expires_at - now, 0) + _GRACE_SECONDS
-        keys = [make_key("live", record.purpose.value, record.user_id, str(i)) for i in range(limit)]
+        start = secrets.randbelow(limit)  # probing from a random slot finds a free one at once
+        keys = (make_key("live", record.purpose.value, record.user_id, str((start + i) % limit)) for i in range(limit))
         for key in keys:
             if await self.store.add(key, repr(now + ttl), ttl=ttl):
                 record.state[_LIVE_SLOT] = key
                 return
-        held = [float(v) for v in [await self.store.get(k) for k in keys] if v is not None]
+        held_keys = (make_key("live", record.purpose.value, record.user_id, str(i)) for i in range(limit))
+        held = [float(v) for v in [await self.store.get(k) for k in held_keys] if v is not None]
         retry_after = max(min(held, default=now + ttl) - now, 1.0)
         what = "enrolments pending" if enrolment else "step-up challenges open"
         raise RateLimited(
@@ -846,7 +864,11 @@ class StepUpService:
                 credential_id=credential.id,
                 challenge_id=challenge.id if challenge else None,
                 scopes=issued.scopes,
-                details={"singleUse": issued.single_use, "expiresAt": issued.expires_at},
+                details={
+                    "singleUse": issued.single_use,
+                    "expiresAt": issued.expires_at,
+                    "tokenId": token_id(token_hash(issued.elevated_access_token)),
+                },
             )
         )
         return issued

@@ -146,8 +146,10 @@ def live() -> Iterator[LiveServer]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="stepup-fuzz-server", daemon=True)
     thread.start()
-    # Budgets and lockout are tested elsewhere; here they would only turn every later answer into 429.
-    config = {"limits": {"max_attempts": 1_000_000, "lockout_failures": 1_000_000}}
+    # Budgets, lockout and the caps on live challenges and begins are tested elsewhere
+    # (test_security_limits.py); here they would only turn every later answer into 429.
+    config = {"limits": {"max_attempts": 1_000_000, "lockout_failures": 1_000_000, "max_live_challenges": 1_000_000,
+                         "max_live_enrollments": 1_000_000, "begin_limit": 1_000_000}}
     context = StepUpStack.start(plugins=[ThrowawayPlugin([PIN, CODE])], config=config)
 
     def call(coro: Awaitable[T]) -> T:
