@@ -135,6 +135,17 @@ class CredentialView:
     details: dict[str, Any] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class CredentialRemoval:
+    """The answer to unlinking a credential when others had to go with it: the recovery codes
+    (a fallback, which cannot step up on its own) of a user who removed the last passkey or
+    authenticator app. ``reason`` says so in words a person can read."""
+
+    credential_id: str
+    also_removed: tuple[CredentialView, ...]
+    reason: str
+
+
 @attrs.define
 class Challenge:
     """One attempt at a step-up or an enrolment. The core owns its lifecycle (ids, expiry,

@@ -54,6 +54,7 @@ from .models import (
     CheckResult,
     CodeDelivery,
     Credential,
+    CredentialRemoval,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -87,6 +88,8 @@ _GRACE_SECONDS = 120.0
 _DEV_KEY = "meta:dev-secret-key"
 #: Marks an enrolment begun while the user held no credential (so without a ``credential:link`` token).
 _FIRST_CREDENTIAL = "stepup.firstCredential"
+#: Why fallback credentials (recovery codes) were removed with the user's last primary MFA credential.
+_FALLBACK_WITHOUT_MFA = "fallback_without_mfa"
 #: The live-record slot (see :meth:`StepUpService._claim_live_slot`) a challenge or enrolment holds.
 _LIVE_SLOT = "stepup.liveSlot"
 MAX_ALIAS_LENGTH = 64
@@ -969,10 +972,17 @@ class StepUpService:
 
     # --- enrolment ----------------------------------------------------------------------
 
+    def _can_step_up(self, credentials: Sequence[Credential]) -> bool:
+        """Whether any of these credentials can step up: an eligible one that is not a fallback
+        (a fallback such as recovery codes steps up only beside primary MFA, which counts)."""
+        return any(self._eligible(c) and not self.verifiers[c.method].fallback for c in credentials)
+
     async def _require_link_token(
         self, principal: Principal, credentials: Sequence[Credential], token: str | None
     ) -> None:
-        if any(self._eligible(c) for c in credentials):
+        """A user who can step up needs a ``credential:link`` token to add a credential; one who
+        cannot (no credential, or only recovery codes) could never obtain one, and enrols freely."""
+        if self._can_step_up(credentials):
             await self._require_token(principal, TokenScope.CREDENTIAL_LINK, token)
 
     async def _require_link_token_if_no_longer_first(
@@ -1060,7 +1070,7 @@ class StepUpService:
             )
         if request.alias:
             enrollment.state["stepup.alias"] = request.alias
-        if not any(self._eligible(c) for c in credentials):
+        if not self._can_step_up(credentials):
             enrollment.state[_FIRST_CREDENTIAL] = True
         await self._save_challenge(enrollment)
         if enrollment.callback_state:
@@ -1139,14 +1149,54 @@ class StepUpService:
         )
         return changed.view()
 
-    async def delete_credential(self, principal: Principal, credential_id: str, token: str | None = None) -> None:
+    async def delete_credential(
+        self, principal: Principal, credential_id: str, token: str | None = None
+    ) -> CredentialRemoval | None:
+        """Unlink a credential (needs a ``credential:unlink`` token).
+
+        Removing the user's last primary MFA credential (passkey, authenticator app) also removes
+        their fallback credentials (recovery codes): those step up only beside primary MFA, and
+        left alone they would only block enrolment (a ``credential:link`` token that nothing can
+        mint) while offering nothing in the check. The answer is then a
+        :class:`CredentialRemoval` naming them (None when nothing else went), and each removal
+        is audited as ``credential_deleted`` with reason ``fallback_without_mfa``."""
         credential = await self._own_stored_credential(principal, credential_id)
         await self._require_token(principal, TokenScope.CREDENTIAL_UNLINK, token)
+        await self._remove_credential(principal, credential)
+        verifier = self.verifiers.get(credential.method)
+        if verifier is None or not self._is_primary_mfa(credential):
+            return None
+        remaining = await self._user_credentials(principal)
+        if any(self._is_primary_mfa(c) and self._eligible(c) for c in remaining):
+            return None
+        orphans = [c for c in remaining if self.verifiers[c.method].fallback and not c.external]
+        for orphan in orphans:
+            await self._remove_credential(
+                principal, orphan, reason=_FALLBACK_WITHOUT_MFA, details={"removedWith": credential.id}
+            )
+        if not orphans:
+            return None
+        return CredentialRemoval(
+            credential_id=credential.id,
+            also_removed=tuple(c.view() for c in orphans),
+            reason=(
+                "this was the last passkey or authenticator app, so the recovery codes were removed too: "
+                "they work only beside one; enrol a new device, then generate new recovery codes"
+            ),
+        )
+
+    async def _remove_credential(
+        self,
+        principal: Principal,
+        credential: Credential,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         await self.credentials.delete(principal.user_id, credential.id)
         await self._forget(self.verifiers.get(credential.method), credential)
         await self.emit(
             self._event("credential_deleted", "success", principal, method=credential.method,
-                        credential_id=credential.id)
+                        credential_id=credential.id, reason=reason, details=details or {})
         )
 
     async def _forget(self, verifier: Verifier | None, credential: Credential) -> None:

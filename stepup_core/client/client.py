@@ -969,9 +969,15 @@ class StepUpClient:
             await asyncio.sleep(min(interval, remaining))
             interval = min(interval * 1.5, self.max_poll_interval)
 
-    async def delete_credential(self, credential_id: str) -> None:
-        """Remove a credential; needs a ``credential:unlink`` token in the jar."""
-        await self._api("DELETE", f"/credentials/{credential_id}", headers=self._token_header("credential:unlink"))
+    async def delete_credential(self, credential_id: str) -> list[CredentialView]:
+        """Remove a credential; needs a ``credential:unlink`` token in the jar. Returns the
+        credentials that went with it (the recovery codes, when this was the last passkey or
+        authenticator app), usually none."""
+        data = await self._api(
+            "DELETE", f"/credentials/{credential_id}", headers=self._token_header("credential:unlink")
+        )
+        removed = data.get("alsoRemoved") if isinstance(data, dict) else None
+        return [_lenient(item, CredentialView) for item in removed or []]
 
     async def revoke_grants(self) -> int:
         """Revoke every elevated token of this session, on the server and in the jar."""

@@ -54,6 +54,7 @@ REQUEST_MODELS: tuple[type, ...] = (
 RESPONSE_MODELS: tuple[type, ...] = (
     models.CheckResult,
     models.CredentialView,
+    models.CredentialRemoval,
     models.MethodInfo,
     models.ChallengeStart,
     models.ChallengeState,
@@ -262,6 +263,11 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
             "Location": {"description": "Where the new resource can be read.", "schema": {"type": "string"}}
         }
     responses[str(spec.status)] = success
+    for status, body, description in spec.also:
+        responses[str(status)] = {
+            "description": description,
+            "content": {JSON_CONTENT_TYPE: {"schema": _body_schema(body)}},
+        }
     for status in spec.error_statuses():
         error: dict[str, Any] = {"description": _STATUS_TEXT[status], "content": _problem_content()}
         if spec.html:

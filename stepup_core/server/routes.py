@@ -15,6 +15,7 @@ from ..models import (
     ChallengeState,
     CheckRequest,
     CheckResult,
+    CredentialRemoval,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -79,6 +80,8 @@ class RouteSpec:
     html: bool = False
     #: Query parameters (name, required, description).
     query: tuple[tuple[str, bool, str], ...] = ()
+    #: Other success answers: (status, body as for ``response``, description).
+    also: tuple[tuple[int, Any, str], ...] = ()
 
     def error_statuses(self) -> tuple[int, ...]:
         statuses = set(self.errors) | {500}
@@ -189,7 +192,9 @@ async def update_credential(request: web.Request) -> web.StreamResponse:
 async def delete_credential(request: web.Request) -> web.StreamResponse:
     service = service_of(request)
     principal = await principal_of(request)
-    await service.delete_credential(principal, request.match_info["id"], elevated_token(request))
+    removal = await service.delete_credential(principal, request.match_info["id"], elevated_token(request))
+    if removal is not None:  # more went than the credential named: say which and why
+        return json_response(removal)
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
@@ -279,8 +284,11 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "DELETE", "/credentials/{id}", delete_credential, "deleteCredential", "Unlink a credential",
-        "Needs an elevated access token for `credential:unlink`.",
+        "Needs an elevated access token for `credential:unlink`. Answers 204, or 200 with a "
+        "`CredentialRemoval` when other credentials went with it: removing the last passkey or "
+        "authenticator app also removes the recovery codes, which work only beside one.",
         status=204, token=REQUIRED_TOKEN, errors=(403, 404),
+        also=((200, CredentialRemoval, "Removed, with the credentials that went with it"),),
     ),
     RouteSpec(
         "POST", "/enrollments", begin_enrollment, "beginEnrollment", "Start enrolling a credential",
