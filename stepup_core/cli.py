@@ -68,6 +68,8 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
     identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
     service = await StepUpService.create(config)
     try:
+        if not development:
+            service.check_code_delivery()
         app = build_app(service, identify)
         async with serve_app(app, host=host, port=port) as base_url:
             prefix = service.config.server.prefix

@@ -129,6 +129,10 @@ class StepUpConfig:
     #: At least 32 random bytes, hex or base64. Keys hashes of codes and seals secrets at rest.
     secret_key: str | None = None
     app_name: str = "stepup"
+    #: Let codes be printed to the server's console when no real sender (SMTP, an SMS gateway)
+    #: serves a channel a method sends codes over. Off: ``stepup serve --config`` refuses to
+    #: start instead (development mode, without ``--config``, always allows it).
+    allow_console_delivery: bool = False
     limits: LimitsConfig = LimitsConfig()
     #: Scope policies by scope or ``prefix:*``; an exact key also declares an application scope.
     scopes: dict[str, ScopePolicyConfig] = attrs.field(factory=dict)

@@ -28,6 +28,7 @@ from .errors import (
     ChallengeNotFound,
     ChallengePending,
     ChallengeUsed,
+    ConfigError,
     CredentialNotFound,
     DeliveryFailed,
     InvalidScope,
@@ -231,12 +232,48 @@ class StepUpService:
             fields.setdefault("session_id", principal.session_id)
         return AuditEvent(type=type, outcome=outcome, at=self.clock.now(), **fields)
 
+    def _sender_for(self, delivery: CodeDelivery) -> Any:
+        """The first ``stepup_deliver_code`` answer for ``delivery`` (None: no sender)."""
+        offers = self.pm.hook.stepup_deliver_code(delivery=delivery, config=self.config)
+        return next((s for s in offers if s is not None), None)
+
+    def check_code_delivery(self) -> None:
+        """Refuse to serve when a method would send codes to nobody but the server's console.
+
+        For every channel a method sends codes over (its ``delivery_channels``), a sender other
+        than the built-in console one must answer, unless ``allow_console_delivery`` is set.
+        ``stepup serve --config`` calls this at start; an application that mounts stepup calls
+        it once its plugins are registered. Raises :class:`ConfigError` naming the method, the
+        channel and the ways out."""
+        from .default_plugins.console_delivery import ConsoleSender
+
+        if self.config.allow_console_delivery:
+            return
+        for verifier in sorted(self.verifiers.values(), key=lambda v: v.name):
+            for channel in getattr(verifier, "delivery_channels", ()):
+                probe = CodeDelivery(
+                    channel=channel,
+                    address="+15550100000" if channel == "sms" else "probe@example.invalid",
+                    code="000000",
+                    purpose="stepUp",
+                    expires_at=self.clock.now(),
+                    user_id="-",
+                    app_name=self.config.app_name,
+                )
+                sender = self._sender_for(probe)
+                if sender is None or isinstance(sender, ConsoleSender):
+                    raise ConfigError(
+                        f"method {verifier.name!r} sends codes by {channel}, but no {channel} sender is "
+                        f"configured: its codes would only be printed to this server's console. Configure "
+                        f"one (see the {verifier.package} documentation), stop the method from using "
+                        f"{channel}, or set allow_console_delivery = true (for development only)"
+                    )
+
     async def deliver_code(self, delivery: CodeDelivery) -> None:
         try:
-            offers = self.pm.hook.stepup_deliver_code(delivery=delivery, config=self.config)
+            sender = self._sender_for(delivery)
         except Exception as exc:
             raise DeliveryFailed(f"code delivery failed: {exc}") from exc
-        sender = next((s for s in offers if s is not None), None)
         if sender is None:
             raise DeliveryFailed(f"no code sender for channel {delivery.channel!r}")
         try:
@@ -339,6 +376,9 @@ class StepUpService:
             return found
         if not candidates:
             return None
+        # The default is an eligible credential when there is one (never, say, a phone number
+        # on a server that sends no SMS); with none, the method gives its own refusal.
+        candidates = [c for c in candidates if self._eligible(c)] or list(candidates)
         if verifier.factor is Factor.MFA:
             return next((c for c in candidates if c.is_default), None) or max(
                 candidates, key=lambda c: (c.created_at, c.id)

@@ -220,6 +220,16 @@ class CredentialFilter(Protocol):
     def eligible(self, credential: Credential) -> bool: ...
 
 
+class CodeSendingVerifier(Protocol):
+    """Optional on a verifier that sends codes through ``ctx.deliver_code``:
+    ``delivery_channels`` names the channels it sends over (``email``, ``sms``). Outside
+    development mode the core refuses to start when one of them has no sender but the console
+    (see :meth:`~stepup_core.service.StepUpService.check_code_delivery`)."""
+
+    @property
+    def delivery_channels(self) -> Sequence[str]: ...
+
+
 class CredentialCleanup(Protocol):
     """Optional on a verifier: ``forget(ctx, credential)`` runs after the core deleted one of its
     credentials (unlinked, or replaced by a new enrolment), to remove the method's own records.

@@ -23,6 +23,7 @@ from stepup_core.errors import (
 from stepup_core.models import (
     Challenge,
     CodeDelivery,
+    Credential,
     CredentialFormat,
     Factor,
     Interaction,
@@ -136,6 +137,8 @@ class OtpVerifier:
 
     def __init__(self, settings: OtpSettings | None = None) -> None:
         self.settings = settings or OtpSettings()
+        #: The channels codes go over (the core checks each has a real sender at start).
+        self.delivery_channels: tuple[str, ...] = self.settings.channels
         self.challenge_ttl: float = self.settings.code_ttl
         self.begin_limits: Sequence[RateLimit] = (
             RateLimit(1, self.settings.resend_interval),
@@ -183,11 +186,19 @@ class OtpVerifier:
         for kind, subject, limit in checks:
             await ctx.hit_rate_limit(make_key("otp-enroll", kind, subject), limit)
 
+    def eligible(self, credential: Credential) -> bool:
+        """Only credentials whose channel this server sends over can step up."""
+        return CHANNELS.get(credential.format) in self.delivery_channels
+
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
         challenge = _challenge(attempt)
         credential = attempt.require_credential()
         if credential.format not in CHANNELS or not credential.identifier:
             raise NoEligibleCredential(f"credential {credential.id} cannot receive one-time codes")
+        if not self.eligible(credential):
+            raise NoEligibleCredential(
+                f"this server does not send codes by {CHANNELS[credential.format]}; choose another credential"
+            )
         try:
             identifier = normalize_identifier(credential.format, credential.identifier, "identifier")
         except ValidationError:
@@ -217,6 +228,10 @@ class OtpVerifier:
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
         challenge = _challenge(attempt)
         fmt, identifier = _enrollment_target(attempt.params)
+        if CHANNELS[fmt] not in self.delivery_channels:
+            field = next(key for key, value in ENROLLMENT_FIELDS.items() if value is fmt)
+            message = f"this server does not send codes by {CHANNELS[fmt]}; link an address it can reach"
+            raise ValidationError(message, [{"path": f"params.{field}", "message": message}])
         for existing in attempt.candidates:
             if existing.format is fmt and existing.identifier and same_identifier(fmt, existing.identifier, identifier):
                 raise EnrollmentFailed(
