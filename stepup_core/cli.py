@@ -103,9 +103,19 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
-def serve(config_path: Path | None, host: str, port: int) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Log to standard error from this level; secrets are redacted.",
+)
+def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""
     from .errors import StepUpError
+    from .redaction import configure_logging
+
+    configure_logging(log_level.upper())
 
     try:
         asyncio.run(_serve(config_path, host, port))

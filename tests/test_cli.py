@@ -238,6 +238,22 @@ def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> No
     assert missing.returncode == 2 or "does not exist" in missing.stderr
 
 
+async def test_serve_logs_every_logger_with_secrets_redacted(tmp_path: Path) -> None:
+    secret = "sess" + secrets.token_urlsafe(24)
+    async with serve("--log-level", "debug", cwd=tmp_path) as served:
+        port = int(served.base_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stepup/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret.encode()
+                     + b"\x00\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        assert (await reader.read()).startswith(b"HTTP/1.0 400")
+        writer.close()
+    output = "".join(served.lines)
+    assert "ERROR aiohttp.server: Error handling request" in output
+    assert "DEBUG asyncio: Using selector" in output  # every logger, from DEBUG up
+    assert secret[:12] not in output and secret[-12:] not in output
+
+
 STATIC_TOKENS = '[identify]\nmode = "tokens"\n\n[identify.tokens."static-0123456789abcdef"]\nuser_id = "ann"\n'
 
 
