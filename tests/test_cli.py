@@ -254,6 +254,28 @@ async def test_serve_logs_every_logger_with_secrets_redacted(tmp_path: Path) -> 
     assert secret[:12] not in output and secret[-12:] not in output
 
 
+async def test_development_mode_accepts_passkeys_from_pages_on_its_own_port(tmp_path: Path) -> None:
+    """The page a developer opens is http://localhost:PORT: a passkey created there registers,
+    and one created on any other origin is refused with both origins named."""
+    pytest.importorskip("stepup_passkey", reason="needs stepup-passkey (installed with all plugins)")
+    from stepup_passkey.testing import SoftwareAuthenticator
+
+    from stepup_core.client import StepUpClient
+    from stepup_core.errors import VerificationFailed
+
+    async with serve(cwd=tmp_path) as served:
+        text = "".join(served.lines)
+        token = re.search(r"Development token: (\S+)", text).group(1)  # type: ignore[union-attr]
+        page = "http://localhost:" + served.base_url.rsplit(":", 1)[1]
+        assert f"Passkeys: pages on {page}" in text
+        async with StepUpClient(served.base_url, token) as client:
+            with pytest.raises(VerificationFailed) as refused:
+                await client.enroll("passkey", authenticator=SoftwareAuthenticator(origin="https://localhost"))
+            assert "'https://localhost'" in refused.value.message and f"'{page}'" in refused.value.message
+            view = await client.enroll("passkey", authenticator=SoftwareAuthenticator(origin=page))
+            assert view.method == "passkey"
+
+
 STATIC_TOKENS = '[identify]\nmode = "tokens"\n\n[identify.tokens."static-0123456789abcdef"]\nuser_id = "ann"\n'
 
 
