@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -94,6 +95,8 @@ _FALLBACK_WITHOUT_MFA = "fallback_without_mfa"
 #: The live-record slot (see :meth:`StepUpService._claim_live_slot`) a challenge or enrolment holds.
 _LIVE_SLOT = "stepup.liveSlot"
 MAX_ALIAS_LENGTH = 64
+#: An OAuth ``error`` value safe to show (RFC 6749 error codes are short ASCII words).
+_PROVIDER_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 
 @attrs.frozen
@@ -929,6 +932,16 @@ class StepUpService:
             raise UnknownMethod(f"method {method!r} has no callback", method=method)
         state = params.get("state")
         if not isinstance(state, str) or not state:
+            if params.get("error"):
+                # Some providers drop the state when they refuse: no challenge can be found, but
+                # the person in the browser is told what happened, not that a payload was invalid.
+                reason = params["error"] if _PROVIDER_ERROR.match(str(params["error"])) else "unknown"
+                raise VerificationFailed(
+                    f"the sign-in provider did not complete the sign-in ({reason}) and did not say which "
+                    "request it was answering; nothing was changed: close this window and start again "
+                    "from the application",
+                    providerError=reason,
+                )
             raise ValidationError("the callback has no state", [{"path": "state", "message": "required"}])
         challenge_id = await self.store.take(_callback_key(method, state))
         if challenge_id is None:

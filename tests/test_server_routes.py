@@ -440,6 +440,27 @@ async def test_callback_failure_is_a_problem_page_for_browsers_and_json_otherwis
     assert (await not_redirect.json())["code"] == "unknown_method"
 
 
+async def test_a_provider_refusal_without_state_is_a_page_a_person_understands(client: Any) -> None:
+    """Some providers send the browser back with ``error=`` and no ``state``: the person sees what
+    happened (the sign-in was not completed, nothing changed, start again), not "Invalid payload"."""
+    page = await client.get(
+        "/stepup/callback/link",
+        params={"error": "access_denied", "error_description": "The user cancelled <b>here</b>"},
+        headers={"Accept": "text/html"},
+    )
+    assert page.status == 400 and page.content_type == "text/html"
+    text = await page.text()
+    assert "did not complete the sign-in (access_denied)" in text
+    assert "start again from the application" in text
+    assert "Invalid payload" not in text and "validation_error" not in text
+    assert "cancelled" not in text  # the provider's free text is not echoed
+    problem = await client.get("/stepup/callback/link", params={"error": "<script>x</script>"})
+    assert problem.status == 400 and problem.content_type == "application/problem+json"
+    body = await problem.json()
+    assert body["code"] == "verification_failed" and body["providerError"] == "unknown"
+    assert "<script>" not in json.dumps(body)
+
+
 # --- mounting ------------------------------------------------------------------------------------
 
 
