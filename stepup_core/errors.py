@@ -247,12 +247,6 @@ class StoreUnavailable(StepUpError):
     title = "Store unavailable"
 
 
-class InvalidToken(StepUpError):
-    code = "invalid_token"
-    status = 401
-    title = "Invalid elevated access token"
-
-
 # --- client side ---------------------------------------------------------------------
 
 
