@@ -117,6 +117,12 @@ class Credential:
         )
 
 
+#: A credential's alias: 1 to this many characters, not all blank.
+MAX_ALIAS_LENGTH = 64
+#: Matches an alias that is not all blank (the rule the server and its OpenAPI document share).
+ALIAS_NOT_BLANK = r"\S"
+
+
 @attrs.frozen
 class CredentialView:
     """The public face of a credential (never secrets). ``details`` is method-chosen public data,

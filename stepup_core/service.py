@@ -47,6 +47,8 @@ from .errors import (
     VerifierCrashed,
 )
 from .models import (
+    ALIAS_NOT_BLANK,
+    MAX_ALIAS_LENGTH,
     AuditEvent,
     ChallengePurpose,
     ChallengeRequest,
@@ -94,7 +96,7 @@ _FIRST_CREDENTIAL = "stepup.firstCredential"
 _FALLBACK_WITHOUT_MFA = "fallback_without_mfa"
 #: The live-record slot (see :meth:`StepUpService._claim_live_slot`) a challenge or enrolment holds.
 _LIVE_SLOT = "stepup.liveSlot"
-MAX_ALIAS_LENGTH = 64
+_NOT_BLANK = re.compile(ALIAS_NOT_BLANK)
 #: An OAuth ``error`` value safe to show (RFC 6749 error codes are short ASCII words).
 _PROVIDER_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -1076,7 +1078,8 @@ class StepUpService:
 
     @staticmethod
     def _check_alias(alias: str | None) -> None:
-        if alias is not None and (len(alias) > MAX_ALIAS_LENGTH or not alias.strip()):
+        # The same rule as the OpenAPI document's: 1 to 64 characters, not all blank.
+        if alias is not None and (len(alias) > MAX_ALIAS_LENGTH or not _NOT_BLANK.search(alias)):
             raise ValidationError(
                 f"alias must be 1 to {MAX_ALIAS_LENGTH} characters",
                 [{"path": "alias", "message": f"1 to {MAX_ALIAS_LENGTH} characters"}],

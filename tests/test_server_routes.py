@@ -14,7 +14,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from stepup_core import errors
 from stepup_core.plugins import describe_plugins
-from stepup_core.server import build_app, build_document, mount
+from stepup_core.server import build_app, document_for, mount
 from stepup_core.testing.methods import RedirectVerifier
 
 ALICE = {"Authorization": "Bearer alice:s1"}
@@ -98,7 +98,8 @@ async def test_openapi_document_is_valid_and_covers_every_route(client: Any, ser
     document = await resp.json()
     validate_openapi(document)
     assert document["openapi"] == "3.1.0"
-    assert document == build_document("/stepup", app_name=service.config.app_name)
+    assert document == document_for(service, "/stepup")
+    assert document["components"]["schemas"]["MethodName"]["enum"] == sorted(m.name for m in service.methods())
 
     served = set()
     for route in client.app.router.routes():

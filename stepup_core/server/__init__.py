@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ..errors import ConfigError, StepUpError
 from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
-from .openapi import build_document
+from .openapi import build_document, document_for
 from .problems import (
     PROBLEM_CONTENT_TYPE,
     error_from_http,
@@ -53,6 +53,7 @@ __all__ = [
     "Identify",
     "build_app",
     "build_document",
+    "document_for",
     "grant_of",
     "mount",
     "principal_from",

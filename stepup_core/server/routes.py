@@ -223,10 +223,9 @@ async def revoke_grants(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
-    from .openapi import build_document
+    from .openapi import document_for
 
-    service = service_of(request)
-    return json_response(build_document(_prefix(request), app_name=service.config.app_name))
+    return json_response(document_for(service_of(request), _prefix(request)))
 
 
 async def list_plugins(request: web.Request) -> web.StreamResponse:
