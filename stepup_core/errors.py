@@ -92,6 +92,19 @@ class InvalidScope(ValidationError):
         super().__init__(message, [{"path": field, "message": message}])
 
 
+class SignInNotCompleted(ValidationError):
+    """A redirect method's provider sent the browser back with an ``error`` and no ``state``: no
+    challenge can be found, nothing changed, and the person starts again. ``providerError`` is
+    the provider's error code when it is a plain word."""
+
+    code = "sign_in_not_completed"
+    title = "Sign-in not completed"
+
+    def __init__(self, message: str, provider_error: str) -> None:
+        super().__init__(message, [{"path": "state", "message": "the provider answered with an error and no state"}])
+        self.details["providerError"] = provider_error
+
+
 class NotFound(StepUpError):
     code = "not_found"
     status = 404
@@ -245,6 +258,14 @@ class StoreUnavailable(StepUpError):
     code = "store_unavailable"
     status = 503
     title = "Store unavailable"
+
+
+class OriginNotAllowed(StepUpError):
+    """A cross-origin (CORS) preflight from an origin that ``[server] cors_origins`` does not list."""
+
+    code = "origin_not_allowed"
+    status = 403
+    title = "Origin not allowed"
 
 
 # --- client side ---------------------------------------------------------------------

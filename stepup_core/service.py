@@ -38,6 +38,7 @@ from .errors import (
     NoEligibleCredential,
     PluginError,
     RateLimited,
+    SignInNotCompleted,
     StepUpError,
     StepUpRequired,
     StoreUnavailable,
@@ -58,6 +59,8 @@ from .models import (
     CheckResult,
     CodeDelivery,
     Credential,
+    CredentialChange,
+    CredentialChangeKind,
     CredentialRemoval,
     CredentialUpdate,
     CredentialView,
@@ -76,12 +79,13 @@ from .models import (
     VerifyRequest,
 )
 from .models import Challenge as ChallengeRecord
+from .observe import observe
 from .plugins import get_plugin_manager
 from .scopes import ScopePolicies, TokenScope
 from .serialization import dumps, loads, unstructure
 from .store import open_store
 from .store.base import Store, make_key
-from .tokens import TokenStore, token_id
+from .tokens import Presentation, TokenStore, token_id
 from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -195,9 +199,21 @@ class StepUpService:
             if dev is None:
                 raise StoreUnavailable("could not read the development secret key from the store")
             keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        return cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        try:
+            for impl in reversed(pm.hook.stepup_startup.get_hookimpls()):  # pluggy's call order
+                await _maybe_await(impl.function(service=service))
+        except BaseException:
+            await service.close()
+            raise
+        return service
 
     async def close(self) -> None:
+        for impl in self.pm.hook.stepup_shutdown.get_hookimpls():  # the reverse of startup's order
+            try:
+                await _maybe_await(impl.function(service=self))
+            except Exception:
+                log.exception("stepup_shutdown implementation %s failed", impl.plugin_name)
         await self.store.close()
 
     def _register_verifiers(self) -> None:
@@ -227,9 +243,32 @@ class StepUpService:
         """Send an audit event to every ``stepup_event`` implementation; failures are logged only."""
         for impl in self.pm.hook.stepup_event.get_hookimpls():
             try:
-                await _maybe_await(impl.function(event=event))
+                if "service" in impl.argnames:
+                    await _maybe_await(impl.function(event=event, service=self))
+                else:
+                    await _maybe_await(impl.function(event=event))
             except Exception:
                 log.exception("stepup_event implementation %s failed", impl.plugin_name)
+
+    async def _credential_changed(
+        self,
+        kind: CredentialChangeKind,
+        principal: Principal,
+        credential: Credential,
+        replaced: Sequence[Credential] = (),
+    ) -> None:
+        """Tell ``stepup_credential_changed`` implementations; failures are logged only."""
+        impls = self.pm.hook.stepup_credential_changed.get_hookimpls()
+        if not impls:
+            return
+        change = CredentialChange(
+            kind, principal.user_id, principal.session_id, self.clock.now(), credential, tuple(replaced)
+        )
+        for impl in impls:
+            try:
+                await _maybe_await(impl.function(change=change, service=self))
+            except Exception:
+                log.exception("stepup_credential_changed implementation %s failed", impl.plugin_name)
 
     def _event(self, type: str, outcome: str, principal: Principal | None = None, **fields: Any) -> AuditEvent:
         if principal is not None:
@@ -282,13 +321,26 @@ class StepUpService:
         if sender is None:
             raise DeliveryFailed(f"no code sender for channel {delivery.channel!r}")
         try:
-            await sender.send(delivery)
-        except DeliveryFailed:
+            try:
+                await sender.send(delivery)
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                raise DeliveryFailed(
+                    f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
+                ) from exc
+        except DeliveryFailed as failure:
+            await self.emit(
+                AuditEvent(
+                    type="code_delivery_failed",
+                    outcome="failure",
+                    at=self.clock.now(),
+                    user_id=delivery.user_id,
+                    reason=failure.code,
+                    details={"channel": delivery.channel, "sender": getattr(sender, "name", None)},
+                )
+            )
             raise
-        except Exception as exc:
-            raise DeliveryFailed(
-                f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
-            ) from exc
         await self.emit(
             AuditEvent(
                 type="code_delivered",
@@ -421,7 +473,7 @@ class StepUpService:
             votes = await self._votes(principal, scope)
             credentials = await self._user_credentials(principal)
             route, eligible, default_id = self._route(principal, credentials)
-            grant = await self._present_token(principal, scope, token, consume=False)
+            grant = await self.tokens.peek(token, principal, scope) if token else None
             required_votes = [v for v in votes if v.required]
             if not required_votes:
                 required = False
@@ -457,46 +509,61 @@ class StepUpService:
         required_votes = [v for v in votes if v.required]
         if not required_votes:
             return None
+        presented: Presentation | None = None
         if token and all(v.accept_existing_token for v in required_votes):
-            grant = await self._present_token(principal, scope, token, consume=True)
+            presented = await self.tokens.present(token, principal, scope, consume=True)
+            grant = presented.grant
             if grant is not None:
                 await self.emit(
                     self._event(
                         "grant_used", "success", principal, method=grant.method, scopes=(scope,),
-                        details={"singleUse": grant.single_use, "tokenId": token_id(grant.token_hash)},
+                        details={"singleUse": grant.single_use, "tokenId": presented.token_id},
                     )
                 )
                 return grant
         await self.store.ping()
+        await self._grant_refused(principal, scope, token, required_votes, presented)
         result = await self.check(principal, scope)
         raise StepUpRequired(
             f"step-up authentication is required for {scope}", scope, check=unstructure(result)
         )
 
-    async def _present_token(self, principal: Principal, scope: str, token: str | None, *, consume: bool
-                             ) -> Grant | None:
-        """The grant ``token`` holds for ``scope``, or None. Any token presented and refused is
-        audited as ``grant_refused``, with the reason and the token's non-reversible id (never
-        the token): one presented by another user, in another session or for another scope is
-        how a stolen or leaked token shows."""
+    async def _grant_refused(
+        self,
+        principal: Principal,
+        scope: str,
+        token: str | None,
+        votes: Sequence[StepUpVote] = (),
+        presented: Presentation | None = None,
+    ) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid`` (worth
+        watching: a token presented by another user, in another session or for another scope is
+        how a stolen or leaked one shows) or ``fresh_verification_required`` (a vote refused
+        held tokens). ``details.refusal`` says why the token was not valid (see
+        :class:`~stepup_core.tokens.Refusal`) and ``details.tokenId`` names it without being it
+        (see :func:`~stepup_core.tokens.token_id`). A call without a token, the usual first call
+        before a step-up, is not an event."""
         if not token:
-            return None
-        presented = await self.tokens.present(token, principal, scope, consume=consume)
-        if presented.refusal is not None:
-            await self.emit(
-                self._event("grant_refused", "failure", principal, scopes=(scope,), reason=presented.refusal,
-                            details={"tokenId": presented.token_id})
-            )
-        return presented.grant
+            return
+        if presented is None or presented.refusal is None:
+            reason, outcome = "fresh_verification_required", "info"
+            details = {"tokenId": self.tokens.id_of(token)}
+        else:
+            reason, outcome = "token_not_valid", "failure"
+            details = {"refusal": presented.refusal, "tokenId": presented.token_id}
+        await self.emit(
+            self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason, details=details)
+        )
 
     async def _require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
-        grant = await self._present_token(principal, scope, token, consume=True)
-        if grant is None:
+        presented = await self.tokens.present(token, principal, scope, consume=True) if token else None
+        if presented is None or presented.grant is None:
+            await self._grant_refused(principal, scope, token, presented=presented)
             result = await self.check(principal, scope)
             raise StepUpRequired(
                 f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
             )
-        return grant
+        return presented.grant
 
     # --- methods ----------------------------------------------------------------------
 
@@ -542,6 +609,14 @@ class StepUpService:
         Lent to verifiers as ``ctx.hit_rate_limit`` for limits the core cannot key for them."""
         count = await self.store.incr(make_key("rate", key, str(limit.window)), ttl=limit.window)
         if count > limit.limit:
+            # The key's first part names the limit ("begin", "otp-enroll"); the rest, which
+            # may hold ids or addresses, stays out of the event.
+            await self.emit(
+                AuditEvent(
+                    type="rate_limited", outcome="warning", at=self.clock.now(),
+                    details={"limit": key.split(":", 1)[0], "max": limit.limit, "window": limit.window},
+                )
+            )
             raise RateLimited(
                 f"at most {limit.limit} per {limit.window:g} s; wait before asking again",
                 retry_after=limit.window,
@@ -574,6 +649,12 @@ class StepUpService:
         held_keys = (make_key("live", record.purpose.value, record.user_id, str(i)) for i in range(limit))
         held = [float(v) for v in [await self.store.get(k) for k in held_keys] if v is not None]
         retry_after = max(min(held, default=now + ttl) - now, 1.0)
+        await self.emit(
+            AuditEvent(
+                type="rate_limited", outcome="warning", at=now, user_id=record.user_id, method=record.method,
+                details={"limit": f"live-{record.purpose.value}", "max": limit},
+            )
+        )
         what = "enrolments pending" if enrolment else "step-up challenges open"
         raise RateLimited(
             f"this user already has {limit} {what}; complete one or wait until one expires", retry_after=retry_after
@@ -707,10 +788,17 @@ class StepUpService:
 
     async def _verified(self, verifier: Verifier, attempt: Attempt, candidates: Sequence[Credential]) -> Verification:
         """The method's verdict on a step-up response; a credential the user does not hold is a wrong answer."""
-        verification: Verification = await verifier.verify(self.ctx, attempt)
+        with observe(self.pm, "verifier.verify", method=verifier.name):
+            verification: Verification = await verifier.verify(self.ctx, attempt)
         if all(c.id != verification.credential_id for c in candidates):
             raise VerificationFailed("the response proves a credential this user does not hold")
         return verification
+
+    async def _completed(self, verifier: Verifier, attempt: Attempt) -> NewCredential:
+        """The method's verdict on an enrolment's confirmation: the credential to store."""
+        with observe(self.pm, "verifier.complete_enrollment", method=verifier.name):
+            new: NewCredential = await verifier.complete_enrollment(self.ctx, attempt)
+        return new
 
     # --- challenges -------------------------------------------------------------------
 
@@ -810,7 +898,8 @@ class StepUpService:
     async def _call_plugin(self, verifier: Verifier, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a verifier call; errors that are not ours become a logged PluginError."""
         try:
-            return await fn(self.ctx, *args)
+            with observe(self.pm, f"verifier.{what}", method=verifier.name):
+                return await fn(self.ctx, *args)
         except StepUpError:
             raise
         except Exception as exc:
@@ -938,11 +1027,11 @@ class StepUpService:
                 # Some providers drop the state when they refuse: no challenge can be found, but
                 # the person in the browser is told what happened, not that a payload was invalid.
                 reason = params["error"] if _PROVIDER_ERROR.match(str(params["error"])) else "unknown"
-                raise VerificationFailed(
+                raise SignInNotCompleted(
                     f"the sign-in provider did not complete the sign-in ({reason}) and did not say which "
                     "request it was answering; nothing was changed: close this window and start again "
                     "from the application",
-                    providerError=reason,
+                    reason,
                 )
             raise ValidationError("the callback has no state", [{"path": "state", "message": "required"}])
         challenge_id = await self.store.take(_callback_key(method, state))
@@ -962,7 +1051,7 @@ class StepUpService:
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
                 await self._require_link_token_if_no_longer_first(principal, challenge, credentials, None)
                 new = await self._evaluate_guess(
-                    principal, verifier, budget, lambda: verifier.complete_enrollment(self.ctx, attempt)
+                    principal, verifier, budget, lambda: self._completed(verifier, attempt)
                 )
                 stored = await self._store_new_credential(principal, verifier, new, challenge.state.get("stepup.alias"))
                 proven_id = stored.id
@@ -1051,11 +1140,13 @@ class StepUpService:
     async def _store_new_credential(
         self, principal: Principal, verifier: Verifier, new: NewCredential, alias: str | None
     ) -> Credential:
+        replaced: list[Credential] = []
         if new.replaces_existing:
             for old in await self.credentials.list_for_user(principal.user_id):
                 if old.method == verifier.name:
                     await self.credentials.delete(principal.user_id, old.id)
                     await self._forget(verifier, old)
+                    replaced.append(old)
         credential = Credential(
             id=random_id("cred", 12),
             user_id=principal.user_id,
@@ -1072,8 +1163,10 @@ class StepUpService:
         await self.credentials.save(credential)
         await self.emit(
             self._event("credential_enrolled", "success", principal, method=verifier.name,
-                        credential_id=credential.id)
+                        credential_id=credential.id, details={"replaced": len(replaced)} if replaced else {})
         )
+        kind = CredentialChangeKind.RESET if replaced else CredentialChangeKind.LINKED
+        await self._credential_changed(kind, principal, credential, replaced)
         return credential
 
     @staticmethod
@@ -1167,7 +1260,7 @@ class StepUpService:
             principal,
             verifier,
             self._budget(principal, verifier, enrollment, None),
-            lambda: verifier.complete_enrollment(self.ctx, attempt),
+            lambda: self._completed(verifier, attempt),
         )
         await self._take_challenge(enrollment, "this enrolment was already completed")
         stored = await self._store_new_credential(principal, verifier, new, enrollment.state.get("stepup.alias"))
@@ -1254,6 +1347,7 @@ class StepUpService:
             self._event("credential_deleted", "success", principal, method=credential.method,
                         credential_id=credential.id, reason=reason, details=details or {})
         )
+        await self._credential_changed(CredentialChangeKind.UNLINKED, principal, credential)
 
     async def _forget(self, verifier: Verifier | None, credential: Credential) -> None:
         forget = getattr(verifier, "forget", None)

@@ -137,6 +137,11 @@ class TokenStore:
             return Refusal.SCOPE_NOT_GRANTED
         return None
 
+    @staticmethod
+    def id_of(token: str) -> str | None:
+        """The audit id of ``token`` (:func:`token_id`), None when it is not shaped like a token."""
+        return token_id(token_hash(token)) if TOKEN_SHAPE.match(token) else None
+
     async def present(self, token: str, principal: Principal, scope: str, *, consume: bool) -> Presentation:
         """Present ``token`` for ``scope``: its grant if valid for this user, session and scope,
         else why not. With ``consume`` a single-use token is used up atomically (one winner of

@@ -157,7 +157,9 @@ async def test_a_success_leaves_no_lockout_window_behind(stack: StepUpStack, met
 # --- caps on live records and begin limits -----------------------------------------------------
 
 
-async def test_one_user_cannot_open_challenges_without_bound_by_default(stack: StepUpStack) -> None:
+async def test_one_user_cannot_open_challenges_without_bound_by_default(
+    stack: StepUpStack, methods: ThrowawayPlugin
+) -> None:
     """The attack: thousands of challenges in seconds, each kept for its lifetime. By default at
     most 50 are open at once and 60 begun per minute and method; other users are unaffected."""
     answers = [await api(stack, "POST", "/challenges", {"method": "pin", "requestedScopes": ["user:update"]})
@@ -170,6 +172,9 @@ async def test_one_user_cannot_open_challenges_without_bound_by_default(stack: S
     status, body, _ = await api(stack, "POST", "/challenges", {"method": "pin", "requestedScopes": ["user:update"]},
                                 user="bob")
     assert status == 201, body
+    limited = methods.of_type("rate_limited")
+    assert {e.details["limit"] for e in limited} == {"live-stepUp", "begin-user"}
+    assert all(e.outcome == "warning" for e in limited)
 
 
 @pytest.mark.parametrize("limits", [{"max_live_challenges": 3, "begin_limit": 100}])

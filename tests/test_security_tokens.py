@@ -380,23 +380,23 @@ async def test_every_refused_token_presentation_is_audited_without_the_token(
     for user, path, token, _ in attempts:
         status, _, body = await call(stack, "POST", path, user=user, token=token)
         assert status == 401 and body["code"] == "insufficient_user_authentication"
-    # A check and a token-guarded stepup route audit the same way.
-    status, _, check = await call(stack, "POST", "/stepup/check", user="bob", token=alice_token,
-                                  body={"scope": "user:update"})
-    assert status == 200 and check["isRequired"] is True
+    # A token-guarded stepup route audits the same way; a check, which uses nothing, does not.
     status, _, _ = await call(stack, "POST", "/stepup/enrollments", user="alice", token=alice_token,
                               body={"method": "code", "params": {"pin": PIN}})
     assert status == 401
+    status, _, check = await call(stack, "POST", "/stepup/check", user="bob", token=alice_token,
+                                  body={"scope": "user:update"})
+    assert status == 200 and check["isRequired"] is True
 
     refused = events.of_type("grant_refused")
-    assert [(e.user_id, e.reason) for e in refused] == [
-        (user, reason) for user, _, _, reason in attempts
-    ] + [("bob", "other_user"), ("alice", "scope_not_granted")]
+    assert [(e.user_id, e.reason, e.details["refusal"]) for e in refused] == [
+        (user, "token_not_valid", refusal) for user, _, _, refusal in attempts
+    ] + [("alice", "token_not_valid", "scope_not_granted")]
     assert [e.scopes for e in refused[:3]] == [("user:update",), ("user:update",), ("user:delete",)]
     issued_id = events.of_type("grant_issued")[0].details["tokenId"]  # alice_token's
     assert refused[0].details["tokenId"] == issued_id == refused[2].details["tokenId"]
     assert all(e.outcome == "failure" for e in refused)
-    assert [e.details["tokenId"] for e in refused if e.reason == "malformed"] == [None, None]
+    assert [e.details["tokenId"] for e in refused if e.details["refusal"] == "malformed"] == [None, None]
     # Neither the token, nor the hash the store keys it by, nor the key itself appears anywhere.
     written = repr(events.events[before:])
     for token in (alice_token, other_session.elevated_access_token, single, short.elevated_access_token):

@@ -80,6 +80,7 @@ async def test_methods_lists_installed_methods_without_a_session(client: Any) ->
         "fallback": False,
         "requiresChallenge": True,
         "plugin": "test-methods",
+        "browserModule": None,
     }
     assert methods["link"]["interaction"] == "redirect"
 
@@ -109,7 +110,7 @@ async def test_openapi_document_is_valid_and_covers_every_route(client: Any, ser
             served.add((route.method.lower(), path))
     documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert served == documented
-    assert len(documented) == 14
+    assert len(documented) == 16
     # Every body has a component schema; every error is a problem.
     schemas = document["components"]["schemas"]
     for name in (
@@ -449,16 +450,18 @@ async def test_a_provider_refusal_without_state_is_a_page_a_person_understands(c
         params={"error": "access_denied", "error_description": "The user cancelled <b>here</b>"},
         headers={"Accept": "text/html"},
     )
-    assert page.status == 400 and page.content_type == "text/html"
+    assert page.status == 422 and page.content_type == "text/html"
     text = await page.text()
+    assert "<h1>Sign-in not completed</h1>" in text
     assert "did not complete the sign-in (access_denied)" in text
     assert "start again from the application" in text
     assert "Invalid payload" not in text and "validation_error" not in text
     assert "cancelled" not in text  # the provider's free text is not echoed
     problem = await client.get("/stepup/callback/link", params={"error": "<script>x</script>"})
-    assert problem.status == 400 and problem.content_type == "application/problem+json"
+    assert problem.status == 422 and problem.content_type == "application/problem+json"
     body = await problem.json()
-    assert body["code"] == "verification_failed" and body["providerError"] == "unknown"
+    assert body["code"] == "sign_in_not_completed" and body["providerError"] == "unknown"
+    assert body["errors"][0]["path"] == "state"
     assert "<script>" not in json.dumps(body)
 
 
