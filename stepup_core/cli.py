@@ -73,7 +73,7 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
     import attrs
 
     from .config import load_config
-    from .identify import DevelopmentIdentify, identify_from_config
+    from .server.identify import DevelopmentIdentify, identify_from_config
     from .service import StepUpService
 
     development = config_path is None
@@ -92,8 +92,8 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
 async def _run(
     service: StepUpService, identify: Any, config: StepUpConfig, sock: socket.socket, development: bool
 ) -> None:
-    from .identify import JwtIdentify
     from .server import build_app, serve_app
+    from .server.identify import JwtIdentify
 
     try:
         if not development:

@@ -36,6 +36,7 @@ from .browser import (
     static_file,
 )
 from .http import (
+    DOCUMENT_KEY,
     PREFIX_KEY,
     elevated_token,
     json_response,
@@ -253,9 +254,7 @@ async def revoke_grants(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
-    from .openapi import document_for
-
-    return json_response(document_for(service_of(request), _prefix(request)))
+    return json_response(request.config_dict[DOCUMENT_KEY]())
 
 
 async def list_plugins(request: web.Request) -> web.StreamResponse:
