@@ -24,8 +24,8 @@ from .routing import Routing
 from .scopes import ScopePolicies
 from .serialization import unstructure
 from .store.base import Store
-from .tokens import TokenStore
-from .transaction import bind, ensure_same_transaction, transaction_hash
+from .tokens import Presentation, Refusal, TokenStore
+from .transaction import audit_details, bind, ensure_same_transaction, transaction_hash
 
 log = logging.getLogger("stepup")
 
@@ -116,8 +116,12 @@ class Gate:
         bound = self.bind((scope,), transaction)
         try:
             votes = await self.votes(principal, scope)
-            grant = await self.tokens.peek(token, principal, scope) if token else None
-            holds = grant is not None and grant.transaction_hash == (bound.hash if bound else None)
+            expected = bound.hash if bound else None
+            presented = (
+                await self.tokens.present(token, principal, scope, consume=False, transaction_hash=expected)
+                if token else None
+            )
+            holds = presented is not None and presented.grant is not None
             return await self._result(principal, scope, decide(votes), holds, bound)
         except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
             return await self._failed_closed(principal, scope, exc, bound)
@@ -146,14 +150,22 @@ class Gate:
             failure = exc
         if decision is not None and not decision.demanded:
             return None
-        audited = False
+        presented: Presentation | None = None
         if decision is not None and token and decision.token_suffices:
-            grant, audited = await self._use_token(principal, scope, token, expected, transaction)
+            presented = await self.tokens.present(token, principal, scope, consume=True, transaction_hash=expected)
+            grant = presented.grant
             if grant is not None:
+                await self._emit(
+                    self._event(
+                        "grant_used", "success", principal, method=grant.method, scopes=(scope,),
+                        details={"singleUse": grant.single_use, "tokenId": presented.token_id}
+                        | audit_details(grant.transaction_hash),
+                    )
+                )
                 return grant
         await self.store.ping()
-        if not audited:
-            await self._grant_refused(principal, scope, token, decision is not None and decision.token_suffices)
+        await self._grant_refused(principal, scope, token, presented, expected)
+        self._refuse_bound(presented, scope, transaction, expected)
         bound = self.bind((scope,), transaction)
         if decision is None:
             result = await self._failed_closed(principal, scope, failure, bound)
@@ -172,68 +184,68 @@ class Gate:
     async def require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
         """A valid token for ``scope``, whatever the votes (managing credentials needs one). A
         token bound to transaction details is refused (:class:`TransactionMismatch`)."""
-        grant, audited = await self._use_token(principal, scope, token, None, None) if token else (None, False)
-        if grant is None:
-            if not audited:
-                await self._grant_refused(principal, scope, token, True)
+        presented = await self.tokens.present(token, principal, scope, consume=True) if token else None
+        if presented is None or presented.grant is None:
+            await self._grant_refused(principal, scope, token, presented, None)
+            self._refuse_bound(presented, scope, None, None)
             result = await self.check(principal, scope)
             raise StepUpRequired(
                 f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
             )
-        return grant
+        return presented.grant
 
-    async def _use_token(
-        self, principal: Principal, scope: str, token: str, expected: str | None, transaction: object
-    ) -> tuple[Grant | None, bool]:
-        """Present ``token`` for ``scope`` and the transaction hash ``expected``: (the grant,
-        False) when it lets the action through (a single-use one is consumed), else (None,
-        whether the refusal was audited here). A token bound to other details raises
-        :class:`TransactionMismatch`, audited; nothing is consumed before the binding matched."""
-        grant = await self.tokens.peek(token, principal, scope)
-        if grant is None:
-            return None, False
-        if grant.transaction_hash != expected:
-            await self._emit(
-                self._event(
-                    "grant_refused", "failure", principal, method=grant.method, scopes=(scope,),
-                    reason="transaction_mismatch",
-                    details={"transactionHash": expected, "grantTransactionHash": grant.transaction_hash},
-                )
-            )
-            if grant.transaction_hash is None:
-                return None, True  # an unbound token: step up with the details
-            raise TransactionMismatch(
-                "this elevated access token is bound to other transaction details than this request carries; "
-                "it was not used: step up again for these details"
-                if expected is not None
-                else "this elevated access token is bound to one transaction, and this action states none; "
-                "it was not used",
-                scope=scope,
-                **({"transaction": self.bind((scope,), transaction)} if transaction is not None else {}),
-            )
-        used = await self.tokens.consume(grant, principal, scope)
-        if used is None:
-            return None, False
-        details: dict[str, Any] = {"singleUse": used.single_use}
-        if used.transaction_hash is not None:
-            details["transactionHash"] = used.transaction_hash
-        await self._emit(
-            self._event("grant_used", "success", principal, method=used.method, scopes=(scope,), details=details)
+    def _refuse_bound(
+        self, presented: Presentation | None, scope: str, transaction: object, expected: str | None
+    ) -> None:
+        """A token bound to other details than the action's (or to details where the action
+        states none): :class:`TransactionMismatch`, naming the request's details. An unbound
+        token where details are stated is refused as any other (step-up required)."""
+        if presented is None or presented.refusal != Refusal.TRANSACTION_MISMATCH or presented.bound_to is None:
+            return
+        raise TransactionMismatch(
+            "this elevated access token is bound to other transaction details than this request carries; "
+            "it was not used: step up again for these details"
+            if expected is not None
+            else "this elevated access token is bound to one transaction, and this action states none; "
+            "it was not used",
+            scope=scope,
+            **({"transaction": self.bind((scope,), transaction)} if transaction is not None else {}),
         )
-        return used, False
 
-    async def _grant_refused(self, principal: Principal, scope: str, token: str | None, token_suffices: bool) -> None:
-        """Audit an action refused although a token was presented: ``token_not_valid``
-        (expired, used, revoked, another scope or another session: worth watching) or
-        ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
-        the usual first call before a step-up, is not an event."""
+    async def _grant_refused(
+        self,
+        principal: Principal,
+        scope: str,
+        token: str | None,
+        presented: Presentation | None,
+        expected: str | None,
+    ) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid`` (worth
+        watching: a token presented by another user, in another session or for another scope is
+        how a stolen or leaked one shows), ``transaction_mismatch`` (a token bound to other
+        transaction details than the action's: ``details.transactionHash`` is the action's,
+        ``grantTransactionHash`` the token's, either None for none) or
+        ``fresh_verification_required`` (a vote refused held tokens, so the token was not looked
+        at). ``details.refusal`` says why a token was not valid (a
+        :class:`~stepup_core.tokens.Refusal`), ``details.tokenId`` names it without being it
+        (:func:`~stepup_core.tokens.token_id`). A call without a token, the usual first call
+        before a step-up, is not an event."""
         if not token:
             return
-        if token_suffices:
-            reason, outcome = "token_not_valid", "failure"
-        else:
+        details: dict[str, Any]
+        if presented is None or presented.refusal is None:
             reason, outcome = "fresh_verification_required", "info"
-        await self._emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
+            details = {"tokenId": self.tokens.id_of(token)}
+        elif presented.refusal == Refusal.TRANSACTION_MISMATCH:
+            reason, outcome = "transaction_mismatch", "failure"
+            details = {"refusal": presented.refusal, "tokenId": presented.token_id,
+                       "transactionHash": expected, "grantTransactionHash": presented.bound_to}
+        else:
+            reason, outcome = "token_not_valid", "failure"
+            details = {"refusal": presented.refusal, "tokenId": presented.token_id}
+        await self._emit(
+            self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason, details=details)
+        )
 
     async def _result(
         self, principal: Principal, scope: str, decision: Decision, holds_token: bool, bound: Transaction | None = None

@@ -127,6 +127,12 @@ class Credential:
         )
 
 
+#: A credential's alias: 1 to this many characters, not all blank.
+MAX_ALIAS_LENGTH = 64
+#: Matches an alias that is not all blank (the rule the server and its OpenAPI document share).
+ALIAS_NOT_BLANK = r"\S"
+
+
 @attrs.frozen
 class CredentialView:
     """The public face of a credential (never secrets). ``details`` is method-chosen public data,
@@ -160,6 +166,17 @@ class Transaction:
     details: dict[str, Any] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class CredentialRemoval:
+    """The answer to unlinking a credential when others had to go with it: the recovery codes
+    (a fallback, which cannot step up on its own) of a user who removed the last passkey or
+    authenticator app. ``reason`` says so in words a person can read."""
+
+    credential_id: str
+    also_removed: tuple[CredentialView, ...]
+    reason: str
+
+
 @attrs.define
 class Challenge:
     """One attempt at a step-up or an enrolment. The core owns its lifecycle (ids, expiry,
@@ -185,6 +202,9 @@ class Challenge:
     #: The transaction this step-up is bound to: the grant records its hash, a committing
     #: method's proof covers it.
     transaction: Transaction | None = None
+    #: The store key of the place this record holds among its user's live records (the cap on
+    #: open challenges and pending enrolments), freed when it is used up.
+    live_slot: str | None = None
 
 
 @attrs.frozen

@@ -267,8 +267,10 @@ async def test_a_bound_token_with_other_details_is_refused_audited_and_not_consu
     assert bank.paid == []
     [event] = refusals(methods)
     assert event.outcome == "failure" and event.user_id == "alice" and event.scopes == ("payments:send",)
-    assert event.details == {"transactionHash": transaction_hash(presented),
-                             "grantTransactionHash": transaction_hash(PAYMENT)}
+    assert event.details == {
+        "refusal": "transaction_mismatch", "tokenId": stack.service.tokens.id_of(token),
+        "transactionHash": transaction_hash(presented), "grantTransactionHash": transaction_hash(PAYMENT),
+    }
     # Not consumed: the payment the person approved still goes through, once.
     status, _ = await call(stack, "/app/pay", PAYMENT, token=token)
     assert status == 200 and bank.paid == [PAYMENT]
@@ -297,7 +299,9 @@ async def test_a_bound_token_opens_no_route_that_states_no_details(
     token = (await bound_token(stack))["elevatedAccessToken"]
     status, body = await call(stack, "/app/pay-unbound", PAYMENT, token=token)
     assert status == 403 and body["code"] == "transaction_mismatch" and "transaction" not in body
-    assert refusals(methods)[0].details == {"transactionHash": None, "grantTransactionHash": transaction_hash(PAYMENT)}
+    details = refusals(methods)[0].details
+    assert (details["transactionHash"], details["grantTransactionHash"]) == (None, transaction_hash(PAYMENT))
+    assert details["tokenId"] == stack.service.tokens.id_of(token) and token not in str(details)
     # A bound credential token is no credential operation's token either.
     cred = (await stack.service.list_credentials(stack.principal("alice")))[0].id
     unlink = (await bound_token(stack, {"credential": cred}, scopes=("credential:unlink",)))["elevatedAccessToken"]
