@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -58,36 +59,52 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
 
 
 async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
+    """Start, serve until SIGINT or SIGTERM, stop. Whatever was opened is closed on the way out,
+    also when the start fails (a bad plugin table after the store was opened, a port in use)."""
     from .config import load_config
     from .identify import DevelopmentIdentify, JwtIdentify, identify_from_config
     from .server import build_app, serve_app
+    from .server.serve import ACCESS_LOG
     from .service import StepUpService
 
     development = config_path is None
-    config = load_config(config_path)
-    identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
-    service = await StepUpService.create(config)
-    try:
-        app = build_app(service, identify)
-        async with serve_app(app, host=host, port=port) as base_url:
-            prefix = service.config.server.prefix
-            if development:
-                click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
-            else:
-                click.echo(f"identifying callers by {config.identify.mode}")
-            click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
-            sys.stdout.flush()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            click.echo("stepup stopped")
-    finally:
+    async with contextlib.AsyncExitStack() as opened:
+        config = load_config(config_path)
+        identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
         if isinstance(identify, JwtIdentify):
-            await identify.close()
-        await service.close()
+            opened.push_async_callback(identify.close)
+        service = await StepUpService.create(config)
+        opened.push_async_callback(service.close)
+        app = build_app(service, identify)
+        base_url = await opened.enter_async_context(serve_app(app, host=host, port=port, access_log=ACCESS_LOG))
+        prefix = service.config.server.prefix
+        if development:
+            click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
+        else:
+            click.echo(f"identifying callers by {config.identify.mode}")
+        click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        click.echo("stepup stopped")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _configure_logging(level: str) -> None:
+    """Log lines to stderr at ``level``: the access log and audit events are INFO, refusals and
+    faults WARNING and above."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
 
 
 @main.command()
@@ -101,10 +118,18 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
-def serve(config_path: Path | None, host: str, port: int) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="info: a line per request (method, path, status, time) and per audit event; warning: refusals and faults.",
+)
+def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""
     from .errors import StepUpError
 
+    _configure_logging(log_level)
     try:
         asyncio.run(_serve(config_path, host, port))
     except StepUpError as exc:

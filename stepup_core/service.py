@@ -74,6 +74,7 @@ from .models import Challenge as ChallengeRecord
 from .plugins import get_plugin_manager
 from .scopes import ScopePolicies, TokenScope
 from .serialization import dumps, loads, unstructure
+from .startup import check_startup, close_quietly
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
@@ -154,25 +155,36 @@ class StepUpService:
         clock: Clock | None = None,
         store: Store | None = None,
     ) -> StepUpService:
+        """Open the configured store, register the methods and check the configuration against
+        them (:mod:`stepup_core.startup`). On any failure the store this call opened is closed
+        before the error propagates (a ``store`` passed in stays the caller's to close)."""
         config = config or StepUpConfig()
         pm = pm or get_plugin_manager()
         clock = clock or SystemClock()
+        opened = store is None
         store = store or await open_store(config.store, pm, clock)
-        master = config.secret_key_bytes()
-        if master is not None:
-            keys = SecretKeys(master)
-        else:
-            log.warning(
-                "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
-                "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
-                "for production."
-            )
-            await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
-            dev = await store.get(_DEV_KEY)
-            if dev is None:
-                raise StoreUnavailable("could not read the development secret key from the store")
-            keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        return cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        try:
+            master = config.secret_key_bytes()
+            if master is not None:
+                keys = SecretKeys(master)
+            else:
+                log.warning(
+                    "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
+                    "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
+                    "for production."
+                )
+                await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
+                dev = await store.get(_DEV_KEY)
+                if dev is None:
+                    raise StoreUnavailable("could not read the development secret key from the store")
+                keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
+            service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+            check_startup(config, pm, service.policies, service.verifiers)
+        except BaseException:
+            if opened:
+                await close_quietly(store)
+            raise
+        return service
 
     async def close(self) -> None:
         await self.store.close()
