@@ -35,7 +35,15 @@ from .problems import (
     problem_response,
     step_up_challenge,
 )
-from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
+from .protect import (
+    GRANT_KEY,
+    PRINCIPAL_KEY,
+    check_guarded_scopes,
+    grant_of,
+    guarded_routes,
+    principal_from,
+    requires_scope,
+)
 from .routes import ROUTES, Handler
 from .serve import serve_app
 
@@ -53,7 +61,9 @@ __all__ = [
     "Identify",
     "build_app",
     "build_document",
+    "check_guarded_scopes",
     "grant_of",
+    "guarded_routes",
     "mount",
     "principal_from",
     "problem_middleware",
@@ -107,7 +117,8 @@ def mount(
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched.
+    other routes are untouched. When ``app`` starts, the scopes its ``requires_scope`` routes use
+    are checked (:func:`check_guarded_scopes`): an unknown scope stops the start.
     """
     prefix = _normalise_prefix(prefix or service.config.server.prefix)
     if prefix != service.config.server.prefix:
@@ -126,6 +137,8 @@ def mount(
     app[IDENTIFY_KEY] = identify
     app[PREFIX_KEY] = prefix
     app.add_subapp(prefix, sub)
+    if existing is None:
+        app.on_startup.append(check_guarded_scopes)
 
 
 def build_app(service: StepUpService, identify: Identify, *, prefix: str | None = None) -> web.Application:
