@@ -123,7 +123,8 @@ def _configure_logging(level: str) -> None:
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
     default="info",
     show_default=True,
-    help="info: a line per request (method, path, status, time) and per audit event; warning: refusals and faults.",
+    metavar="LEVEL",
+    help="debug, info (a line per request and per audit event), warning (refusals and faults) or error.",
 )
 def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""

@@ -44,6 +44,7 @@ from .errors import (
     VerificationFailed,
     VerifierCrashed,
 )
+from .install import install_hint, package_for
 from .models import (
     AuditEvent,
     ChallengePurpose,
@@ -453,7 +454,8 @@ class StepUpService:
         if verifier is None:
             installed = ", ".join(sorted(self.verifiers)) or "none"
             raise UnknownMethod(
-                f"unknown method {method!r}; installed methods: {installed} (pip install stepup-{method})",
+                f"unknown method {method!r}; installed methods: {installed}; to add it: "
+                + install_hint(package_for(method)),
                 method=method,
             )
         return verifier

@@ -130,6 +130,16 @@ def test_nothing_reads_vectors_from_outside_the_repository() -> None:
     assert not offenders, f"files that reach outside the clone for test data: {offenders}"
 
 
+def test_ci_runs_the_test_command_in_a_clone_alone_in_an_empty_folder() -> None:
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    isolated = script.index('ISOLATED=$(mktemp -d)')
+    clone = script.index('git clone --quiet --no-hardlinks "$PWD" "$ISOLATED/stepup"', isolated)
+    enter = script.index('cd "$ISOLATED/stepup"', clone)
+    run = script.index('eval "$TEST_COMMAND"', enter)
+    assert script.count('eval "$TEST_COMMAND"') == 1, "the full suite runs once, in the isolated clone"
+    assert run > enter
+
+
 def test_vector_files_are_json() -> None:
     for path in VECTORS.rglob("*.json"):
         json.loads(path.read_text(encoding="utf-8"))

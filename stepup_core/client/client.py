@@ -39,6 +39,7 @@ from ..errors import (
     StepUpError,
     VerificationFailed,
 )
+from ..install import install_command
 from ..models import (
     ChallengeState,
     ChallengeStatus,
@@ -542,7 +543,8 @@ class StepUpClient:
                 needs = sorted({package_for(c.method) for c in of_factor})
                 raise NoEligibleCredential(
                     f"no {kind} credential of this user can be used from this client: "
-                    f"install {' or '.join(needs)} here, or {await self._what_to_enrol(factor)}",
+                    f"install {' or '.join(needs)} here (from a stepup checkout: {install_command(*needs)}), "
+                    f"or {await self._what_to_enrol(factor)}",
                     route=check.route.value,
                     packages=needs,
                 )

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pluggy
 
 from ..errors import ClientMethodMissing, PluginError
+from ..install import METHOD_PACKAGES, install_hint, package_for
 from .method import ClientMethod
 
-#: The distribution that provides each first-party method.
-METHOD_PACKAGES: Mapping[str, str] = {
-    "otp": "stepup-otp",
-    "totp": "stepup-totp",
-    "passkey": "stepup-passkey",
-    "wallet": "stepup-wallet",
-    "social": "stepup-social",
-    "recovery": "stepup-recovery",
-}
-
-
-def package_for(method: str, hint: str | None = None) -> str:
-    """The distribution to install for ``method`` (a server-supplied ``hint`` wins)."""
-    return hint or METHOD_PACKAGES.get(method) or f"stepup-{method}"
+__all__ = ["METHOD_PACKAGES", "client_methods", "missing", "package_for"]
 
 
 def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
@@ -47,7 +33,7 @@ def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
 def missing(method: str, hint: str | None = None) -> ClientMethodMissing:
     package = package_for(method, hint)
     return ClientMethodMissing(
-        f"the {method!r} method needs its client half, which is not installed: pip install {package}",
+        f"the {method!r} method needs its client half, which is not installed: {install_hint(package)}",
         method=method,
         package=package,
     )
