@@ -137,7 +137,8 @@ from stepup_core.errors import PromptUnavailable
 
 async def main():
     out = {}
-    for name, ask in (("choose", lambda p: p.choose("How?", ["Passkey", "PIN"])), ("code", lambda p: p.ask_code("PIN"))):
+    asks = (("choose", lambda p: p.choose("How?", ["Passkey", "PIN"])), ("code", lambda p: p.ask_code("PIN")))
+    for name, ask in asks:
         try:
             await ask(TerminalPrompter())
         except PromptUnavailable as exc:

@@ -36,7 +36,7 @@ def test_every_distribution_of_the_repository_is_known_with_its_folder() -> None
     found = {_distribution_name(ROOT): "."}
     for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
         found[_distribution_name(pyproject.parent)] = f"./plugins/{pyproject.parent.name}"
-    assert install.CHECKOUT_FOLDERS == found
+    assert found == install.CHECKOUT_FOLDERS
 
 
 def test_installing_md_lists_every_distribution_with_its_folder() -> None:
