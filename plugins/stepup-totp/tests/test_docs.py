@@ -58,4 +58,5 @@ async def test_a_second_step_up_inside_one_time_step_is_a_replay() -> None:
         )
         assert done["client"].jar.peek("user:update") is not None
         with pytest.raises(errors.ReplayDetected):
-            await run_example(without_waiting, url=stack.base_url, session_token=session_token("bob"), clock=stack.clock)
+            bob = session_token("bob")
+            await run_example(without_waiting, url=stack.base_url, session_token=bob, clock=stack.clock)
