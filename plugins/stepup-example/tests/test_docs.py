@@ -167,3 +167,59 @@ def test_every_stepup_request_of_the_page_is_replayed() -> None:
     """A new example on the page joins the test above."""
     shown = {(e.method, re.sub(r"/[a-z]+_[A-Za-z0-9_-]+$", "/{id}", e.path)) for e in exchanges()}
     assert shown == set(REPLAYED)
+
+
+# --- docs/writing-plugins.md: every name to change when copying this plugin -------------------
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+WRITING_PLUGINS = PLUGIN_ROOT.parents[1] / "docs" / "writing-plugins.md"
+
+
+def rename_table() -> dict[str, str]:
+    """What -> the names in stepup-example, from the page's rename table."""
+    text = WRITING_PLUGINS.read_text(encoding="utf-8")
+    section = text[text.index("## 1. Copy and rename") : text.index("## 2.")]
+    rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", section, flags=re.M)
+    return {what.strip(): ours for what, ours, _yours, _where in rows[1:] if not set(what) <= {"-"}}
+
+
+def names_in_this_plugin() -> set[str]:
+    """Every identity the plugin has: what a copy that kept one of them would share with it."""
+    import ast
+    import sys
+
+    from stepup_example.client import PinClientMethod
+    from stepup_example.verifier import HASH_PURPOSE, PinSettings, PinVerifier
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    project = tomllib.loads((PLUGIN_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    [(key, target)] = project["project"]["entry-points"]["stepup"].items()
+    verifier, client = PinVerifier(PinSettings()), PinClientMethod()
+    plugin_py = (PLUGIN_ROOT / "src" / "stepup_example" / "plugin.py").read_text(encoding="utf-8")
+    names = {project["project"]["name"], key, target.split(".")[0], verifier.name, verifier.package}
+    names |= {client.name, client.package, HASH_PURPOSE, *re.findall(r'plugin_section\("(\w+)"', plugin_py)}
+    for path in [*PLUGIN_ROOT.glob("src/**/*.py"), *PLUGIN_ROOT.glob("tests/*.py")]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names |= {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and "Pin" in node.name}
+    return names
+
+
+def test_the_rename_table_lists_every_name_of_the_example() -> None:
+    listed = set()
+    for cell in rename_table().values():
+        listed |= set(re.findall(r"`([^`]+)`", cell))
+        listed |= set(re.findall(r'"(\w+)"', cell))
+    missing = names_in_this_plugin() - listed
+    assert not missing, f"docs/writing-plugins.md does not say to rename {sorted(missing)}"
+
+
+def test_every_name_in_the_rename_table_exists_in_the_example() -> None:
+    files = [p for p in PLUGIN_ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".toml", ".md"}]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in files)
+    for what, cell in rename_table().items():
+        for name in re.findall(r"`([^`]+)`", cell):
+            assert name in text, f"{what}: {name!r} is not in stepup-example"
