@@ -201,7 +201,8 @@ def names_in_this_plugin() -> set[str]:
     verifier, client = PinVerifier(PinSettings()), PinClientMethod()
     plugin_py = (PLUGIN_ROOT / "src" / "stepup_example" / "plugin.py").read_text(encoding="utf-8")
     names = {project["project"]["name"], key, target.split(".")[0], verifier.name, verifier.package}
-    names |= {client.name, client.package, HASH_PURPOSE, *re.findall(r'plugin_section\("(\w+)"', plugin_py)}
+    names |= {client.name, client.package, f'HASH_PURPOSE = "{HASH_PURPOSE}"'}
+    names |= set(re.findall(r'plugin_section\("(\w+)"', plugin_py))
     for path in [*PLUGIN_ROOT.glob("src/**/*.py"), *PLUGIN_ROOT.glob("tests/*.py")]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         names |= {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and "Pin" in node.name}
