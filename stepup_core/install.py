@@ -16,6 +16,7 @@ from __future__ import annotations
 CHECKOUT_FOLDERS: dict[str, str] = {
     "stepup-core": ".",
     "stepup-example": "./plugins/stepup-example",
+    "stepup-otel": "./plugins/stepup-otel",
     "stepup-otp": "./plugins/stepup-otp",
     "stepup-passkey": "./plugins/stepup-passkey",
     "stepup-recovery": "./plugins/stepup-recovery",
@@ -23,6 +24,7 @@ CHECKOUT_FOLDERS: dict[str, str] = {
     "stepup-social": "./plugins/stepup-social",
     "stepup-totp": "./plugins/stepup-totp",
     "stepup-wallet": "./plugins/stepup-wallet",
+    "stepup-webhooks": "./plugins/stepup-webhooks",
 }
 #: The distribution that provides each first-party method.
 METHOD_PACKAGES: dict[str, str] = {
