@@ -18,6 +18,7 @@ A table for a plugin that failed to load is an error carrying the load error.
 from __future__ import annotations
 
 import logging
+import types
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -40,12 +41,28 @@ def _listing(names: Iterable[str]) -> str:
 
 
 def installed_plugin_names(pm: pluggy.PluginManager) -> set[str]:
-    """Names of the registered plugins, without the built-ins."""
-    return {
-        str(name)
-        for name, plugin in pm.list_name_plugin()
-        if plugin is not None and name and not str(name).startswith(BUILTIN_PREFIX)
-    }
+    """The names a ``[plugins.<name>]`` table may use: each registered plugin's name; the
+    entry-point names of the package each registered plugin (a module, or an object of one of
+    its classes) comes from, so a plugin registered under another name, as tests do, still owns
+    its table; and the tables the built-ins read (``notifications``)."""
+    from .notifications import PLUGIN_NAME as NOTIFICATIONS
+    from .plugins import _stepup_entry_points
+
+    builtin_tables = {f"{BUILTIN_PREFIX}default_plugins.notifications": NOTIFICATIONS}
+    names: set[str] = set()
+    packages: set[str] = set()
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None or not name:
+            continue
+        if str(name).startswith(BUILTIN_PREFIX):
+            if str(name) in builtin_tables:
+                names.add(builtin_tables[str(name)])
+            continue
+        names.add(str(name))
+        module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        packages.add(module.split(".")[0])
+    names |= {ep.name for ep in _stepup_entry_points() if ep.value.split(".")[0].split(":")[0].strip() in packages}
+    return names
 
 
 def check_plugin_sections(config: StepUpConfig, pm: pluggy.PluginManager, methods: Iterable[str]) -> None:

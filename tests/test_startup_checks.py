@@ -157,7 +157,8 @@ async def test_a_table_for_a_plugin_that_is_not_installed_stops_the_start(
     with pytest.raises(errors.ConfigError) as caught:
         await start(probe_pm, plugins={"totpp": {"digits": 6}})
     assert str(caught.value) == (
-        "[plugins.totpp] configures a plugin that is not installed; installed plugins: probe-stores, throwaway "
+        "[plugins.totpp] configures a plugin that is not installed; installed plugins: notifications, probe-stores, "
+        "throwaway "
         "(check the name, or install the plugin)"
     )
     [store] = stores.opened
@@ -168,6 +169,29 @@ async def test_a_table_is_accepted_for_an_installed_plugin_or_method(probe_pm: S
     # "pin" is a method name (a plugin registered under another name provides it); "throwaway"
     # the plugin's own registered name.
     service = await start(probe_pm, plugins={"pin": {}, "throwaway": {}})
+    await service.close()
+
+
+async def test_a_plugin_registered_under_another_name_owns_its_entry_point_table(
+    probe_pm: StepUpPluginManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tests register a plugin object as ``stack-plugin-0``; its package's entry point names the table."""
+    from importlib.metadata import EntryPoint
+
+    import stepup_core.plugins
+
+    acme = EntryPoint(name="acme", value="acme_stepup.plugin", group="stepup")
+    monkeypatch.setattr(stepup_core.plugins, "_stepup_entry_points", lambda: [acme])
+    telemetry = type("Telemetry", (), {"__module__": "acme_stepup.telemetry"})()
+    probe_pm.register(telemetry, name="stack-plugin-0")
+    service = await start(probe_pm, plugins={"acme": {"on": True}})
+    await service.close()
+    with pytest.raises(errors.ConfigError, match=r"\[plugins\.acmee\]"):
+        await start(probe_pm, plugins={"acmee": {}})
+
+
+async def test_the_built_in_notifications_table_is_accepted(probe_pm: StepUpPluginManager) -> None:
+    service = await start(probe_pm, plugins={"notifications": {"enabled": False}})
     await service.close()
 
 
