@@ -21,7 +21,7 @@ KEY = "ab" * 32
 CASES = {
     "store": (
         f'store = "sqlite:not-a-database.sqlite3"\nsecret_key = "{KEY}"\n{IDENTIFY}',
-        "SQLite store 'not-a-database.sqlite3' could not be initialised",
+        "SQLite store 'not-a-database.sqlite3' could not be read: the file is not a SQLite database",
     ),
     "plugin-table": (
         f'store = "sqlite:state/stepup.sqlite3"\nsecret_key = "{KEY}"\n{IDENTIFY}[plugins.totpp]\ndigits = 6\n',
