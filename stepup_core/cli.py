@@ -62,8 +62,8 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
     """Start, serve until SIGINT or SIGTERM, stop. Whatever was opened is closed on the way out,
     also when the start fails (a bad plugin table after the store was opened, a port in use)."""
     from .config import load_config
-    from .identify import DevelopmentIdentify, JwtIdentify, identify_from_config
     from .server import build_app, serve_app
+    from .server.identify import DevelopmentIdentify, JwtIdentify, identify_from_config
     from .server.serve import ACCESS_LOG
     from .service import StepUpService
 

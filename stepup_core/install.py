@@ -26,22 +26,8 @@ CHECKOUT_FOLDERS: dict[str, str] = {
     "stepup-wallet": "./plugins/stepup-wallet",
     "stepup-webhooks": "./plugins/stepup-webhooks",
 }
-#: The distribution that provides each first-party method.
-METHOD_PACKAGES: dict[str, str] = {
-    "otp": "stepup-otp",
-    "totp": "stepup-totp",
-    "passkey": "stepup-passkey",
-    "wallet": "stepup-wallet",
-    "social": "stepup-social",
-    "recovery": "stepup-recovery",
-}
 #: Where ``nox -s build`` puts the wheels and sdists, relative to the checkout's root.
 BUILT_FOLDER = "dist"
-
-
-def package_for(method: str, hint: str | None = None) -> str:
-    """The distribution to install for ``method`` (a server-supplied ``hint`` wins)."""
-    return hint or METHOD_PACKAGES.get(method) or f"stepup-{method}"
 
 
 def install_command(*packages: str) -> str:

@@ -116,7 +116,7 @@ class RecordingStore(MemoryStore):
         await super().close()
 
 
-@attrs.define
+@attrs.define(eq=False)
 class ProbeStores:
     """Registers the ``probe:`` store scheme and keeps every store it opened."""
 
