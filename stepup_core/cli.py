@@ -1,4 +1,5 @@
-"""The ``stepup`` command: ``plugins``, ``serve`` and ``demo``.
+"""The ``stepup`` command: ``plugins``, ``serve`` and ``demo``; for operators ``migrate``,
+``keys`` and ``admin`` (in :mod:`stepup_core.cli_operations`).
 
 Imports stay inside the commands: ``stepup plugins`` loads the plugin modules (cheap by
 contract) and nothing else.
@@ -179,6 +180,15 @@ def demo(web: bool, host: str, port: int) -> None:
     status = asyncio.run(run_demo(sys.stdout))
     sys.exit(status)
 
+
+def _add_operations() -> None:
+    from .cli_operations import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_operations()
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="stepup")

@@ -19,6 +19,7 @@ CHECKOUT_FOLDERS: dict[str, str] = {
     "stepup-otel": "./plugins/stepup-otel",
     "stepup-otp": "./plugins/stepup-otp",
     "stepup-passkey": "./plugins/stepup-passkey",
+    "stepup-postgres": "./plugins/stepup-postgres",
     "stepup-recovery": "./plugins/stepup-recovery",
     "stepup-redis": "./plugins/stepup-redis",
     "stepup-social": "./plugins/stepup-social",

@@ -44,6 +44,7 @@ from .errors import (
     VerifierCrashed,
 )
 from .gate import Gate
+from .keyring import check_key_ledger
 from .limits import AttemptScope, Budget, Limits
 from .models import (
     AuditEvent,
@@ -175,9 +176,10 @@ class StepUpService:
         opened = store is None
         store = store or await open_store(config.store, pm, clock)
         try:
-            master = config.secret_key_bytes()
-            if master is not None:
-                keys = SecretKeys(master)
+            configured = config.secret_keys_bytes()
+            if configured:
+                keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
+                await check_key_ledger(store, keys)
             else:
                 log.warning(
                     "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "

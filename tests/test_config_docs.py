@@ -70,8 +70,11 @@ def expected_rows(cls: type, prefix: str = "") -> Iterator[tuple[str, str, str]]
             continue
         annotation, key = hints[field.name], prefix + field.name
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        optional = [a for a in args if a is not type(None)] if origin in (typing.Union, types.UnionType) else []
         if attrs.has(annotation):
             yield from expected_rows(annotation, key + ".")
+        elif len(optional) == 1 and attrs.has(optional[0]):
+            yield key, "table", default_text(field)  # an optional table, documented as a whole
         elif origin is dict and attrs.has(args[1]):
             yield from expected_rows(args[1], f"{key}.{PLACEHOLDERS.get(key, '<key>')}.")
         elif origin is dict:
