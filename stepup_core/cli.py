@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from .config import StepUpConfig
+    from .service import StepUpService
 
 
 @click.group()
@@ -37,6 +41,12 @@ def plugins(include_builtin: bool) -> None:
         click.echo(f"warning: plugin {failure.name!r} failed to load: {failure.error}", err=True)
 
 
+def _dev_origin(base_url: str) -> str:
+    """The page origin development mode accepts passkeys from: this server's port on
+    ``localhost`` (browsers refuse passkeys on IP addresses such as 127.0.0.1)."""
+    return f"http://localhost:{base_url.rsplit(':', 1)[1]}"
+
+
 def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
     check = (
         f"curl -s -X POST {base_url}{prefix}/check -H 'Authorization: Bearer {token}' "
@@ -50,6 +60,7 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
             "  user 'dev-user'. Do not expose this server. For real use write a stepup.toml",
             "  with an [identify] table (signed session JWTs) and pass --config.",
             f"  Store: {store}",
+            f"  Passkeys: pages on {_dev_origin(base_url)} (browsers refuse them on IP addresses)",
             f"  Development token: {token}",
             "  Try:",
             f"    {check}",
@@ -60,47 +71,50 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
 
 
 async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
-    """Start, serve until SIGINT or SIGTERM, stop. Whatever was opened is closed on the way out,
-    also when the start fails (a bad plugin table after the store was opened, a port in use)."""
+    import attrs
+
     from .config import load_config
-    from .server import build_app, serve_app
-    from .server.identify import DevelopmentIdentify, JwtIdentify, identify_from_config
-    from .server.serve import ACCESS_LOG
+    from .server.identify import DevelopmentIdentify, identify_from_config
     from .service import StepUpService
 
     development = config_path is None
-    async with contextlib.AsyncExitStack() as opened:
-        config = load_config(config_path)
-        identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
-        if isinstance(identify, JwtIdentify):
-            opened.push_async_callback(identify.close)
-        service = await StepUpService.create(config)
-        opened.push_async_callback(service.close)
-        app = build_app(service, identify)
-        base_url = await opened.enter_async_context(serve_app(app, host=host, port=port, access_log=ACCESS_LOG))
-        prefix = service.config.server.prefix
+    config = load_config(config_path)
+    identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
+    # Bind first: development mode accepts passkeys from pages on the port actually served.
+    sock = socket.create_server((host, port))
+    with contextlib.closing(sock):
         if development:
-            click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
-        else:
-            click.echo(f"identifying callers by {config.identify.mode}")
-        click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
-        sys.stdout.flush()
-        await _until_stopped()
-        click.echo("stepup stopped")
+            bound = f"http://localhost:{sock.getsockname()[1]}"
+            config = attrs.evolve(config, plugins={**config.plugins, "passkey": {"origins": [_dev_origin(bound)]}})
+        service = await StepUpService.create(config)
+        await _run(service, identify, config, sock, development)
 
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
+async def _run(
+    service: StepUpService, identify: Any, config: StepUpConfig, sock: socket.socket, development: bool
+) -> None:
+    from .server import build_app, serve_app
+    from .server.identify import JwtIdentify
+    from .server.serve import ACCESS_LOG
 
-
-def _configure_logging(level: str) -> None:
-    """Log lines to stderr at ``level``: the access log and audit events are INFO, refusals and
-    faults WARNING and above."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
+    try:
+        if not development:
+            service.check_code_delivery()
+        app = build_app(service, identify)
+        async with serve_app(app, sock=sock, access_log=ACCESS_LOG) as base_url:
+            prefix = service.config.server.prefix
+            if development:
+                click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
+            else:
+                click.echo(f"identifying callers by {config.identify.mode}")
+            click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
+            sys.stdout.flush()
+            await _until_stopped()
+            click.echo("stepup stopped")
+    finally:
+        if isinstance(identify, JwtIdentify):
+            await identify.close()
+        await service.close()
 
 
 @main.command()
@@ -116,17 +130,19 @@ def _configure_logging(level: str) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
 @click.option(
     "--log-level",
-    type=click.Choice(LOG_LEVELS, case_sensitive=False),
-    default="info",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
     show_default=True,
-    metavar="LEVEL",
-    help="debug, info (a line per request and per audit event), warning (refusals and faults) or error.",
+    help="Log to standard error from this level (info adds a line per request and per audit event); "
+    "secrets are redacted.",
 )
 def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""
     from .errors import StepUpError
+    from .redaction import configure_logging
 
-    _configure_logging(log_level)
+    configure_logging(log_level.upper())
+
     try:
         asyncio.run(_serve(config_path, host, port))
     except StepUpError as exc:

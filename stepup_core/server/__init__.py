@@ -31,7 +31,7 @@ from ..errors import ConfigError, StepUpError
 from .admin_routes import ADMIN_IDENTIFY_KEY, ADMIN_ROUTES
 from .browser import ASSETS_KEY, AssetCache, cors_middleware
 from .http import DOCUMENT_KEY, IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
-from .openapi import build_document
+from .openapi import build_document, document_for
 from .problems import (
     PROBLEM_CONTENT_TYPE,
     error_from_http,
@@ -67,6 +67,7 @@ __all__ = [
     "build_app",
     "build_document",
     "check_guarded_scopes",
+    "document_for",
     "grant_of",
     "guarded_routes",
     "mount",
@@ -179,7 +180,7 @@ def mount(
             sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
     # The admin API is documented where it is mounted, and only there.
     document: Callable[[], dict[str, Any]] = functools.partial(
-        build_document, prefix, app_name=service.config.app_name, admin=admin_identify is not None
+        document_for, service, prefix, admin=admin_identify is not None
     )
     sub[DOCUMENT_KEY] = document
     app[SERVICE_KEY] = service

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,9 +32,16 @@ class AccessLogger(AbstractAccessLogger):
 
 @asynccontextmanager
 async def serve_app(
-    app: web.Application, host: str = "127.0.0.1", port: int = 0, *, access_log: logging.Logger | None = None
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    sock: socket.socket | None = None,
+    access_log: logging.Logger | None = None,
 ) -> AsyncIterator[str]:
-    """Run ``app`` on ``host`` (a free port unless given) until the block ends; yields its base URL.
+    """Run ``app`` on ``host`` (a free port unless given), or on ``sock``, a socket already bound
+    (say, to learn the port before the application is built), until the block ends; yields its
+    base URL.
 
     :param access_log: where :class:`AccessLogger` writes a line per request (``stepup serve``
         passes :data:`ACCESS_LOG`); None logs no request.
@@ -44,7 +52,7 @@ async def serve_app(
         runner = web.AppRunner(app, access_log=access_log, access_log_class=AccessLogger)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0]
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else str(bound[0])
