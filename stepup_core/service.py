@@ -1,11 +1,8 @@
-"""StepUpService: the facade over the core's parts.
-
-Everything that must be the same for every method lives in the core so no plugin can get it
-wrong; each rule has one home:
+"""StepUpService: the facade over the core's parts. What must be the same for every method
+lives in the core so no plugin can get it wrong; each rule has one home:
 
 - :mod:`stepup_core.gate`: the check and protected routes (``stepup_check`` votes, the token);
-- :mod:`stepup_core.routing`: installed methods, the user's credentials, MFA or re-auth route,
-  the default credential, "re-auth cannot mint when MFA exists";
+- :mod:`stepup_core.routing`: methods, credentials, route, default credential, may-mint;
 - :mod:`stepup_core.challenges`: challenge ids, expiry, single use, user and session binding;
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
@@ -80,10 +77,11 @@ from .observe import observe
 from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
 from .scopes import ScopePolicies
+from .startup import check_startup, close_quietly
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
-from .transaction import audit_details
+from .transaction import audit_details, binding_hash
 from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -161,32 +159,38 @@ class StepUpService:
         clock: Clock | None = None,
         store: Store | None = None,
     ) -> StepUpService:
+        """Open the configured store, register the methods, check the configuration against them
+        (:mod:`stepup_core.startup`), then run ``stepup_startup``. What a failed start opened is
+        closed before the error propagates: up to the checks, the store this call opened (a
+        ``store`` passed in stays the caller's); when a ``stepup_startup`` implementation fails,
+        the whole service (``stepup_shutdown`` fires, the store closes)."""
         config = config or StepUpConfig()
         pm = pm or get_plugin_manager()
         clock = clock or SystemClock()
         opened = store is None
         store = store or await open_store(config.store, pm, clock)
-        configured = config.secret_keys_bytes()
-        if configured:
-            keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
-            try:
+        try:
+            configured = config.secret_keys_bytes()
+            if configured:
+                keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
                 await check_key_ledger(store, keys)
-            except BaseException:
-                if opened:
-                    await store.close()
-                raise
-        else:
-            log.warning(
-                "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
-                "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
-                "for production."
-            )
-            await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
-            dev = await store.get(_DEV_KEY)
-            if dev is None:
-                raise StoreUnavailable("could not read the development secret key from the store")
-            keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+            else:
+                log.warning(
+                    "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
+                    "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
+                    "for production."
+                )
+                await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
+                dev = await store.get(_DEV_KEY)
+                if dev is None:
+                    raise StoreUnavailable("could not read the development secret key from the store")
+                keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
+            service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+            check_startup(config, pm, service.policies, service.verifiers)
+        except BaseException:
+            if opened:
+                await close_quietly(store)
+            raise
         try:
             await await_in_order(pm.hook.stepup_startup(service=service))
         except BaseException:
@@ -305,8 +309,7 @@ class StepUpService:
             ChallengePurpose.STEP_UP,
             verifier.challenge_ttl or self.config.limits.challenge_ttl,
             requested_scopes=scopes,
-            credential_id=credential.id if credential else None,
-            transaction=bound,
+            credential_id=credential.id if credential else None, transaction=bound,
         )
         scratch = attrs.evolve(challenge, state={})
         attempt = Attempt(
@@ -336,8 +339,7 @@ class StepUpService:
             interaction=verifier.interaction,
             credential_id=challenge.credential_id,
             requested_scopes=scopes,
-            data=dict(begun.data),
-            transaction=bound,
+            data=dict(begun.data), transaction=bound,
         )
 
     async def _answered_challenge(
@@ -431,7 +433,6 @@ class StepUpService:
     ) -> IssuedToken:
         """Mint the token (bound to the challenge's or the given transaction) and record its use."""
         behavior, ttl = self.policies.token_shape(scopes)
-        transaction = transaction or (challenge.transaction if challenge else None)
         issued = await self.tokens.mint(
             principal,
             scopes,
@@ -439,7 +440,7 @@ class StepUpService:
             ttl=ttl,
             single_use=behavior is TokenBehavior.SINGLE_USE,
             credential_id=credential.id,
-            transaction_hash=transaction.hash if transaction else None,
+            transaction_hash=binding_hash(transaction, challenge),
         )
         if not credential.external:
             stored = await self.credentials.get(credential.user_id, credential.id)
@@ -460,9 +461,8 @@ class StepUpService:
                 details={
                     "singleUse": issued.single_use,
                     "expiresAt": issued.expires_at,
-                    "tokenId": TokenStore.id_of(issued.elevated_access_token),
-                }
-                | audit_details(transaction),
+                    "tokenId": TokenStore.id_of(issued.elevated_access_token), **audit_details(issued.transaction_hash),
+                },
             )
         )
         return issued

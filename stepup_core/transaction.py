@@ -25,7 +25,7 @@ import pluggy
 import rfc8785
 
 from .errors import InvalidTransaction, PluginError, TransactionMismatch
-from .models import Transaction
+from .models import Challenge, Transaction
 
 #: The canonical form of a transaction's details may be at most this many bytes.
 MAX_TRANSACTION_BYTES = 4096
@@ -180,6 +180,12 @@ def bind(
     canonical = canonical_form(details, field)
     ordered = read_canonical(canonical)
     return Transaction(hash=digest_of(canonical), summary=summarize(pm, scopes, ordered), details=ordered)
+
+
+def binding_hash(transaction: Transaction | None, challenge: Challenge | None) -> str | None:
+    """The hash a grant is bound to: the given transaction's, else its challenge's, else None."""
+    bound = transaction or (challenge.transaction if challenge is not None else None)
+    return bound.hash if bound is not None else None
 
 
 def audit_details(transaction: Transaction | str | None) -> dict[str, Any]:

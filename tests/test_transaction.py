@@ -584,6 +584,7 @@ def test_the_documented_hash_summary_and_configuration_are_what_the_code_does(
 
     [example] = re.findall(r"```toml\n(.*?)```", (DOCS / "configuration.md").read_text(encoding="utf-8"), re.S)
     monkeypatch.setenv("STEPUP_SECRET_KEY", "ab" * 32)
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
     file = tmp_path / "stepup.toml"
     file.write_text(example, encoding="utf-8")
     policy = load_config(file).scope_policies().policy_for("payments:send")

@@ -45,7 +45,9 @@ from .protect import (
     PRINCIPAL_KEY,
     TRANSACTION_KEY,
     TransactionBuilder,
+    check_guarded_scopes,
     grant_of,
+    guarded_routes,
     principal_from,
     requires_scope,
     transaction_of,
@@ -69,8 +71,10 @@ __all__ = [
     "TransactionBuilder",
     "build_app",
     "build_document",
+    "check_guarded_scopes",
     "document_for",
     "grant_of",
+    "guarded_routes",
     "mount",
     "principal_from",
     "problem_middleware",
@@ -137,8 +141,10 @@ def mount(
         must not be ``identify``: a user's session never reaches the admin API.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
-    cross-origin calls from those origins (the application's own routes are its business).
+    other routes are untouched. When ``app`` starts, the scopes its ``requires_scope`` routes use
+    are checked (:func:`check_guarded_scopes`): an unknown scope stops the start. With
+    ``[server] cors_origins`` set, the stepup routes answer cross-origin calls from those origins
+    (the application's own routes are its business).
     """
     prefix = _normalise_prefix(prefix or service.config.server.prefix)
     if prefix != service.config.server.prefix:
@@ -187,6 +193,8 @@ def mount(
     app[IDENTIFY_KEY] = identify
     app[PREFIX_KEY] = prefix
     app.add_subapp(prefix, sub)
+    if existing is None:
+        app.on_startup.append(check_guarded_scopes)
 
 
 def build_app(
