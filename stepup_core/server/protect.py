@@ -1,21 +1,18 @@
-"""``requires_scope``: guard the application's own handlers with an elevated access token."""
+"""``requires_scope``: guard the application's own aiohttp handlers with an elevated access token."""
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
-from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
 from ..scopes import validate_scope_syntax
-from .http import elevated_token, mounted, principal_of
-from .problems import internal_error, log_unexpected, problem_response
-
-log = logging.getLogger("stepup.server")
+from .aiohttp_adapter import aiohttp_response, mounted_of
+from .guard import Elevation, Gate, ServiceGate, guard, refusal, token_from
+from .http import Identify
 
 #: Where a protected handler finds the grant that let the request through (None when the
 #: scope's policy does not require step-up) and the caller: ``request[GRANT_KEY]``, or
@@ -41,6 +38,7 @@ def principal_from(request: web.Request) -> Principal | None:
     principal = request.get(PRINCIPAL_KEY)
     return principal if isinstance(principal, Principal) else None
 
+
 F = TypeVar("F", bound=Callable[..., Awaitable[web.StreamResponse]])
 
 
@@ -53,7 +51,7 @@ def _request_of(args: tuple[Any, ...]) -> web.Request:
     raise TypeError("requires_scope decorates aiohttp handlers: (request) or a web.View method")
 
 
-def requires_scope(scope: str) -> Callable[[F], F]:
+def requires_scope(scope: str, *, gate: Gate | None = None, identify: Identify | None = None) -> Callable[[F], F]:
     """Let a request through only with an elevated access token for ``scope``.
 
     The token comes from ``X-Elevated-Access-Token``; a single-use token is consumed. Without
@@ -63,6 +61,11 @@ def requires_scope(scope: str) -> Callable[[F], F]:
     be reached the answer is 503: never a grant. The grant is at ``request[GRANT_KEY]``
     (:func:`grant_of`).
 
+    :param gate: who decides: by default the service ``mount`` put on the application; a
+        :class:`~stepup_core.remote.RemoteGuard` asks a ``stepup serve`` beside it instead.
+    :param identify: the application's ``identify`` (default: the one given to ``mount``). With
+        both ``gate`` and ``identify`` the application need not mount stepup at all.
+
     Works on ``async def handler(request)`` and on :class:`aiohttp.web.View` methods.
     """
     validate_scope_syntax(scope)
@@ -71,26 +74,21 @@ def requires_scope(scope: str) -> Callable[[F], F]:
         @functools.wraps(handler)
         async def guarded(*args: Any, **kwargs: Any) -> web.StreamResponse:
             request = _request_of(args)
-            try:
-                service, identify = mounted(request)
-                principal = await principal_of(request, identify)
-                grant = await service.require_scope(principal, scope, elevated_token(request))
-            except InvalidScope as exc:
-                log.error("protected route %s uses scope %r, which stepup does not know: %s", request.path, scope, exc)
-                return problem_response(
-                    ConfigError(
-                        f"this route is guarded by scope {scope!r}, which is not declared on the server"
-                    )
-                )
-            except StepUpError as exc:
-                if exc.status >= 500:
-                    log.error("protected route %s refused: %s", request.path, exc)
-                return problem_response(exc)
-            except Exception as exc:  # noqa: BLE001 - fail closed: no handler call, no traceback out
-                log_unexpected(request, exc)
-                return problem_response(internal_error())
-            request[GRANT_KEY] = grant
-            request[PRINCIPAL_KEY] = principal
+            chosen_gate, chosen_identify = gate, identify
+            if chosen_gate is None or chosen_identify is None:
+                try:
+                    mounted = mounted_of(request)
+                except Exception as exc:  # noqa: BLE001 - fail closed: no handler call
+                    return aiohttp_response(refusal(exc, scope=scope, where=request.path))
+                chosen_gate = chosen_gate or ServiceGate(mounted.service)
+                chosen_identify = chosen_identify or mounted.identify
+            outcome = await guard(
+                chosen_gate, scope, chosen_identify, request, token_from(request.headers), where=request.path
+            )
+            if not isinstance(outcome, Elevation):
+                return aiohttp_response(outcome)
+            request[GRANT_KEY] = outcome.grant
+            request[PRINCIPAL_KEY] = outcome.principal
             return await handler(*args, **kwargs)
 
         return cast(F, guarded)

@@ -1,4 +1,11 @@
-"""The stepup routes, described once: the table drives both the router and ``openapi.json``."""
+"""The stepup routes, described once: the table drives every adapter's router and ``openapi.json``.
+
+Each handler takes a framework-neutral :class:`~stepup_core.server.http.Request` and answers an
+:class:`~stepup_core.server.http.Answer` (or raises a :class:`~stepup_core.errors.StepUpError`,
+which :func:`~stepup_core.server.router.dispatch` turns into a problem). A route another part of
+stepup adds is one more :class:`RouteSpec` in :data:`ROUTES`: aiohttp, ASGI and WSGI serve it
+and the OpenAPI document describes it, with nothing else to change.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from aiohttp import web
 
 from ..errors import StepUpError
 from ..models import (
@@ -26,24 +32,25 @@ from ..models import (
 )
 from ..plugins import describe_plugins
 from .http import (
-    PREFIX_KEY,
+    Answer,
+    Request,
     elevated_token,
-    json_response,
+    empty_answer,
+    json_answer,
     principal_of,
     read_model,
-    service_of,
 )
 from .problems import (
     html_page,
     internal_error,
     log,
     log_unexpected,
+    problem_answer,
     problem_page,
-    problem_response,
     wants_html,
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[Request], Awaitable[Answer]]
 
 #: Token use of a route: none, optional (needed in some cases) or required.
 NO_TOKEN, OPTIONAL_TOKEN, REQUIRED_TOKEN = "none", "optional", "required"
@@ -89,37 +96,30 @@ class RouteSpec:
         return tuple(sorted(statuses))
 
 
-def _prefix(request: web.Request) -> str:
-    return request.config_dict[PREFIX_KEY]
-
-
 # --- handlers ------------------------------------------------------------------------------
 
 
-async def check(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def check(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, CheckRequest)
-    return json_response(await service.check(principal, body.scope, elevated_token(request)))
+    return json_answer(await service.check(principal, body.scope, elevated_token(request)))
 
 
-async def list_methods(request: web.Request) -> web.StreamResponse:
-    return json_response(service_of(request).methods())
+async def list_methods(request: Request) -> Answer:
+    return json_answer(request.service.methods())
 
 
-def _fill_public_url(request: web.Request) -> None:
+def _fill_public_url(request: Request) -> None:
     """Set the service's public URL from the socket this server listens on, when unconfigured.
 
     The local socket address is the server's own; the Host header is the caller's word and is
     never used for it.
     """
-    service = service_of(request)
-    if service.public_url or request.transport is None:
+    service = request.service
+    if service.public_url or request.server is None:
         return
-    sockname = request.transport.get_extra_info("sockname")
-    if not isinstance(sockname, tuple) or len(sockname) < 2:
-        return
-    host, port = str(sockname[0]), int(sockname[1])
+    host, port = request.server
     if ":" in host:
         host = f"[{host}]"
     service.public_url = f"{'https' if request.secure else 'http'}://{host}:{port}"
@@ -130,102 +130,102 @@ def _fill_public_url(request: web.Request) -> None:
     )
 
 
-async def begin_challenge(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def begin_challenge(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, ChallengeRequest)
     _fill_public_url(request)
     start = await service.begin(principal, body)
-    location = f"{_prefix(request)}/challenges/{start.challenge_id}"
-    return json_response(start, status=201, headers={"Location": location})
+    location = f"{request.prefix}/challenges/{start.challenge_id}"
+    return json_answer(start, status=201, headers={"Location": location})
 
 
-async def verify(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def verify(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, VerifyRequest)
-    return json_response(await service.verify(principal, body))
+    return json_answer(await service.verify(principal, body))
 
 
-async def challenge_status(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def challenge_status(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    return json_response(await service.challenge_status(principal, request.match_info["id"]))
+    return json_answer(await service.challenge_status(principal, request.params["id"]))
 
 
-async def callback(request: web.Request) -> web.StreamResponse:
+async def callback(request: Request) -> Answer:
     """The browser leg of a redirect method: no session here, the ``state`` finds the challenge."""
-    service = service_of(request)
+    service = request.service
     try:
-        await service.complete_callback(request.match_info["method"], dict(request.query))
+        await service.complete_callback(request.params["method"], dict(request.query))
     except StepUpError as exc:
         if exc.status >= 500:
-            log.error("callback for %s failed: %s: %s", request.match_info["method"], exc.code, exc)
-        return problem_page(exc) if wants_html(request) else problem_response(exc)
+            log.error("callback for %s failed: %s: %s", request.params["method"], exc.code, exc)
+        return problem_page(exc) if wants_html(request) else problem_answer(exc)
     except Exception as exc:  # noqa: BLE001 - a person in a browser sees a page, never a traceback
         log_unexpected(request, exc)
         error = internal_error()
-        return problem_page(error) if wants_html(request) else problem_response(error)
+        return problem_page(error) if wants_html(request) else problem_answer(error)
     return html_page(
         "Verification complete",
         "You can close this window and return to the application.",
     )
 
 
-async def list_credentials(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def list_credentials(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    return json_response(await service.list_credentials(principal))
+    return json_answer(await service.list_credentials(principal))
 
 
-async def update_credential(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def update_credential(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, CredentialUpdate)
-    view = await service.update_credential(principal, request.match_info["id"], body, elevated_token(request))
-    return json_response(view)
+    view = await service.update_credential(principal, request.params["id"], body, elevated_token(request))
+    return json_answer(view)
 
 
-async def delete_credential(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def delete_credential(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    await service.delete_credential(principal, request.match_info["id"], elevated_token(request))
-    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+    await service.delete_credential(principal, request.params["id"], elevated_token(request))
+    return empty_answer(204)
 
 
-async def begin_enrollment(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def begin_enrollment(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, EnrollmentRequest)
     _fill_public_url(request)
     start = await service.begin_enrollment(principal, body, elevated_token(request))
-    location = f"{_prefix(request)}/enrollments/{start.enrollment_id}"
-    return json_response(start, status=201, headers={"Location": location})
+    location = f"{request.prefix}/enrollments/{start.enrollment_id}"
+    return json_answer(start, status=201, headers={"Location": location})
 
 
-async def complete_enrollment(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def complete_enrollment(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, EnrollmentCompletion)
-    view = await service.complete_enrollment(principal, request.match_info["id"], body, elevated_token(request))
-    return json_response(view)
+    view = await service.complete_enrollment(principal, request.params["id"], body, elevated_token(request))
+    return json_answer(view)
 
 
-async def revoke_grants(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def revoke_grants(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    return json_response({"revoked": await service.revoke_grants(principal)})
+    return json_answer({"revoked": await service.revoke_grants(principal)})
 
 
-async def openapi_document(request: web.Request) -> web.StreamResponse:
+async def openapi_document(request: Request) -> Answer:
     from .openapi import build_document
 
-    service = service_of(request)
-    return json_response(build_document(_prefix(request), app_name=service.config.app_name))
+    service = request.service
+    return json_answer(build_document(request.prefix, app_name=service.config.app_name))
 
 
-async def list_plugins(request: web.Request) -> web.StreamResponse:
-    return json_response(describe_plugins(service_of(request).pm))
+async def list_plugins(request: Request) -> Answer:
+    return json_answer(describe_plugins(request.service.pm))
 
 
 # --- the table -----------------------------------------------------------------------------

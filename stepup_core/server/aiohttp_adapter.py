@@ -1,0 +1,184 @@
+"""The aiohttp adapter: the route table as a sub-application, answers as ``web.Response``.
+
+:func:`mount` adds one sub-application under the prefix; each route of
+:data:`~stepup_core.server.routes.ROUTES` is registered on its router with a small wrapper that
+builds a :class:`~stepup_core.server.http.Request` and writes the
+:class:`~stepup_core.server.http.Answer` back. aiohttp's own refusals (no route, wrong method,
+a body past ``client_max_size``) become the same problems the other adapters answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..errors import ConfigError, HttpMethodNotAllowed, MalformedRequest, PayloadTooLarge, StepUpError
+from .http import Answer, Identify, Mounted, Request, adopt_prefix, payload_too_large
+from .problems import RouteNotFound, internal_error, log_unexpected, problem_answer
+from .router import dispatch
+from .routes import ROUTES, RouteSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ..service import StepUpService
+
+log = logging.getLogger("stepup.server")
+
+SERVICE_KEY: web.AppKey[StepUpService] = web.AppKey("stepup_service")
+IDENTIFY_KEY: web.AppKey[Identify] = web.AppKey("stepup_identify")
+PREFIX_KEY: web.AppKey[str] = web.AppKey("stepup_prefix")
+MOUNTED_KEY: web.AppKey[Mounted] = web.AppKey("stepup_mounted", Mounted)
+
+_READ_CHUNK = 16 * 1024
+_NOT_MOUNTED = "stepup is not mounted on this application: call stepup_core.server.mount(app, service, identify)"
+
+
+def aiohttp_response(answer: Answer) -> web.Response:
+    """An :class:`Answer` as an aiohttp response (headers, content type and body as they are)."""
+    response = web.Response(status=answer.status, body=answer.body or None)
+    for name, value in answer.headers:
+        response.headers.add(name, value)
+    return response
+
+
+def body_reader(request: web.BaseRequest) -> Callable[[int], Awaitable[bytes]]:
+    async def read(limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(_READ_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise payload_too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    return read
+
+
+def _server_address(request: web.BaseRequest) -> tuple[str, int] | None:
+    if request.transport is None:
+        return None
+    sockname = request.transport.get_extra_info("sockname")
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return None
+    return str(sockname[0]), int(sockname[1])
+
+
+def neutral_request(request: web.Request, mounted: Mounted) -> Request:
+    """The framework-neutral view of an aiohttp request (``identify`` still receives aiohttp's)."""
+    return Request(
+        method=request.method,
+        path=request.path,
+        headers=request.headers,
+        mounted=mounted,
+        query=dict(request.query),
+        params=dict(request.match_info),
+        read_body=body_reader(request),
+        native=request,
+        scheme=request.scheme,
+        server=_server_address(request),
+    )
+
+
+def mounted_of(request: web.Request) -> Mounted:
+    """The stepup mounted on the application serving ``request``."""
+    try:
+        return request.config_dict[MOUNTED_KEY]
+    except KeyError:
+        raise ConfigError(_NOT_MOUNTED) from None
+
+
+def _route_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return aiohttp_response(await dispatch(spec, neutral_request(request, mounted_of(request))))
+
+    handler.__name__ = handler.__qualname__ = spec.handler.__name__
+    return handler
+
+
+def error_from_http(exc: web.HTTPException) -> StepUpError:
+    """aiohttp's own refusals (no route, wrong method, body too large) as stepup errors."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        return HttpMethodNotAllowed(
+            f"{exc.method} is not allowed here; use {', '.join(allowed)}", allowed=allowed
+        )
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("the request body is too large")
+    if isinstance(exc, web.HTTPNotFound):
+        return RouteNotFound("no stepup route at this path")
+    if exc.status == 400:
+        return MalformedRequest(exc.text or "malformed request")
+    return internal_error()
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure under the prefix becomes problem+json: ours, aiohttp's (404, 405, 413) and
+    the unexpected (500, logged, with a generic detail)."""
+    try:
+        return await handler(request)
+    except StepUpError as exc:
+        if exc.status >= 500:
+            log.error("%s %s failed: %s: %s", request.method, request.path, exc.code, exc)
+        return aiohttp_response(problem_answer(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return aiohttp_response(problem_answer(error_from_http(exc)))
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never a traceback in a response
+        log_unexpected(request, exc)
+        return aiohttp_response(problem_answer(internal_error()))
+
+
+def mount(
+    app: web.Application,
+    service: StepUpService,
+    identify: Identify,
+    *,
+    prefix: str | None = None,
+) -> None:
+    """Add the stepup routes to ``app`` under ``prefix`` (default ``server.prefix``: ``/stepup``).
+
+    :param app: the application (not yet started).
+    :param service: the :class:`~stepup_core.service.StepUpService`; the application closes it.
+    :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
+
+    The routes live in a sub-application with its own error middleware, so the application's
+    other routes are untouched.
+    """
+    prefix = adopt_prefix(service, prefix)
+    existing = app.get(SERVICE_KEY)
+    if existing is not None and existing is not service:
+        raise ConfigError("this application already has another stepup service mounted")
+    mounted = Mounted(service, identify, prefix)
+    sub = web.Application(middlewares=[problem_middleware])
+    sub[SERVICE_KEY] = service
+    sub[IDENTIFY_KEY] = identify
+    sub[PREFIX_KEY] = prefix
+    sub[MOUNTED_KEY] = mounted
+    for spec in ROUTES:
+        sub.router.add_route(spec.method, spec.path, _route_handler(spec), name=spec.operation_id)
+    app[SERVICE_KEY] = service
+    app[IDENTIFY_KEY] = identify
+    app[PREFIX_KEY] = prefix
+    app[MOUNTED_KEY] = mounted
+    app.add_subapp(prefix, sub)
+
+
+def build_app(service: StepUpService, identify: Identify, *, prefix: str | None = None) -> web.Application:
+    """A new application with stepup mounted; request bodies are capped at ``server.max_body_bytes``."""
+    app = web.Application(client_max_size=service.config.server.max_body_bytes)
+    mount(app, service, identify, prefix=prefix)
+    return app

@@ -1,0 +1,100 @@
+"""Routing and error handling shared by the adapters that have no router of their own (ASGI, WSGI).
+
+:class:`Router` matches a method and a path below the prefix against the route table, the way
+aiohttp's router does (a ``{name}`` segment matches one non-empty segment; HEAD is not GET); an
+unknown path is 404 ``not_found`` and a known path with another method 405
+``method_not_allowed`` with ``Allow``. :func:`dispatch` runs a handler and turns whatever it
+raises into a problem: the same answers the aiohttp adapter's middleware gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+
+import attrs
+
+from ..errors import HttpMethodNotAllowed, StepUpError
+from .http import Answer, Request
+from .problems import RouteNotFound, internal_error, log, log_unexpected, problem_answer
+from .routes import ROUTES, RouteSpec
+
+_SEGMENT = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    out, last = [], 0
+    for match in _SEGMENT.finditer(path):
+        out.append(re.escape(path[last : match.start()]))
+        out.append(f"(?P<{match.group(1)}>[^/]+)")
+        last = match.end()
+    out.append(re.escape(path[last:]))
+    return re.compile("".join(out) + r"\Z")
+
+
+@attrs.frozen
+class Match:
+    route: RouteSpec
+    params: dict[str, str]
+
+
+@attrs.define
+class Router:
+    """The route table, compiled once."""
+
+    routes: tuple[RouteSpec, ...] = ROUTES
+    _compiled: list[tuple[re.Pattern[str], RouteSpec]] = attrs.field(init=False, factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self._compiled = [(_pattern(spec.path), spec) for spec in self.routes]
+
+    @classmethod
+    def of(cls, routes: Iterable[RouteSpec]) -> Router:
+        return cls(tuple(routes))
+
+    def match(self, method: str, path: str) -> Match:
+        """The route for ``method`` at ``path`` (below the prefix: ``/check``), or the 404/405
+        problem to answer."""
+        allowed: list[str] = []
+        for pattern, spec in self._compiled:
+            found = pattern.match(path)
+            if found is None:
+                continue
+            if spec.method == method:
+                return Match(spec, found.groupdict())
+            allowed.append(spec.method)
+        if allowed:
+            allowed = sorted(set(allowed))
+            raise HttpMethodNotAllowed(f"{method} is not allowed here; use {', '.join(allowed)}", allowed=allowed)
+        raise RouteNotFound("no stepup route at this path")
+
+
+async def dispatch(spec: RouteSpec, request: Request) -> Answer:
+    """Run ``spec``'s handler; every failure becomes problem+json: stepup's own errors with their
+    status, anything unexpected a logged 500 with a generic detail."""
+    try:
+        return await spec.handler(request)
+    except StepUpError as exc:
+        return error_answer(request, exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never a traceback in a response
+        log_unexpected(request, exc)
+        return problem_answer(internal_error())
+
+
+def error_answer(request: Request, exc: StepUpError) -> Answer:
+    if exc.status >= 500:
+        log.error("%s %s failed: %s: %s", request.method, request.path, exc.code, exc)
+    return problem_answer(exc)
+
+
+async def handle(router: Router, request: Request, below_prefix: str) -> Answer:
+    """Route ``request`` (``below_prefix`` is its path after the prefix) and answer it."""
+    try:
+        matched = router.match(request.method, below_prefix)
+    except StepUpError as exc:
+        return error_answer(request, exc)
+    request.params = matched.params
+    return await dispatch(matched.route, request)
