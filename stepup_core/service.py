@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pluggy
 
+from .authn import amr_of, grant_satisfies, sign_in_satisfies
 from .clock import Clock, SystemClock
 from .config import StepUpConfig
 from .credentials import StoreCredentialRepository
@@ -72,11 +73,12 @@ from .models import (
 )
 from .models import Challenge as ChallengeRecord
 from .plugins import get_plugin_manager
-from .scopes import ScopePolicies, TokenScope
+from .scopes import ScopePolicies, ScopePolicy, TokenScope
 from .serialization import dumps, loads, unstructure
+from .signing import KeyRing
 from .store import open_store
 from .store.base import Store, make_key
-from .tokens import TokenStore
+from .tokens import GrantCheck, TokenStore
 from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -126,6 +128,14 @@ class StepUpService:
         self.clock: Clock = clock or SystemClock()
         self.policies: ScopePolicies = config.scope_policies()
         self.tokens = TokenStore(store, self.clock)
+        self.keyring = KeyRing(
+            store,
+            self.clock,
+            keys,
+            algorithm=config.grants.algorithm,
+            rotation=config.grants.key_rotation,
+            max_ttl=self._longest_signed_ttl,
+        )
         self.credentials = StoreCredentialRepository(store)
         self.public_url: str | None = config.server.public_url
         self.verifiers: dict[str, Verifier] = {}
@@ -191,6 +201,19 @@ class StepUpService:
 
             kwargs = {"register": register, "config": self.config}
             impl.function(**{k: kwargs[k] for k in impl.argnames})
+
+    def _longest_signed_ttl(self) -> float:
+        signed = [p.ttl for p in (*self.policies.policies.values(), self.policies.default) if p.signed]
+        return max(signed, default=self.policies.default.ttl)
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` of signed grants: ``[grants] issuer``, else the public URL and prefix."""
+        if self.config.grants.issuer:
+            return self.config.grants.issuer
+        if self.public_url:
+            return self.public_url.rstrip("/") + self.config.server.prefix
+        return f"urn:stepup:{self.config.app_name}"
 
     def callback_url(self, method: str) -> str:
         base = (self.public_url or "").rstrip("/")
@@ -359,12 +382,14 @@ class StepUpService:
             votes = await self._votes(principal, scope)
             credentials = await self._user_credentials(principal)
             route, eligible, default_id = self._route(principal, credentials)
-            grant = await self.tokens.peek(token, principal, scope) if token else None
+            policy = self.policies.policy_for(scope)
+            grant = await self.tokens.peek(token, principal, scope, self.grant_check(policy)) if token else None
             required_votes = [v for v in votes if v.required]
             if not required_votes:
                 required = False
             else:
-                required = not (grant is not None and all(v.accept_existing_token for v in required_votes))
+                satisfied = grant is not None or await self._sign_in_available(principal, scope, policy)
+                required = not (satisfied and all(v.accept_existing_token for v in required_votes))
             methods = tuple(dict.fromkeys(c.method for c in eligible))
             return CheckResult(
                 scope=scope,
@@ -395,8 +420,11 @@ class StepUpService:
         required_votes = [v for v in votes if v.required]
         if not required_votes:
             return None
-        if token and all(v.accept_existing_token for v in required_votes):
-            grant = await self.tokens.validate(token, principal, scope)
+        policy = self.policies.policy_for(scope)
+        if all(v.accept_existing_token for v in required_votes):
+            grant = await self.tokens.validate(token, principal, scope, self.grant_check(policy)) if token else None
+            if grant is None:
+                grant = await self._use_sign_in(principal, scope, policy)
             if grant is not None:
                 await self.emit(
                     self._event(
@@ -406,18 +434,71 @@ class StepUpService:
                 )
                 return grant
         await self.store.ping()
+        raise await self.step_up_required(principal, scope, f"step-up authentication is required for {scope}")
+
+    async def step_up_required(self, principal: Principal, scope: str, message: str) -> StepUpRequired:
+        """The 401 for ``scope``: the check result, and the policy's RFC 9470 ``acr_values`` and
+        ``max_age`` for the challenge."""
         result = await self.check(principal, scope)
-        raise StepUpRequired(
-            f"step-up authentication is required for {scope}", scope, check=unstructure(result)
+        policy = self.policies.policy_for(scope)
+        return StepUpRequired(
+            message, scope, check=unstructure(result), acr_values=policy.acr_values, max_age=policy.max_age
+        )
+
+    def grant_check(self, policy: ScopePolicy) -> GrantCheck:
+        """What a grant must also meet for ``policy``: its acr and age, and a signed grant's key
+        still published."""
+
+        async def check(grant: Grant) -> bool:
+            if not grant_satisfies(policy, grant, self.clock.now()):
+                return False
+            return grant.key_id is None or await self.keyring.is_published(grant.key_id)
+
+        return check
+
+    def _sign_in_key(self, principal: Principal, scope: str) -> str:
+        return make_key("sign-in-used", principal.user_id, principal.session_id, repr(principal.auth_time), scope)
+
+    async def _sign_in_available(self, principal: Principal, scope: str, policy: ScopePolicy) -> bool:
+        """The session's sign-in stands for the step-up now (and, on a single-use scope, was not used)."""
+        if not sign_in_satisfies(policy, principal, self.clock.now()):
+            return False
+        if policy.token_behavior is not TokenBehavior.SINGLE_USE:
+            return True
+        return await self.store.get(self._sign_in_key(principal, scope)) is None
+
+    async def _use_sign_in(self, principal: Principal, scope: str, policy: ScopePolicy) -> Grant | None:
+        """A grant standing for a fresh, strong enough sign-in (``accept_sign_in``). On a
+        single-use scope the sign-in is spent atomically by its first use."""
+        now = self.clock.now()
+        if not sign_in_satisfies(policy, principal, now):
+            return None
+        assert principal.auth_time is not None and policy.max_age is not None
+        single_use = policy.token_behavior is TokenBehavior.SINGLE_USE
+        if single_use:
+            ttl = max(policy.max_age - (now - principal.auth_time), 1.0) + _GRACE_SECONDS
+            if not await self.store.add(self._sign_in_key(principal, scope), "1", ttl=ttl):
+                return None
+        return Grant(
+            token_hash="",
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            scopes=(scope,),
+            method="sign-in",
+            issued_at=principal.auth_time,
+            expires_at=principal.auth_time + policy.max_age,
+            single_use=single_use,
+            acr=principal.acr,
+            amr=principal.amr,
+            auth_time=principal.auth_time,
         )
 
     async def _require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
-        grant = await self.tokens.validate(token, principal, scope) if token else None
+        policy = self.policies.policy_for(scope)
+        grant = await self.tokens.validate(token, principal, scope, self.grant_check(policy)) if token else None
         if grant is None:
-            result = await self.check(principal, scope)
-            raise StepUpRequired(
-                f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
-            )
+            message = f"this action needs an elevated access token for {scope}"
+            raise await self.step_up_required(principal, scope, message)
         return grant
 
     # --- methods ----------------------------------------------------------------------
@@ -727,13 +808,22 @@ class StepUpService:
         challenge: ChallengeRecord | None,
     ) -> IssuedToken:
         behavior, ttl = self.policies.token_shape(scopes)
+        single_use = behavior is TokenBehavior.SINGLE_USE
+        signed = not single_use and self.policies.signed(scopes)
+        claims: dict[str, Any] = {"iss": self.issuer}
+        if self.config.grants.audience:
+            claims["aud"] = self.config.grants.audience
         issued = await self.tokens.mint(
             principal,
             scopes,
             method=verifier.name,
             ttl=ttl,
-            single_use=behavior is TokenBehavior.SINGLE_USE,
+            single_use=single_use,
             credential_id=credential.id,
+            acr=self.policies.acr_of(verifier.name, scopes),
+            amr=amr_of(verifier, credential.format),
+            signer=self.keyring.sign if signed else None,
+            claims=claims,
         )
         if not credential.external:
             stored = await self.credentials.get(credential.user_id, credential.id)

@@ -1,6 +1,7 @@
 """The scope-token store: mint, validate, consume, revoke elevated access tokens.
 
-A token is ``sut_`` + 256 random bits; the store keeps only its SHA-256 with the grant's user,
+A token is ``sut_`` + 256 random bits, or for a scope whose policy asks for signed grants a JWT
+(:mod:`stepup_core.signing`); either way the store keeps only its SHA-256 with the grant's user,
 session, scopes, method, issue time, expiry and single-use flag. Validation is a hash lookup; a
 single-use token is consumed with the store's atomic ``take``, so of many concurrent
 presentations exactly one succeeds.
@@ -8,7 +9,10 @@ presentations exactly one succeeds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -23,6 +27,25 @@ _GRACE_SECONDS = 60.0
 #: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
 #: store is still read every time: revocation, expiry and single use are decided there.
 _PARSED_GRANTS_MAX = 1024
+#: The longest opaque and signed tokens accepted for a lookup; anything longer is no token of ours.
+_MAX_OPAQUE_LENGTH = 128
+_MAX_JWT_LENGTH = 4096
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
+
+#: Signs a grant's claims: ``await sign(claims)`` answers (the JWT, its key id).
+Signer = Callable[[dict[str, Any]], Awaitable[tuple[str, str]]]
+#: A further condition on a grant before it is used (the scope's acr and max_age, a live key).
+GrantCheck = Callable[[Grant], Awaitable[bool]]
+
+
+def looks_like_token(token: str | None) -> bool:
+    """Worth a lookup: an opaque ``sut_`` token or a compact JWT, ASCII, of a sane length.
+    Header bytes that are not UTF-8 arrive as surrogates and are no token."""
+    if not token or not token.isascii():
+        return False
+    if token.startswith(TOKEN_PREFIX):
+        return len(token) <= _MAX_OPAQUE_LENGTH
+    return len(token) <= _MAX_JWT_LENGTH and _JWT_SHAPE.match(token) is not None
 
 
 def _grant_key(digest: str) -> str:
@@ -62,19 +85,53 @@ class TokenStore:
         ttl: float,
         single_use: bool,
         credential_id: str | None = None,
+        acr: str | None = None,
+        amr: Iterable[str] = (),
+        signer: Signer | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
-        token = new_elevated_token()
+        """Mint a token for ``scopes``. With ``signer`` (time-bound grants only) the token is a JWT
+        carrying ``claims`` (``iss``, ``aud``) and the grant's own: ``sub``, ``sid``, ``scope``,
+        ``exp``, ``iat``, ``jti``, ``acr``, ``amr``, ``auth_time``."""
         now = self.clock.now()
+        scope_list = tuple(sorted(set(scopes)))
+        amr_list = tuple(amr)
+        key_id: str | None = None
+        if signer is not None:
+            if single_use:
+                raise ValueError("a single-use grant is never signed: only the server can spend it once")
+            payload: dict[str, Any] = {
+                **(claims or {}),
+                "sub": principal.user_id,
+                "sid": principal.session_id,
+                "scope": " ".join(scope_list),
+                "iat": int(now),
+                "exp": int(now + ttl),
+                "jti": secrets.token_urlsafe(16),
+                "auth_time": int(now),
+                "amr": list(amr_list),
+            }
+            if acr is not None:
+                payload["acr"] = acr
+            token, key_id = await signer(payload)
+            expires_at = float(payload["exp"])
+        else:
+            token = new_elevated_token()
+            expires_at = now + ttl
         grant = Grant(
             token_hash=token_hash(token),
             user_id=principal.user_id,
             session_id=principal.session_id,
-            scopes=tuple(sorted(set(scopes))),
+            scopes=scope_list,
             method=method,
             issued_at=now,
-            expires_at=now + ttl,
+            expires_at=expires_at,
             single_use=single_use,
             credential_id=credential_id,
+            acr=acr,
+            amr=amr_list,
+            auth_time=now,
+            key_id=key_id,
         )
         await self.store.put(
             _grant_key(grant.token_hash),
@@ -98,19 +155,30 @@ class TokenStore:
             and grant.expires_at > self.clock.now()
         )
 
-    async def peek(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
-        """The grant if ``token`` is valid for this user, session and scope, without consuming it."""
-        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128 or not token.isascii():
-            return None  # issued tokens are ASCII; header bytes that are not UTF-8 arrive as surrogates
+    async def peek(
+        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None = None
+    ) -> Grant | None:
+        """The grant if ``token`` is valid for this user, session and scope (and passes
+        ``check``), without consuming it."""
+        if not looks_like_token(token):
+            return None
+        assert token is not None
         raw = await self.store.get(_grant_key(token_hash(token)))
         if raw is None:
             return None
         grant = self._parse(raw)
-        return grant if self._matches(grant, principal, scope) else None
+        if not self._matches(grant, principal, scope):
+            return None
+        if check is not None and not await check(grant):
+            return None
+        return grant
 
-    async def validate(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
-        """Validate for use: a single-use token is consumed atomically (one winner)."""
-        grant = await self.peek(token, principal, scope)
+    async def validate(
+        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None = None
+    ) -> Grant | None:
+        """Validate for use: a single-use token is consumed atomically (one winner). ``check``
+        runs before, so a grant it refuses is not spent."""
+        grant = await self.peek(token, principal, scope, check)
         if grant is None or not grant.single_use:
             return grant
         assert token is not None

@@ -19,7 +19,8 @@ from typing import Any
 import attrs
 
 from .. import __version__, models
-from ..serialization import camel
+from ..introspection import Introspection, IntrospectionRequest
+from ..serialization import wire_name
 from .http import JSON_CONTENT_TYPE, TOKEN_HEADER
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
 from .routes import NO_TOKEN, REQUIRED_TOKEN, ROUTES, ListOf, RouteSpec
@@ -50,6 +51,7 @@ REQUEST_MODELS: tuple[type, ...] = (
     models.EnrollmentRequest,
     models.EnrollmentCompletion,
     models.CredentialUpdate,
+    IntrospectionRequest,
 )
 RESPONSE_MODELS: tuple[type, ...] = (
     models.CheckResult,
@@ -59,6 +61,7 @@ RESPONSE_MODELS: tuple[type, ...] = (
     models.ChallengeState,
     models.IssuedToken,
     models.EnrollmentStart,
+    Introspection,
 )
 
 
@@ -123,7 +126,7 @@ class _SchemaBuilder:
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in attrs.fields(cls):
-            name = camel(field.name)
+            name = wire_name(field)
             properties[name] = self.type_schema(hints[field.name], request=request)
             if not request or field.default is attrs.NOTHING:
                 required.append(name)
@@ -168,6 +171,14 @@ def component_schemas() -> dict[str, dict[str, Any]]:
             "errors": {"type": "array", "items": _ref("ValidationIssue")},
             "check": _ref("CheckResult"),
             "scope": {"type": "string"},
+            "acrValues": {
+                "type": "array", "items": {"type": "string"},
+                "description": "RFC 9470: authentication context classes that would satisfy the scope.",
+            },
+            "maxAge": {
+                "type": "number", "minimum": 0,
+                "description": "RFC 9470: the most seconds since authentication that would satisfy the scope.",
+            },
             "retryAfter": {"type": "number", "minimum": 0},
             "limit": {"type": "integer"},
             "allowed": {"type": "array", "items": {"type": "string"}},
@@ -191,6 +202,12 @@ def component_schemas() -> dict[str, dict[str, Any]]:
         },
         "required": ["name", "package", "version", "hooks"],
         "additionalProperties": False,
+    }
+    schemas["JsonWebKeySet"] = {
+        "type": "object",
+        "description": "RFC 7517 JSON Web Key Set: the public keys of signed grants.",
+        "properties": {"keys": {"type": "array", "items": {"type": "object", "required": ["kty", "kid"]}}},
+        "required": ["keys"],
     }
     schemas["OpenApiDocument"] = {
         "type": "object",
@@ -238,7 +255,9 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
             "required": True,
             "content": {JSON_CONTENT_TYPE: {"schema": _ref(spec.request.__name__)}},
         }
-    if spec.authenticated:
+    if spec.service_credential:
+        operation["security"] = [{"serviceCredential": []}]
+    elif spec.authenticated:
         session: dict[str, list[str]] = {"session": []}
         with_token: dict[str, list[str]] = {"session": [], "elevatedToken": []}
         if spec.token == NO_TOKEN:
@@ -271,7 +290,8 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
                 "WWW-Authenticate": {
                     "description": (
                         'For step-up: `Bearer error="insufficient_user_authentication", '
-                        'error_description="...", scope="<scope>"` (RFC 9470).'
+                        'error_description="...", scope="<scope>"` (RFC 9470), with `acr_values` '
+                        "and `max_age` when the scope's policy names them."
                     ),
                     "schema": {"type": "string"},
                 }
@@ -311,6 +331,14 @@ def _document(prefix: str, app_name: str) -> dict[str, Any]:
                     "description": (
                         "The application's own session, as its identify(request) reads it "
                         "(a bearer token, a cookie...)."
+                    ),
+                },
+                "serviceCredential": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A service credential (`sis_...`) whose SHA-256 is configured under "
+                        "[introspection.clients]: for applications beside the server."
                     ),
                 },
                 "elevatedToken": {

@@ -66,12 +66,18 @@ def header_safe(text: str) -> str:
     return _NOT_HEADER_SAFE.sub("", text)
 
 
-def step_up_challenge(scope: str) -> str:
-    """The RFC 9470 / RFC 6750 ``WWW-Authenticate`` value for a missing step-up."""
-    return (
+def step_up_challenge(scope: str, acr_values: tuple[str, ...] = (), max_age: float | None = None) -> str:
+    """The RFC 9470 / RFC 6750 ``WWW-Authenticate`` value for a missing step-up; ``acr_values``
+    and ``max_age`` (RFC 9470 section 3) say what authentication would satisfy."""
+    challenge = (
         f'Bearer error="insufficient_user_authentication", '
         f'error_description="{STEP_UP_DESCRIPTION}", scope="{header_safe(scope)}"'
     )
+    if acr_values:
+        challenge += f', acr_values="{header_safe(" ".join(acr_values))}"'
+    if max_age is not None:
+        challenge += f', max_age="{math.floor(max_age)}"'
+    return challenge
 
 
 def _wire(value: Any) -> Any:
@@ -121,7 +127,7 @@ def problem_body(error: StepUpError) -> dict[str, Any]:
 def problem_headers(error: StepUpError) -> dict[str, str]:
     headers: dict[str, str] = {"Cache-Control": "no-store"}
     if isinstance(error, StepUpRequired):
-        headers["WWW-Authenticate"] = step_up_challenge(error.scope)
+        headers["WWW-Authenticate"] = step_up_challenge(error.scope, error.acr_values, error.max_age)
     elif isinstance(error, InvalidToken):
         headers["WWW-Authenticate"] = (
             f'Bearer error="invalid_token", error_description="{header_safe(error.message)}"'

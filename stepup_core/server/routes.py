@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from ..errors import StepUpError
+from ..introspection import Introspection, IntrospectionRequest
 from ..models import (
     ChallengeRequest,
     ChallengeStart,
@@ -56,6 +57,8 @@ Handler = Callable[[Request], Awaitable[Answer]]
 NO_TOKEN, OPTIONAL_TOKEN, REQUIRED_TOKEN = "none", "optional", "required"
 
 _BODY_ERRORS = (400, 413, 415, 422)
+#: Seconds a verifier may cache ``jwks.json``: how long a removed key may still be trusted elsewhere.
+JWKS_MAX_AGE = 60
 
 
 @attrs.frozen
@@ -86,10 +89,12 @@ class RouteSpec:
     html: bool = False
     #: Query parameters (name, required, description).
     query: tuple[tuple[str, bool, str], ...] = ()
+    #: Called by a service with its credential (``serviceCredential``), not by a user's session.
+    service_credential: bool = False
 
     def error_statuses(self) -> tuple[int, ...]:
         statuses = set(self.errors) | {500}
-        if self.authenticated:
+        if self.authenticated or self.service_credential:
             statuses |= {401, 503}
         if self.request is not None:
             statuses |= set(_BODY_ERRORS)
@@ -224,6 +229,24 @@ async def openapi_document(request: Request) -> Answer:
     return json_answer(build_document(request.prefix, app_name=service.config.app_name))
 
 
+async def introspect(request: Request) -> Answer:
+    """RFC 7662 for applications beside the server: a service credential, never a session."""
+    from ..introspection import client_of
+    from ..introspection import introspect as decide
+
+    service = request.service
+    client = client_of(request.headers.get("Authorization"), service.config.introspection.clients)
+    body = await read_model(request, IntrospectionRequest)
+    return json_answer(await decide(service, body, client=client))
+
+
+async def jwks(request: Request) -> Answer:
+    """The keys of signed grants; a retired key stays until its last token has expired."""
+    answer = json_answer(await request.service.keyring.jwks())
+    headers = tuple((k, v) for k, v in answer.headers if k != "Cache-Control")
+    return attrs.evolve(answer, headers=(*headers, ("Cache-Control", f"public, max-age={JWKS_MAX_AGE}")))
+
+
 async def list_plugins(request: Request) -> Answer:
     return json_answer(describe_plugins(request.service.pm))
 
@@ -301,6 +324,21 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "GET", "/openapi.json", openapi_document, "getOpenApi", "This contract, machine-readable",
         response="OpenApiDocument", authenticated=False,
+    ),
+    RouteSpec(
+        "POST", "/introspect", introspect, "introspect", "Validate, and optionally spend, an elevated access token",
+        "RFC 7662 for an application beside the server (in any language): is this token valid for "
+        "this scope, user and session? `consume: true` spends a single-use token atomically, as a "
+        "guard does. `allow` says whether the guarded action may proceed; when it may not, "
+        "`challenge` holds the exact 401 to answer. Needs a service credential "
+        "(`[introspection.clients]`), never a user's session.",
+        request=IntrospectionRequest, response=Introspection, authenticated=False, service_credential=True,
+    ),
+    RouteSpec(
+        "GET", "/jwks.json", jwks, "getJwks", "Keys of signed grants",
+        "The JSON Web Key Set that verifies grants issued as JWTs (scopes with `signed = true`). "
+        "A retired key stays published until the last token it signed has expired.",
+        response="JsonWebKeySet", authenticated=False,
     ),
     RouteSpec(
         "GET", "/plugins", list_plugins, "listPlugins", "Installed stepup plugins",
