@@ -18,11 +18,12 @@ from aiohttp import web
 from ..errors import ConfigError, HttpMethodNotAllowed, MalformedRequest, PayloadTooLarge, StepUpError
 from .http import Answer, Identify, Mounted, Request, adopt_prefix, payload_too_large
 from .problems import RouteNotFound, internal_error, log_unexpected, problem_answer
-from .router import dispatch
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    from aiohttp.typedefs import Middleware
 
     from ..service import StepUpService
 
@@ -96,8 +97,10 @@ def mounted_of(request: web.Request) -> Mounted:
 
 
 def _route_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    # Errors leave the handler as exceptions: the plugins' middlewares see them (their code and
+    # status) before problem_middleware turns them into the same problems dispatch() answers.
     async def handler(request: web.Request) -> web.StreamResponse:
-        return aiohttp_response(await dispatch(spec, neutral_request(request, mounted_of(request))))
+        return aiohttp_response(await spec.handler(neutral_request(request, mounted_of(request))))
 
     handler.__name__ = handler.__qualname__ = spec.handler.__name__
     return handler
@@ -142,6 +145,13 @@ async def problem_middleware(
         return aiohttp_response(problem_answer(internal_error()))
 
 
+def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
+    found: list[Middleware] = []
+    for answer in service.pm.hook.stepup_server_middlewares(config=service.config):
+        found.extend(answer or ())
+    return found
+
+
 def mount(
     app: web.Application,
     service: StepUpService,
@@ -163,7 +173,7 @@ def mount(
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
     mounted = Mounted(service, identify, prefix)
-    sub = web.Application(middlewares=[problem_middleware])
+    sub = web.Application(middlewares=[problem_middleware, *_plugin_middlewares(service)])
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix

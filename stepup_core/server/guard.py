@@ -21,9 +21,11 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+import pluggy
 
 from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
+from ..observe import observe
 from .http import TOKEN_HEADER, Answer, Identify, principal_from_identify
 from .problems import internal_error, problem_answer
 
@@ -83,6 +85,11 @@ class ServiceGate:
 
     service: StepUpService
 
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The service's plugins: a guard reports its ``guard`` operation to them."""
+        return self.service.pm
+
     async def decide(self, scope: str, principal: Principal, token: str | None, *, where: str) -> Elevation | Answer:
         try:
             grant = await self.service.require_scope(principal, scope, token)
@@ -113,8 +120,34 @@ async def guard(
     *,
     where: str,
 ) -> Elevation | Answer:
-    """Identify the caller, then let ``gate`` decide. Never raises (except cancellation)."""
+    """Identify the caller, then let ``gate`` decide. Never raises (except cancellation).
+
+    A gate with plugins (``pm``) reports a ``guard`` operation to ``stepup_operation``, its
+    outcome ``granted``, ``not_required`` or the refusal's ``code``."""
+    pm: pluggy.PluginManager | None = getattr(gate, "pm", None)
+    if pm is None:
+        return await _identify_and_decide(gate, scope, identify, argument, token, where)
+    with observe(pm, "guard", scope=scope) as operation:
+        outcome = await _identify_and_decide(gate, scope, identify, argument, token, where)
+        if isinstance(outcome, Elevation):
+            operation.outcome = "not_required" if outcome.grant is None else "granted"
+        else:
+            operation.outcome = _code_of(outcome)
+    return outcome
+
+
+async def _identify_and_decide(
+    gate: Gate, scope: str, identify: Identify, argument: Any, token: str | None, where: str
+) -> Elevation | Answer:
     found = await identify_caller(identify, argument, scope=scope, where=where)
     if isinstance(found, Answer):
         return found
     return await gate.decide(scope, found, token, where=where)
+
+
+def _code_of(answer: Answer) -> str:
+    try:
+        code = answer.json().get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return code if isinstance(code, str) else "error"

@@ -31,6 +31,7 @@ from ..models import (
     MethodInfo,
     VerifyRequest,
 )
+from ..observe import observe
 from ..plugins import describe_plugins
 from .http import (
     Answer,
@@ -108,7 +109,11 @@ async def check(request: Request) -> Answer:
     service = request.service
     principal = await principal_of(request)
     body = await read_model(request, CheckRequest)
-    return json_answer(await service.check(principal, body.scope, elevated_token(request)))
+    with observe(service.pm, "check") as operation:
+        result = await service.check(principal, body.scope, elevated_token(request))
+        operation.attributes["scope"] = result.scope
+        operation.outcome = "required" if result.is_required else "not_required"
+    return json_answer(result)
 
 
 async def list_methods(request: Request) -> Answer:
