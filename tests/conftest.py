@@ -33,27 +33,7 @@ from stepup_core.models import CredentialFormat, Factor, Principal
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
-
-
-class SwitchableStore:
-    """Wraps a store; while ``down`` every operation raises StoreUnavailable, as a network store
-    does when its server is gone. ``close`` always reaches the wrapped store."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.down = False
-
-    def __getattr__(self, name: str) -> Any:
-        operation = getattr(self.inner, name)
-        if name == "close" or not callable(operation):
-            return operation
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
-                raise errors.StoreUnavailable("the store server does not answer")
-            return await operation(*args, **kwargs)
-
-        return call
+from stepup_core.testing.stores import SwitchableStore
 
 
 @pytest.fixture
@@ -220,3 +200,13 @@ async def adapter_client(
     from stepup_core.server import build_app
 
     return await http_client(build_app(service, identify))
+
+
+# The protected-route conformance table, printed at the end of a run that includes the suite.
+from stepup_core.testing.protected import (  # noqa: E402
+    pytest_runtest_logreport,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
+
+__all__ = ["pytest_runtest_logreport", "pytest_runtest_setup", "pytest_terminal_summary"]
