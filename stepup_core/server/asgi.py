@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 import attrs
 
 from ..errors import MalformedRequest
-from .http import Answer, Identify, Mounted, Request, adopt_prefix, headers_from, payload_too_large
+from .http import Answer, AnyIdentify, Mounted, Request, adopt_prefix, headers_from, payload_too_large
 from .problems import RouteNotFound, problem_answer
 from .router import Router, handle
 from .routes import ROUTES, RouteSpec
@@ -100,7 +100,7 @@ class StepUpASGI:
     def __init__(
         self,
         service: StepUpService,
-        identify: Identify,
+        identify: AnyIdentify,
         *,
         prefix: str | None = None,
         fallback: ASGIApp | None = None,

@@ -26,7 +26,7 @@ import pluggy
 from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
 from ..observe import observe
-from .http import TOKEN_HEADER, Answer, Identify, principal_from_identify
+from .http import TOKEN_HEADER, Answer, AnyIdentify, principal_from_identify
 from .problems import internal_error, problem_answer
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class ServiceGate:
         return Elevation(principal, scope, grant)
 
 
-async def identify_caller(identify: Identify, argument: Any, *, scope: str, where: str) -> Principal | Answer:
+async def identify_caller(identify: AnyIdentify, argument: Any, *, scope: str, where: str) -> Principal | Answer:
     """Run the application's ``identify``: the principal, or the answer for an anonymous caller
     (401 ``unauthenticated``) or a failing ``identify`` (its error, or a logged 500)."""
     try:
@@ -114,7 +114,7 @@ async def identify_caller(identify: Identify, argument: Any, *, scope: str, wher
 async def guard(
     gate: Gate,
     scope: str,
-    identify: Identify,
+    identify: AnyIdentify,
     argument: Any,
     token: str | None,
     *,
@@ -137,7 +137,7 @@ async def guard(
 
 
 async def _identify_and_decide(
-    gate: Gate, scope: str, identify: Identify, argument: Any, token: str | None, where: str
+    gate: Gate, scope: str, identify: AnyIdentify, argument: Any, token: str | None, where: str
 ) -> Elevation | Answer:
     found = await identify_caller(identify, argument, scope=scope, where=where)
     if isinstance(found, Answer):

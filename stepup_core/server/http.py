@@ -9,6 +9,7 @@ request (headers, query, path parameters, a body reader with a size limit) and w
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http.cookies import SimpleCookie
@@ -31,6 +32,9 @@ T = TypeVar("T")
 #: where there is no framework (the bare ASGI and WSGI adapters), a :class:`Request`. Each has
 #: ``headers.get(name)``, so an identify that reads a header works everywhere.
 Identify = Callable[[Any], Awaitable["Principal | None"]]
+#: An ``identify`` as the guards accept it: a coroutine function, or a plain function (Django and
+#: Flask read their sessions synchronously).
+AnyIdentify = Identify | Callable[[Any], "Principal | None"]
 
 #: The header that carries an elevated access token.
 TOKEN_HEADER = "X-Elevated-Access-Token"
@@ -59,7 +63,7 @@ class Mounted:
     path prefix (``/stepup``). Every adapter holds one and hands it to each request."""
 
     service: StepUpService
-    identify: Identify
+    identify: AnyIdentify
     prefix: str
 
 
@@ -155,9 +159,12 @@ def identify_argument(request: Request) -> Any:
     return request.native if request.native is not None else request
 
 
-async def principal_from_identify(identify: Identify, argument: Any) -> Principal:
-    """Run ``identify``; 401 ``unauthenticated`` when it answers None."""
-    principal = await identify(argument)
+async def principal_from_identify(identify: AnyIdentify, argument: Any) -> Principal:
+    """Run ``identify`` (a coroutine function, or a plain function for frameworks whose
+    sessions are read synchronously); 401 ``unauthenticated`` when it answers None."""
+    principal = identify(argument)
+    if inspect.isawaitable(principal):
+        principal = await principal
     if principal is None:
         raise Unauthenticated("sign in first: this route needs the application's session")
     if not isinstance(principal, Principal):

@@ -12,7 +12,7 @@ from ..models import Grant, Principal
 from ..scopes import validate_scope_syntax
 from .aiohttp_adapter import aiohttp_response, mounted_of
 from .guard import Elevation, Gate, ServiceGate, guard, refusal, token_from
-from .http import Identify
+from .http import AnyIdentify
 
 #: Where a protected handler finds the grant that let the request through (None when the
 #: scope's policy does not require step-up) and the caller: ``request[GRANT_KEY]``, or
@@ -51,7 +51,7 @@ def _request_of(args: tuple[Any, ...]) -> web.Request:
     raise TypeError("requires_scope decorates aiohttp handlers: (request) or a web.View method")
 
 
-def requires_scope(scope: str, *, gate: Gate | None = None, identify: Identify | None = None) -> Callable[[F], F]:
+def requires_scope(scope: str, *, gate: Gate | None = None, identify: AnyIdentify | None = None) -> Callable[[F], F]:
     """Let a request through only with an elevated access token for ``scope``.
 
     The token comes from ``X-Elevated-Access-Token``; a single-use token is consumed. Without

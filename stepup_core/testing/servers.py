@@ -16,16 +16,19 @@ import contextlib
 import socketserver
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve the ASGI ``app`` with uvicorn in the running event loop; yields its base URL."""
+async def serve_asgi(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, lifespan: Literal["on", "off"] = "off"
+) -> AsyncIterator[str]:
+    """Serve the ASGI ``app`` with uvicorn in the running event loop; yields its base URL.
+    ``lifespan="on"`` runs the application's startup and shutdown."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, lifespan=lifespan, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
     try:
