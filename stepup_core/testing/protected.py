@@ -31,7 +31,8 @@ framework's real server, or its test server where a server adds nothing) with tw
 each answering ``200`` with :func:`handler_body` of the caller and grant; callers are identified
 by :func:`header_identify` (``Authorization: Bearer <user>:<session>``). :func:`service_target`
 builds the target's means (minting, expected answers, the store switch) for a service in this
-event loop; :func:`portal_target` for one living in a :class:`~stepup_core.portal.Portal`.
+event loop (:func:`conformance_service` makes one); :func:`portal_target` for one living in a
+:class:`~stepup_core.portal.Portal` (:func:`hosted_conformance_service`).
 
 The outcomes are collected per adapter and case: :func:`conformance_table` renders them, and a
 ``conftest.py`` that imports :func:`pytest_runtest_logreport` and :func:`pytest_terminal_summary`
@@ -42,8 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -60,7 +61,7 @@ from ..server.problems import problem_answer
 from .stores import SwitchableStore
 
 if TYPE_CHECKING:
-    from ..portal import Portal
+    from ..portal import HostedService, Portal
     from ..service import StepUpService
 
 SINGLE_USE_PATH, SINGLE_USE_SCOPE = "/wallet/export", "wallet:export"
@@ -212,6 +213,36 @@ async def conformance_service(
         yield service, store
     finally:
         await service.close()
+
+
+@contextmanager
+def hosted_conformance_service(
+    directory: Path, *, config: dict[str, Any] | None = None
+) -> Iterator[tuple[HostedService, SwitchableStore]]:
+    """:func:`conformance_service` living in a :class:`~stepup_core.portal.Portal`, for guards
+    of synchronous frameworks (Flask, Django)."""
+    from ..portal import HostedService
+
+    stores: list[SwitchableStore] = []
+    exits: list[Any] = []
+
+    async def factory() -> StepUpService:
+        context = conformance_service(directory, config=config)
+        service, store = await context.__aenter__()
+        stores.append(store)
+        exits.append(context)
+        return service
+
+    hosted = HostedService.open(factory)
+
+    async def close(_: Any = None) -> None:
+        await exits[0].__aexit__(None, None, None)
+
+    try:
+        yield hosted, stores[0]
+    finally:
+        hosted.portal.call(close)
+        hosted.portal.close()
 
 
 # --- the suite -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ async def serve_asgi(
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # tests send 100 requests at once
 
 
 class _QuietHandler(WSGIRequestHandler):
