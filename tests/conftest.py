@@ -26,7 +26,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from stepup_core import errors
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.models import CredentialFormat, Factor, Principal

@@ -38,7 +38,7 @@ from stepup_core.errors import ConfigError
 from stepup_core.portal import HostedService, Portal
 from stepup_core.scopes import validate_scope_syntax
 from stepup_core.server.guard import Elevation, Gate, ServiceGate, refusal, token_from
-from stepup_core.server.http import AnyIdentify, Answer, normalise_prefix
+from stepup_core.server.http import Answer, AnyIdentify, normalise_prefix
 from stepup_core.server.sync import SyncProtocol, guard_sync
 
 if TYPE_CHECKING:
