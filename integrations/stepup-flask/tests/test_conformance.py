@@ -3,16 +3,14 @@ served by Werkzeug's threaded server (Flask's own), the service in a portal."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask, g, jsonify
 from stepup_flask import StepUp, requires_scope
-from werkzeug.serving import make_server
+from stepup_flask_testserver import serve_werkzeug
 
 from stepup_core.testing.protected import (
     PROTECTED_ROUTES,
@@ -38,20 +36,6 @@ def flask_app(stepup: StepUp) -> Flask:
 
         add()
     return app
-
-
-@contextmanager
-def serve_werkzeug(app: Flask) -> Iterator[str]:
-    """Flask's own server (Werkzeug), one thread per request, on loopback."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 class TestFlaskDecorator(ProtectedRouteSuite):

@@ -14,6 +14,7 @@ import flask
 import pytest
 from flask import Flask, g, jsonify
 from stepup_flask import StepUp, requires_scope
+from stepup_flask_testserver import serve_werkzeug
 
 from stepup_core.introspection import credential_hash
 from stepup_core.models import Principal
@@ -29,8 +30,6 @@ from stepup_core.testing.protected import (
     hosted_conformance_service,
     service_target,
 )
-
-from .test_conformance import serve_werkzeug
 
 CREDENTIAL = "sis_flask-test-credential-0000000000000000000000"
 
