@@ -1,8 +1,11 @@
-"""The test matrix: the core per Python, each plugin alone with the core, all plugins together.
+"""The test matrix: the core per Python, each plugin and each framework integration alone with
+the core, all of them together.
 
-Plugins are found by listing ``plugins/*/pyproject.toml``. Installs are non-editable so tests see
-the built packages, and each install is followed by an import check. ``PLUGINS`` (comma list)
-keeps only those plugins, ``SKIP_PLUGINS`` drops some. A missing interpreter is an error, not a
+Plugins are found by listing ``plugins/*/pyproject.toml``, integrations (the FastAPI, Django and
+Flask guards) by listing ``integrations/*/pyproject.toml``. Installs are non-editable so tests
+see the built packages, and each install is followed by an import check. ``PLUGINS`` (comma
+list) keeps only those plugins, ``SKIP_PLUGINS`` drops some; ``INTEGRATIONS`` and
+``SKIP_INTEGRATIONS`` do the same for integrations. A missing interpreter is an error, not a
 skip (``--error-on-missing-interpreters`` is the default here).
 """
 
@@ -20,21 +23,30 @@ DEFAULT_PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typing", "core", "plugin", "tests", "docs"]
+nox.options.sessions = ["lint", "typing", "core", "plugin", "integration", "tests", "docs"]
 
 
 def _names(var: str) -> set[str]:
     return {n.strip() for n in os.environ.get(var, "").split(",") if n.strip()}
 
 
-def discover_plugins() -> list[str]:
-    """Plugin folder names (``stepup-otp``...), filtered by PLUGINS / SKIP_PLUGINS."""
-    found = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
-    keep, skip = _names("PLUGINS"), _names("SKIP_PLUGINS")
+def _discover(kind: str, keep_var: str, skip_var: str) -> list[str]:
+    found = sorted(p.parent.name for p in ROOT.glob(f"{kind}/*/pyproject.toml"))
+    keep, skip = _names(keep_var), _names(skip_var)
     short = lambda folder: folder.removeprefix("stepup-")  # noqa: E731
     if keep:
         found = [f for f in found if f in keep or short(f) in keep]
     return [f for f in found if f not in skip and short(f) not in skip]
+
+
+def discover_plugins() -> list[str]:
+    """Plugin folder names (``stepup-otp``...), filtered by PLUGINS / SKIP_PLUGINS."""
+    return _discover("plugins", "PLUGINS", "SKIP_PLUGINS")
+
+
+def discover_integrations() -> list[str]:
+    """Integration folder names (``stepup-fastapi``...), filtered by INTEGRATIONS / SKIP_INTEGRATIONS."""
+    return _discover("integrations", "INTEGRATIONS", "SKIP_INTEGRATIONS")
 
 
 def module_of(folder: str) -> str:
@@ -51,6 +63,13 @@ def install_plugins(session: nox.Session, folders: list[str]) -> None:
         return
     session.install(*[f"./plugins/{f}[test]" for f in folders])
     session.run("python", "-c", "; ".join(f"import {module_of(f)}.plugin" for f in folders))
+
+
+def install_integrations(session: nox.Session, folders: list[str]) -> None:
+    if not folders:
+        return
+    session.install(*[f"./integrations/{f}[test]" for f in folders])
+    session.run("python", "-c", "; ".join(f"import {module_of(f)}" for f in folders))
 
 
 @nox.session(python=PYTHONS, tags=["quick"])
@@ -70,13 +89,28 @@ def plugin(session: nox.Session, folder: str) -> None:
 
 
 @nox.session(python=DEFAULT_PYTHON)
+@nox.parametrize("folder", discover_integrations())
+def integration(session: nox.Session, folder: str) -> None:
+    """One framework integration alone with the core: its own tests (the conformance suite)."""
+    install_core(session)
+    install_integrations(session, [folder])
+    session.run("pytest", f"integrations/{folder}/tests", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=DEFAULT_PYTHON)
 def tests(session: nox.Session) -> None:
-    """Every plugin installed together: the core tests again (installed plugins break nothing)
-    and every plugin's tests. This is the README's test command."""
+    """Every plugin and integration installed together: the core tests again (installed plugins
+    break nothing), every plugin's tests and every integration's. This is the README's test
+    command."""
     folders = discover_plugins()
+    integrations = discover_integrations()
     install_core(session)
     install_plugins(session, folders)
-    session.run("pytest", "tests", *[f"plugins/{f}/tests" for f in folders], *session.posargs)
+    install_integrations(session, integrations)
+    session.run(
+        "pytest", "tests", *[f"plugins/{f}/tests" for f in folders],
+        *[f"integrations/{f}/tests" for f in integrations], *session.posargs,
+    )
 
 
 @nox.session(python=DEFAULT_PYTHON, tags=["quick"])
@@ -88,8 +122,13 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=DEFAULT_PYTHON, tags=["quick"])
 def typing(session: nox.Session) -> None:
     folders = discover_plugins()
-    session.install("mypy", ".", *[f"./plugins/{f}" for f in folders])
-    session.run("mypy", "stepup_core", *[f"plugins/{f}/src" for f in folders])
+    integrations = discover_integrations()
+    session.install(
+        "mypy", ".", *[f"./plugins/{f}" for f in folders], *[f"./integrations/{f}[test]" for f in integrations]
+    )
+    session.run(
+        "mypy", "stepup_core", *[f"plugins/{f}/src" for f in folders], *[f"integrations/{f}/src" for f in integrations]
+    )
 
 
 @nox.session(python=DEFAULT_PYTHON)
