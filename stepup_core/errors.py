@@ -271,6 +271,14 @@ class InvalidClient(Unauthenticated):
     title = "Invalid service credential"
 
 
+class OriginNotAllowed(StepUpError):
+    """A cross-origin (CORS) preflight from an origin that ``[server] cors_origins`` does not list."""
+
+    code = "origin_not_allowed"
+    status = 403
+    title = "Origin not allowed"
+
+
 class InvalidToken(StepUpError):
     code = "invalid_token"
     status = 401

@@ -22,7 +22,12 @@ from stepup_core.server.sync import StepUpWSGI
 from stepup_core.testing.servers import serve_wsgi
 
 ALICE = {"Authorization": "Bearer alice:s1"}
-COMPARED_HEADERS = ("Content-Type", "Cache-Control", "WWW-Authenticate", "Allow", "Retry-After")
+COMPARED_HEADERS = (
+    "Content-Type", "Cache-Control", "WWW-Authenticate", "Allow", "Retry-After", "ETag", "Vary",
+    "Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Expose-Headers",
+)
+APP_ORIGIN = "https://app.example"
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
 
 #: (method, path, headers, body bytes or None): requests whose answers do not depend on random ids.
 CASES: list[tuple[str, str, dict[str, str], bytes | None]] = [
@@ -52,7 +57,20 @@ CASES: list[tuple[str, str, dict[str, str], bytes | None]] = [
     ("GET", "/stepup/callback/pin?state=x", {"Accept": "text/html"}, None),
     ("GET", "/stepup/callback/pin?state=x", {}, None),
     ("DELETE", "/stepup/grants", ALICE, None),
+    ("GET", "/stepup/static/stepup.js", {}, None),
+    ("GET", "/stepup/static/stepup.js", {"If-None-Match": "*"}, None),
+    ("GET", "/stepup/static/nothing.js", {}, None),
+    ("GET", "/stepup/methods/pin/browser.js", {}, None),
+    ("OPTIONS", "/stepup/check", {"Origin": APP_ORIGIN, **PREFLIGHT}, None),
+    ("OPTIONS", "/stepup/check", {"Origin": "https://evil.example", **PREFLIGHT}, None),
+    ("GET", "/stepup/methods", {"Origin": APP_ORIGIN}, None),
+    ("GET", "/stepup/methods", {"Origin": "https://evil.example"}, None),
 ]
+
+
+@pytest.fixture
+def config_overrides() -> dict[str, Any]:
+    return {"server": {"cors_origins": [APP_ORIGIN]}}
 
 
 async def _answers(client: Any) -> list[tuple[int, dict[str, str | None], bytes]]:
@@ -91,7 +109,7 @@ async def test_every_adapter_answers_every_case_alike(
         assert left == wsgi, f"{case[0]} {case[1]}: aiohttp {left!r} != wsgi {wsgi!r}"
     statuses = [status for status, _, _ in over_aiohttp]
     # The cases cover success and every kind of refusal.
-    assert {200, 400, 401, 404, 405, 413, 415, 422} <= set(statuses)
+    assert {200, 204, 304, 400, 401, 403, 404, 405, 413, 415, 422} <= set(statuses)
 
 
 async def test_the_openapi_document_is_the_same_whichever_adapter_serves_it(

@@ -86,6 +86,7 @@ async def test_methods_lists_installed_methods_without_a_session(client: Any) ->
         "fallback": False,
         "requiresChallenge": True,
         "plugin": "test-methods",
+        "browserModule": None,
     }
     assert methods["link"]["interaction"] == "redirect"
 
@@ -117,7 +118,7 @@ async def test_openapi_document_is_valid_and_covers_every_route(client: Any, ser
         served = {(spec.method.lower(), client.app.prefix + spec.path) for spec in client.app.router.routes}
     documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert served == documented
-    assert len(documented) == 16
+    assert len(documented) == 18
     # Every body has a component schema; every error is a problem.
     schemas = document["components"]["schemas"]
     for name in (

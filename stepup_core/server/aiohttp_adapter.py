@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..errors import ConfigError, HttpMethodNotAllowed, MalformedRequest, PayloadTooLarge, StepUpError
+from .browser import cors_headers, preflight
 from .http import Answer, Identify, Mounted, Request, adopt_prefix, payload_too_large
 from .problems import RouteNotFound, internal_error, log_unexpected, problem_answer
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterable
 
     from aiohttp.typedefs import Middleware
 
@@ -145,6 +146,30 @@ async def problem_middleware(
         return aiohttp_response(problem_answer(internal_error()))
 
 
+def cors_middleware(origins: Iterable[str]) -> Middleware:
+    """CORS for the stepup routes (:func:`~stepup_core.server.browser.preflight` and
+    :func:`~stepup_core.server.browser.cors_headers`, as every adapter does it)."""
+    allowed = frozenset(origins)
+
+    @web.middleware
+    async def cors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        refusal = preflight(request.method, request.headers, allowed)
+        if refusal is not None:
+            return aiohttp_response(refusal)
+        origin = request.headers.get("Origin")
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # redirects and the like pass through with the headers
+            exc.headers.update(cors_headers(exc.headers.get("Vary"), origin, allowed))
+            raise
+        response.headers.update(cors_headers(response.headers.get("Vary"), origin, allowed))
+        return response
+
+    return cors
+
+
 def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
     found: list[Middleware] = []
     for answer in service.pm.hook.stepup_server_middlewares(config=service.config):
@@ -166,14 +191,22 @@ def mount(
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched.
+    other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
+    cross-origin calls from those origins (the application's own routes are its business).
     """
     prefix = adopt_prefix(service, prefix)
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
     mounted = Mounted(service, identify, prefix)
-    sub = web.Application(middlewares=[problem_middleware, *_plugin_middlewares(service)])
+    # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
+    # it only answers preflights: 403 origin_not_allowed, saying what to configure.
+    middlewares: list[Middleware] = [
+        cors_middleware(service.config.server.cors_origins),
+        problem_middleware,
+        *_plugin_middlewares(service),
+    ]
+    sub = web.Application(middlewares=middlewares)
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix

@@ -65,6 +65,8 @@ class Mounted:
     service: StepUpService
     identify: AnyIdentify
     prefix: str
+    #: What route handlers keep per mount (the browser files, read once).
+    cache: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.define(eq=False)

@@ -185,10 +185,14 @@ code{{background:#f2f2f2;padding:0 .25rem}}</style></head>
 """
 
 
-def html_page(title: str, message: str, *, status: int = 200, extra: str = "") -> Answer:
-    text = _PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra)
-    headers = (("Content-Type", "text/html; charset=utf-8"), *HTML_HEADERS.items())
-    return Answer(status, text.encode(), headers)
+def html_page(title: str, message: str, *, status: int = 200, extra: str = "", script: str = "") -> Answer:
+    """An HTML page for a person; ``script`` is a ``<script src>`` tag of this server's own (the
+    page's policy then allows scripts from its origin, never inline code)."""
+    text = _PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra + script)
+    headers = dict(HTML_HEADERS)
+    if script:
+        headers["Content-Security-Policy"] += "; script-src 'self'"
+    return Answer(status, text.encode(), (("Content-Type", "text/html; charset=utf-8"), *headers.items()))
 
 
 def problem_page(error: StepUpError) -> Answer:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import attrs
 
 from ..errors import HttpMethodNotAllowed, StepUpError
+from .browser import preflight, with_cors
 from .http import Answer, Request
 from .problems import RouteNotFound, internal_error, log, log_unexpected, problem_answer
 from .routes import ROUTES, RouteSpec
@@ -90,11 +91,22 @@ def error_answer(request: Request, exc: StepUpError) -> Answer:
     return problem_answer(exc)
 
 
+def cors_origins(request: Request) -> frozenset[str]:
+    return frozenset(request.service.config.server.cors_origins)
+
+
 async def handle(router: Router, request: Request, below_prefix: str) -> Answer:
-    """Route ``request`` (``below_prefix`` is its path after the prefix) and answer it."""
-    try:
-        matched = router.match(request.method, below_prefix)
-    except StepUpError as exc:
-        return error_answer(request, exc)
-    request.params = matched.params
-    return await dispatch(matched.route, request)
+    """Route ``request`` (``below_prefix`` is its path after the prefix) and answer it, with
+    CORS as ``[server] cors_origins`` says (preflights answered before any route)."""
+    allowed = cors_origins(request)
+    answered = preflight(request.method, request.headers, allowed)
+    if answered is None:
+        try:
+            matched = router.match(request.method, below_prefix)
+        except StepUpError as exc:
+            answered = error_answer(request, exc)
+        else:
+            request.params = matched.params
+            answered = await dispatch(matched.route, request)
+        answered = with_cors(answered, request.headers.get("Origin"), allowed)
+    return answered

@@ -27,6 +27,7 @@ import attrs
 
 from ..errors import PayloadTooLarge, StepUpError
 from ..models import Principal
+from .browser import preflight, with_cors
 from .guard import Elevation, Gate, guard
 from .http import (
     Answer,
@@ -40,7 +41,7 @@ from .http import (
     payload_too_large,
 )
 from .problems import RouteNotFound, problem_answer
-from .router import Router, dispatch, error_answer
+from .router import Router, cors_origins, dispatch, error_answer
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
@@ -139,6 +140,13 @@ class SyncProtocol:
             mounted=Mounted(self.service, self.identify, self.prefix), query=query,
             native=native, scheme=scheme, server=server,
         )
+        allowed = cors_origins(request)
+        answered = preflight(request.method, request.headers, allowed)
+        if answered is not None:
+            return answered
+        return with_cors(self._answer(request, below_prefix, read), request.headers.get("Origin"), allowed)
+
+    def _answer(self, request: Request, below_prefix: str, read: Callable[[int], bytes]) -> Answer:
         try:
             matched = self.router.match(request.method, below_prefix)
         except StepUpError as exc:
