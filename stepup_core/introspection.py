@@ -14,7 +14,8 @@ The answer holds RFC 7662's ``active``, ``scope``, ``sub``, ``exp``, ``iat``, th
 (``sid``) and ``auth_time``/``acr``/``amr``, stepup's ``method``, ``singleUse`` and ``consumed``,
 and ``allow``: whether the guarded action may proceed (a valid token, an accepted sign-in, or a
 scope that needs no step-up). When ``allow`` is false, ``challenge`` holds the exact answer a
-guard gives: status 401, the headers (``WWW-Authenticate`` per RFC 9470) and the problem body.
+guard gives: status 401, the headers (``WWW-Authenticate`` per RFC 9470) and the problem body
+(as text, to send unchanged).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -104,11 +105,13 @@ class IntrospectionRequest:
 
 @attrs.frozen
 class Refusal:
-    """The answer a guard gives instead of running the action: status, headers, problem body."""
+    """The answer a guard gives instead of running the action, to send as it is: the status,
+    the headers (``Content-Type``, ``WWW-Authenticate`` per RFC 9470, ``Cache-Control``) and the
+    problem+json body as text, so every application answers byte for byte alike."""
 
     status: int
     headers: dict[str, str]
-    problem: dict[str, Any]
+    body: str
 
 
 @attrs.frozen
@@ -159,9 +162,10 @@ class Introspection:
 
 
 def refusal_of(error: StepUpRequired) -> Refusal:
-    from .server.problems import problem_body, problem_headers
+    from .server.problems import problem_answer
 
-    return Refusal(status=error.status, headers=problem_headers(error), problem=problem_body(error))
+    answer = problem_answer(error)
+    return Refusal(status=answer.status, headers=dict(answer.headers), body=answer.body.decode())
 
 
 # --- the decision ------------------------------------------------------------------------------

@@ -131,8 +131,9 @@ class RemoteGuard:
             if body.get("allow") is True:
                 return Elevation(principal, scope, _grant_from(body, token))
             challenge = body.get("challenge")
-            if isinstance(challenge, dict) and isinstance(challenge.get("problem"), dict):
-                return _problem(int(challenge["status"]), challenge["problem"], dict(challenge.get("headers") or {}))
+            if isinstance(challenge, dict) and isinstance(challenge.get("body"), str):
+                headers = tuple((str(k), str(v)) for k, v in dict(challenge.get("headers") or {}).items())
+                return Answer(int(challenge["status"]), challenge["body"].encode(), headers)
         code = body.get("code") if isinstance(body, dict) else None
         if status >= 500 or status == 429:
             # The server's own trouble (its store is down): the same 503 a local guard answers.
