@@ -92,7 +92,9 @@ def request(token: str | None, scope: str = "wallet:export", consume: bool = Tru
     [None, "Bearer sis_not-a-configured-credential-000000000000", "Basic c2lzXzp4", "Bearer "],
     ids=["none", "unknown", "basic", "empty"],
 )
-async def test_only_a_configured_service_credential_may_introspect(stack: StepUpStack, authorization: str | None) -> None:
+async def test_only_a_configured_service_credential_may_introspect(
+    stack: StepUpStack, authorization: str | None
+) -> None:
     token = (await step_up(stack, "wallet:export"))["elevatedAccessToken"]
     status, headers, body = await introspect(stack, request(token), credential=None, authorization=authorization)
     assert status == 401
@@ -161,7 +163,9 @@ async def test_a_hundred_concurrent_consuming_calls_let_exactly_one_through(stac
     [{"sub": "bob"}, {"sid": "another-session"}, {"scope": "user:delete"}],
     ids=["other-user", "other-session", "other-scope"],
 )
-async def test_a_token_is_active_only_for_its_user_session_and_scope(stack: StepUpStack, mismatch: dict[str, str]) -> None:
+async def test_a_token_is_active_only_for_its_user_session_and_scope(
+    stack: StepUpStack, mismatch: dict[str, str]
+) -> None:
     token = (await step_up(stack, "wallet:export"))["elevatedAccessToken"]
     status, _, body = await introspect(stack, {**request(token), **mismatch})
     assert (status, body["active"], body["allow"]) == (200, False, False)
@@ -184,10 +188,15 @@ async def test_a_signed_grant_is_introspected_like_any_other(stack: StepUpStack)
 
 @pytest.mark.parametrize(
     ("change", "code"),
-    [({"scope": "nope:nope"}, "invalid_scope"), ({"sub": ""}, "validation_error"), ({"sid": "x" * 600}, "validation_error"),
-     ({"consume": "yes"}, "validation_error"), ({"extra": 1}, "validation_error")],
+    [
+        ({"scope": "nope:nope"}, "invalid_scope"), ({"sub": ""}, "validation_error"),
+        ({"sid": "x" * 600}, "validation_error"), ({"consume": "yes"}, "validation_error"),
+        ({"extra": 1}, "validation_error"),
+    ],
 )
-async def test_bad_requests_are_refused_with_a_stable_code(stack: StepUpStack, change: dict[str, Any], code: str) -> None:
+async def test_bad_requests_are_refused_with_a_stable_code(
+    stack: StepUpStack, change: dict[str, Any], code: str
+) -> None:
     status, _, body = await introspect(stack, {**request("sut_x"), **change})
     assert (status, body["code"]) == (422, code)
 

@@ -65,6 +65,7 @@ class StepUpServe:
         self.config = config
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
+        self._drains: set[asyncio.Future[None]] = set()
 
     async def start(self) -> str:
         self.process = await asyncio.create_subprocess_exec(
@@ -85,7 +86,9 @@ class StepUpServe:
             while await stdout.readline():
                 pass
 
-        asyncio.ensure_future(drain())
+        task = asyncio.ensure_future(drain())
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     async def stop(self) -> None:
         await _stop(self.process)
