@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -174,8 +175,13 @@ class KeyRing:
     async def sign(self, claims: dict[str, Any]) -> tuple[str, str]:
         """A JWT of ``claims`` signed by the current key; returns (token, key id)."""
         from joserfc import jwt
+        from joserfc.errors import SecurityWarning
 
         key = await self.current()
         header = {"alg": key.alg, "kid": key.kid, "typ": GRANT_TYP}
-        token = jwt.encode(header, claims, self._private_key(key), algorithms=[key.alg])
+        with warnings.catch_warnings():
+            # joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"; stepup keeps the name
+            # every verifier knows today (Ed25519 keys either way).
+            warnings.simplefilter("ignore", SecurityWarning)
+            token = jwt.encode(header, claims, self._private_key(key), algorithms=[key.alg])
         return token, key.kid
