@@ -81,6 +81,10 @@ class KeyRing:
     max_ttl: Callable[[], float] = lambda: 600.0
     _private: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
 
+    async def stored(self) -> list[SigningKey]:
+        """Every stored key, published or not yet pruned."""
+        return (await self._load())[1]
+
     async def _load(self) -> tuple[str | None, list[SigningKey]]:
         raw = await self.store.get(KEYS_RECORD)
         return raw, ([] if raw is None else loads(raw, list[SigningKey]))
