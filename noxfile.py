@@ -135,7 +135,7 @@ def typing(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def docs(session: nox.Session) -> None:
-    session.install("mkdocs", ".", *[f"./plugins/{f}" for f in discover_plugins()])
+    session.install("mkdocs", "pymdown-extensions", ".", *[f"./plugins/{f}" for f in discover_plugins()])
     session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
 
 
