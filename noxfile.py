@@ -77,6 +77,7 @@ def install_integrations(session: nox.Session, folders: list[str]) -> None:
 @nox.session(python=PYTHONS, tags=["quick"])
 def core(session: nox.Session) -> None:
     """The core alone, on each Python."""
+    npm_ci(session)  # jose: the signed-grant tests verify JWTs with it
     install_core(session)
     session.run("pytest", "tests", f"--ignore={BROWSER_TESTS}", *session.posargs, env={"STEPUP_LOAD_PLUGINS": ""})
 
@@ -106,6 +107,7 @@ def tests(session: nox.Session) -> None:
     command."""
     folders = discover_plugins()
     integrations = discover_integrations()
+    npm_ci(session)
     install_core(session)
     install_plugins(session, folders)
     install_integrations(session, integrations)
@@ -140,7 +142,8 @@ def docs(session: nox.Session) -> None:
 
 
 def npm_ci(session: nox.Session) -> None:
-    """The pinned npm packages (package-lock.json): typescript, esbuild, react."""
+    """The pinned npm packages (package-lock.json): typescript, esbuild, react, and jose (the
+    independent JOSE library the signed-grant tests verify with)."""
     session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
 
 
