@@ -17,6 +17,7 @@ def _user_index(user_id: str) -> str:
     return make_key("creds", user_id)
 
 
+
 @attrs.define
 class StoreCredentialRepository:
     store: Store

@@ -225,6 +225,11 @@ class ScopePolicies:
         single = any(p.token_behavior is TokenBehavior.SINGLE_USE for p in chosen)
         return (TokenBehavior.SINGLE_USE if single else TokenBehavior.TIME_BOUND), min(p.ttl for p in chosen)
 
+    def longest_signed_ttl(self) -> float:
+        """The longest TTL a signed grant may have (how long a retired signing key stays published)."""
+        signed = [p.ttl for p in (*self.policies.values(), self.default) if p.signed]
+        return max(signed, default=self.default.ttl)
+
     def signed(self, scopes: Iterable[str]) -> bool:
         """A grant for ``scopes`` is issued as a JWT: every scope's policy asks for it."""
         chosen = [self.policy_for(s) for s in scopes]

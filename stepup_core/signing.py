@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 
 from .clock import Clock
+from .config import StepUpConfig
 from .crypto import SecretKeys
 from .errors import StoreUnavailable
 from .serialization import dumps, loads
@@ -189,3 +190,21 @@ class KeyRing:
             warnings.simplefilter("ignore", SecurityWarning)
             token = jwt.encode(header, claims, self._private_key(key), algorithms=[key.alg])
         return token, key.kid
+
+
+def grant_issuer(config: StepUpConfig, public_url: str | None) -> str:
+    """The ``iss`` of signed grants: ``[grants] issuer``, else the public URL and the prefix,
+    else ``urn:stepup:<app_name>``."""
+    if config.grants.issuer:
+        return config.grants.issuer
+    if public_url:
+        return public_url.rstrip("/") + config.server.prefix
+    return f"urn:stepup:{config.app_name}"
+
+
+def grant_claims(config: StepUpConfig, issuer: str) -> dict[str, Any]:
+    """The claims a signed grant carries besides its own: ``iss``, and ``aud`` when configured."""
+    claims: dict[str, Any] = {"iss": issuer}
+    if config.grants.audience:
+        claims["aud"] = config.grants.audience
+    return claims

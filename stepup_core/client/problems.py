@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import (
-    RateLimited,
+    RetryLater,
     ServerError,
     StepUpError,
     StepUpRequired,
@@ -51,7 +51,7 @@ def _build(cls: type[StepUpError], message: str, extras: dict[str, Any], status:
         error.acr_values = tuple(str(v) for v in acr_values) if isinstance(acr_values, list) else ()
         max_age = extras.get("maxAge")
         error.max_age = float(max_age) if isinstance(max_age, int | float) and not isinstance(max_age, bool) else None
-    if isinstance(error, RateLimited):
+    if isinstance(error, RetryLater):
         retry = extras.get("retryAfter", 0)
         error.retry_after = float(retry) if isinstance(retry, int | float) else 0.0
     error.details["httpStatus"] = status

@@ -19,6 +19,7 @@ from ..errors import ConfigError, HttpMethodNotAllowed, MalformedRequest, Payloa
 from .browser import cors_headers, preflight
 from .http import Answer, Identify, Mounted, Request, adopt_prefix, payload_too_large
 from .problems import RouteNotFound, internal_error, log_unexpected, problem_answer
+from .router import mount_point
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    mounted = Mounted(service, identify, prefix)
+    mounted = mount_point(service, identify, prefix)
     # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
     # it only answers preflights: 403 origin_not_allowed, saying what to configure.
     middlewares: list[Middleware] = [

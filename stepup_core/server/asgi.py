@@ -29,9 +29,9 @@ from urllib.parse import parse_qsl
 import attrs
 
 from ..errors import MalformedRequest
-from .http import Answer, AnyIdentify, Mounted, Request, adopt_prefix, headers_from, payload_too_large
+from .http import Answer, AnyIdentify, Request, adopt_prefix, headers_from, payload_too_large
 from .problems import RouteNotFound, problem_answer
-from .router import Router, handle
+from .router import Router, handle, mount_point
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class StepUpASGI:
         routes: Iterable[RouteSpec] = ROUTES,
         identify_argument: Callable[[AsgiRequest], Any] | None = None,
     ) -> None:
-        self.mounted = Mounted(service, identify, adopt_prefix(service, prefix))
+        self.mounted = mount_point(service, identify, adopt_prefix(service, prefix))
         self.router = Router.of(routes)
         self.fallback = fallback
         #: Builds what ``identify`` receives from the request (default: the request itself).

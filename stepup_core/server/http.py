@@ -67,6 +67,9 @@ class Mounted:
     prefix: str
     #: What route handlers keep per mount (the browser files, read once).
     cache: dict[str, Any] = attrs.field(factory=dict)
+    #: Builds the OpenAPI document of the mounted routes (set by the adapter: the route table
+    #: does not import the document builder, which reads the route table).
+    document: Callable[[], dict[str, Any]] | None = None
 
 
 @attrs.define(eq=False)

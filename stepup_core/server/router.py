@@ -10,16 +10,22 @@ raises into a problem: the same answers the aiohttp adapter's middleware gives.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from ..errors import HttpMethodNotAllowed, StepUpError
 from .browser import preflight, with_cors
-from .http import Answer, Request
+from .http import Answer, AnyIdentify, Mounted, Request
+from .openapi import build_document
 from .problems import RouteNotFound, internal_error, log, log_unexpected, problem_answer
 from .routes import ROUTES, RouteSpec
+
+if TYPE_CHECKING:
+    from ..service import StepUpService
 
 _SEGMENT = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
@@ -110,3 +116,9 @@ async def handle(router: Router, request: Request, below_prefix: str) -> Answer:
             answered = await dispatch(matched.route, request)
         answered = with_cors(answered, request.headers.get("Origin"), allowed)
     return answered
+
+
+def mount_point(service: StepUpService, identify: AnyIdentify, prefix: str) -> Mounted:
+    """The protocol mounted at ``prefix``, with the builder of its OpenAPI document."""
+    document = functools.partial(build_document, prefix, app_name=service.config.app_name)
+    return Mounted(service, identify, prefix, document=document)

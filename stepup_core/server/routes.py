@@ -14,8 +14,9 @@ from typing import Any
 
 import attrs
 
-from ..errors import StepUpError
-from ..introspection import Introspection, IntrospectionRequest
+from ..errors import ConfigError, StepUpError
+from ..introspection import Introspection, IntrospectionRequest, client_of
+from ..introspection import introspect as decide_introspection
 from ..models import (
     ChallengeRequest,
     ChallengeStart,
@@ -252,21 +253,19 @@ async def revoke_grants(request: Request) -> Answer:
 
 
 async def openapi_document(request: Request) -> Answer:
-    from .openapi import build_document
-
-    service = request.service
-    return json_answer(build_document(request.prefix, app_name=service.config.app_name))
+    document = request.mounted.document
+    if document is None:
+        raise ConfigError("this stepup mount has no OpenAPI document builder")
+    return json_answer(document())
 
 
 async def introspect(request: Request) -> Answer:
     """RFC 7662 for applications beside the server: a service credential, never a session."""
-    from ..introspection import client_of
-    from ..introspection import introspect as decide
 
     service = request.service
     client = client_of(request.headers.get("Authorization"), service.config.introspection.clients)
     body = await read_model(request, IntrospectionRequest)
-    return json_answer(await decide(service, body, client=client))
+    return json_answer(await decide_introspection(service, body, client=client))
 
 
 async def jwks(request: Request) -> Answer:

@@ -41,7 +41,7 @@ from .http import (
     payload_too_large,
 )
 from .problems import RouteNotFound, problem_answer
-from .router import Router, cors_origins, dispatch, error_answer
+from .router import Router, cors_origins, dispatch, error_answer, mount_point
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
@@ -112,6 +112,10 @@ class SyncProtocol:
     identify: AnyIdentify
     prefix: str
     router: Router = attrs.field(factory=Router)
+    mounted: Mounted = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.mounted = mount_point(self.service, self.identify, self.prefix)
 
     @classmethod
     def create(
@@ -137,7 +141,7 @@ class SyncProtocol:
         ``native`` is what ``identify`` receives."""
         request = Request(
             method=method.upper(), path=path, headers=headers_from(headers),
-            mounted=Mounted(self.service, self.identify, self.prefix), query=query,
+            mounted=self.mounted, query=query,
             native=native, scheme=scheme, server=server,
         )
         allowed = cors_origins(request)

@@ -17,6 +17,10 @@ from urllib.parse import quote
 
 from ..clock import Clock
 
+#: How long a record with a logical expiry (a challenge, a grant, a method's marker) stays in
+#: the store after it, so "expired" can be told from "unknown or used". The one grace period.
+GRACE_SECONDS = 120.0
+
 
 def make_key(*parts: str) -> str:
     """Join key parts with ``:``, escaping each part so ``("a:b", "c")`` and ``("a", "b:c")`` differ."""
