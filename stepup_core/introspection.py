@@ -190,17 +190,17 @@ async def introspect(service: StepUpService, request: IntrospectionRequest, *, c
             answer = Introspection(active=False, allow=False, challenge=refusal_of(exc))
         else:
             if grant is None:  # the scope needs no step-up: look at the token, spend nothing
-                check = service.grant_check(policy)
+                check = service.gate.grant_check(policy)
                 seen = await service.tokens.peek(token, principal, scope, check) if token else None
                 answer = Introspection.of(seen, allow=True)
             else:
                 answer = Introspection.of(grant, allow=True, consumed=grant.single_use)
     else:
-        seen = await service.tokens.peek(token, principal, scope, service.grant_check(policy)) if token else None
+        seen = await service.tokens.peek(token, principal, scope, service.gate.grant_check(policy)) if token else None
         result = await service.check(principal, scope, token)
         if result.is_required:
             message = f"step-up authentication is required for {scope}"
-            refused = await service.step_up_required(principal, scope, message)
+            refused = await service.gate.step_up_required(principal, scope, message)
             answer = attrs.evolve(Introspection.of(seen, allow=False), challenge=refusal_of(refused))
         else:
             answer = Introspection.of(seen, allow=True)

@@ -38,7 +38,6 @@ from .errors import (
     MethodNotAllowed,
     PluginError,
     StepUpError,
-    StepUpRequired,
     StoreUnavailable,
     UnknownMethod,
     ValidationError,
@@ -76,11 +75,11 @@ from .models import (
 from .observe import observe
 from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
-from .scopes import ScopePolicies, ScopePolicy
+from .scopes import ScopePolicies
 from .signing import KeyRing, grant_claims, grant_issuer
 from .store import open_store
 from .store.base import Store, make_key
-from .tokens import GrantCheck, TokenStore
+from .tokens import TokenStore
 from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
@@ -118,10 +117,7 @@ class StepUpService:
         self.clock: Clock = clock or SystemClock()
         self.policies: ScopePolicies = config.scope_policies()
         self.tokens = TokenStore(store, self.clock)
-        self.keyring = KeyRing(
-            store, self.clock, keys, algorithm=config.grants.algorithm, rotation=config.grants.key_rotation,
-            max_ttl=self.policies.longest_signed_ttl,
-        )
+        self.keyring = KeyRing.for_config(store, self.clock, keys, config, self.policies)
         self.credentials = StoreCredentialRepository(store)
         self.public_url: str | None = config.server.public_url
         found = collect_registrations(
@@ -132,10 +128,8 @@ class StepUpService:
         self.routing = Routing(pm, self.verifiers, self.verifier_plugins, self.credentials, self.policies)
         self.challenges = ChallengeRecords(store, self.clock)
         self.limits = Limits(store, config.limits, self.emit, self._event)
-        self.gate = Gate(
-            pm, self.policies, self.routing, self.tokens, store, self.emit, self._event,
-            clock=self.clock, keyring=self.keyring,
-        )
+        gate_parts = (pm, self.policies, self.routing, self.tokens, store, self.emit, self._event)
+        self.gate = Gate(*gate_parts, clock=self.clock, keyring=self.keyring)
         self.ctx = VerifierContext(
             store=store,
             clock=self.clock,
@@ -291,19 +285,6 @@ class StepUpService:
     async def check(self, principal: Principal, scope: str, token: str | None = None) -> CheckResult:
         """The StepUpCheck. Fails closed: any error on this path answers "required"."""
         return await self.gate.check(principal, scope, token)
-
-    async def step_up_required(self, principal: Principal, scope: str, message: str) -> StepUpRequired:
-        """The 401 for ``scope``: the check result and the policy's RFC 9470 parameters."""
-        return await self.gate.step_up_required(principal, scope, message)
-
-    def grant_check(self, policy: ScopePolicy) -> GrantCheck:
-        """What a grant must also meet under ``policy`` (its class and age, a live signing key)."""
-        return self.gate.grant_check(policy)
-
-    @property
-    def issuer(self) -> str:
-        """The ``iss`` of signed grants: ``[grants] issuer``, else the public URL and prefix."""
-        return grant_issuer(self.config, self.public_url)
 
     async def require_scope(self, principal: Principal, scope: str, token: str | None) -> Grant | None:
         """Gate an action (see :meth:`stepup_core.gate.Gate.require_scope`)."""
@@ -474,7 +455,7 @@ class StepUpService:
             acr=self.policies.acr_of(verifier.name, scopes),
             amr=amr_of(verifier, credential.format),
             signer=self.keyring.sign if signed else None,
-            claims=grant_claims(self.config, self.issuer),
+            claims=grant_claims(self.config, grant_issuer(self.config, self.public_url)),
         )
         if not credential.external:
             stored = await self.credentials.get(credential.user_id, credential.id)

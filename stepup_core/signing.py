@@ -28,6 +28,7 @@ from .clock import Clock
 from .config import StepUpConfig
 from .crypto import SecretKeys
 from .errors import StoreUnavailable
+from .scopes import ScopePolicies
 from .serialization import dumps, loads
 from .store.base import Store
 
@@ -81,6 +82,16 @@ class KeyRing:
     rotation: float = 7 * 86_400.0
     max_ttl: Callable[[], float] = lambda: 600.0
     _private: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+
+    @classmethod
+    def for_config(
+        cls, store: Store, clock: Clock, secrets: SecretKeys, config: StepUpConfig, policies: ScopePolicies
+    ) -> KeyRing:
+        """The key ring ``[grants]`` describes; retired keys stay as long as a signed scope's TTL."""
+        return cls(
+            store, clock, secrets, algorithm=config.grants.algorithm, rotation=config.grants.key_rotation,
+            max_ttl=policies.longest_signed_ttl,
+        )
 
     async def stored(self) -> list[SigningKey]:
         """Every stored key, published or not yet pruned."""

@@ -132,7 +132,7 @@ class TestNodeSidecar(ProtectedRouteSuite):
                 from stepup_core.server.problems import problem_answer
 
                 message = f"step-up authentication is required for {scope}"
-                return problem_answer(await local.step_up_required(principal, scope, message))
+                return problem_answer(await local.gate.step_up_required(principal, scope, message))
 
             async def set_store_down(down: bool) -> None:
                 if down:

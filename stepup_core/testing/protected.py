@@ -154,7 +154,7 @@ async def _mint(service: StepUpService, principal: Principal, scope: str, ttl: f
 
 
 async def _refusal(service: StepUpService, principal: Principal, scope: str) -> Answer:
-    error = await service.step_up_required(principal, scope, f"step-up authentication is required for {scope}")
+    error = await service.gate.step_up_required(principal, scope, f"step-up authentication is required for {scope}")
     return problem_answer(error)
 
 
