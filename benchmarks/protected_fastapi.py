@@ -15,10 +15,8 @@ target is missed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
 import secrets
 import signal
 import sys
@@ -28,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from protected_route import SCOPE, SESSION, Server, _measure, _stop  # the shared load generator
+from protected_route import SCOPE, SESSION, Server, _stop, arguments, run  # the shared load generator
 
 from stepup_core.models import Principal
 
@@ -104,65 +102,12 @@ async def _start(store_kind: str) -> Server:
     return Server(store_kind, proc, f"http://127.0.0.1:{info['port']}", info["token"])
 
 
-async def _main(args: argparse.Namespace) -> int:
-    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    unknown = sorted(set(stores) - set(STORE_KINDS))
-    if unknown:
-        raise SystemExit(f"unknown --stores {', '.join(unknown)}; choose from {', '.join(STORE_KINDS)}")
-    print(
-        f"protected FastAPI route benchmark (uvicorn): {args.concurrency} concurrent connections, "
-        f"{args.rounds} rounds x {args.seconds:g} s per store and route (alternating order), "
-        f"{args.warmup:g} s warm-up; python {sys.version.split()[0]}, {os.cpu_count()} cpus"
-    )
-    servers: list[Server] = []
-    try:
-        for store_kind in stores:
-            servers.append(await _start(store_kind))
-        await _measure(servers, args)
-    finally:
-        for server in servers:
-            await _stop(server.proc)
-    header = f"{'store':<8} {'route':<12} {'requests':>9} {'failures':>8} {'req/s':>9} {'server cpu/req':>15}"
-    print()
-    print(header)
-    print("-" * len(header))
-    missed = failures = 0
-    for server in servers:
-        for name in ("unprotected", "protected"):
-            t = server.totals[name]
-            failures += t.failures
-            print(f"{server.store_kind:<8} {name:<12} {t.requests:>9} {t.failures:>8} {t.rate:>9.0f} "
-                  f"{t.cpu_per_request_us:>12.0f} us")
-    print()
-    for server in servers:
-        protected, unprotected = server.totals["protected"], server.totals["unprotected"]
-        ratio = protected.rate / unprotected.rate
-        target = TARGETS[server.store_kind]
-        missed += ratio < target
-        per_round = [p / u for p, u in zip(protected.round_rates, unprotected.round_rates, strict=True) if u]
-        verdict = "met" if ratio >= target else "MISSED"
-        print(f"{server.store_kind:<8} protected/unprotected = {ratio:.3f}  (target >= {target:.2f}: {verdict})")
-        print(f"{'':<8}   by round: {', '.join(f'{r:.2f}' for r in per_round)}")
-    if failures:
-        print(f"{failures} requests did not answer 200")
-        return 1
-    return 1 if (missed and args.strict) else 0
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per route per round")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--stores", default="sqlite,memory")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--serve", choices=STORE_KINDS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = arguments("sqlite,memory", STORE_KINDS).parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve))
         return 0
-    return asyncio.run(_main(args))
+    return asyncio.run(run(args, _start, STORE_KINDS, TARGETS, "protected FastAPI route benchmark (uvicorn)"))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -229,24 +230,37 @@ async def _measure(servers: list[Server], args: argparse.Namespace) -> None:
                     total.server_cpu += cpu_after - cpu_before
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def run(
+    args: argparse.Namespace,
+    start: Callable[[str], Awaitable[Server]],
+    kinds: Sequence[str],
+    targets: Mapping[str, float],
+    title: str,
+) -> int:
+    """Start a server per store kind (``start``), measure them all, print the table and the
+    verdicts against ``targets``; the exit status."""
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    unknown = sorted(set(stores) - set(STORE_KINDS))
+    unknown = sorted(set(stores) - set(kinds))
     if unknown:
-        raise SystemExit(f"unknown --stores {', '.join(unknown)}; choose from {', '.join(STORE_KINDS)}")
+        raise SystemExit(f"unknown --stores {', '.join(unknown)}; choose from {', '.join(kinds)}")
     print(
-        f"protected route benchmark: {args.concurrency} concurrent connections, {args.rounds} rounds x "
+        f"{title}: {args.concurrency} concurrent connections, {args.rounds} rounds x "
         f"{args.seconds:g} s per store and route (alternating order), {args.warmup:g} s warm-up; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus"
     )
     servers: list[Server] = []
     try:
         for store_kind in stores:
-            servers.append(await _start(store_kind))
+            servers.append(await start(store_kind))
         await _measure(servers, args)
     finally:
         for server in servers:
             await _stop(server.proc)
+    return report(servers, targets, args.strict)
+
+
+def report(servers: list[Server], targets: Mapping[str, float], strict: bool) -> int:
+    """Print each store's routes and its protected/unprotected verdict; the exit status."""
     rows = []
     verdicts = []
     for server in servers:
@@ -254,7 +268,7 @@ async def _main(args: argparse.Namespace) -> int:
         for name in ("unprotected", "protected"):
             rows.append((store_kind, name, totals[name]))
         ratio = totals["protected"].rate / totals["unprotected"].rate
-        target = TARGETS.get(store_kind, 0.0)
+        target = targets.get(store_kind, 0.0)
         pairs = zip(totals["protected"].round_rates, totals["unprotected"].round_rates, strict=True)
         per_round = [p / u for p, u in pairs if u]
         cpu_ratio = (
@@ -291,23 +305,28 @@ async def _main(args: argparse.Namespace) -> int:
     if failures:
         print(f"{failures} requests did not answer 200")
         return 1
-    return 1 if (missed and args.strict) else 0
+    return 1 if (missed and strict) else 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(stores: str, kinds: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line both protected-route benchmarks take."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per route per round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--stores", default="memory,sqlite")
+    parser.add_argument("--stores", default=stores)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--serve", choices=STORE_KINDS, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--serve", choices=kinds, help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> int:
+    args = arguments("memory,sqlite", STORE_KINDS).parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve))
         return 0
-    return asyncio.run(_main(args))
+    return asyncio.run(run(args, _start, STORE_KINDS, TARGETS, "protected route benchmark"))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ through the framework's request, a database connection of that thread) and readi
 - :class:`SyncProtocol` answers one protocol request; framework integrations call it from a
   catch-all view under the prefix.
 - :class:`StepUpWSGI` is the WSGI application built on it (no framework).
-- :func:`guard_sync` is the guard for a synchronous view.
+- :func:`guard_sync` is the guard for a synchronous view; :class:`SyncStepUp` holds what a
+  framework integration needs (Flask's and Django's ``StepUp`` build on it).
 
 Under WSGI the server's own address is not known for sure (``SERVER_NAME`` may be the caller's
 ``Host``), so redirect methods need ``[server] public_url``.
@@ -25,10 +26,10 @@ from urllib.parse import parse_qsl
 
 import attrs
 
-from ..errors import PayloadTooLarge, StepUpError
+from ..errors import ConfigError, PayloadTooLarge, StepUpError
 from ..models import Principal
 from .browser import preflight, with_cors
-from .guard import Elevation, Gate, guard
+from .guard import Elevation, Gate, ServiceGate, guard, refusal
 from .http import (
     Answer,
     AnyIdentify,
@@ -38,6 +39,7 @@ from .http import (
     declared_length,
     headers_from,
     identify_argument,
+    normalise_prefix,
     payload_too_large,
 )
 from .problems import RouteNotFound, problem_answer
@@ -45,7 +47,8 @@ from .router import Router, cors_origins, dispatch, error_answer, mount_point
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
-    from ..portal import Portal
+    from ..config import StepUpConfig
+    from ..portal import HostedService, Portal
     from ..service import StepUpService
 
 
@@ -175,6 +178,70 @@ def guard_sync(
     portal. Never raises."""
     resolved = resolve_identify(identify, argument, portal)
     return portal.call(guard, gate, scope, resolved, argument, token, where=where)
+
+
+class SyncStepUp:
+    """What a synchronous framework's integration holds (Flask's and Django's ``StepUp`` build on
+    it): the application's ``identify``, a service living in a portal (or only a gate, say a
+    :class:`~stepup_core.remote.RemoteGuard`), and the protocol it serves.
+
+    :param config: the configuration to open a service from (in a portal of its own)...
+    :param hosted: ...or a service already living in a portal.
+    :param gate: who decides for the guards (default: the service).
+    :param prefix: where the protocol is served (default ``server.prefix``).
+    :param serve_protocol: False serves none (an application beside ``stepup serve``).
+    """
+
+    def __init__(
+        self,
+        *,
+        identify: AnyIdentify,
+        config: StepUpConfig | None = None,
+        hosted: HostedService | None = None,
+        gate: Gate | None = None,
+        prefix: str | None = None,
+        serve_protocol: bool = True,
+        portal_name: str = "stepup",
+    ) -> None:
+        from ..portal import HostedService, Portal
+
+        self.identify = identify
+        self._owns_hosted = hosted is None and config is not None
+        if hosted is None and config is not None:
+            hosted = HostedService.open(config=config)
+        self.hosted = hosted
+        self.portal = hosted.portal if hosted is not None else Portal.start(portal_name)
+        self._gate = gate if gate is not None else (ServiceGate(hosted.service) if hosted is not None else None)
+        self.protocol: SyncProtocol | None = None
+        if hosted is not None and serve_protocol:
+            self.protocol = SyncProtocol.create(hosted.service, self.portal, identify, prefix=prefix)
+        self.prefix = self.protocol.prefix if self.protocol is not None else normalise_prefix(prefix or "/stepup")
+
+    @property
+    def gate(self) -> Gate:
+        if self._gate is None:
+            raise ConfigError("stepup has no service: give it a configuration or a hosted service, or a gate")
+        return self._gate
+
+    def decide(
+        self, scope: str, argument: Any, token: str | None, *, where: str, gate: Gate | None = None
+    ) -> Elevation | Answer:
+        """A synchronous view's guard: ``identify`` here, the decision in the portal."""
+        try:
+            chosen = gate or self.gate
+        except ConfigError as exc:
+            return refusal(exc, scope=scope, where=where)
+        return guard_sync(chosen, self.portal, scope, self.identify, argument, token, where=where)
+
+    def close(self) -> None:
+        """Stop the portal (and close the service this object opened, and the gate's connections)."""
+        close_gate = getattr(self._gate, "close", None)
+        if close_gate is not None and self.portal.running:
+            self.portal.call(close_gate)
+        if self._owns_hosted and self.hosted is not None:
+            self.hosted.close()
+        elif self.hosted is None:
+            self.portal.close()
 
 
 # --- WSGI --------------------------------------------------------------------------------------

@@ -56,9 +56,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_wsgi(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve the WSGI ``app`` (one thread per request) in a background thread; yields its base URL."""
-    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+def serving_in_thread(server: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run a ``socketserver``-style server (``serve_forever``, ``shutdown``, ``server_close``;
+    Werkzeug's and Django's are) in a background thread; yields its base URL."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -67,3 +67,11 @@ def serve_wsgi(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0) 
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve the WSGI ``app`` (one thread per request) in a background thread; yields its base URL."""
+    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    with serving_in_thread(server, host) as base_url:
+        yield base_url

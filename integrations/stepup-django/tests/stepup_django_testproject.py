@@ -5,7 +5,6 @@ threaded WSGI server to serve it."""
 from __future__ import annotations
 
 import secrets
-import threading
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 from stepup_core.testing.protected import PROTECTED_ROUTES, handler_body
+from stepup_core.testing.servers import serving_in_thread
 
 #: Where each family of guarded views lives; the conformance targets' base URLs end with these.
 SYNC, ASYNC, DRF = "/sync", "/async", "/drf"
@@ -111,11 +111,5 @@ def serve_django_wsgi() -> Iterator[str]:
     """Django's own threaded WSGI server (what runserver and LiveServerTestCase use)."""
     server = _Server(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
     server.set_app(get_wsgi_application())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_in_thread(server) as base_url:
+        yield base_url

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask
 from werkzeug.serving import make_server
 
+from stepup_core.testing.servers import serving_in_thread
+
 
 @contextmanager
 def serve_werkzeug(app: Flask) -> Iterator[str]:
     """Flask's own server (Werkzeug), one thread per request, on loopback."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_in_thread(make_server("127.0.0.1", 0, app, threaded=True)) as base_url:
+        yield base_url

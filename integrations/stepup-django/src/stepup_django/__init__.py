@@ -51,15 +51,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.http import HttpRequest, HttpResponse
 
 from stepup_core.errors import ConfigError, StepUpError
-from stepup_core.portal import HostedService, Portal
 from stepup_core.scopes import validate_scope_syntax
-from stepup_core.server.guard import Elevation, Gate, ServiceGate, guard, identify_caller, refusal, token_from
-from stepup_core.server.http import Answer, AnyIdentify
+from stepup_core.server.guard import Elevation, Gate, guard, identify_caller, refusal, token_from
+from stepup_core.server.http import Answer
 from stepup_core.server.problems import RouteNotFound, problem_answer
-from stepup_core.server.sync import SyncProtocol, guard_sync, is_async_callable
+from stepup_core.server.sync import SyncStepUp, is_async_callable
 
 if TYPE_CHECKING:
-    from stepup_core.config import StepUpConfig
     from stepup_core.models import Principal
 
 __all__ = ["Elevation", "StepUp", "answer_response", "configure", "get_stepup", "requires_scope"]
@@ -76,7 +74,7 @@ def answer_response(answer: Answer) -> HttpResponse:
     return response
 
 
-class StepUp:
+class StepUp(SyncStepUp):
     """stepup in a Django project (built from ``settings.STEPUP`` by :func:`get_stepup`).
 
     :param identify: ``(request) -> Principal | None`` given Django's request.
@@ -85,30 +83,8 @@ class StepUp:
     :param gate: who decides for the guards (default: the service).
     """
 
-    def __init__(
-        self,
-        *,
-        identify: AnyIdentify,
-        config: StepUpConfig | None = None,
-        hosted: HostedService | None = None,
-        gate: Gate | None = None,
-    ) -> None:
-        self.identify = identify
-        self._owns_hosted = hosted is None and config is not None
-        if hosted is None and config is not None:
-            hosted = HostedService.open(config=config)
-        self.hosted = hosted
-        self.portal: Portal = hosted.portal if hosted is not None else Portal.start("stepup-django")
-        self._gate = gate
-        self.protocol = SyncProtocol.create(hosted.service, self.portal, identify) if hosted is not None else None
-
-    @property
-    def gate(self) -> Gate:
-        if self._gate is not None:
-            return self._gate
-        if self.hosted is None:
-            raise ConfigError("stepup has no service: set STEPUP['CONFIG'] (or a GATE)")
-        return ServiceGate(self.hosted.service)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(portal_name="stepup-django", **options)
 
     def protocol_view(self, request: HttpRequest) -> HttpResponse:
         """Answer a protocol request (what ``stepup_django.urls`` routes here)."""
@@ -135,15 +111,6 @@ class StepUp:
             scheme=request.scheme or "http",
         )
         return answer_response(answer)
-
-    def close(self) -> None:
-        close_gate = getattr(self._gate, "close", None)
-        if close_gate is not None and self.portal.running:
-            self.portal.call(close_gate)
-        if self._owns_hosted and self.hosted is not None:
-            self.hosted.close()
-        elif self.hosted is None:
-            self.portal.close()
 
 
 _lock = threading.Lock()
@@ -221,13 +188,9 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
             try:
                 stepup = get_stepup()
-                chosen = gate or stepup.gate
             except StepUpError as exc:
                 return answer_response(refusal(exc, scope=scope, where=request.path))
-            outcome = guard_sync(
-                chosen, stepup.portal, scope, stepup.identify, request, token_from(request.headers),
-                where=request.path,
-            )
+            outcome = stepup.decide(scope, request, token_from(request.headers), where=request.path, gate=gate)
             if isinstance(outcome, Answer):
                 return answer_response(outcome)
             request.stepup = outcome

@@ -28,7 +28,6 @@ from stepup_core.errors import StepUpError
 from stepup_core.scopes import validate_scope_syntax
 from stepup_core.server.guard import Gate, refusal, token_from
 from stepup_core.server.http import Answer
-from stepup_core.server.sync import guard_sync
 
 from . import answer_response, get_stepup
 
@@ -58,13 +57,10 @@ class _ScopePermission(BasePermission):  # type: ignore[misc]
         django_request = getattr(request, "_request", request)
         try:
             stepup = get_stepup()
-            chosen = self.gate or stepup.gate
         except StepUpError as exc:
             raise StepUpRefused(refusal(exc, scope=self.scope, where=django_request.path)) from None
-        outcome = guard_sync(
-            chosen, stepup.portal, self.scope, stepup.identify, django_request,
-            token_from(django_request.headers), where=django_request.path,
-        )
+        token = token_from(django_request.headers)
+        outcome = stepup.decide(self.scope, django_request, token, where=django_request.path, gate=self.gate)
         if isinstance(outcome, Answer):
             raise StepUpRefused(outcome)
         request.stepup = outcome

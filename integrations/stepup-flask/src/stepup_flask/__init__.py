@@ -30,19 +30,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, request
 
 from stepup_core.errors import ConfigError
-from stepup_core.portal import HostedService, Portal
 from stepup_core.scopes import validate_scope_syntax
-from stepup_core.server.guard import Elevation, Gate, ServiceGate, refusal, token_from
-from stepup_core.server.http import Answer, AnyIdentify, normalise_prefix
-from stepup_core.server.sync import SyncProtocol, guard_sync
-
-if TYPE_CHECKING:
-    from stepup_core.config import StepUpConfig
+from stepup_core.server.guard import Elevation, Gate, refusal, token_from
+from stepup_core.server.http import Answer
+from stepup_core.server.sync import SyncStepUp
 
 __all__ = ["Elevation", "StepUp", "answer_response", "requires_scope", "stepup_of"]
 
@@ -59,7 +55,7 @@ def answer_response(answer: Answer) -> Response:
     return response
 
 
-class StepUp:
+class StepUp(SyncStepUp):
     """stepup in a Flask application.
 
     :param app: the application (or call :meth:`init_app` later).
@@ -71,40 +67,10 @@ class StepUp:
         serves none (say, with a ``RemoteGuard``).
     """
 
-    def __init__(
-        self,
-        app: Flask | None = None,
-        *,
-        identify: AnyIdentify,
-        config: StepUpConfig | None = None,
-        hosted: HostedService | None = None,
-        gate: Gate | None = None,
-        prefix: str | None = None,
-        serve_protocol: bool = True,
-    ) -> None:
-        self.identify = identify
-        if hosted is None and config is not None:
-            hosted = HostedService.open(config=config)
-            self._owns_hosted = True
-        else:
-            self._owns_hosted = False
-        self.hosted = hosted
-        self.portal: Portal = hosted.portal if hosted is not None else Portal.start("stepup-flask")
-        self._gate = gate
-        self.protocol: SyncProtocol | None = None
-        if hosted is not None and serve_protocol:
-            self.protocol = SyncProtocol.create(hosted.service, self.portal, identify, prefix=prefix)
-        self.prefix = self.protocol.prefix if self.protocol is not None else normalise_prefix(prefix or "/stepup")
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        super().__init__(portal_name="stepup-flask", **options)
         if app is not None:
             self.init_app(app)
-
-    @property
-    def gate(self) -> Gate:
-        if self._gate is not None:
-            return self._gate
-        if self.hosted is None:
-            raise ConfigError("stepup has no service: give config= or hosted=, or a gate")
-        return ServiceGate(self.hosted.service)
 
     def init_app(self, app: Flask) -> None:
         """Register the protocol's routes under the prefix and make this the app's stepup."""
@@ -135,16 +101,6 @@ class StepUp:
         )
         return answer_response(answer)
 
-    def close(self) -> None:
-        """Stop the portal (and close the service this object opened, and the gate's connections)."""
-        close_gate = getattr(self._gate, "close", None)
-        if close_gate is not None and self.portal.running:
-            self.portal.call(close_gate)
-        if self._owns_hosted and self.hosted is not None:
-            self.hosted.close()
-        elif self.hosted is None:
-            self.portal.close()
-
 
 def stepup_of(app: Flask | None = None) -> StepUp:
     found = (app or current_app).extensions.get("stepup")
@@ -166,13 +122,10 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 stepup = stepup_of()
-                chosen = gate or stepup.gate
             except ConfigError as exc:
                 return answer_response(refusal(exc, scope=scope, where=request.path))
-            outcome = guard_sync(
-                chosen, stepup.portal, scope, stepup.identify, request._get_current_object(),  # type: ignore[attr-defined]
-                token_from(request.headers), where=request.path,
-            )
+            native = request._get_current_object()  # type: ignore[attr-defined]
+            outcome = stepup.decide(scope, native, token_from(request.headers), where=request.path, gate=gate)
             if isinstance(outcome, Answer):
                 return answer_response(outcome)
             g.stepup = outcome
