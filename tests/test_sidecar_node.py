@@ -53,7 +53,7 @@ async def _stop(process: asyncio.subprocess.Process | None) -> None:
     process.terminate()
     try:
         await asyncio.wait_for(process.wait(), 10)
-    except TimeoutError:
+    except asyncio.TimeoutError:  # Python 3.10 raises this one, not TimeoutError
         process.kill()
         await process.wait()
 
