@@ -15,8 +15,10 @@ target is missed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import secrets
 import signal
 import sys
@@ -26,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from protected_route import SCOPE, SESSION, Server, _stop, arguments, run  # the shared load generator
+from protected_route import SCOPE, SESSION, Server, _measure, _stop, report  # the shared load generator
 
 from stepup_core.models import Principal
 
@@ -102,12 +104,41 @@ async def _start(store_kind: str) -> Server:
     return Server(store_kind, proc, f"http://127.0.0.1:{info['port']}", info["token"])
 
 
+async def _main(args: argparse.Namespace) -> int:
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    unknown = sorted(set(stores) - set(STORE_KINDS))
+    if unknown:
+        raise SystemExit(f"unknown --stores {', '.join(unknown)}; choose from {', '.join(STORE_KINDS)}")
+    print(
+        f"protected FastAPI route benchmark (uvicorn): {args.concurrency} concurrent connections, "
+        f"{args.rounds} rounds x {args.seconds:g} s per store and route (alternating order), "
+        f"{args.warmup:g} s warm-up; python {sys.version.split()[0]}, {os.cpu_count()} cpus"
+    )
+    servers: list[Server] = []
+    try:
+        for store_kind in stores:
+            servers.append(await _start(store_kind))
+        await _measure(servers, args)
+    finally:
+        for server in servers:
+            await _stop(server.proc)
+    return report(servers, TARGETS, args.strict)
+
+
 def main() -> int:
-    args = arguments("sqlite,memory", STORE_KINDS).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per route per round")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--stores", default="sqlite,memory")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--serve", choices=STORE_KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
     if args.serve:
         asyncio.run(_serve(args.serve))
         return 0
-    return asyncio.run(run(args, _start, STORE_KINDS, TARGETS, "protected FastAPI route benchmark (uvicorn)"))
+    return asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Requests per second of a route guarded by ``requires_scope`` (with a time-bound elevated token)
-against the same handler unguarded, on the memory and SQLite stores, and on the memory store with
-stepup-otel installed and exporting (``memory+otel``: a span per guarded request and the guard's
-metrics, both exported by the SDK's batch span processor and periodic metric reader to console
-exporters writing to /dev/null, so the encoding work is real).
+against the same handler unguarded, on the memory, SQLite, Redis and PostgreSQL stores, and on
+the memory store with stepup-otel installed and exporting (``memory+otel``: a span per guarded
+request and the guard's metrics, both exported by the SDK's batch span processor and periodic
+metric reader to console exporters writing to /dev/null, so the encoding work is real).
 
 Each store's server runs in its own process (one event loop, as an application would run it);
 this process drives them with concurrent aiohttp clients over loopback. Every round measures
@@ -13,10 +13,15 @@ the load generator is, and how busy the server was (near 100 % means the server,
 client, set the pace).
 
     python benchmarks/protected_route.py [--seconds 3] [--rounds 4] [--concurrency 20]
-                                         [--stores memory,sqlite,memory+otel] [--strict]
+                                         [--stores memory,sqlite,redis,postgres,memory+otel]
+                                         [--strict]
 
-Targets: protected / unprotected >= 0.9 in memory, >= 0.8 on SQLite, >= 0.85 in memory with
-stepup-otel (``pip install ./plugins/stepup-otel``). ``--strict`` exits 1 when a target is missed.
+Targets: protected / unprotected >= 0.9 in memory, >= 0.8 on SQLite, >= 0.7 on Redis and
+PostgreSQL, >= 0.85 in memory with stepup-otel (``pip install ./plugins/stepup-otel``; not in the
+default ``--stores``). ``--strict`` exits 1 when a target is missed. The Redis and PostgreSQL
+rows start their own throwaway servers on loopback (a ``redis-server``; a PostgreSQL cluster by
+``initdb`` in a temporary directory) with stepup-redis's and stepup-postgres's test helpers, and
+stop them afterwards.
 """
 
 from __future__ import annotations
@@ -26,20 +31,23 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 from aiohttp import ClientSession, TCPConnector, web
 
 from stepup_core.models import Principal
 
-TARGETS = {"memory": 0.9, "sqlite": 0.8, "memory+otel": 0.85}
+TARGETS = {"memory": 0.9, "sqlite": 0.8, "redis": 0.7, "postgres": 0.7, "memory+otel": 0.85}
 STORE_KINDS = tuple(TARGETS)
+DEFAULT_STORES = ("memory", "sqlite", "redis", "postgres")
 SCOPE = "user:update"
 SESSION = "Bearer bench-user:bench-session"
 
@@ -55,16 +63,19 @@ async def _identify(request: web.Request) -> Principal | None:
     return Principal(user_id=user, session_id=session)
 
 
-async def _serve(store_kind: str) -> None:
+async def _serve(store_kind: str, store_url: str | None) -> None:
     from stepup_core.config import config_from_mapping
     from stepup_core.plugins import get_plugin_manager
     from stepup_core.server import build_app, requires_scope
     from stepup_core.service import StepUpService
 
     workdir = tempfile.mkdtemp(prefix="stepup-bench-")
-    store_url = f"sqlite:{Path(workdir) / 'stepup.sqlite3'}" if store_kind == "sqlite" else "memory:"
+    if store_url is None:
+        store_url = f"sqlite:{Path(workdir) / 'stepup.sqlite3'}" if store_kind == "sqlite" else "memory:"
     config = config_from_mapping({"store": store_url, "secret_key": secrets.token_hex(32)})
     pm = get_plugin_manager(load_entrypoints=False)
+    if store_kind in ("redis", "postgres"):
+        pm.register(__import__(f"stepup_{store_kind}.plugin", fromlist=["plugin"]), name=store_kind)
     if store_kind == "memory+otel":
         pm.register(_exporting_telemetry(), name="otel")
     service = await StepUpService.create(config, pm=pm)
@@ -111,6 +122,41 @@ def _exporting_telemetry() -> object:
     tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sink)))
     reader = PeriodicExportingMetricReader(ConsoleMetricExporter(out=sink), export_interval_millis=1000)
     return StepUpTelemetry(meter_provider=MeterProvider(metric_readers=[reader]), tracer_provider=tracer_provider)
+
+
+# --- the store servers (this process) ------------------------------------------------------------
+
+
+@attrs.define
+class _Backend:
+    stop: Any
+    directory: Path | None = None
+
+    def stop_and_remove(self) -> None:
+        self.stop()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _store_server(store_kind: str, backends: list[_Backend]) -> str | None:
+    """Start the server a shared store needs; its URL (None for memory and SQLite)."""
+    if store_kind == "redis":
+        from stepup_redis.testing import RedisServer
+
+        directory = Path(tempfile.mkdtemp(prefix="stepup-bench-redis-"))
+        redis = RedisServer(directory=directory)
+        redis.start()
+        backends.append(_Backend(redis.stop, directory))
+        return redis.url
+    if store_kind == "postgres":
+        from stepup_postgres.testing import PostgresCluster
+
+        cluster = PostgresCluster.create()
+        backends.append(_Backend(cluster.destroy))
+        cluster.start()
+        # Over the cluster's unix socket, as an application reaches a database on its own host.
+        return f"postgresql://stepup@/postgres?host={cluster.socket_dir}&port={cluster.port}&max_size=20"
+    return None
 
 
 # --- the load (this process) -----------------------------------------------------------------------
@@ -182,9 +228,10 @@ class Server:
         return {"Authorization": SESSION, "X-Elevated-Access-Token": self.token}
 
 
-async def _start(store_kind: str) -> Server:
+async def _start(store_kind: str, store_url: str | None) -> Server:
+    extra = ["--store-url", store_url] if store_url else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve", store_kind, stdout=asyncio.subprocess.PIPE
+        sys.executable, __file__, "--serve", store_kind, *extra, stdout=asyncio.subprocess.PIPE
     )
     assert proc.stdout is not None
     try:
@@ -230,33 +277,28 @@ async def _measure(servers: list[Server], args: argparse.Namespace) -> None:
                     total.server_cpu += cpu_after - cpu_before
 
 
-async def run(
-    args: argparse.Namespace,
-    start: Callable[[str], Awaitable[Server]],
-    kinds: Sequence[str],
-    targets: Mapping[str, float],
-    title: str,
-) -> int:
-    """Start a server per store kind (``start``), measure them all, print the table and the
-    verdicts against ``targets``; the exit status."""
+async def _main(args: argparse.Namespace) -> int:
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    unknown = sorted(set(stores) - set(kinds))
+    unknown = sorted(set(stores) - set(STORE_KINDS))
     if unknown:
-        raise SystemExit(f"unknown --stores {', '.join(unknown)}; choose from {', '.join(kinds)}")
+        raise SystemExit(f"unknown --stores {', '.join(unknown)}; choose from {', '.join(STORE_KINDS)}")
     print(
-        f"{title}: {args.concurrency} concurrent connections, {args.rounds} rounds x "
+        f"protected route benchmark: {args.concurrency} concurrent connections, {args.rounds} rounds x "
         f"{args.seconds:g} s per store and route (alternating order), {args.warmup:g} s warm-up; "
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus"
     )
     servers: list[Server] = []
+    backends: list[Any] = []
     try:
         for store_kind in stores:
-            servers.append(await start(store_kind))
+            servers.append(await _start(store_kind, _store_server(store_kind, backends)))
         await _measure(servers, args)
     finally:
         for server in servers:
             await _stop(server.proc)
-    return report(servers, targets, args.strict)
+        for backend in backends:
+            backend.stop_and_remove()
+    return report(servers, TARGETS, args.strict)
 
 
 def report(servers: list[Server], targets: Mapping[str, float], strict: bool) -> int:
@@ -308,25 +350,21 @@ def report(servers: list[Server], targets: Mapping[str, float], strict: bool) ->
     return 1 if (missed and strict) else 0
 
 
-def arguments(stores: str, kinds: Sequence[str]) -> argparse.ArgumentParser:
-    """The command line both protected-route benchmarks take."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per route per round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--stores", default=stores)
+    parser.add_argument("--stores", default=",".join(DEFAULT_STORES))
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--serve", choices=kinds, help=argparse.SUPPRESS)
-    return parser
-
-
-def main() -> int:
-    args = arguments("memory,sqlite", STORE_KINDS).parse_args()
+    parser.add_argument("--serve", choices=STORE_KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--store-url", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
     if args.serve:
-        asyncio.run(_serve(args.serve))
+        asyncio.run(_serve(args.serve, args.store_url))
         return 0
-    return asyncio.run(run(args, _start, STORE_KINDS, TARGETS, "protected route benchmark"))
+    return asyncio.run(_main(args))
 
 
 if __name__ == "__main__":

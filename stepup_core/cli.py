@@ -1,4 +1,6 @@
-"""The ``stepup`` command: ``plugins``, ``serve``, ``demo``, ``service-credential`` and ``keys``.
+"""The ``stepup`` command: ``plugins``, ``serve`` and ``demo``; for operators ``migrate``,
+``keys`` and ``admin`` (in :mod:`stepup_core.cli_operations`); ``credential`` and ``jwks`` for the
+sidecar and signed grants (in :mod:`stepup_core.cli_sidecar`).
 
 Imports stay inside the commands: ``stepup plugins`` loads the plugin modules (cheap by
 contract) and nothing else.
@@ -108,98 +110,6 @@ def serve(config_path: Path | None, host: str, port: int) -> None:
         raise click.ClickException(f"could not listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@main.command("credential", short_help="Make a service credential for the sidecar.")
-@click.option("--name", default="my-service", show_default=True, help="The client's name in [introspection.clients].")
-def service_credential(name: str) -> None:
-    """Make a service credential for the sidecar (POST {prefix}/introspect)."""
-    from .introspection import new_service_credential
-
-    credential, digest = new_service_credential()
-    click.echo(f"Give the service this credential (shown once; stepup keeps only its hash):\n\n  {credential}\n")
-    click.echo(f"Add to stepup.toml:\n\n  [introspection.clients]\n  {json.dumps(name)} = \"{digest}\"")
-
-
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="STEPUP_CONFIG",
-    required=True,
-    help="stepup.toml of the server whose keys these are.",
-)
-
-
-async def _with_keyring(config_path: Path, action: Any) -> Any:
-    from .config import load_config
-    from .service import StepUpService
-
-    service = await StepUpService.create(load_config(config_path))
-    try:
-        return await action(service.keyring, service.clock)
-    finally:
-        await service.close()
-
-
-@main.group()
-def keys() -> None:
-    """The keys that sign grants (scopes with signed = true)."""
-
-
-@keys.command("list")
-@_CONFIG_OPTION
-def keys_list(config_path: Path) -> None:
-    """Print the signing keys as JSON: id, algorithm, created, retired, published until."""
-
-    async def action(keyring: Any, clock: Any) -> list[dict[str, Any]]:
-        stored = await keyring.stored()
-        now = clock.now()
-        return [
-            {
-                "kid": k.kid, "alg": k.alg, "createdAt": k.created_at, "retiredAt": k.retired_at,
-                "publishedUntil": k.publish_until,
-                "published": k.publish_until is None or k.publish_until > now,
-            }
-            for k in stored
-        ]
-
-    click.echo(json.dumps(_run_keys(config_path, action), indent=2))
-
-
-@keys.command("rotate")
-@_CONFIG_OPTION
-def keys_rotate(config_path: Path) -> None:
-    """Retire the current key now; the next grant is signed by a new one."""
-
-    async def action(keyring: Any, clock: Any) -> str:
-        return str((await keyring.rotate()).kid)
-
-    kid = _run_keys(config_path, action)
-    click.echo(f"signing with key {kid}; the retired key stays published until its last token expires")
-
-
-@keys.command("remove")
-@_CONFIG_OPTION
-@click.argument("kid")
-def keys_remove(config_path: Path, kid: str) -> None:
-    """Withdraw a key at once (a compromised key): its tokens are refused from now on."""
-
-    async def action(keyring: Any, clock: Any) -> bool:
-        return bool(await keyring.remove(kid))
-
-    if not _run_keys(config_path, action):
-        raise click.ClickException(f"no signing key {kid!r}")
-    click.echo(f"removed key {kid}: it left jwks.json and its tokens are refused")
-
-
-def _run_keys(config_path: Path, action: Any) -> Any:
-    from .errors import StepUpError
-
-    try:
-        return asyncio.run(_with_keyring(config_path, action))
-    except StepUpError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 async def _until_stopped() -> None:
     """Wait for Ctrl+C (SIGINT) or SIGTERM."""
     stop = asyncio.Event()
@@ -245,6 +155,16 @@ def demo(web: bool, host: str, port: int) -> None:
     status = asyncio.run(run_demo(sys.stdout))
     sys.exit(status)
 
+
+def _add_operations() -> None:
+    from .cli_operations import COMMANDS
+    from .cli_sidecar import COMMANDS as SIDECAR_COMMANDS
+
+    for command in (*COMMANDS, *SIDECAR_COMMANDS):
+        main.add_command(command)
+
+
+_add_operations()
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="stepup")

@@ -2,12 +2,14 @@
 
 Any string value written ``${NAME}`` is read from the environment variable NAME (an unset
 variable is an error naming it), so secrets need not sit in the file. ``STEPUP_SECRET_KEY`` in
-the environment supplies ``secret_key`` when the file leaves it out. A wrong key or value is a
+the environment supplies ``secret_key`` when the file sets no key (``secret_key``,
+``secret_keys`` or ``secret_keys_file``). A wrong key or value is a
 :class:`~stepup_core.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -30,6 +32,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
+log = logging.getLogger("stepup")
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -208,11 +211,32 @@ class IntrospectionConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin HTTP API under the prefix (``{prefix}/admin/...``): off unless ``enabled``.
+
+    Operators are identified by ``identify``, an ``[admin.identify]`` table shaped like
+    ``[identify]`` (``mode = "tokens"`` with ``[admin.identify.tokens."<token>"] user_id =
+    "<operator>"``, or ``mode = "jwt"`` with its own key or audience), never by a user's session:
+    a token both tables accept, or a JWT setting that would accept the application's session
+    tokens, is a configuration error.
+    """
+
+    enabled: bool = False
+    identify: IdentifyConfig | None = None
+
+
+@attrs.frozen
 class StepUpConfig:
     #: Store URL: ``sqlite:PATH`` (the embedded default), ``memory:``, ``redis://host:port/0``.
     store: str = "sqlite:stepup.sqlite3"
     #: At least 32 random bytes, hex or base64. Keys hashes of codes and seals secrets at rest.
+    #: One key; for rotation use ``secret_keys`` or ``secret_keys_file`` instead.
     secret_key: str | None = None
+    #: Several keys, the current one first: new values use it, older ones are only read
+    #: (``stepup keys rotate`` moves what it can to the first).
+    secret_keys: tuple[str, ...] = ()
+    #: A file with one key per line, the current one first (``#`` starts a comment).
+    secret_keys_file: str | None = None
     app_name: str = "stepup"
     limits: LimitsConfig = LimitsConfig()
     #: Scope policies by scope or ``prefix:*``; an exact key also declares an application scope.
@@ -226,12 +250,36 @@ class StepUpConfig:
     acr: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     grants: GrantsConfig = GrantsConfig()
     introspection: IntrospectionConfig = IntrospectionConfig()
+    admin: AdminConfig = AdminConfig()
     #: One table per plugin, ``[plugins.<name>]``; each plugin structures its own.
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     def secret_key_bytes(self) -> bytes | None:
-        value = self.secret_key or os.environ.get("STEPUP_SECRET_KEY")
-        return decode_secret_key(value) if value else None
+        """The current secret key (the first of :meth:`secret_keys_bytes`), None when unset."""
+        keys = self.secret_keys_bytes()
+        return keys[0] if keys else None
+
+    def secret_keys_bytes(self) -> list[bytes]:
+        """Every configured secret key, the current one first: ``secret_keys``, else the lines of
+        ``secret_keys_file``, else ``secret_key``, else ``STEPUP_SECRET_KEY``; empty when none."""
+        given = [name for name in ("secret_key", "secret_keys", "secret_keys_file") if getattr(self, name)]
+        if len(given) > 1:
+            raise ConfigError(f"set only one of secret_key, secret_keys and secret_keys_file (got {', '.join(given)})")
+        if self.secret_keys:
+            values = list(self.secret_keys)
+        elif self.secret_keys_file:
+            values = _read_key_file(Path(self.secret_keys_file))
+        else:
+            value = self.secret_key or os.environ.get("STEPUP_SECRET_KEY")
+            values = [value] if value else []
+        keys = []
+        for index, value in enumerate(values):
+            try:
+                keys.append(decode_secret_key(value))
+            except ConfigError as exc:
+                where = "secret_key" if len(values) == 1 and not self.secret_keys else f"secret key #{index + 1}"
+                raise ConfigError(f"{where}: {exc}") from None
+        return keys
 
     def scope_policies(self) -> ScopePolicies:
         overrides = {}
@@ -247,6 +295,21 @@ class StepUpConfig:
             return structure(resolve_env(self.plugins.get(name, {})), cls, conv=config_converter)
         except ValidationError as exc:
             raise ConfigError(_config_message(exc, f"plugins.{name}.")) from None
+
+
+def _read_key_file(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"secret_keys_file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        log.warning("stepup: secret_keys_file %s is readable by other users; chmod 600 it", path)
+    keys = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    keys = [k for k in keys if k]
+    if not keys:
+        raise ConfigError(f"secret_keys_file {str(path)!r} holds no key; put one key per line, the current first")
+    return keys
 
 
 def resolve_env(value: Any, path: str = "") -> Any:
@@ -276,9 +339,33 @@ def config_from_mapping(data: Mapping[str, Any]) -> StepUpConfig:
         config = structure(resolve_env(dict(data)), StepUpConfig, conv=config_converter)
     except ValidationError as exc:
         raise ConfigError(_config_message(exc)) from None
-    config.secret_key_bytes()  # validate early
+    config.secret_keys_bytes()  # validate early
     config.scope_policies()
+    _check_admin(config)
     return config
+
+
+def _check_admin(config: StepUpConfig) -> None:
+    admin = config.admin.identify
+    if admin is None:
+        if config.admin.enabled:
+            raise ConfigError(
+                "admin.enabled needs an [admin.identify] table naming how operators are identified "
+                "(never the application's sessions)"
+            )
+        return
+    user = config.identify
+    if admin.mode == "tokens" and user.mode == "tokens":
+        shared = set(admin.tokens) & set(user.tokens)
+        if shared:
+            raise ConfigError("admin.identify.tokens and identify.tokens share a token: give operators their own")
+    if admin.mode == "jwt" and user.mode == "jwt":
+        same_keys = (admin.key, admin.jwks_url) == (user.key, user.jwks_url)
+        if same_keys and (admin.audience is None or admin.audience == user.audience):
+            raise ConfigError(
+                "admin.identify would accept the application's session tokens: give it its own key or "
+                "jwks_url, or an audience of its own (admin.identify.audience)"
+            )
 
 
 def load_config(path: str | Path | None = None) -> StepUpConfig:

@@ -17,6 +17,9 @@ def _user_index(user_id: str) -> str:
     return make_key("creds", user_id)
 
 
+#: Every stored credential's key starts with this (``cred:<user>:<id>``).
+CREDENTIAL_KEY_PREFIX = make_key("cred") + ":"
+
 
 @attrs.define
 class StoreCredentialRepository:
@@ -36,6 +39,16 @@ class StoreCredentialRepository:
             raise ValueError("credentials supplied by the application are not stored by stepup")
         await self.store.put(
             _credential_key(credential.user_id, credential.id),
+            dumps(credential),
+            indexes=(_user_index(credential.user_id),),
+        )
+
+    async def replace(self, stored: str, credential: Credential) -> bool:
+        """Write ``credential`` only if its record still reads ``stored`` (its raw JSON): a change
+        made meanwhile by a running server is never overwritten. True when written."""
+        return await self.store.compare_and_set(
+            _credential_key(credential.user_id, credential.id),
+            stored,
             dumps(credential),
             indexes=(_user_index(credential.user_id),),
         )

@@ -79,6 +79,14 @@ class Limits:
         if failures >= self.config.lockout_failures:
             raise self._locked_out()
 
+    async def failures(self, user_id: str) -> int:
+        """Failed verifications counted toward the user's lockout in the current window."""
+        return int(await self.store.get(_failures_key(user_id)) or 0)
+
+    async def unlock(self, user_id: str) -> bool:
+        """Clear the user's lockout window (an operator's action); True if failures were counted."""
+        return await self.store.delete(_failures_key(user_id))
+
     async def _reserve_lockout_place(self, principal: Principal) -> int:
         failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.lockout_window)
         if failures > self.config.lockout_failures:

@@ -45,6 +45,7 @@ from .errors import (
     VerifierCrashed,
 )
 from .gate import Gate
+from .keyring import check_key_ledger
 from .limits import AttemptScope, Budget, Limits
 from .models import (
     AuditEvent,
@@ -170,10 +171,17 @@ class StepUpService:
         config = config or StepUpConfig()
         pm = pm or get_plugin_manager()
         clock = clock or SystemClock()
+        opened = store is None
         store = store or await open_store(config.store, pm, clock)
-        master = config.secret_key_bytes()
-        if master is not None:
-            keys = SecretKeys(master)
+        configured = config.secret_keys_bytes()
+        if configured:
+            keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
+            try:
+                await check_key_ledger(store, keys)
+            except BaseException:
+                if opened:
+                    await store.close()
+                raise
         else:
             log.warning(
                 "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "

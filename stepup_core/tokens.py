@@ -191,6 +191,12 @@ class TokenStore:
         grants = [loads(v, Grant) for v in (await self.store.list_index(_session_index(user_id, session_id))).values()]
         return sorted((g for g in grants if g.expires_at > now), key=lambda g: g.issued_at)
 
+    async def list_user(self, user_id: str) -> list[Grant]:
+        """The user's live grants, every session, oldest first."""
+        now = self.clock.now()
+        grants = [loads(v, Grant) for v in (await self.store.list_index(_user_index(user_id))).values()]
+        return sorted((g for g in grants if g.expires_at > now), key=lambda g: g.issued_at)
+
     async def _revoke_index(self, index: str) -> int:
         count = 0
         for key in await self.store.list_index(index):

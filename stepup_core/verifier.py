@@ -392,3 +392,23 @@ class BaseVerifier:
 
     async def forget(self, ctx: VerifierContext, credential: Credential) -> None:
         return None
+
+
+@attrs.frozen
+class Rekeyed:
+    """``rekey``'s answer: the credential's new ``data`` (None: nothing changed) and the older
+    secret keys it still needs after this, by id, each with the reason (a keyed hash of a value
+    the server never keeps cannot be recomputed). :data:`~stepup_core.crypto.LEGACY_KEY_ID`
+    names "whichever key wrote values from before key ids"."""
+
+    data: dict[str, Any] | None = None
+    still_uses: dict[str, str] = attrs.field(factory=dict)
+
+
+class CredentialRekey(Protocol):
+    """Optional on a verifier: ``rekey(ctx, credential)`` moves the credential's sealed secrets
+    to the current secret key (``ctx.keys.reseal``) for ``stepup keys rotate``, and says which
+    older keys it still needs. Without it the rotation only reads the key ids of values made by
+    ``ctx.keys.seal``/``keyed_hash`` in the credential's data and re-keys nothing."""
+
+    async def rekey(self, ctx: VerifierContext, credential: Credential) -> Rekeyed: ...

@@ -19,8 +19,8 @@ from ..errors import ConfigError, HttpMethodNotAllowed, MalformedRequest, Payloa
 from .browser import cors_headers, preflight
 from .http import Answer, Identify, Mounted, Request, adopt_prefix, payload_too_large
 from .problems import RouteNotFound, internal_error, log_unexpected, problem_answer
-from .router import mount_point
-from .routes import ROUTES, RouteSpec
+from .router import mount_point, routes_of
+from .routes import RouteSpec
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -178,18 +178,39 @@ def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
     return found
 
 
+def _admin_identify(app: web.Application, service: StepUpService, given: Identify | None) -> Identify | None:
+    """The operators' identify: given, or built from ``[admin.identify]`` when ``[admin] enabled``."""
+    if given is not None or not service.config.admin.enabled or service.config.admin.identify is None:
+        return given
+    from .identify import JwtIdentify, identify_from_config
+
+    built = identify_from_config(service.config.admin.identify, clock=service.clock)
+    if isinstance(built, JwtIdentify):
+
+        async def close_admin_identify(_: web.Application) -> None:
+            await built.close()
+
+        app.on_cleanup.append(close_admin_identify)
+    return built
+
+
 def mount(
     app: web.Application,
     service: StepUpService,
     identify: Identify,
     *,
     prefix: str | None = None,
+    admin_identify: Identify | None = None,
 ) -> None:
     """Add the stepup routes to ``app`` under ``prefix`` (default ``server.prefix``: ``/stepup``).
 
     :param app: the application (not yet started).
     :param service: the :class:`~stepup_core.service.StepUpService`; the application closes it.
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
+    :param admin_identify: identifies operators for the admin API (``{prefix}/admin/...``),
+        whose principal's ``user_id`` names the operator. The admin API is mounted only with
+        one: given here, or built from ``[admin.identify]`` when ``[admin] enabled = true``. It
+        must not be ``identify``: a user's session never reaches the admin API.
 
     The routes live in a sub-application with its own error middleware, so the application's
     other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
@@ -199,7 +220,7 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    mounted = mount_point(service, identify, prefix)
+    mounted = mount_point(service, identify, prefix, _admin_identify(app, service, admin_identify))
     # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
     # it only answers preflights: 403 origin_not_allowed, saying what to configure.
     middlewares: list[Middleware] = [
@@ -212,7 +233,7 @@ def mount(
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix
     sub[MOUNTED_KEY] = mounted
-    for spec in ROUTES:
+    for spec in routes_of(mounted):
         sub.router.add_route(spec.method, spec.path, _route_handler(spec), name=spec.operation_id)
     app[SERVICE_KEY] = service
     app[IDENTIFY_KEY] = identify
@@ -221,8 +242,14 @@ def mount(
     app.add_subapp(prefix, sub)
 
 
-def build_app(service: StepUpService, identify: Identify, *, prefix: str | None = None) -> web.Application:
+def build_app(
+    service: StepUpService,
+    identify: Identify,
+    *,
+    prefix: str | None = None,
+    admin_identify: Identify | None = None,
+) -> web.Application:
     """A new application with stepup mounted; request bodies are capped at ``server.max_body_bytes``."""
     app = web.Application(client_max_size=service.config.server.max_body_bytes)
-    mount(app, service, identify, prefix=prefix)
+    mount(app, service, identify, prefix=prefix, admin_identify=admin_identify)
     return app

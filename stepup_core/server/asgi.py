@@ -31,7 +31,7 @@ import attrs
 from ..errors import MalformedRequest
 from .http import Answer, AnyIdentify, Request, adopt_prefix, headers_from, payload_too_large
 from .problems import RouteNotFound, problem_answer
-from .router import Router, handle, mount_point
+from .router import Router, handle, mount_point, routes_of
 from .routes import ROUTES, RouteSpec
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class StepUpASGI:
     :param prefix: where the routes live (default ``server.prefix``: ``/stepup``).
     :param fallback: the ASGI application for every other path (and for websockets).
     :param routes: the route table (default: all of :data:`~stepup_core.server.routes.ROUTES`).
+    :param admin_identify: identifies operators; with it the admin API is served too.
     """
 
     def __init__(
@@ -106,9 +107,10 @@ class StepUpASGI:
         fallback: ASGIApp | None = None,
         routes: Iterable[RouteSpec] = ROUTES,
         identify_argument: Callable[[AsgiRequest], Any] | None = None,
+        admin_identify: AnyIdentify | None = None,
     ) -> None:
-        self.mounted = mount_point(service, identify, adopt_prefix(service, prefix))
-        self.router = Router.of(routes)
+        self.mounted = mount_point(service, identify, adopt_prefix(service, prefix), admin_identify)
+        self.router = Router.of(routes_of(self.mounted, routes))
         self.fallback = fallback
         #: Builds what ``identify`` receives from the request (default: the request itself).
         self.identify_argument = identify_argument

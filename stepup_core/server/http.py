@@ -70,6 +70,8 @@ class Mounted:
     #: Builds the OpenAPI document of the mounted routes (set by the adapter: the route table
     #: does not import the document builder, which reads the route table).
     document: Callable[[], dict[str, Any]] | None = None
+    #: Identifies operators for the admin API (None: the admin API is not mounted here).
+    admin_identify: AnyIdentify | None = None
 
 
 @attrs.define(eq=False)

@@ -14,7 +14,7 @@ import functools
 import inspect
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -23,6 +23,10 @@ from ..introspection import Introspection, IntrospectionRequest
 from ..serialization import wire_name
 from .http import JSON_CONTENT_TYPE, TOKEN_HEADER
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
+
+if TYPE_CHECKING:
+    from ..service import StepUpService
+
 from .routes import NO_TOKEN, REQUIRED_TOKEN, ROUTES, ListOf, RouteSpec
 
 _STATUS_TEXT = {
@@ -235,7 +239,7 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": spec.operation_id,
         "summary": spec.summary,
-        "tags": ["stepup"],
+        "tags": ["stepup-admin" if spec.auth == "admin" else "stepup"],
     }
     if spec.description:
         operation["description"] = spec.description
@@ -286,6 +290,8 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
 def _security(spec: RouteSpec) -> list[dict[str, list[str]]]:
     if spec.service_credential:
         return [{"serviceCredential": []}]
+    if spec.auth == "admin":
+        return [{"admin": []}]
     if not spec.authenticated:
         return []
     session: dict[str, list[str]] = {"session": []}
@@ -339,11 +345,28 @@ def _error(spec: RouteSpec, status: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=16)
-def _document(prefix: str, app_name: str) -> dict[str, Any]:
+def _document(prefix: str, app_name: str, admin: bool = False) -> dict[str, Any]:
+    from .admin_routes import ADMIN_RESPONSE_MODELS, ADMIN_ROUTES
+
     paths: dict[str, dict[str, Any]] = {}
-    for spec in ROUTES:
+    for spec in (*ROUTES, *(ADMIN_ROUTES if admin else ())):
         paths.setdefault(prefix + spec.path, {})[spec.method.lower()] = _operation(spec)
-    return {
+    schemas = component_schemas()
+    security_schemes: dict[str, Any] = {}
+    if admin:
+        builder = _SchemaBuilder()
+        builder.schemas = schemas
+        for cls in ADMIN_RESPONSE_MODELS:
+            builder.model(cls, request=False)
+        security_schemes["admin"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "An operator's credential, as the admin identify ([admin.identify]) reads it; "
+                "never a user's session."
+            ),
+        }
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": f"{app_name} step-up authentication",
@@ -356,7 +379,7 @@ def _document(prefix: str, app_name: str) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": component_schemas(),
+            "schemas": schemas,
             "securitySchemes": {
                 "session": {
                     "type": "http",
@@ -380,11 +403,20 @@ def _document(prefix: str, app_name: str) -> dict[str, Any]:
                     "name": TOKEN_HEADER,
                     "description": "An elevated access token (`sut_...`) from POST /verify.",
                 },
+                **security_schemes,
             },
         },
     }
+    return document
 
 
-def build_document(prefix: str, *, app_name: str = "stepup") -> dict[str, Any]:
-    """The OpenAPI 3.1 document for stepup mounted at ``prefix``."""
-    return copy.deepcopy(_document(prefix, app_name))
+def build_document(prefix: str, *, app_name: str = "stepup", admin: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for stepup mounted at ``prefix`` (with the admin API when
+    ``admin``: it is documented only where it is mounted)."""
+    return copy.deepcopy(_document(prefix, app_name, admin))
+
+
+def document_for(service: StepUpService, prefix: str | None = None, *, admin: bool = False) -> dict[str, Any]:
+    """The document ``GET {prefix}/openapi.json`` serves for ``service`` (with the admin API
+    when it is mounted)."""
+    return build_document(prefix or service.config.server.prefix, app_name=service.config.app_name, admin=admin)

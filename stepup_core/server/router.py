@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..errors import HttpMethodNotAllowed, StepUpError
+from ..errors import ConfigError, HttpMethodNotAllowed, StepUpError
 from .browser import preflight, with_cors
 from .http import Answer, AnyIdentify, Mounted, Request
-from .openapi import build_document
+from .openapi import document_for
 from .problems import RouteNotFound, internal_error, log, log_unexpected, problem_answer
 from .routes import ROUTES, RouteSpec
 
@@ -118,7 +118,19 @@ async def handle(router: Router, request: Request, below_prefix: str) -> Answer:
     return answered
 
 
-def mount_point(service: StepUpService, identify: AnyIdentify, prefix: str) -> Mounted:
-    """The protocol mounted at ``prefix``, with the builder of its OpenAPI document."""
-    document = functools.partial(build_document, prefix, app_name=service.config.app_name)
-    return Mounted(service, identify, prefix, document=document)
+def mount_point(
+    service: StepUpService, identify: AnyIdentify, prefix: str, admin_identify: AnyIdentify | None = None
+) -> Mounted:
+    """The protocol mounted at ``prefix``, with the builder of its OpenAPI document (which
+    describes the admin API where, and only where, it is mounted)."""
+    if admin_identify is not None and admin_identify is identify:
+        raise ConfigError("the admin API needs an identify of its own, never the users' identify")
+    document = functools.partial(document_for, service, prefix, admin=admin_identify is not None)
+    return Mounted(service, identify, prefix, document=document, admin_identify=admin_identify)
+
+
+def routes_of(mounted: Mounted, routes: Iterable[RouteSpec] = ROUTES) -> tuple[RouteSpec, ...]:
+    """The routes a mount serves: ``routes``, and the admin API's when an admin identify is set."""
+    from .admin_routes import ADMIN_ROUTES
+
+    return (*routes, *(ADMIN_ROUTES if mounted.admin_identify is not None else ()))

@@ -101,6 +101,9 @@ class RouteSpec:
     query: tuple[tuple[str, bool, str], ...] = ()
     #: Called by a service with its credential (``serviceCredential``), not by a user's session.
     service_credential: bool = False
+    #: Who may call an authenticated route: ``session`` (a user, through ``identify``) or
+    #: ``admin`` (an operator, through the admin identify).
+    auth: str = "session"
     #: The success body is JavaScript for the browser, with an ETag (304 on If-None-Match).
     script: bool = False
     #: JSON schemas of path parameters that are narrower than any string, by name.

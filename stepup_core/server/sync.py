@@ -159,7 +159,7 @@ class SyncProtocol:
         except StepUpError as exc:
             return error_answer(request, exc)
         request.params = matched.params
-        if matched.route.authenticated:
+        if matched.route.authenticated and matched.route.auth == "session":
             resolved = resolve_identify(self.identify, identify_argument(request), self.portal)
             request.mounted = attrs.evolve(request.mounted, identify=resolved)
         if matched.route.request is not None:

@@ -5,6 +5,10 @@ An expired record is never returned, whatever the backend. Every operation is at
 the service leans on for security are ``take`` (single use), ``add`` (replay ledgers),
 ``incr`` (attempt and rate counters) and ``compare_and_set`` (sign counters).
 
+Optional capabilities live in :mod:`stepup_core.store.migrations`: ``scan(prefix)`` (every
+shipped backend has it; ``stepup keys rotate`` needs it) and a versioned schema (SQLite,
+PostgreSQL; ``stepup migrate``).
+
 Backends raise :class:`~stepup_core.errors.StoreUnavailable` when they cannot reach their data;
 the service turns that into "step-up required" on the check path and 503 on protected routes.
 """

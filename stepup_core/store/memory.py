@@ -5,7 +5,7 @@ Every operation runs without awaiting in between, so on one event loop each is a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 
@@ -115,6 +115,14 @@ class MemoryStore:
             if record is not None:
                 out[key] = record.value
         return out
+
+    async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
+        """Every live record whose key starts with ``prefix``, in key order."""
+        self._open()
+        for key in sorted(k for k in self._data if k.startswith(prefix)):
+            record = self._live(key)
+            if record is not None:
+                yield key, record.value
 
     async def ping(self) -> None:
         self._open()

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,18 @@ import aiosqlite
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError, StoreUnavailable
+from .migrations import Migration
 
-__all__ = ["SQLiteStore", "open_sqlite_store", "sqlite_path_from_url"]
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "SQLiteStore", "open_sqlite_store", "sqlite_path_from_url"]
 
-_SCHEMA_VERSION = 1
-
-_SCHEMA = """
+#: The schema as forward migrations. Version 1 is the original layout, whose version lived only in
+#: ``PRAGMA user_version``; version 2 adds the ``schema_version`` table recording every
+#: migration (an existing version-1 database gets it, with a row for version 1, and keeps its data).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "records with expiry; index memberships",
+        """
 CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL,
@@ -50,9 +57,27 @@ CREATE TABLE IF NOT EXISTS record_indexes (
     PRIMARY KEY (index_name, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_indexes_key ON record_indexes (key);
-"""
+""",
+    ),
+    Migration(
+        2,
+        "the schema_version table",
+        """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY NOT NULL,
+    description TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+""",
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
 
 _SELECT_LIVE = "SELECT value FROM records WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+_SCAN = (
+    "SELECT key, value FROM records WHERE key >= ? AND key < ? AND key > ? "
+    "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"
+)
 
 
 def sqlite_path_from_url(url: str) -> str:
@@ -92,6 +117,10 @@ class SQLiteStore:
         self._lock = asyncio.Lock()
         self._next_sweep = float("-inf")
         self._reader: sqlite3.Connection | None = None
+        #: The schema version the file had when opened (0: a new database).
+        self.version_at_open: int | None = None
+        #: Migrations applied when the store was opened.
+        self.applied_at_open: list[Migration] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -142,17 +171,16 @@ class SQLiteStore:
             await conn.execute_fetchall("PRAGMA synchronous = FULL")
             version_rows = list(await conn.execute_fetchall("PRAGMA user_version"))
             version = int(version_rows[0][0]) if version_rows else 0
-            if version > _SCHEMA_VERSION:
+            self.version_at_open = version
+            if version > LATEST_VERSION:
                 raise StoreUnavailable(
                     f"SQLite store {self.path!r} has schema version {version}, newer than this "
-                    f"stepup understands ({_SCHEMA_VERSION}); upgrade stepup-core",
+                    f"stepup understands ({LATEST_VERSION}); upgrade stepup-core",
                     path=self.path,
                 )
             await conn.execute_fetchall("BEGIN IMMEDIATE")
             try:
-                for statement in _statements(_SCHEMA):
-                    await conn.execute_fetchall(statement)
-                await conn.execute_fetchall(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                self.applied_at_open = await self._apply_migrations(conn)
                 await self._sweep(conn, self.clock.now())
             except BaseException:
                 await conn.rollback()
@@ -160,6 +188,39 @@ class SQLiteStore:
             await conn.commit()
         except sqlite3.Error as exc:
             raise _unavailable(self.path, "be initialised (is the path writable?)", exc) from exc
+
+    async def _apply_migrations(self, conn: aiosqlite.Connection) -> list[Migration]:
+        """Inside a ``BEGIN IMMEDIATE`` transaction: apply what is pending (re-reading the version
+        under the lock, since another process may have migrated meanwhile)."""
+        rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+        version = int(rows[0][0]) if rows else 0
+        applied: list[Migration] = []
+        for migration in MIGRATIONS:
+            if migration.version <= version:
+                continue
+            for statement in _statements(migration.sql):
+                await conn.execute_fetchall(statement)
+            applied.append(migration)
+        if applied:
+            now = time.time()
+            # Version 1 predates the table: record it too when an existing database gets it.
+            history = [m for m in MIGRATIONS if m.version <= LATEST_VERSION and (m in applied or m.version == 1)]
+            await conn.executemany(
+                "INSERT OR IGNORE INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+                [(m.version, m.description, now) for m in history],
+            )
+            await conn.execute_fetchall(f"PRAGMA user_version = {LATEST_VERSION}")
+        return applied
+
+    async def migrate(self) -> list[Migration]:
+        """Apply pending migrations (opening already did; another process may have left some)."""
+        async with self._transaction() as (conn, _now):
+            return await self._apply_migrations(conn)
+
+    async def schema_version(self) -> int:
+        async with self._read() as conn:
+            rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+            return int(rows[0][0]) if rows else 0
 
     async def close(self) -> None:
         """Close the connection. Idempotent; later operations raise StoreUnavailable."""
@@ -331,6 +392,19 @@ class SQLiteStore:
                 (index, self.clock.now()),
             )
             return {str(row[0]): str(row[1]) for row in rows}
+
+    async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
+        """Every live record whose key starts with ``prefix``, in key order, read in pages."""
+        after = ""
+        upper = prefix + chr(0x10FFFF)
+        while True:
+            async with self._read() as conn:
+                rows = list(await conn.execute_fetchall(_SCAN, (prefix, upper, after, self.clock.now(), batch)))
+            for row in rows:
+                yield str(row[0]), str(row[1])
+            if len(rows) < batch:
+                return
+            after = str(rows[-1][0])
 
     async def ping(self) -> None:
         async with self._read() as conn:

@@ -454,3 +454,47 @@ class SwitchableStore:
             return await operation(*args, **kwargs)
 
         return call
+
+
+@pytest.mark.asyncio
+class StoreScanSuite:
+    """The optional ``scan(prefix)`` capability (:class:`~stepup_core.store.migrations.ScanningStore`),
+    which ``stepup keys rotate`` uses to find every stored credential. A backend that offers it
+    subclasses this beside :class:`StoreConformanceSuite`, with the same ``store`` fixture."""
+
+    async def _scan(self, store: Any, prefix: str, batch: int = 500) -> dict[str, str]:
+        found: dict[str, str] = {}
+        async for key, value in store.scan(prefix, batch=batch):
+            assert key not in found, f"scan returned {key!r} twice"
+            found[key] = value
+        return found
+
+    async def test_scan_returns_every_live_record_under_the_prefix_and_nothing_else(self, store: Store) -> None:
+        expected = {make_key("cred", f"user-{i}", "c"): f"value-{i}" for i in range(40)}
+        for key, value in expected.items():
+            await store.put(key, value, ttl=300, indexes=["idx"])
+        await store.put("cre", "shorter")
+        await store.put("credential-lookalike", "no colon")
+        await store.put("other:cred:1", "elsewhere")
+        await store.put(make_key("cred", "expired", "c"), "gone", ttl=-1)
+        assert await self._scan(store, "cred:", batch=7) == expected
+
+    async def test_scan_treats_pattern_characters_in_the_prefix_literally(self, store: Store) -> None:
+        await store.put("a*b:1", "star")
+        await store.put("axb:1", "x")
+        await store.put("a[b]:1", "bracket")
+        await store.put("a%_:1", "percent")
+        await store.put("aZZ:1", "z")
+        assert await self._scan(store, "a*b:") == {"a*b:1": "star"}
+        assert await self._scan(store, "a[b]:") == {"a[b]:1": "bracket"}
+        assert await self._scan(store, "a%_:") == {"a%_:1": "percent"}
+
+    async def test_scan_of_an_empty_prefix_range_is_empty_and_unicode_keys_work(self, store: Store) -> None:
+        assert await self._scan(store, "nothing:") == {}
+        key = make_key("ユーザー", "🔑")
+        await store.put(key, "v")
+        await store.put(make_key("ユーザー", "x") + "\U0010fffe", "edge")
+        assert await self._scan(store, make_key("ユーザー") + ":") == {
+            key: "v",
+            make_key("ユーザー", "x") + "\U0010fffe": "edge",
+        }

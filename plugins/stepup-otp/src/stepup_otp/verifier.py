@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-from stepup_core.crypto import constant_time_equals
 from stepup_core.errors import (
     ChallengeExpired,
     EnrollmentFailed,
@@ -96,7 +95,7 @@ async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[s
         raise VerificationFailed("a newer code was sent since this one: enter the latest code")
     if code_expires_at <= ctx.clock.now():
         raise ChallengeExpired("the code expired; ask for a new one", challengeId=challenge.id)
-    if not constant_time_equals(code_hash(ctx, challenge, code), expected):
+    if not ctx.keys.verify_keyed_hash(HASH_PURPOSE, challenge.id + code, expected):
         raise VerificationFailed("the code is not correct")
 
 

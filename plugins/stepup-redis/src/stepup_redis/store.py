@@ -235,6 +235,11 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 def _ttl_ms(ttl: float | None) -> str:
     if ttl is None:
         return ""
@@ -350,6 +355,28 @@ class RedisStore:
             flat = await self._list_index(keys=[self._index_key(index)], args=[f"{self.prefix}r:", index])
         pairs = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
         return dict(sorted(pairs.items()))
+
+    async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
+        """Every live record whose key starts with ``prefix`` (``SCAN MATCH``, then the values
+        in one pipeline per page); order unspecified."""
+        pattern = self._record_key(_glob_escape(prefix)) + "*"
+        start = len(self._record_key(""))
+        cursor: Any = 0
+        while True:
+            async with self._guard("scan"):
+                cursor, names = await self._client.scan(cursor=cursor, match=pattern, count=batch)
+                if names:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for name in names:
+                            pipe.hget(name, "v")
+                        values = await pipe.execute()
+                else:
+                    values = []
+            for name, value in zip(names, values, strict=True):
+                if value is not None:
+                    yield str(name)[start:], str(value)
+            if int(cursor) == 0:
+                return
 
     async def ping(self) -> None:
         async with self._guard("ping"):

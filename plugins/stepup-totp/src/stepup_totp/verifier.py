@@ -21,6 +21,7 @@ from stepup_core.verifier import (
     Begun,
     EnrollmentStep,
     NewCredential,
+    Rekeyed,
     Verification,
     VerifierContext,
     check_alias,
@@ -132,6 +133,11 @@ class TotpVerifier(BaseVerifier):
                 "label": device.data.get("label"),
             }
         )
+
+    async def rekey(self, ctx: VerifierContext, credential: Credential) -> Rekeyed:
+        """Re-seal the device secret under the current secret key (``stepup keys rotate``)."""
+        resealed = ctx.keys.reseal(SEAL_PURPOSE, str(credential.data["secret"]))
+        return Rekeyed() if resealed is None else Rekeyed(data={**credential.data, "secret": resealed})
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         device = attempt.require_credential()
