@@ -12,11 +12,16 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from .config import StepUpConfig
+    from .service import StepUpService
 
 
 @click.group()
@@ -37,6 +42,12 @@ def plugins(include_builtin: bool) -> None:
         click.echo(f"warning: plugin {failure.name!r} failed to load: {failure.error}", err=True)
 
 
+def _dev_origin(base_url: str) -> str:
+    """The page origin development mode accepts passkeys from: this server's port on
+    ``localhost`` (browsers refuse passkeys on IP addresses such as 127.0.0.1)."""
+    return f"http://localhost:{base_url.rsplit(':', 1)[1]}"
+
+
 def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
     check = (
         f"curl -s -X POST {base_url}{prefix}/check -H 'Authorization: Bearer {token}' "
@@ -50,6 +61,7 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
             "  user 'dev-user'. Do not expose this server. For real use write a stepup.toml",
             "  with an [identify] table (signed session JWTs) and pass --config.",
             f"  Store: {store}",
+            f"  Passkeys: pages on {_dev_origin(base_url)} (browsers refuse them on IP addresses)",
             f"  Development token: {token}",
             "  Try:",
             f"    {check}",
@@ -60,18 +72,36 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
 
 
 async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
+    import attrs
+
     from .config import load_config
-    from .server import build_app, serve_app
-    from .server.identify import DevelopmentIdentify, JwtIdentify, identify_from_config
+    from .server.identify import DevelopmentIdentify, identify_from_config
     from .service import StepUpService
 
     development = config_path is None
     config = load_config(config_path)
     identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
-    service = await StepUpService.create(config)
+    # Bind first: development mode accepts passkeys from pages on the port actually served.
+    sock = socket.create_server((host, port))
+    with contextlib.closing(sock):
+        if development:
+            bound = f"http://localhost:{sock.getsockname()[1]}"
+            config = attrs.evolve(config, plugins={**config.plugins, "passkey": {"origins": [_dev_origin(bound)]}})
+        service = await StepUpService.create(config)
+        await _run(service, identify, config, sock, development)
+
+
+async def _run(
+    service: StepUpService, identify: Any, config: StepUpConfig, sock: socket.socket, development: bool
+) -> None:
+    from .server import build_app, serve_app
+    from .server.identify import JwtIdentify
+
     try:
+        if not development:
+            service.check_code_delivery()
         app = build_app(service, identify)
-        async with serve_app(app, host=host, port=port) as base_url:
+        async with serve_app(app, sock=sock) as base_url:
             prefix = service.config.server.prefix
             if development:
                 click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
@@ -98,9 +128,19 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
-def serve(config_path: Path | None, host: str, port: int) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Log to standard error from this level; secrets are redacted.",
+)
+def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""
     from .errors import StepUpError
+    from .redaction import configure_logging
+
+    configure_logging(log_level.upper())
 
     try:
         asyncio.run(_serve(config_path, host, port))

@@ -46,6 +46,23 @@ class LimitsConfig:
     #: Failures per user within ``lockout_window`` seconds that lock the user out of verifying.
     lockout_failures: int = 10
     lockout_window: float = 900.0
+    #: Step-up challenges one user may hold at once (each lives its TTL plus a grace period
+    #: unless it is completed); one more is refused with 429 ``rate_limited``.
+    max_live_challenges: int = 50
+    #: Enrolments one user may have pending at once.
+    max_live_enrollments: int = 10
+    #: Challenges and enrolments one user may begin per method within ``begin_window`` seconds,
+    #: for every method (methods that send codes add their own, stricter limits).
+    begin_limit: int = 60
+    begin_window: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("max_attempts", "lockout_failures", "max_live_challenges", "max_live_enrollments", "begin_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"limits.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("challenge_ttl", "lockout_window", "begin_window"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"limits.{name} must be a positive number of seconds, got {getattr(self, name)}")
 
 
 @attrs.frozen
@@ -238,6 +255,10 @@ class StepUpConfig:
     #: A file with one key per line, the current one first (``#`` starts a comment).
     secret_keys_file: str | None = None
     app_name: str = "stepup"
+    #: Let codes be printed to the server's console when no real sender (SMTP, an SMS gateway)
+    #: serves a channel a method sends codes over. Off: ``stepup serve --config`` refuses to
+    #: start instead (development mode, without ``--config``, always allows it).
+    allow_console_delivery: bool = False
     limits: LimitsConfig = LimitsConfig()
     #: Scope policies by scope or ``prefix:*``; an exact key also declares an application scope.
     scopes: dict[str, ScopePolicyConfig] = attrs.field(factory=dict)

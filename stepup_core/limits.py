@@ -5,7 +5,10 @@ guessing, in one place.
   seconds lock the user out of verifying (``locked_out``, 429 with ``retryAfter``).
 - **Attempt budget**: ``max_attempts`` answers per challenge (or, for methods that need no
   challenge, per credential and challenge lifetime); then ``attempts_exhausted``.
-- **Rate limits**: fixed windows (``begin_limits`` of a method, and ``ctx.hit_rate_limit``).
+- **Rate limits**: fixed windows (``begin_limits`` of a method, every method's
+  ``begin_limit`` per user, and ``ctx.hit_rate_limit``).
+- **Live records**: at most ``max_live_challenges`` open challenges and
+  ``max_live_enrollments`` pending enrolments per user.
 
 Every answer to a verifier runs inside :meth:`Limits.attempt`, which counts the attempt and
 the user's lockout place *before* the verifier looks at it, atomically in the store, so answers
@@ -16,6 +19,7 @@ answer gives the places back, and a wrong answer is recorded with its audit even
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -23,8 +27,8 @@ import attrs
 
 from .config import LimitsConfig
 from .errors import AttemptsExhausted, LockedOut, PluginError, RateLimited, StepUpError, VerificationFailed
-from .models import AuditEvent, Challenge, Credential, Principal
-from .store.base import Store, make_key
+from .models import AuditEvent, Challenge, ChallengePurpose, Credential, Principal
+from .store.base import GRACE_SECONDS, Store, make_key
 from .verifier import RateLimit
 
 log = logging.getLogger("stepup")
@@ -95,8 +99,13 @@ class Limits:
 
     async def _release_lockout_place(self, principal: Principal) -> None:
         key = _failures_key(principal.user_id)
-        if await self.store.get(key) is not None:  # an expired window has nothing to give back
-            await self.store.incr(key, ttl=self.config.lockout_window, amount=-1)
+        if await self.store.get(key) is None:  # an expired window has nothing to give back
+            return
+        left = await self.store.incr(key, ttl=self.config.lockout_window, amount=-1)
+        if left <= 0:
+            # No failure in this window: close it (only if no answer took a place meanwhile), so
+            # the lockout window starts at the next answer, not at this success.
+            await self.store.compare_and_set(key, str(left), str(left), ttl=0)
 
     # --- attempt budgets ----------------------------------------------------------------
 
@@ -126,7 +135,6 @@ class Limits:
         *,
         crash: Callable[[], StepUpError],
         crash_counts: bool = True,
-        reserve_lockout: bool = True,
     ) -> AsyncIterator[None]:
         """Reserve, run the verifier's check in the ``async with`` body, then settle.
 
@@ -139,44 +147,39 @@ class Limits:
           ``crash_counts``, else both places are given back;
         - a success: the lockout place given back, and the budget's when it says so.
 
-        With ``reserve_lockout`` False the lockout place is taken only when the answer is wrong
-        (enrolment completions and redirect callbacks, which :meth:`ensure_not_locked` guards).
+        Every answer runs here (a verification, an enrolment's confirmation, a redirect's
+        callback): checking the lockout and counting the failure afterwards would let answers
+        sent at once over many challenges all be checked before any failure is counted.
         """
         used = await self._reserve_budget(budget, per_challenge=scope.challenge is not None)
-        place = await self._reserve_lockout_place(scope.principal) if reserve_lockout else None
+        place = await self._reserve_lockout_place(scope.principal)
         try:
             yield
         except VerificationFailed as exc:
             raise await self._record_failure(scope, exc, used, place) from None
         except StepUpError:
-            await self._give_back(scope.principal, budget, place)
+            await self._give_back(scope.principal, budget)
             raise
         except Exception as exc:
             log.exception("method %s failed while checking an answer", scope.method)
             failure = crash()
             if not crash_counts:
-                await self._give_back(scope.principal, budget, place)
+                await self._give_back(scope.principal, budget)
                 raise failure from exc
             raise await self._record_failure(scope, failure, used, place) from exc
-        if place is not None:
-            await self._release_lockout_place(scope.principal)
+        await self._release_lockout_place(scope.principal)
         if budget is not None and budget.refund_on_success:
             await self._refund(budget)
 
-    async def _give_back(self, principal: Principal, budget: Budget | None, place: int | None) -> None:
-        if place is not None:
-            await self._release_lockout_place(principal)
+    async def _give_back(self, principal: Principal, budget: Budget | None) -> None:
+        await self._release_lockout_place(principal)
         await self._refund(budget)
 
-    async def _record_failure(
-        self, scope: AttemptScope, exc: StepUpError, used: int, place: int | None
-    ) -> StepUpError:
-        """Count the failure toward the lockout unless its place was reserved, emit the
-        failure's events; the error to raise (``attempts_exhausted`` when this failure used up
-        the budget)."""
+    async def _record_failure(self, scope: AttemptScope, exc: StepUpError, used: int, place: int) -> StepUpError:
+        """Emit the events of a wrong answer whose places in the budget (``used``) and in the
+        user's lockout (``place``) were reserved before it was checked; the error to raise
+        (``attempts_exhausted`` when this failure used up the budget)."""
         principal, challenge = scope.principal, scope.challenge
-        if place is None:
-            place = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.lockout_window)
         remaining = max(self.config.max_attempts - used, 0)
         await self._emit(
             self._event(
@@ -202,6 +205,44 @@ class Limits:
         exc.details.setdefault("attemptsRemaining", remaining)
         return exc
 
+    # --- live records and begins --------------------------------------------------------
+
+    async def limit_begin(self, principal: Principal, method: str) -> None:
+        """Every method's begin limit, per user: challenges and enrolments alike."""
+        limit = RateLimit(self.config.begin_limit, self.config.begin_window)
+        await self.hit_rate_limit(make_key("begin-user", method, principal.user_id), limit)
+
+    async def claim_live_slot(self, record: Challenge) -> None:
+        """Take one of the user's places for open challenges (or pending enrolments) before the
+        record is made, or refuse with RateLimited when all are held.
+
+        Each place is a store record claimed with add-if-absent and living exactly as long as
+        the challenge's record (its lifetime plus the grace period), so the cap holds across
+        processes with no count to drift; using the challenge up frees its place at once
+        (:func:`free_live_slot`)."""
+        enrolment = record.purpose is ChallengePurpose.ENROLLMENT
+        limit = self.config.max_live_enrollments if enrolment else self.config.max_live_challenges
+        now = record.created_at
+        ttl = max(record.expires_at - now, 0) + GRACE_SECONDS
+        start = secrets.randbelow(limit)  # probing from a random place finds a free one at once
+        for i in range(limit):
+            key = _live_slot_key(record, (start + i) % limit)
+            if await self.store.add(key, repr(now + ttl), ttl=ttl):
+                record.live_slot = key
+                return
+        held = [float(v) for v in [await self.store.get(_live_slot_key(record, i)) for i in range(limit)] if v]
+        retry_after = max(min(held, default=now + ttl) - now, 1.0)
+        await self._emit(
+            self._event(
+                "rate_limited", "warning", user_id=record.user_id, method=record.method,
+                details={"limit": f"live-{record.purpose.value}", "max": limit},
+            )
+        )
+        what = "enrolments pending" if enrolment else "step-up challenges open"
+        raise RateLimited(
+            f"this user already has {limit} {what}; complete one or wait until one expires", retry_after=retry_after
+        )
+
     # --- rate limits --------------------------------------------------------------------
 
     async def hit_rate_limit(self, key: str, limit: RateLimit) -> None:
@@ -221,6 +262,16 @@ class Limits:
                 f"at most {limit.limit} per {limit.window:g} s; wait before asking again",
                 retry_after=limit.window,
             )
+
+
+def _live_slot_key(record: Challenge, index: int) -> str:
+    return make_key("live", record.purpose.value, record.user_id, str(index))
+
+
+async def free_live_slot(store: Store, record: Challenge) -> None:
+    """Give back the place a used-up (or never saved) challenge or enrolment held."""
+    if record.live_slot is not None:
+        await store.delete(record.live_slot)
 
 
 def plugin_crash(method: str, what: str) -> Callable[[], StepUpError]:

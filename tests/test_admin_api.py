@@ -10,7 +10,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from stepup_core.config import config_from_mapping
 from stepup_core.errors import ConfigError
-from stepup_core.server import build_app, build_document
+from stepup_core.server import build_app, document_for
 
 OPERATOR_TOKEN = "op-token-for-dana-0123456789"
 ALICE = {"Authorization": "Bearer alice:s1"}
@@ -174,10 +174,10 @@ async def test_delete_credential_and_reset_mfa(client: Any, methods: Any) -> Non
 # --- the contract -----------------------------------------------------------------------------
 
 
-async def test_openapi_documents_the_admin_api_where_it_is_mounted(client: Any) -> None:
+async def test_openapi_documents_the_admin_api_where_it_is_mounted(client: Any, service: Any) -> None:
     document = await (await client.get("/stepup/openapi.json")).json()
     validate_openapi(document)
-    assert document == build_document("/stepup", admin=True)
+    assert document == document_for(service, "/stepup", admin=True)
     served = set()
     for route in client.app.router.routes():
         info = route.resource.get_info() if route.resource is not None else {}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey
@@ -151,10 +152,13 @@ async def test_serve_without_config_runs_a_labelled_development_server(tmp_path:
     assert (tmp_path / "stepup.sqlite3").exists()  # the SQLite default, in the working directory
 
 
-def _write_config(tmp_path: Path, identify: str) -> Path:
+def _write_config(tmp_path: Path, identify: str, *, allow_console_delivery: bool = True) -> Path:
+    """A stepup.toml. These tests are about identifying callers: the console sender is allowed
+    explicitly so that an installed code-sending method (otp) does not stop the start."""
     config = tmp_path / "stepup.toml"
+    allow = "allow_console_delivery = true\n" if allow_console_delivery else ""
     config.write_text(
-        f'store = "sqlite:{tmp_path / "serve.sqlite3"}"\nsecret_key = "{secrets.token_hex(32)}"\n\n{identify}',
+        f'store = "sqlite:{tmp_path / "serve.sqlite3"}"\nsecret_key = "{secrets.token_hex(32)}"\n{allow}\n{identify}',
         encoding="utf-8",
     )
     return config
@@ -232,6 +236,72 @@ def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
     missing = _stepup("serve", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert missing.returncode == 2 or "does not exist" in missing.stderr
+
+
+async def test_serve_logs_every_logger_with_secrets_redacted(tmp_path: Path) -> None:
+    secret = "sess" + secrets.token_urlsafe(24)
+    async with serve("--log-level", "debug", cwd=tmp_path) as served:
+        port = int(served.base_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stepup/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret.encode()
+                     + b"\x00\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        assert (await reader.read()).startswith(b"HTTP/1.0 400")
+        writer.close()
+    output = "".join(served.lines)
+    assert "ERROR aiohttp.server: Error handling request" in output
+    assert "DEBUG asyncio: Using selector" in output  # every logger, from DEBUG up
+    assert secret[:12] not in output and secret[-12:] not in output
+
+
+async def test_development_mode_accepts_passkeys_from_pages_on_its_own_port(tmp_path: Path) -> None:
+    """The page a developer opens is http://localhost:PORT: a passkey created there registers,
+    and one created on any other origin is refused with both origins named."""
+    pytest.importorskip("stepup_passkey", reason="needs stepup-passkey (installed with all plugins)")
+    from stepup_passkey.testing import SoftwareAuthenticator
+
+    from stepup_core.client import StepUpClient
+    from stepup_core.errors import VerificationFailed
+
+    async with serve(cwd=tmp_path) as served:
+        text = "".join(served.lines)
+        token = re.search(r"Development token: (\S+)", text).group(1)  # type: ignore[union-attr]
+        page = "http://localhost:" + served.base_url.rsplit(":", 1)[1]
+        assert f"Passkeys: pages on {page}" in text
+        async with StepUpClient(served.base_url, token) as client:
+            with pytest.raises(VerificationFailed) as refused:
+                await client.enroll("passkey", authenticator=SoftwareAuthenticator(origin="https://localhost"))
+            assert "'https://localhost'" in refused.value.message and f"'{page}'" in refused.value.message
+            view = await client.enroll("passkey", authenticator=SoftwareAuthenticator(origin=page))
+            assert view.method == "passkey"
+
+
+STATIC_TOKENS = '[identify]\nmode = "tokens"\n\n[identify.tokens."static-0123456789abcdef"]\nuser_id = "ann"\n'
+
+
+def test_serve_refuses_to_print_codes_to_the_console_outside_development_mode(tmp_path: Path) -> None:
+    pytest.importorskip("stepup_otp", reason="needs a method that sends codes (stepup-otp, with all plugins)")
+    config = _write_config(tmp_path, STATIC_TOKENS, allow_console_delivery=False)
+    result = _stepup("serve", "--config", str(config), "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "Error: method 'otp' sends codes by email, but no email sender is configured" in result.stderr
+    assert "allow_console_delivery = true" in result.stderr
+    assert "Traceback" not in result.stderr and "listening" not in result.stdout
+
+
+async def test_serve_starts_with_real_senders_or_the_console_allowed_explicitly(tmp_path: Path) -> None:
+    pytest.importorskip("stepup_otp", reason="needs a method that sends codes (stepup-otp, with all plugins)")
+    email_only = (
+        '[plugins.otp]\nchannels = ["email"]\n\n[plugins.otp.smtp]\nhost = "127.0.0.1"\nport = 2525\n'
+        'security = "none"\nsender = "no-reply@example.test"\n\n'
+    )
+    for number, (body, allow) in enumerate(((email_only + STATIC_TOKENS, False), (STATIC_TOKENS, True))):
+        # Each start gets its own store: a store remembers the secret keys its data needs.
+        directory = tmp_path / f"start-{number}"
+        directory.mkdir()
+        config = _write_config(directory, body, allow_console_delivery=allow)
+        async with serve("--config", str(config), cwd=directory) as served:
+            assert (await served.check("Bearer static-0123456789abcdef"))[0] == 200
 
 
 # --- docs/cli.md stays in step with the command ------------------------------------------------

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     )
     from .guard import Elevation, Gate, ServiceGate
     from .http import TOKEN_HEADER, Answer, Identify, Mounted, Request
-    from .openapi import build_document
+    from .openapi import build_document, document_for
     from .problems import PROBLEM_CONTENT_TYPE, step_up_challenge
     from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
     from .serve import serve_app
@@ -64,6 +64,7 @@ _WHERE = {
     "Mounted": "http",
     "Request": "http",
     "build_document": "openapi",
+    "document_for": "openapi",
     "PROBLEM_CONTENT_TYPE": "problems",
     "step_up_challenge": "problems",
     "GRANT_KEY": "protect",
@@ -92,6 +93,7 @@ __all__ = [
     "ServiceGate",
     "build_app",
     "build_document",
+    "document_for",
     "grant_of",
     "mount",
     "principal_from",

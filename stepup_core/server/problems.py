@@ -22,7 +22,6 @@ from multidict import CIMultiDictProxy
 
 from ..errors import (
     HttpMethodNotAllowed,
-    InvalidToken,
     NotFound,
     RetryLater,
     StepUpError,
@@ -129,10 +128,6 @@ def problem_headers(error: StepUpError) -> dict[str, str]:
     headers: dict[str, str] = {"Cache-Control": "no-store"}
     if isinstance(error, StepUpRequired):
         headers["WWW-Authenticate"] = step_up_challenge(error.scope, error.acr_values, error.max_age)
-    elif isinstance(error, InvalidToken):
-        headers["WWW-Authenticate"] = (
-            f'Bearer error="invalid_token", error_description="{header_safe(error.message)}"'
-        )
     elif isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="stepup"'
     retry_after = error.retry_after if isinstance(error, RetryLater) else None

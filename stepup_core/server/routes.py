@@ -23,6 +23,7 @@ from ..models import (
     ChallengeState,
     CheckRequest,
     CheckResult,
+    CredentialRemoval,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -104,6 +105,8 @@ class RouteSpec:
     #: Who may call an authenticated route: ``session`` (a user, through ``identify``) or
     #: ``admin`` (an operator, through the admin identify).
     auth: str = "session"
+    #: Other success answers: (status, body as for ``response``, description).
+    also: tuple[tuple[int, Any, str], ...] = ()
     #: The success body is JavaScript for the browser, with an ETag (304 on If-None-Match).
     script: bool = False
     #: JSON schemas of path parameters that are narrower than any string, by name.
@@ -227,7 +230,9 @@ async def update_credential(request: Request) -> Answer:
 async def delete_credential(request: Request) -> Answer:
     service = request.service
     principal = await principal_of(request)
-    await service.delete_credential(principal, request.params["id"], elevated_token(request))
+    removal = await service.delete_credential(principal, request.params["id"], elevated_token(request))
+    if removal is not None:  # more went than the credential named: say which and why
+        return json_answer(removal)
     return empty_answer(204)
 
 
@@ -333,8 +338,11 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "DELETE", "/credentials/{id}", delete_credential, "deleteCredential", "Unlink a credential",
-        "Needs an elevated access token for `credential:unlink`.",
+        "Needs an elevated access token for `credential:unlink`. Answers 204, or 200 with a "
+        "`CredentialRemoval` when other credentials went with it: removing the last passkey or "
+        "authenticator app also removes the recovery codes, which work only beside one.",
         status=204, token=REQUIRED_TOKEN, errors=(403, 404),
+        also=((200, CredentialRemoval, "Removed, with the credentials that went with it"),),
     ),
     RouteSpec(
         "POST", "/enrollments", begin_enrollment, "beginEnrollment", "Start enrolling a credential",

@@ -51,7 +51,7 @@ __all__ = [
     "write_config",
 ]
 
-USERS = ("shared", "revoke", "single", "recovery", "totp", "lockout", "outage", "late")
+USERS = ("shared", "revoke", "single", "recovery", "totp", "order", "lockout", "outage", "late")
 PERIOD = 30
 
 
@@ -441,6 +441,30 @@ class MultiInstanceSuite:
         assert replay.status == 400
         assert replay.code == "replay_detected"
         assert "elevatedAccessToken" not in replay.body
+
+    async def test_after_a_newer_totp_step_neither_instance_accepts_an_older_one(
+        self, cluster: Cluster, http: aiohttp.ClientSession
+    ) -> None:
+        """RFC 6238 section 5.2 across processes: the device's last accepted step lives in the
+        shared store."""
+        user = User(http, cluster, "order")
+        app, step = await user.enrol_totp(cluster.a)
+        current = step + 1
+        # A phone whose clock runs ahead shows the next step's code first; A accepts it.
+        ahead = await user.verify(cluster.a, "totp", app.at((current + 1) * PERIOD), ["user:update"])
+        assert ahead.status == 200, ahead.body
+        # The current step's code, never used, is older than that: B refuses it and says why.
+        older = await user.verify(cluster.b, "totp", app.at(current * PERIOD), ["user:update"])
+        assert older.status == 400 and older.code == "replay_detected", older.body
+        assert "older than the last code accepted" in older.body["detail"]
+        # Both codes sent to both instances at once: nothing more is accepted.
+        answers = await asyncio.gather(*(
+            user.verify(cluster.a if i % 2 else cluster.b, "totp", app.at((current + i % 4 // 2) * PERIOD),
+                        ["user:update"])
+            for i in range(8)
+        ))
+        assert [a.status for a in answers] == [400] * 8, [(a.status, a.code) for a in answers]
+        assert {a.code for a in answers} == {"replay_detected"}
 
     async def test_lockout_counts_are_shared(self, cluster: Cluster, http: aiohttp.ClientSession) -> None:
         from stepup_recovery.codes import generate_codes

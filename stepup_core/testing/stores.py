@@ -253,6 +253,16 @@ class StoreConformanceSuite:
         await asyncio.gather(*(bump(5) for _ in range(10)))
         assert await store.get("n") == "50"
 
+    async def test_compare_and_set_with_a_non_positive_ttl_removes_only_a_matching_record(self, store: Store) -> None:
+        # The service closes an empty lockout window this way: a delete that loses to any change.
+        assert await store.incr("window", ttl=self.long_ttl) == 1
+        assert await store.incr("window", ttl=self.long_ttl, amount=-1) == 0
+        assert await store.compare_and_set("window", "1", "1", ttl=0) is False
+        assert await store.get("window") == "0"
+        assert await store.compare_and_set("window", "0", "0", ttl=0) is True
+        assert await store.get("window") is None
+        assert await store.incr("window", ttl=self.long_ttl) == 1  # a new counter
+
     async def test_compare_and_set_sets_ttl_and_indexes(self, store: Store) -> None:
         await store.put("k", "a", ttl=self.long_ttl, indexes=["old"])
         assert await store.compare_and_set("k", "a", "b", ttl=self.long_ttl, indexes=["new"]) is True

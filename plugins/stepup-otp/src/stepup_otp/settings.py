@@ -151,9 +151,23 @@ def _substitute(node: Any, values: dict[str, str]) -> Any:
     return node
 
 
+#: The channels codes can go over.
+CHANNELS = ("email", "sms")
+
+
+def _channels(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    unknown = [c for c in value if c not in CHANNELS]
+    if not value or unknown or len(set(value)) != len(value):
+        raise ValueError(f"{attribute.name} must name one or both of {', '.join(CHANNELS)}, got {list(value)!r}")
+
+
 @attrs.frozen
 class OtpSettings:
     """``[plugins.otp]``."""
+
+    #: The channels this server sends codes over. A channel left out is never used: its
+    #: credentials are not offered for step-up and cannot be linked.
+    channels: tuple[str, ...] = attrs.field(default=CHANNELS, validator=_channels)
 
     #: Seconds a code (and its challenge) stays valid.
     code_ttl: float = attrs.field(default=600.0, validator=_positive)

@@ -19,7 +19,7 @@ from stepup_core.errors import (
     ValidationError,
     VerificationFailed,
 )
-from stepup_core.models import Challenge, CodeDelivery, CredentialFormat, Factor
+from stepup_core.models import Challenge, CodeDelivery, Credential, CredentialFormat, Factor
 from stepup_core.store.base import GRACE_SECONDS, make_key
 from stepup_core.verifier import (
     Attempt,
@@ -112,6 +112,8 @@ class OtpVerifier(BaseVerifier):
 
     def __init__(self, settings: OtpSettings | None = None) -> None:
         self.settings = settings or OtpSettings()
+        #: The channels codes go over (the core checks each has a real sender at start).
+        self.delivery_channels: tuple[str, ...] = self.settings.channels
         self.challenge_ttl: float = self.settings.code_ttl
         self.begin_limits: Sequence[RateLimit] = (
             RateLimit(1, self.settings.resend_interval),
@@ -160,11 +162,19 @@ class OtpVerifier(BaseVerifier):
         for kind, subject, limit in checks:
             await ctx.hit_rate_limit(make_key("otp-enroll", kind, subject), limit)
 
+    def eligible(self, credential: Credential) -> bool:
+        """Only credentials whose channel this server sends over can step up."""
+        return CHANNELS.get(credential.format) in self.delivery_channels
+
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         challenge = attempt.require_challenge()
         credential = attempt.require_credential()
         if credential.format not in CHANNELS or not credential.identifier:
             raise NoEligibleCredential(f"credential {credential.id} cannot receive one-time codes")
+        if not self.eligible(credential):
+            raise NoEligibleCredential(
+                f"this server does not send codes by {CHANNELS[credential.format]}; choose another credential"
+            )
         try:
             identifier = normalize_identifier(credential.format, credential.identifier, "identifier")
         except ValidationError:
@@ -195,6 +205,10 @@ class OtpVerifier(BaseVerifier):
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
         challenge = attempt.require_challenge()
         fmt, identifier = _enrollment_target(attempt.params)
+        if CHANNELS[fmt] not in self.delivery_channels:
+            field = next(key for key, value in ENROLLMENT_FIELDS.items() if value is fmt)
+            message = f"this server does not send codes by {CHANNELS[fmt]}; link an address it can reach"
+            raise ValidationError(message, [{"path": f"params.{field}", "message": message}])
         for existing in attempt.candidates:
             if existing.format is fmt and existing.identifier and same_identifier(fmt, existing.identifier, identifier):
                 raise EnrollmentFailed(
