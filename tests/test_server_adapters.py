@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from stepup_core.portal import HostedService
-from stepup_core.server import build_app, build_document
+from stepup_core.server import build_app, document_for
 from stepup_core.server.asgi import StepUpASGI
 from stepup_core.server.sync import StepUpWSGI
 from stepup_core.testing.servers import serve_wsgi
@@ -123,7 +123,7 @@ async def test_the_openapi_document_is_the_same_whichever_adapter_serves_it(
             assert resp.status == 200
             served.append(await resp.read())
     assert served[0] == served[1] == served[2]
-    assert json.loads(served[0]) == build_document("/stepup", app_name=service.config.app_name)
+    assert json.loads(served[0]) == document_for(service, "/stepup")
 
 
 # --- the ASGI application on its own -------------------------------------------------------------

@@ -105,6 +105,8 @@ class TestNodeSidecar(ProtectedRouteSuite):
         config.write_text(
             f'store = "sqlite:{tmp_path / "stepup.sqlite3"}"\n'
             f'secret_key = "{secrets.token_hex(32)}"\n'
+            # Methods a plugin installs beside the core may only print codes: fine for this test.
+            "allow_console_delivery = true\n"
             "[identify]\nmode = \"tokens\"\n"
             f'[identify.tokens."{secrets.token_urlsafe(24)}"]\nuser_id = "nobody"\n'
             f"[introspection.clients]\nnode = \"{digest}\"\n"

@@ -17,7 +17,7 @@ from django.test import override_settings
 from stepup_django_testproject import ASYNC, SYNC, serve_django_wsgi
 
 from stepup_core.models import Principal
-from stepup_core.server import build_document
+from stepup_core.server import document_for
 from stepup_core.testing.protected import header_identify, hosted_conformance_service
 from stepup_core.testing.servers import serve_asgi
 
@@ -39,7 +39,7 @@ async def test_the_protocol_is_included_in_the_urlconf(tmp_path: Path) -> None:
                 async with aiohttp.ClientSession() as http:
                     async with http.get(base_url + "/stepup/openapi.json") as resp:
                         assert resp.status == 200
-                        assert await resp.json() == build_document("/stepup")
+                        assert await resp.json() == document_for(hosted.service, "/stepup")
                     async with http.post(base_url + "/stepup/check", json={"scope": "user:update"}) as resp:
                         assert resp.status == 401
                         assert (await resp.json())["code"] == "unauthenticated"

@@ -20,7 +20,7 @@ from stepup_core.config import config_from_mapping
 from stepup_core.introspection import credential_hash
 from stepup_core.models import Principal
 from stepup_core.remote import RemoteGuard
-from stepup_core.server import build_app, build_document, serve_app
+from stepup_core.server import build_app, build_document, document_for, serve_app
 from stepup_core.testing.protected import (
     PROTECTED_ROUTES,
     ProtectedRouteSuite,
@@ -80,7 +80,7 @@ async def test_the_protocol_is_mounted_at_the_prefix_and_identify_gets_starlette
         async with serve_asgi(app) as base_url, aiohttp.ClientSession() as http:
             async with http.get(base_url + "/stepup/openapi.json") as resp:
                 assert resp.status == 200
-                assert await resp.json() == build_document("/stepup")
+                assert await resp.json() == document_for(service, "/stepup")
             async with http.post(base_url + "/stepup/check", json={"scope": "wallet:export"}, headers=ALICE) as resp:
                 assert resp.status == 200
                 assert (await resp.json())["isRequired"] is True

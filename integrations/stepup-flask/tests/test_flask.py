@@ -19,7 +19,7 @@ from stepup_flask_testserver import serve_werkzeug
 from stepup_core.introspection import credential_hash
 from stepup_core.models import Principal
 from stepup_core.remote import RemoteGuard
-from stepup_core.server import build_app, build_document, serve_app
+from stepup_core.server import build_app, document_for, serve_app
 from stepup_core.testing.protected import (
     PROTECTED_ROUTES,
     ProtectedRouteSuite,
@@ -57,7 +57,7 @@ async def test_the_protocol_is_served_by_flask_and_identify_reads_flasks_session
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
                 async with http.get(base_url + "/stepup/openapi.json") as resp:
                     assert resp.status == 200
-                    assert await resp.json() == build_document("/stepup")
+                    assert await resp.json() == document_for(hosted.service, "/stepup")
                 async with http.post(base_url + "/stepup/check", json={"scope": "wallet:export"}) as resp:
                     assert resp.status == 401
                     assert (await resp.json())["code"] == "unauthenticated"
