@@ -96,12 +96,13 @@ async def _run(
 ) -> None:
     from .server import build_app, serve_app
     from .server.identify import JwtIdentify
+    from .server.serve import ACCESS_LOG
 
     try:
         if not development:
             service.check_code_delivery()
         app = build_app(service, identify)
-        async with serve_app(app, sock=sock) as base_url:
+        async with serve_app(app, sock=sock, access_log=ACCESS_LOG) as base_url:
             prefix = service.config.server.prefix
             if development:
                 click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
@@ -133,7 +134,8 @@ async def _run(
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="warning",
     show_default=True,
-    help="Log to standard error from this level; secrets are redacted.",
+    help="Log to standard error from this level (info adds a line per request and per audit event); "
+    "secrets are redacted.",
 )
 def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""

@@ -1,8 +1,17 @@
 """``stepup.toml``: the configuration, structured by cattrs.
 
-Any string value written ``${NAME}`` is read from the environment variable NAME (an unset
-variable is an error naming it), so secrets need not sit in the file. ``STEPUP_SECRET_KEY`` in
-the environment supplies ``secret_key`` when the file sets no key (``secret_key``,
+Environment references are expanded once, when the file (or a mapping shaped like it) is read,
+in every string value of every table, ``[plugins.*]`` included, by :func:`expand_env`:
+
+- ``${NAME}`` is replaced by the environment variable NAME, alone or inside a longer string
+  (``"sqlite:${STATE_DIR}/stepup.sqlite3"``, ``"Bearer ${SMS_TOKEN}"``);
+- an unset variable is a :class:`~stepup_core.errors.ConfigError` naming it and the key;
+- ``$$`` is a literal ``$``; any other ``$`` is kept as written (``pa$word``), but ``${`` must
+  start a well-formed reference (letters, digits and ``_``, not starting with a digit);
+- the value of a variable is used as it is: it is never expanded again.
+
+A configuration built in Python (``StepUpConfig(...)``) is taken literally. ``STEPUP_SECRET_KEY``
+in the environment supplies ``secret_key`` when the file sets no key (``secret_key``,
 ``secret_keys`` or ``secret_keys_file``). A wrong key or value is a
 :class:`~stepup_core.errors.ConfigError` naming it.
 """
@@ -33,7 +42,9 @@ else:  # pragma: no cover
 
 T = TypeVar("T")
 log = logging.getLogger("stepup")
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+#: ``$$``, or ``${`` and what follows up to the closing brace (checked by :func:`expand_env`).
+_ENV_TOKEN = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)(?P<close>\}?))")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @attrs.frozen
@@ -311,11 +322,38 @@ class StepUpConfig:
         return ScopePolicies.with_overrides(overrides, declared=self.declared_scopes, acr_methods=self.acr)
 
     def plugin_section(self, name: str, cls: type[T]) -> T:
-        """Structure ``[plugins.<name>]`` into ``cls`` (an attrs class); errors name the key."""
+        """Structure ``[plugins.<name>]`` into ``cls`` (an attrs class); errors name the key.
+
+        Environment references were expanded when the file was read; they are not expanded again.
+        """
         try:
-            return structure(resolve_env(self.plugins.get(name, {})), cls, conv=config_converter)
+            return structure(self.plugins.get(name, {}), cls, conv=config_converter)
         except ValidationError as exc:
             raise ConfigError(_config_message(exc, f"plugins.{name}.")) from None
+
+
+def expand_env(text: str, path: str = "value") -> str:
+    """Expand ``${NAME}`` references and ``$$`` in ``text`` (see the module's docstring).
+
+    :param path: the key holding ``text`` (``plugins.otp.smtp.password``), for error messages.
+    """
+    if "$" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("dollar"):
+            return "$"
+        body = match.group("body")
+        if not match.group("close") or not _ENV_NAME.match(body):
+            raise ConfigError(
+                f"{path}: {match.group(0)[:40]!r} is not a valid environment reference; write ${{NAME}} "
+                "(letters, digits and '_'), or $$ for a literal $"
+            )
+        if body not in os.environ:
+            raise ConfigError(f"{path} refers to ${{{body}}}, but {body} is not set")
+        return os.environ[body]
+
+    return _ENV_TOKEN.sub(replace, text)
 
 
 def _read_key_file(path: Path) -> list[str]:
@@ -334,15 +372,9 @@ def _read_key_file(path: Path) -> list[str]:
 
 
 def resolve_env(value: Any, path: str = "") -> Any:
-    """Replace ``${NAME}`` strings by environment variables, recursively."""
+    """:func:`expand_env` on every string in ``value`` (mappings and lists, recursively)."""
     if isinstance(value, str):
-        match = _ENV_REF.match(value)
-        if match:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{path or 'value'} refers to ${{{name}}}, but {name} is not set")
-            return os.environ[name]
-        return value
+        return expand_env(value, path or "value")
     if isinstance(value, Mapping):
         return {k: resolve_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):

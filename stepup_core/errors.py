@@ -308,6 +308,15 @@ class ClientMethodMissing(StepUpError):
     title = "Method not installed"
 
 
+class PromptUnavailable(StepUpError):
+    """The prompter cannot reach a person: the terminal prompter found no terminal (standard
+    input closed, as under a service manager, in CI or in a pipe that ran dry)."""
+
+    code = "prompt_unavailable"
+    status = 501
+    title = "No one to prompt"
+
+
 class ServerError(StepUpError):
     """The server answered with a problem the client has no narrower class for."""
 

@@ -19,7 +19,7 @@ import attrs
 import pluggy
 
 from .authn import grant_satisfies, sign_in_satisfies
-from .clock import Clock, SystemClock
+from .clock import Clock
 from .errors import PluginError, StepUpRequired
 from .models import AuditEvent, CheckResult, Grant, Principal, Route, StepUpVote, TokenBehavior
 from .routing import Routing
@@ -74,12 +74,10 @@ class Gate:
         store: Store,
         emit: Callable[[AuditEvent], Awaitable[None]],
         event: Callable[..., AuditEvent],
-        *,
-        clock: Clock | None = None,
         keyring: KeyRing | None = None,
     ) -> None:
         self.pm = pm
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = tokens.clock
         self.keyring = keyring
         self.policies = policies
         self.routing = routing

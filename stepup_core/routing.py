@@ -21,6 +21,7 @@ import pluggy
 
 from .credentials import StoreCredentialRepository
 from .errors import CredentialNotFound, MethodNotAllowed, NoEligibleCredential, UnknownMethod
+from .install import install_hint
 from .models import Credential, Factor, MethodInfo, Principal, Route
 from .scopes import ScopePolicies
 from .verifier import CredentialFilter, Verifier
@@ -50,7 +51,8 @@ class Routing:
         if verifier is None:
             installed = ", ".join(sorted(self.verifiers)) or "none"
             raise UnknownMethod(
-                f"unknown method {method!r}; installed methods: {installed} (pip install stepup-{method})",
+                f"unknown method {method!r}; installed methods: {installed}; to add it: "
+                + install_hint(f"stepup-{method}"),
                 method=method,
             )
         return verifier

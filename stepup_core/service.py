@@ -1,11 +1,8 @@
-"""StepUpService: the facade over the core's parts.
-
-Everything that must be the same for every method lives in the core so no plugin can get it
-wrong; each rule has one home:
+"""StepUpService: the facade over the core's parts. What must be the same for every method
+lives in the core so no plugin can get it wrong; each rule has one home:
 
 - :mod:`stepup_core.gate`: the check and protected routes (``stepup_check`` votes, the token);
-- :mod:`stepup_core.routing`: installed methods, the user's credentials, MFA or re-auth route,
-  the default credential, "re-auth cannot mint when MFA exists";
+- :mod:`stepup_core.routing`: methods, credentials, route, default credential, may-mint;
 - :mod:`stepup_core.challenges`: challenge ids, expiry, single use, user and session binding;
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
@@ -81,7 +78,8 @@ from .observe import observe
 from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
 from .scopes import ScopePolicies
-from .signing import KeyRing, grant_claims, grant_issuer
+from .signing import KeyRing, grant_claims
+from .startup import check_startup, close_quietly
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
@@ -125,8 +123,7 @@ class StepUpService:
         self.challenges = ChallengeRecords(store, self.clock)
         self.limits = Limits(store, config.limits, self.emit, self._event)
         self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
-        gate_parts = (pm, self.policies, self.routing, self.tokens, store, self.emit, self._event)
-        self.gate = Gate(*gate_parts, clock=self.clock, keyring=self.keyring)
+        self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event, self.keyring)
         self.ctx = VerifierContext(
             store=store,
             clock=self.clock,
@@ -164,32 +161,38 @@ class StepUpService:
         clock: Clock | None = None,
         store: Store | None = None,
     ) -> StepUpService:
+        """Open the configured store, register the methods, check the configuration against them
+        (:mod:`stepup_core.startup`), then run ``stepup_startup``. What a failed start opened is
+        closed before the error propagates: up to the checks, the store this call opened (a
+        ``store`` passed in stays the caller's); when a ``stepup_startup`` implementation fails,
+        the whole service (``stepup_shutdown`` fires, the store closes)."""
         config = config or StepUpConfig()
         pm = pm or get_plugin_manager()
         clock = clock or SystemClock()
         opened = store is None
         store = store or await open_store(config.store, pm, clock)
-        configured = config.secret_keys_bytes()
-        if configured:
-            keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
-            try:
+        try:
+            configured = config.secret_keys_bytes()
+            if configured:
+                keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
                 await check_key_ledger(store, keys)
-            except BaseException:
-                if opened:
-                    await store.close()
-                raise
-        else:
-            log.warning(
-                "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
-                "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
-                "for production."
-            )
-            await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
-            dev = await store.get(_DEV_KEY)
-            if dev is None:
-                raise StoreUnavailable("could not read the development secret key from the store")
-            keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+            else:
+                log.warning(
+                    "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
+                    "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
+                    "for production."
+                )
+                await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
+                dev = await store.get(_DEV_KEY)
+                if dev is None:
+                    raise StoreUnavailable("could not read the development secret key from the store")
+                keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
+            service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+            check_startup(config, pm, service.policies, service.verifiers)
+        except BaseException:
+            if opened:
+                await close_quietly(store)
+            raise
         try:
             await await_in_order(pm.hook.stepup_startup(service=service))
         except BaseException:
@@ -433,13 +436,11 @@ class StepUpService:
         """Mint the token and record the use: ``last_used_at``, with the method's new public
         details, on a stored credential."""
         behavior, ttl = self.policies.token_shape(scopes)
-        single_use = behavior is TokenBehavior.SINGLE_USE
-        signed = not single_use and self.policies.signed(scopes)
         issued = await self.tokens.mint(
-            principal, scopes, method=verifier.name, ttl=ttl, single_use=single_use, credential_id=credential.id,
-            acr=self.policies.acr_of(verifier.name, scopes), amr=amr_of(verifier, credential.format),
-            signer=self.keyring.sign if signed else None,
-            claims=grant_claims(self.config, grant_issuer(self.config, self.public_url)),
+            principal, scopes, method=verifier.name, ttl=ttl, credential_id=credential.id,
+            single_use=behavior is TokenBehavior.SINGLE_USE, acr=self.policies.acr_of(verifier.name, scopes),
+            amr=amr_of(verifier, credential.format), signer=self.keyring.signer_for(self.policies, scopes),
+            claims=grant_claims(self.config, self.public_url),
         )
         if not credential.external:
             stored = await self.credentials.get(credential.user_id, credential.id)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -28,6 +28,7 @@ from .clock import Clock
 from .config import StepUpConfig
 from .crypto import SecretKeys
 from .errors import StoreUnavailable
+from .models import TokenBehavior
 from .scopes import ScopePolicies
 from .serialization import dumps, loads
 from .store.base import Store
@@ -92,6 +93,13 @@ class KeyRing:
             store, clock, secrets, algorithm=config.grants.algorithm, rotation=config.grants.key_rotation,
             max_ttl=policies.longest_signed_ttl,
         )
+
+    def signer_for(self, policies: ScopePolicies, scopes: Iterable[str]) -> Callable[[dict[str, Any]], Any] | None:
+        """:meth:`sign` when a grant for ``scopes`` is to be a JWT (every scope's policy says
+        ``signed``, and the grant is time-bound: a single-use grant is never signed), else None."""
+        scopes = tuple(scopes)
+        behavior, _ = policies.token_shape(scopes)
+        return self.sign if behavior is TokenBehavior.TIME_BOUND and policies.signed(scopes) else None
 
     async def stored(self) -> list[SigningKey]:
         """Every stored key, published or not yet pruned."""
@@ -213,9 +221,10 @@ def grant_issuer(config: StepUpConfig, public_url: str | None) -> str:
     return f"urn:stepup:{config.app_name}"
 
 
-def grant_claims(config: StepUpConfig, issuer: str) -> dict[str, Any]:
-    """The claims a signed grant carries besides its own: ``iss``, and ``aud`` when configured."""
-    claims: dict[str, Any] = {"iss": issuer}
+def grant_claims(config: StepUpConfig, public_url: str | None) -> dict[str, Any]:
+    """The claims a signed grant carries besides its own: ``iss`` (:func:`grant_issuer`), and
+    ``aud`` when configured."""
+    claims: dict[str, Any] = {"iss": grant_issuer(config, public_url)}
     if config.grants.audience:
         claims["aud"] = config.grants.audience
     return claims

@@ -228,6 +228,39 @@ async def test_serve_identifies_static_development_tokens(tmp_path: Path) -> Non
         assert status == 401 and body["code"] == "unauthenticated"
 
 
+async def test_serve_logs_one_line_per_request_and_never_a_secret(tmp_path: Path) -> None:
+    token = "static-" + secrets.token_hex(12)
+    elevated = "sut_" + secrets.token_urlsafe(32)
+    config = _write_config(tmp_path, f'[identify]\nmode = "tokens"\n\n[identify.tokens."{token}"]\nuser_id = "ann"\n')
+    async with serve("--config", str(config), "--log-level", "info", cwd=tmp_path) as served:
+        assert (await served.check(f"Bearer {token}"))[0] == 200
+        async with aiohttp.ClientSession() as http:
+            url = f"{served.base_url}/stepup/callback/social?code=CODE-{elevated}&state=STATE-{elevated}"
+            headers = {"Authorization": f"Bearer {token}", "X-Elevated-Access-Token": elevated}
+            async with http.get(url, headers=headers) as resp:
+                callback_status = resp.status
+            async with http.get(f"{served.base_url}/stepup/%0Afake%20line") as resp:
+                assert resp.status == 404
+    text = "".join(served.lines)
+    access = [line for line in text.splitlines() if " stepup.access: " in line]
+    assert len(access) == 3, text
+    assert re.search(r" INFO stepup\.access: POST /stepup/check 200 \d+\.\d ms$", access[0]), access
+    assert re.search(rf" INFO stepup\.access: GET /stepup/callback/social {callback_status} \d+\.\d ms$", access[1])
+    assert access[2].endswith(" ms") and "GET /stepup/%0Afake%20line 404 " in access[2]
+    assert token not in text and elevated not in text, "a header value or a query secret reached the log"
+    assert "CODE-" not in text and "STATE-" not in text
+
+
+async def test_serve_by_default_leaves_out_the_access_log(tmp_path: Path) -> None:
+    """The default level is warning: refusals and faults, no line per request."""
+    token = "static-" + secrets.token_hex(12)
+    config = _write_config(tmp_path, f'[identify]\nmode = "tokens"\n\n[identify.tokens."{token}"]\nuser_id = "ann"\n')
+    async with serve("--config", str(config), cwd=tmp_path) as served:
+        assert (await served.check(f"Bearer {token}"))[0] == 200
+    assert "stepup.access" not in "".join(served.lines)
+    assert "stepup stopped" in "".join(served.lines)
+
+
 def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> None:
     config = _write_config(tmp_path, '[identify]\nmode = "jwt"\nkey = "short"\n')
     result = _stepup("serve", "--config", str(config), "--port", "0", cwd=tmp_path)

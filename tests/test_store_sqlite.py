@@ -236,7 +236,7 @@ async def test_open_store_in_memory_url() -> None:
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380/0"])
 async def test_redis_url_without_the_plugin_names_the_package(url: str) -> None:
     pm = get_plugin_manager(load_entrypoints=False)
-    with pytest.raises(ConfigError, match=r"pip install stepup-redis") as info:
+    with pytest.raises(ConfigError, match=r"pip install \./plugins/stepup-redis") as info:
         await open_store(url, pm)
     assert "sqlite" in str(info.value)
 

@@ -44,7 +44,15 @@ if TYPE_CHECKING:
     from .http import TOKEN_HEADER, Answer, Identify, Mounted, Request
     from .openapi import build_document, document_for
     from .problems import PROBLEM_CONTENT_TYPE, step_up_challenge
-    from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
+    from .protect import (
+        GRANT_KEY,
+        PRINCIPAL_KEY,
+        check_guarded_scopes,
+        grant_of,
+        guarded_routes,
+        principal_from,
+        requires_scope,
+    )
     from .serve import serve_app
 
 _WHERE = {
@@ -70,6 +78,8 @@ _WHERE = {
     "GRANT_KEY": "protect",
     "PRINCIPAL_KEY": "protect",
     "grant_of": "protect",
+    "check_guarded_scopes": "protect",
+    "guarded_routes": "protect",
     "principal_from": "protect",
     "requires_scope": "protect",
     "serve_app": "serve",
@@ -93,8 +103,10 @@ __all__ = [
     "ServiceGate",
     "build_app",
     "build_document",
+    "check_guarded_scopes",
     "document_for",
     "grant_of",
+    "guarded_routes",
     "mount",
     "principal_from",
     "problem_middleware",

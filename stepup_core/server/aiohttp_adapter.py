@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ..errors import ConfigError, HttpMethodNotAllowed, MalformedRequest, PayloadTooLarge, StepUpError
+from ..errors import ConfigError, HttpMethodNotAllowed, InvalidScope, MalformedRequest, PayloadTooLarge, StepUpError
 from .browser import cors_headers, preflight
 from .http import Answer, Identify, Mounted, Request, adopt_prefix, payload_too_large
 from .problems import RouteNotFound, internal_error, log_unexpected, problem_answer
@@ -35,6 +35,10 @@ SERVICE_KEY: web.AppKey[StepUpService] = web.AppKey("stepup_service")
 IDENTIFY_KEY: web.AppKey[Identify] = web.AppKey("stepup_identify")
 PREFIX_KEY: web.AppKey[str] = web.AppKey("stepup_prefix")
 MOUNTED_KEY: web.AppKey[Mounted] = web.AppKey("stepup_mounted", Mounted)
+
+#: The attribute ``requires_scope`` sets on the handler it returns: the scope it guards. It
+#: survives further decorators that use ``functools.wraps``.
+SCOPE_ATTRIBUTE = "__stepup_scope__"
 
 _READ_CHUNK = 16 * 1024
 _NOT_MOUNTED = "stepup is not mounted on this application: call stepup_core.server.mount(app, service, identify)"
@@ -213,8 +217,10 @@ def mount(
         must not be ``identify``: a user's session never reaches the admin API.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
-    cross-origin calls from those origins (the application's own routes are its business).
+    other routes are untouched. When ``app`` starts, the scopes its ``requires_scope`` routes use
+    are checked (:func:`check_guarded_scopes`): an unknown scope stops the start. With
+    ``[server] cors_origins`` set, the stepup routes answer cross-origin calls from those origins
+    (the application's own routes are its business).
     """
     prefix = adopt_prefix(service, prefix)
     existing = app.get(SERVICE_KEY)
@@ -240,6 +246,8 @@ def mount(
     app[PREFIX_KEY] = prefix
     app[MOUNTED_KEY] = mounted
     app.add_subapp(prefix, sub)
+    if existing is None:
+        app.on_startup.append(check_guarded_scopes)
 
 
 def build_app(
@@ -253,3 +261,60 @@ def build_app(
     app = web.Application(client_max_size=service.config.server.max_body_bytes)
     mount(app, service, identify, prefix=prefix, admin_identify=admin_identify)
     return app
+
+
+# --- the scopes of guarded routes, checked when the application starts ------------------
+
+
+def _handler_scopes(method: str, handler: Any) -> list[tuple[str, str]]:
+    """``(method, scope)`` pairs ``requires_scope`` guards a route's handler with: a function, or
+    the methods of a ``web.View`` (``post`` -> ``POST``)."""
+    if isinstance(handler, type):
+        found = []
+        for name in dir(handler):
+            scope = getattr(getattr(handler, name, None), SCOPE_ATTRIBUTE, None)
+            if isinstance(scope, str):
+                found.append((name.upper(), scope))
+        return found
+    scope = getattr(handler, SCOPE_ATTRIBUTE, None)
+    return [(method, scope)] if isinstance(scope, str) else []
+
+
+def guarded_routes(app: web.Application) -> list[tuple[str, str, str]]:
+    """``(method, path, scope)`` of every ``requires_scope`` route in ``app`` and its sub-applications."""
+    out: list[tuple[str, str, str]] = []
+    for resource in app.router.resources():
+        sub = resource.get_info().get("app")
+        if isinstance(sub, web.Application):
+            out.extend(guarded_routes(sub))  # its paths already carry the prefix
+            continue
+        for route in resource:
+            guards = _handler_scopes(route.method, route.handler)
+            out.extend((method, resource.canonical, scope) for method, scope in guards)
+    return out
+
+
+async def check_guarded_scopes(app: web.Application) -> None:
+    """``on_startup`` of an application with stepup mounted: every scope a route is guarded with
+    is known to the service, else :class:`ConfigError` naming the routes, so the start fails."""
+    service = app[SERVICE_KEY]
+    unknown: dict[tuple[str, str], list[str]] = {}
+    for method, path, scope in guarded_routes(app):
+        if not _known(service, scope):
+            unknown.setdefault((path, scope), []).append(method)
+    if unknown:
+        routes = "; ".join(
+            f"{'/'.join(sorted(methods))} {path} needs {scope!r}" for (path, scope), methods in unknown.items()
+        )
+        raise ConfigError(
+            f"protected routes use scopes stepup does not know: {routes}. Declare application scopes "
+            "in stepup.toml (declared_scopes, or a [scopes.\"<scope>\"] table), or fix the name"
+        )
+
+
+def _known(service: Any, scope: str) -> bool:
+    try:
+        service.policies.validate(scope)
+    except InvalidScope:
+        return False
+    return True

@@ -151,9 +151,10 @@ def problem_answer(error: StepUpError) -> Answer:
 
 def problem_response(error: StepUpError) -> web.Response:
     """The ``application/problem+json`` answer for a stepup error, as an aiohttp response."""
-    from .aiohttp_adapter import aiohttp_response
+    from aiohttp import web
 
-    return aiohttp_response(problem_answer(error))
+    answer = problem_answer(error)
+    return web.Response(status=answer.status, body=answer.body, headers=dict(answer.headers))
 
 
 def internal_error() -> InternalError:

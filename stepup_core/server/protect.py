@@ -10,9 +10,19 @@ from aiohttp import web
 
 from ..models import Grant, Principal
 from ..scopes import validate_scope_syntax
-from .aiohttp_adapter import aiohttp_response, mounted_of
+from .aiohttp_adapter import SCOPE_ATTRIBUTE, aiohttp_response, check_guarded_scopes, guarded_routes, mounted_of
 from .guard import Elevation, Gate, ServiceGate, guard, refusal, token_from
 from .http import AnyIdentify
+
+__all__ = [
+    "GRANT_KEY",
+    "PRINCIPAL_KEY",
+    "check_guarded_scopes",
+    "grant_of",
+    "guarded_routes",
+    "principal_from",
+    "requires_scope",
+]
 
 #: Where a protected handler finds the grant that let the request through (None when the
 #: scope's policy does not require step-up) and the caller: ``request[GRANT_KEY]``, or
@@ -42,6 +52,7 @@ def principal_from(request: web.Request) -> Principal | None:
 F = TypeVar("F", bound=Callable[..., Awaitable[web.StreamResponse]])
 
 
+
 def _request_of(args: tuple[Any, ...]) -> web.Request:
     for arg in reversed(args):
         if isinstance(arg, web.View):
@@ -67,6 +78,12 @@ def requires_scope(scope: str, *, gate: Gate | None = None, identify: AnyIdentif
         both ``gate`` and ``identify`` the application need not mount stepup at all.
 
     Works on ``async def handler(request)`` and on :class:`aiohttp.web.View` methods.
+
+    When the application that :func:`~stepup_core.server.mount` was called on starts, every
+    guarded route in it (and in its sub-applications) is checked: a scope that is neither a
+    reference scope nor declared in the configuration stops the start
+    (:func:`check_guarded_scopes`). A guard the check cannot see (a handler wrapped without
+    ``functools.wraps``) still refuses each request with ``500 config_error``.
     """
     validate_scope_syntax(scope)
 
@@ -91,6 +108,7 @@ def requires_scope(scope: str, *, gate: Gate | None = None, identify: AnyIdentif
             request[PRINCIPAL_KEY] = outcome.principal
             return await handler(*args, **kwargs)
 
+        setattr(guarded, SCOPE_ATTRIBUTE, scope)
         return cast(F, guarded)
 
     return decorator

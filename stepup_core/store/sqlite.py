@@ -187,6 +187,8 @@ class SQLiteStore:
                 raise
             await conn.commit()
         except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+                raise _unavailable(self.path, "be read: the file is not a SQLite database", exc) from exc
             raise _unavailable(self.path, "be initialised (is the path writable?)", exc) from exc
 
     async def _apply_migrations(self, conn: aiosqlite.Connection) -> list[Migration]:

@@ -13,5 +13,5 @@
 - ``stepup_core.testing.stack.StepUpStack``: a service served on loopback with OpenAPI-checked clients.
 - ``stepup_core.testing.pytest_plugin``: opt-in fixtures
   (``pytest_plugins = ["stepup_core.testing.pytest_plugin"]``).
-- ``stepup_core.testing.vectors``: the shared conformance vectors.
+- ``stepup_core.testing.vectors``: loading the conformance vectors of ``tests/vectors/``.
 """

@@ -31,7 +31,7 @@ from stepup_core.models import (
     VerifyRequest,
 )
 from stepup_core.store.memory import MemoryStore
-from stepup_core.testing.vectors import load_vectors
+from stepup_core.testing.vectors import load_vectors, vector_cases
 
 ALICE = Principal("alice", "s1")
 BOB = Principal("bob", "s2")
@@ -531,15 +531,17 @@ async def test_a_tampered_sealed_secret_fails_closed(flows, clock, events):
 # --- conformance vectors through the service ---------------------------------------------------
 
 
-RFC6238 = load_vectors("totp_rfc6238_appendix_b.json")
+RFC6238_FILE = "totp_rfc6238_appendix_b.json"
 
 
-@pytest.mark.parametrize("case", RFC6238["cases"], ids=lambda c: f"{c['mode']}-{c['time']}")
+@pytest.mark.parametrize(
+    "case", vector_cases(RFC6238_FILE, lambda data: data["cases"], ids=lambda c: f"{c['mode']}-{c['time']}")
+)
 async def test_rfc6238_vectors_verify_through_the_service(make_service, clock, case):
     """A device enrolled with the RFC seed: its 8-digit codes grant at the RFC's times."""
     clock.current = float(case["time"])
     service = await make_service()
-    seed = RFC6238["keys"][case["mode"]]["base32_derived"].rstrip("=")
+    seed = load_vectors(RFC6238_FILE)["keys"][case["mode"]]["base32_derived"].rstrip("=")
     device = Credential(
         id="cred_rfc",
         user_id="rfc",
