@@ -123,7 +123,7 @@ class KeyRing:
         raise StoreUnavailable("the signing keys kept changing under concurrent updates; try again")
 
     def _new_key(self, now: float) -> SigningKey:
-        kid = secrets.token_urlsafe(12)
+        kid = secrets.token_hex(8)  # hex: a key id never starts with "-" (a command line would read an option)
         public, private = _generate(self.algorithm, kid)
         sealed = self.secrets.seal(_SEAL_PURPOSE, json.dumps(private).encode())
         return SigningKey(kid=kid, alg=self.algorithm, public=public, private=sealed, created_at=now)
