@@ -232,3 +232,24 @@ def test_the_asgi_application_loads_no_web_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_asgi_serves_the_admin_api_only_with_an_admin_identify(service: Any, identify: Any) -> None:
+    from stepup_core.models import Principal
+
+    async def operators(request: Any) -> Principal | None:
+        return Principal("ops", "ops") if request.headers.get("Authorization") == "Bearer operator" else None
+
+    plain = StepUpASGI(service, identify)
+    assert (await _call(plain, {"path": "/stepup/admin/users/alice"}))[0] == 404
+    admin = StepUpASGI(service, identify, admin_identify=operators)
+    status, _, body = await _call(admin, {"path": "/stepup/admin/users/alice"})
+    assert (status, json.loads(body)["code"]) == (401, "unauthenticated")
+    status, _, body = await _call(
+        admin, {"path": "/stepup/admin/users/alice", "headers": [(b"authorization", b"Bearer operator")]}
+    )
+    assert status == 200 and json.loads(body)["userId"] == "alice"
+    status, _, body = await _call(admin, {"path": "/stepup/openapi.json"})
+    assert "/stepup/admin/users/{userId}" in json.loads(body)["paths"]
+    with pytest.raises(Exception, match="never the users' identify"):
+        StepUpASGI(service, identify, admin_identify=identify)
