@@ -176,7 +176,8 @@ def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str,
     impls = tuple(hook.get_hookimpls())
     narrowed: dict[str, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = pm.__dict__.setdefault(_NARROWED, {})
     cached = narrowed.get(hook_name)
-    if cached is not None and len(cached[0]) == len(impls) and all(a is b for a, b in zip(cached[0], impls)):
+    same = cached is not None and len(cached[0]) == len(impls)
+    if cached is not None and same and all(built is impl for built, impl in zip(cached[0], impls, strict=True)):
         return iter(cached[1])
     callers = []
     for impl in impls:
