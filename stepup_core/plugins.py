@@ -163,13 +163,28 @@ def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:
     return pm.add_hookcall_monitoring(before, after)
 
 
+# Kept on the plugin manager, by hook: the implementations the narrowed callers were built for,
+# and those callers. A hook on the request path (``stepup_event`` for each grant used) reuses them until a
+# plugin is registered or unregistered.
+_NARROWED = "_stepup_narrowed"
+
+
 def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, Any]]:
     """``(plugin name, caller)`` for each plugin implementing ``hook_name``, where ``caller``
     is ``pm.hook.<hook_name>`` narrowed to that one plugin (wrappers and tracing still apply)."""
-    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    hook = getattr(pm.hook, hook_name)
+    impls = tuple(hook.get_hookimpls())
+    narrowed: dict[str, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = pm.__dict__.setdefault(_NARROWED, {})
+    cached = narrowed.get(hook_name)
+    same = cached is not None and len(cached[0]) == len(impls)
+    if cached is not None and same and all(built is impl for built, impl in zip(cached[0], impls, strict=True)):
+        return iter(cached[1])
+    callers = []
     for impl in impls:
         others = [other.plugin for other in impls if other is not impl]
-        yield impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)
+        callers.append((impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)))
+    narrowed[hook_name] = (impls, callers)
+    return iter(callers)
 
 
 class Registrations(Generic[T]):

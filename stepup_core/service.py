@@ -7,14 +7,14 @@ lives in the core so no plugin can get it wrong; each rule has one home:
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
 - :mod:`stepup_core.delivery`: sending codes, and refusing a start that would print them;
-- here: starting and answering challenges, redirect callbacks, minting, audit events.
+- :mod:`stepup_core.issuance`: minting the grant a verification earns;
+- here: starting and answering challenges, redirect callbacks, audit events.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -37,13 +37,13 @@ from .errors import (
     PluginError,
     SignInNotCompleted,
     StepUpError,
-    StoreUnavailable,
     UnknownMethod,
     ValidationError,
     VerifierCrashed,
 )
 from .gate import Gate
-from .keyring import check_key_ledger
+from .issuance import GrantIssuer
+from .keyring import open_secret_keys
 from .limits import AttemptScope, Budget, Limits, free_live_slot
 from .models import (
     AuditEvent,
@@ -69,24 +69,22 @@ from .models import (
     IssuedToken,
     MethodInfo,
     Principal,
-    TokenBehavior,
-    Transaction,
     VerifyRequest,
 )
 from .observe import observe
 from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
 from .scopes import ScopePolicies
+from .signing import KeyRing, grant_claims
 from .startup import check_startup, close_quietly
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
-from .transaction import audit_details, binding_hash
+from .transaction import audit_details
 from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, VerifierContext
 
 log = logging.getLogger("stepup")
 
-_DEV_KEY = "meta:dev-secret-key"
 #: An OAuth ``error`` value safe to show (RFC 6749 error codes are short ASCII words).
 _PROVIDER_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -110,6 +108,7 @@ class StepUpService:
         self.clock: Clock = clock or SystemClock()
         self.policies: ScopePolicies = config.scope_policies()
         self.tokens = TokenStore(store, self.clock)
+        self.keyring = KeyRing.for_config(store, self.clock, keys, config, self.policies)
         self.credentials = StoreCredentialRepository(store)
         self.public_url: str | None = config.server.public_url
         found = collect_registrations(
@@ -121,7 +120,11 @@ class StepUpService:
         self.challenges = ChallengeRecords(store, self.clock)
         self.limits = Limits(store, config.limits, self.emit, self._event)
         self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
-        self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event)
+        self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event, self.keyring)
+        self.issuer = GrantIssuer(
+            self.policies, self.tokens, self.keyring, self.credentials, self.clock,
+            lambda: grant_claims(self.config, self.public_url), self.emit, self._event,
+        )
         self.ctx = VerifierContext(
             store=store,
             clock=self.clock,
@@ -170,21 +173,7 @@ class StepUpService:
         opened = store is None
         store = store or await open_store(config.store, pm, clock)
         try:
-            configured = config.secret_keys_bytes()
-            if configured:
-                keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
-                await check_key_ledger(store, keys)
-            else:
-                log.warning(
-                    "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
-                    "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
-                    "for production."
-                )
-                await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
-                dev = await store.get(_DEV_KEY)
-                if dev is None:
-                    raise StoreUnavailable("could not read the development secret key from the store")
-                keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
+            keys = await open_secret_keys(config, store)
             service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
             check_startup(config, pm, service.policies, service.verifiers)
         except BaseException:
@@ -419,53 +408,7 @@ class StepUpService:
         if challenge is not None:
             await self.challenges.take(challenge, "challenge")
         proven = next(c for c in candidates if c.id == verification.credential_id)
-        return await self._grant(principal, verifier, proven, scopes, challenge, verification.public, transaction)
-
-    async def _grant(
-        self,
-        principal: Principal,
-        verifier: Verifier,
-        credential: Credential,
-        scopes: Sequence[str],
-        challenge: Challenge | None,
-        public: dict[str, Any] | None = None,
-        transaction: Transaction | None = None,
-    ) -> IssuedToken:
-        """Mint the token (bound to the challenge's or the given transaction) and record its use."""
-        behavior, ttl = self.policies.token_shape(scopes)
-        issued = await self.tokens.mint(
-            principal,
-            scopes,
-            method=verifier.name,
-            ttl=ttl,
-            single_use=behavior is TokenBehavior.SINGLE_USE,
-            credential_id=credential.id,
-            transaction_hash=binding_hash(transaction, challenge),
-        )
-        if not credential.external:
-            stored = await self.credentials.get(credential.user_id, credential.id)
-            if stored is not None:
-                changes: dict[str, Any] = {"last_used_at": self.clock.now()}
-                if public is not None:
-                    changes["public"] = dict(public)
-                await self.credentials.save(attrs.evolve(stored, **changes))
-        await self.emit(
-            self._event(
-                "grant_issued",
-                "success",
-                principal,
-                method=verifier.name,
-                credential_id=credential.id,
-                challenge_id=challenge.id if challenge else None,
-                scopes=issued.scopes,
-                details={
-                    "singleUse": issued.single_use,
-                    "expiresAt": issued.expires_at,
-                    "tokenId": TokenStore.id_of(issued.elevated_access_token), **audit_details(issued.transaction_hash),
-                },
-            )
-        )
-        return issued
+        return await self.issuer.issue(principal, verifier, proven, scopes, challenge, verification.public, transaction)
 
     # --- redirect methods -------------------------------------------------------------
 
@@ -567,7 +510,7 @@ class StepUpService:
         if proven is None:
             raise CredentialNotFound("the verified credential no longer exists")
         self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
-        issued = await self._grant(principal, verifier, proven, challenge.requested_scopes, challenge)
+        issued = await self.issuer.issue(principal, verifier, proven, challenge.requested_scopes, challenge)
         return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)
 
     # --- enrolment and credential management ----------------------------------------------

@@ -71,6 +71,7 @@ const ERRORS = {
   invalid_transaction: "error.invalid",
   transaction_required: "error.invalid",
   committing_method_required: "error.notAllowed",
+  invalid_client: "error.server",
   enrollment_failed: "error.failed",
   security_key_not_found: "error.authenticator",
   not_found: "error.unavailable",
