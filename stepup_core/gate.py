@@ -246,15 +246,21 @@ class Gate:
         token where details are stated is refused as any other (step-up required)."""
         if presented is None or presented.refusal != Refusal.TRANSACTION_MISMATCH or presented.bound_to is None:
             return
-        raise TransactionMismatch(
+        raise self.transaction_mismatch(scope, transaction)
+
+    def transaction_mismatch(self, scope: str, transaction: object = None) -> TransactionMismatch:
+        """The refusal of a token bound to other transaction details than ``transaction`` (None:
+        the action states none): 403 ``transaction_mismatch``, with the action's own details."""
+        return TransactionMismatch(
             "this elevated access token is bound to other transaction details than this request carries; "
             "it was not used: step up again for these details"
-            if expected is not None
+            if transaction is not None
             else "this elevated access token is bound to one transaction, and this action states none; "
             "it was not used",
             scope=scope,
             **({"transaction": self.bind((scope,), transaction)} if transaction is not None else {}),
         )
+
     def grant_check(self, policy: ScopePolicy) -> GrantCheck:
         """What a grant must also meet under ``policy``: its class and age, and a signed grant's
         key still published."""

@@ -13,14 +13,16 @@ from aiohttp import web
 
 from stepup_core.introspection import credential_hash
 from stepup_core.remote import RemoteGuard
-from stepup_core.server import build_app, grant_of, principal_from, requires_scope, serve_app
+from stepup_core.server import build_app, grant_of, principal_from, requires_scope, serve_app, transaction_of
 from stepup_core.testing.protected import (
     PROTECTED_ROUTES,
+    TRANSACTION_ROUTES,
     ProtectedRouteSuite,
     ProtectedTarget,
     conformance_service,
     handler_body,
     header_identify,
+    json_body_details,
     service_target,
 )
 
@@ -35,6 +37,17 @@ def protected_app(app: web.Application, **guard: Any) -> web.Application:
             return web.json_response(handler_body(principal_from(request), grant_of(request), scope))
 
         app.router.add_post(path, handler)
+    for path, scope in TRANSACTION_ROUTES.items():
+
+        async def details(request: web.Request) -> Any:
+            return json_body_details(await request.read())
+
+        @requires_scope(scope, transaction=details, **guard)
+        async def pay(request: web.Request, scope: str = scope) -> web.Response:
+            body = handler_body(principal_from(request), grant_of(request), scope, transaction_of(request))
+            return web.json_response(body)
+
+        app.router.add_post(path, pay)
     return app
 
 

@@ -11,6 +11,7 @@ and the single-use token it could not check is still good.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +28,14 @@ from stepup_core.introspection import new_service_credential
 from stepup_core.models import Principal
 from stepup_core.server.http import Answer
 from stepup_core.service import StepUpService
-from stepup_core.testing.protected import ProtectedRouteSuite, ProtectedTarget
+from stepup_core.testing.protected import (
+    TRANSACTION_SCOPES,
+    ProtectedRouteSuite,
+    ProtectedTarget,
+    expected_mint,
+    expected_mismatch,
+    expected_refusal,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDECAR = ROOT / "docs" / "examples" / "sidecar.mjs"
@@ -110,6 +119,10 @@ class TestNodeSidecar(ProtectedRouteSuite):
             "[identify]\nmode = \"tokens\"\n"
             f'[identify.tokens."{secrets.token_urlsafe(24)}"]\nuser_id = "nobody"\n'
             f"[introspection.clients]\nnode = \"{digest}\"\n"
+            + "".join(
+                f'[scopes."{scope}"]\n' + "".join(f"{key} = {json.dumps(value)}\n" for key, value in policy.items())
+                for scope, policy in TRANSACTION_SCOPES.items()
+            )
         )
         serve = StepUpServe(config)
         stepup_url = await serve.start()
@@ -123,18 +136,14 @@ class TestNodeSidecar(ProtectedRouteSuite):
         try:
             found = await _read_until(node, r"listening on (http://127\.0\.0\.1:\d+)")
 
-            async def mint(principal: Principal, scope: str, ttl: float) -> str:
-                behavior, _ = local.policies.token_shape([scope])
-                issued = await local.tokens.mint(
-                    principal, [scope], method="conformance", ttl=ttl, single_use=behavior.value == "single_use"
-                )
-                return issued.elevated_access_token
+            async def mint(principal: Principal, scope: str, ttl: float, transaction: Any = None) -> str:
+                return await expected_mint(local, principal, scope, ttl, transaction)
 
-            async def refusal(principal: Principal, scope: str) -> Answer:
-                from stepup_core.server.problems import problem_answer
+            async def refusal(principal: Principal, scope: str, transaction: Any = None) -> Answer:
+                return await expected_refusal(local, principal, scope, transaction)
 
-                message = f"step-up authentication is required for {scope}"
-                return problem_answer(await local.gate.step_up_required(principal, scope, message))
+            async def mismatch(scope: str, transaction: Any) -> Answer:
+                return await expected_mismatch(local, scope, transaction)
 
             async def set_store_down(down: bool) -> None:
                 if down:
@@ -143,7 +152,8 @@ class TestNodeSidecar(ProtectedRouteSuite):
                     await serve.start()
 
             yield ProtectedTarget(
-                base_url=found.group(1), mint=mint, refusal=refusal, set_store_down=set_store_down, advance=None
+                base_url=found.group(1), mint=mint, refusal=refusal, mismatch=mismatch,
+                set_store_down=set_store_down, advance=None,
             )
         finally:
             await _stop(node)

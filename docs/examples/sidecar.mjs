@@ -9,6 +9,11 @@
 // concurrent requests with one token, exactly one gets through. When the answer is no, stepup
 // hands back the exact refusal to send (the RFC 9470 401 with its problem body); when stepup
 // cannot be asked, the answer is 503 and the handler does not run.
+//
+// A payment is bound to its details (transaction binding): the handler sends the JSON object it
+// is about to act on as `transaction`, and stepup lets the request through only with a token
+// bound to the same details (RFC 8785 canonical form: key order and white space do not matter).
+// A token bound to other details is refused with 403 `transaction_mismatch` and not spent.
 
 import http from "node:http";
 
@@ -22,6 +27,11 @@ const PROTECTED = {
   "/wallet/export": "wallet:export",
   "/profile": "user:update",
 };
+/** Routes bound to the details of their action: the JSON request body. */
+const BOUND = {
+  "/payments/send": "payments:send",
+};
+const MAX_BODY_BYTES = 64 * 1024;
 
 /**
  * Who is calling. A stand-in for the application's session lookup: here the session travels as
@@ -49,6 +59,18 @@ const PROBLEMS = {
       code: "unauthenticated",
     },
   },
+  invalidTransaction: {
+    status: 422,
+    headers: { "Cache-Control": "no-store" },
+    body: {
+      type: "urn:stepup:problem:invalid_transaction",
+      title: "Invalid transaction details",
+      status: 422,
+      detail: "could not read this action's transaction details from the request; check the request body",
+      code: "invalid_transaction",
+      errors: [{ path: "transaction", message: "could not read this action's transaction details from the request; check the request body" }],
+    },
+  },
   storeUnavailable: {
     status: 503,
     headers: { "Cache-Control": "no-store" },
@@ -70,15 +92,35 @@ function sendProblem(res, problem) {
   res.end(JSON.stringify(problem.body));
 }
 
+/** The request body as JSON: the details of a bound action (null when it is not an object). */
+async function readDetails(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return null;
+    chunks.push(chunk);
+  }
+  try {
+    const details = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    return details !== null && typeof details === "object" && !Array.isArray(details) ? details : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Ask stepup whether `token` lets `principal` act under `scope`, spending it if single-use.
+ * Ask stepup whether `token` lets `principal` act under `scope` (on exactly `transaction`, when
+ * the route is bound), spending it if single-use.
  * @returns {Promise<{allow: true, grant: object} | {allow: false, refusal: {status: number, headers: object, body: string}}>}
  */
-async function guard(scope, principal, token) {
+async function guard(scope, principal, token, transaction) {
+  const request = { scope, sub: principal.userId, sid: principal.sessionId, token, consume: true };
+  if (transaction !== undefined) request.transaction = transaction;
   const response = await fetch(`${STEPUP_URL}/introspect`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${CREDENTIAL}` },
-    body: JSON.stringify({ scope, sub: principal.userId, sid: principal.sessionId, token, consume: true }),
+    body: JSON.stringify(request),
     signal: AbortSignal.timeout(TIMEOUT_MS),
   });
   if (response.status === 200) {
@@ -92,7 +134,8 @@ async function guard(scope, principal, token) {
 
 const server = http.createServer(async (req, res) => {
   const path = new URL(req.url ?? "/", "http://localhost").pathname;
-  const scope = PROTECTED[path];
+  const bound = Object.hasOwn(BOUND, path);
+  const scope = bound ? BOUND[path] : Object.hasOwn(PROTECTED, path) ? PROTECTED[path] : undefined;
   if (req.method !== "POST" || scope === undefined) {
     res.writeHead(404, { "Content-Type": "text/plain" });
     res.end("not found");
@@ -103,10 +146,18 @@ const server = http.createServer(async (req, res) => {
     sendProblem(res, PROBLEMS.unauthenticated);
     return;
   }
+  let transaction;
+  if (bound) {
+    transaction = await readDetails(req);
+    if (transaction === null) {
+      sendProblem(res, PROBLEMS.invalidTransaction);
+      return;
+    }
+  }
   const token = (req.headers["x-elevated-access-token"] ?? "").trim() || null;
   let decision;
   try {
-    decision = await guard(scope, principal, token);
+    decision = await guard(scope, principal, token, transaction);
   } catch (error) {
     console.error(`stepup could not decide for ${path}: ${error.message}`);
     sendProblem(res, PROBLEMS.storeUnavailable);
@@ -117,7 +168,8 @@ const server = http.createServer(async (req, res) => {
     res.end(decision.refusal.body);
     return;
   }
-  // The protected action runs only here. `grant` says how the person stepped up.
+  // The protected action runs only here, on `transaction` (the details stepup checked), never
+  // on a second reading of the request. `grant` says how the person stepped up.
   const grant = decision.grant;
   res.writeHead(200, { "Content-Type": "application/json" });
   res.end(JSON.stringify({
@@ -126,6 +178,7 @@ const server = http.createServer(async (req, res) => {
     session: principal.sessionId,
     method: grant.method,
     singleUse: grant.singleUse,
+    transaction: transaction ?? null,
   }));
 });
 

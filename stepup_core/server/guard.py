@@ -49,6 +49,8 @@ TransactionDetails = Mapping[str, Any] | None
 #: ``transaction=`` on every guard: builds the details from the framework's request (the one
 #: ``identify`` receives; Django REST framework's ``Request`` for its permission), sync or async.
 TransactionBuilder = Callable[[Any], TransactionDetails | Awaitable[TransactionDetails]]
+#: What a guard answers (422 ``invalid_transaction``) when the builder fails.
+UNREADABLE_DETAILS = "could not read this action's transaction details from the request; check the request body"
 
 
 @attrs.frozen
@@ -152,12 +154,10 @@ async def build_transaction(build: TransactionBuilder, argument: Any) -> Transac
         raise
     except Exception as exc:
         log.warning("the transaction builder %r failed: %s", build, exc, exc_info=True)
-        raise InvalidTransaction(
-            "could not read this action's transaction details from the request; check the request body"
-        ) from None
+        raise InvalidTransaction(UNREADABLE_DETAILS) from None
     if details is not None and not isinstance(details, Mapping):
         log.error("the transaction builder %r answered a %s, not a mapping", build, type(details).__name__)
-        raise InvalidTransaction("could not read this action's transaction details from the request")
+        raise InvalidTransaction(UNREADABLE_DETAILS)
     return details
 
 

@@ -19,6 +19,16 @@ case                      what the guard must answer
 ``store_down``            503 ``store_unavailable`` while the store is gone (with a token,
                           without one); the single-use token is not spent
 ``anonymous``             401 ``unauthenticated`` when ``identify`` finds nobody
+``transaction_once``      a token bound to a payment's details: the payment with those
+                          details runs once (the handler sees the checked details), then
+                          401 with ``check.transaction``; without a token the same 401
+``transaction_changed``   403 ``transaction_mismatch`` for a changed amount or payee, and
+                          the token is not spent; 401 for another user, and for a token
+                          of the scope bound to no details; 422 ``invalid_transaction``
+                          for a body the builder cannot read
+``transaction_reordered`` the same details with keys in another order, other white space
+                          and ``120.0`` for ``120``: the same RFC 8785 form, accepted
+``transaction_concurrent`` 100 concurrent payments with the token: one 200, 99 401s
 ========================  ==============================================================
 
 Subclass :class:`ProtectedRouteSuite`, name the ``adapter`` and provide an async ``target``
@@ -28,8 +38,14 @@ framework's real server, or its test server where a server adds nothing) with tw
 - ``POST /wallet/export`` guarded by ``wallet:export`` (single-use),
 - ``POST /profile`` guarded by ``user:update`` (time-bound),
 
-each answering ``200`` with :func:`handler_body` of the caller and grant; callers are identified
-by :func:`header_identify` (``Authorization: Bearer <user>:<session>``). :func:`service_target`
+each answering ``200`` with :func:`handler_body` of the caller and grant, and, for the
+transaction cases,
+
+- ``POST /payments/send`` guarded by ``payments:send`` with the framework's ``transaction=``
+  builder reading the JSON request body (:data:`TRANSACTION_ROUTES`), answering
+  :func:`handler_body` with the details the guard checked (the elevation's ``transaction``).
+
+Callers are identified by :func:`header_identify` (``Authorization: Bearer <user>:<session>``). :func:`service_target`
 builds the target's means (minting, expected answers, the store switch) for a service in this
 event loop (:func:`conformance_service` makes one); :func:`portal_target` for one living in a
 :class:`~stepup_core.portal.Portal` (:func:`hosted_conformance_service`).
@@ -42,8 +58,9 @@ prints the table at the end of the run (import :func:`pytest_runtest_setup` too)
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -58,6 +75,7 @@ from ..errors import StoreUnavailable
 from ..models import Grant, Principal
 from ..server.http import TOKEN_HEADER, Answer
 from ..server.problems import problem_answer
+from ..transaction import transaction_hash
 from .stores import SwitchableStore
 
 if TYPE_CHECKING:
@@ -68,6 +86,12 @@ SINGLE_USE_PATH, SINGLE_USE_SCOPE = "/wallet/export", "wallet:export"
 TIME_BOUND_PATH, TIME_BOUND_SCOPE = "/profile", "user:update"
 #: The protected routes every target serves: path -> scope.
 PROTECTED_ROUTES = {SINGLE_USE_PATH: SINGLE_USE_SCOPE, TIME_BOUND_PATH: TIME_BOUND_SCOPE}
+PAYMENT_PATH, PAYMENT_SCOPE = "/payments/send", "payments:send"
+#: The routes every target guards with ``transaction=`` (the JSON body is the details): path -> scope.
+TRANSACTION_ROUTES = {PAYMENT_PATH: PAYMENT_SCOPE}
+#: What the suite's service configures for them (every step-up for a payment names it).
+TRANSACTION_SCOPES: dict[str, dict[str, Any]] = {PAYMENT_SCOPE: {"transaction_required": True}}
+PAYMENT = {"amount": "120.00", "currency": "EUR", "payee": "ACME Ltd", "reference": 120}
 ALICE = Principal("alice", "alice-s1")
 ALICE_OTHER_SESSION = Principal("alice", "alice-s2")
 BOB = Principal("bob", "bob-s1")
@@ -77,6 +101,7 @@ COMPARED_HEADERS = ("Content-Type", "Cache-Control", "WWW-Authenticate")
 CASES = (
     "valid", "no_token", "wrong_scope", "other_user", "other_session", "expired",
     "single_use_reuse", "store_down", "anonymous",
+    "transaction_once", "transaction_changed", "transaction_reordered", "transaction_concurrent",
 )
 
 
@@ -101,15 +126,24 @@ async def header_identify(request: Any) -> Principal | None:
     return principal_from_headers(request.headers)
 
 
-def handler_body(principal: Principal | None, grant: Grant | None, scope: str) -> dict[str, Any]:
-    """What a protected handler answers: proof that it saw the caller and the grant."""
+def handler_body(
+    principal: Principal | None, grant: Grant | None, scope: str, transaction: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a protected handler answers: proof that it saw the caller and the grant (and, on a
+    transaction route, the details the guard checked)."""
     return {
         "scope": scope,
         "user": principal.user_id if principal else None,
         "session": principal.session_id if principal else None,
         "method": grant.method if grant else None,
         "singleUse": grant.single_use if grant else None,
+        "transaction": dict(transaction) if transaction is not None else None,
     }
+
+
+def json_body_details(body: bytes) -> Any:
+    """The suite's transaction builders read the JSON body as the details (any framework)."""
+    return json.loads(body) if body else None
 
 
 # --- the target --------------------------------------------------------------------------------
@@ -120,10 +154,13 @@ class ProtectedTarget:
     """A guarded application on loopback and the means to set up each case.
 
     :param base_url: where the application listens.
-    :param mint: ``await mint(principal, scope, ttl)``: a real elevated token in the store the
-        guard reads.
-    :param refusal: ``await refusal(principal, scope)``: the answer stepup's guard core gives
-        without a valid token (the expected 401, check included).
+    :param mint: ``await mint(principal, scope, ttl, transaction=None)``: a real elevated token in
+        the store the guard reads (bound to ``transaction`` details when given).
+    :param refusal: ``await refusal(principal, scope, transaction=None)``: the answer stepup's
+        guard core gives without a valid token (the expected 401, check included; with the
+        action's details for a transaction route).
+    :param mismatch: ``await mismatch(scope, transaction)``: the 403 ``transaction_mismatch``
+        stepup's guard core gives for a token bound to other details.
     :param set_store_down: ``await set_store_down(True)`` makes the store unreachable.
     :param advance: lets the guard's clock move on (None: the guard runs on real time, and the
         ``expired`` case mints a one-second token and waits).
@@ -131,12 +168,14 @@ class ProtectedTarget:
     """
 
     base_url: str
-    mint: Callable[[Principal, str, float], Awaitable[str]]
-    refusal: Callable[[Principal, str], Awaitable[Answer]]
+    mint: Callable[..., Awaitable[str]]
+    refusal: Callable[..., Awaitable[Answer]]
+    mismatch: Callable[[str, Mapping[str, Any]], Awaitable[Answer]]
     set_store_down: Callable[[bool], Awaitable[None]]
     advance: Callable[[float], Awaitable[None]] | None = None
     store_down_expected: Answer = attrs.field(factory=lambda: problem_answer(StoreUnavailable("store down")))
     unauthenticated_expected: Answer = attrs.field(factory=lambda: _unauthenticated())
+    unreadable_details_expected: Answer = attrs.field(factory=lambda: _unreadable_details())
 
 
 def _unauthenticated() -> Answer:
@@ -145,17 +184,37 @@ def _unauthenticated() -> Answer:
     return problem_answer(Unauthenticated("sign in first: this route needs the application's session"))
 
 
-async def _mint(service: StepUpService, principal: Principal, scope: str, ttl: float) -> str:
+def _unreadable_details() -> Answer:
+    from ..errors import InvalidTransaction
+    from ..server.guard import UNREADABLE_DETAILS
+
+    return problem_answer(InvalidTransaction(UNREADABLE_DETAILS))
+
+
+async def expected_mint(
+    service: StepUpService, principal: Principal, scope: str, ttl: float, transaction: Mapping[str, Any] | None = None
+) -> str:
+    """A real token from ``service``'s token store (bound to ``transaction`` when given)."""
     behavior, _ = service.policies.token_shape([scope])
     issued = await service.tokens.mint(
-        principal, [scope], method="conformance", ttl=ttl, single_use=behavior.value == "single_use"
+        principal, [scope], method="conformance", ttl=ttl, single_use=behavior.value == "single_use",
+        transaction_hash=transaction_hash(transaction) if transaction is not None else None,
     )
     return issued.elevated_access_token
 
 
-async def _refusal(service: StepUpService, principal: Principal, scope: str) -> Answer:
-    error = await service.gate.step_up_required(principal, scope, f"step-up authentication is required for {scope}")
-    return problem_answer(error)
+async def expected_refusal(
+    service: StepUpService, principal: Principal, scope: str, transaction: Mapping[str, Any] | None = None
+) -> Answer:
+    """The 401 stepup's guard core answers ``principal`` without a valid token for ``scope``
+    (and the action's ``transaction`` details)."""
+    message = f"step-up authentication is required for {scope}"
+    return problem_answer(await service.gate.step_up_required(principal, scope, message, transaction))
+
+
+async def expected_mismatch(service: StepUpService, scope: str, transaction: Mapping[str, Any]) -> Answer:
+    """The 403 stepup's guard core answers for a token bound to other details than ``transaction``."""
+    return problem_answer(service.gate.transaction_mismatch(scope, transaction))
 
 
 def service_target(base_url: str, service: StepUpService, store: SwitchableStore) -> ProtectedTarget:
@@ -172,8 +231,9 @@ def service_target(base_url: str, service: StepUpService, store: SwitchableStore
 
     return ProtectedTarget(
         base_url=base_url,
-        mint=lambda principal, scope, ttl: _mint(service, principal, scope, ttl),
-        refusal=lambda principal, scope: _refusal(service, principal, scope),
+        mint=lambda principal, scope, ttl, transaction=None: expected_mint(service, principal, scope, ttl, transaction),
+        refusal=lambda principal, scope, transaction=None: expected_refusal(service, principal, scope, transaction),
+        mismatch=lambda scope, transaction: expected_mismatch(service, scope, transaction),
         set_store_down=set_down,
         advance=advance if isinstance(clock, ManualClock) else None,
     )
@@ -183,13 +243,16 @@ def portal_target(base_url: str, service: StepUpService, store: SwitchableStore,
     """The means of a target whose guard uses ``service`` living in ``portal``."""
     local = service_target(base_url, service, store)
 
-    async def mint(principal: Principal, scope: str, ttl: float) -> str:
-        return await portal.run(_mint(service, principal, scope, ttl))
+    async def mint(principal: Principal, scope: str, ttl: float, transaction: Mapping[str, Any] | None = None) -> str:
+        return await portal.run(expected_mint(service, principal, scope, ttl, transaction))
 
-    async def refusal(principal: Principal, scope: str) -> Answer:
-        return await portal.run(_refusal(service, principal, scope))
+    async def refusal(principal: Principal, scope: str, transaction: Mapping[str, Any] | None = None) -> Answer:
+        return await portal.run(expected_refusal(service, principal, scope, transaction))
 
-    return attrs.evolve(local, mint=mint, refusal=refusal)
+    async def mismatch(scope: str, transaction: Mapping[str, Any]) -> Answer:
+        return await portal.run(expected_mismatch(service, scope, transaction))
+
+    return attrs.evolve(local, mint=mint, refusal=refusal, mismatch=mismatch)
 
 
 @asynccontextmanager
@@ -197,13 +260,18 @@ async def conformance_service(
     directory: Path, *, clock: ManualClock | None = None, config: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[StepUpService, SwitchableStore]]:
     """A service on SQLite in ``directory`` behind a :class:`SwitchableStore`, no methods, a
-    manual clock: what the suite's targets guard with."""
+    manual clock, the transaction routes' scopes (:data:`TRANSACTION_SCOPES`): what the suite's
+    targets guard with."""
     from ..plugins import get_plugin_manager
     from ..service import StepUpService
     from ..store import open_store
 
     clock = clock or ManualClock()
-    settings = {"store": f"sqlite:{directory / 'stepup.sqlite3'}", "secret_key": secrets.token_hex(32)}
+    settings: dict[str, Any] = {
+        "store": f"sqlite:{directory / 'stepup.sqlite3'}",
+        "secret_key": secrets.token_hex(32),
+        "scopes": dict(TRANSACTION_SCOPES),
+    }
     settings.update(config or {})
     configured = config_from_mapping(settings)
     pm = get_plugin_manager(load_entrypoints=False)
@@ -278,12 +346,14 @@ class ProtectedRouteSuite:
 
     async def post(
         self, http: aiohttp.ClientSession, target: ProtectedTarget, path: str,
-        principal: Principal | None = ALICE, token: str | None = None,
+        principal: Principal | None = ALICE, token: str | None = None, body: bytes | None = None,
     ) -> Seen:
         headers = session_header(principal) if principal is not None else {}
         if token is not None:
             headers[TOKEN_HEADER] = token
-        async with http.post(target.base_url + path, headers=headers) as resp:
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        async with http.post(target.base_url + path, headers=headers, data=body) as resp:
             body = await resp.read()
             return Seen(resp.status, {h: resp.headers.get(h) for h in COMPARED_HEADERS}, body)
 
@@ -383,6 +453,69 @@ class ProtectedRouteSuite:
         seen = await self.post(http, target, SINGLE_USE_PATH, None)
         assert seen == _expected(target.unauthenticated_expected)
         assert seen.json()["code"] == "unauthenticated"
+
+    # --- transaction binding -------------------------------------------------------------------
+
+    async def pay(
+        self, http: aiohttp.ClientSession, target: ProtectedTarget, details: Any,
+        token: str | None, principal: Principal = ALICE,
+    ) -> Seen:
+        """``POST /payments/send`` with ``details`` (bytes as they are, else compact JSON)."""
+        raw = details if isinstance(details, bytes) else json.dumps(details, separators=(",", ":")).encode()
+        return await self.post(http, target, PAYMENT_PATH, principal, token, raw)
+
+    async def assert_paid(
+        self, http: aiohttp.ClientSession, target: ProtectedTarget, details: Any, token: str,
+    ) -> None:
+        seen = await self.pay(http, target, details, token)
+        assert seen.status == 200, seen
+        body = dict(seen.json())
+        assert body["scope"] == PAYMENT_SCOPE and body["user"] == ALICE.user_id and body["singleUse"] is True
+        assert body["transaction"] == PAYMENT  # the details the guard checked reach the handler
+
+    async def test_transaction_once(self, target: ProtectedTarget, http: aiohttp.ClientSession) -> None:
+        refused = _expected(await target.refusal(ALICE, PAYMENT_SCOPE, PAYMENT))
+        seen = await self.pay(http, target, PAYMENT, None)
+        assert seen == refused
+        problem = seen.json()
+        assert problem["code"] == "insufficient_user_authentication"
+        assert problem["check"]["transaction"]["details"] == PAYMENT  # what to step up with
+        assert problem["check"]["transaction"]["hash"] == transaction_hash(PAYMENT)
+        bound = await target.mint(ALICE, PAYMENT_SCOPE, 300, transaction=PAYMENT)
+        await self.assert_paid(http, target, PAYMENT, bound)
+        assert await self.pay(http, target, PAYMENT, bound) == refused  # spent
+
+    async def test_transaction_changed(self, target: ProtectedTarget, http: aiohttp.ClientSession) -> None:
+        bound = await target.mint(ALICE, PAYMENT_SCOPE, 300, transaction=PAYMENT)
+        for changed in ({**PAYMENT, "amount": "1200.00"}, {**PAYMENT, "payee": "Mallory Ltd"}):
+            seen = await self.pay(http, target, changed, bound)
+            assert seen == _expected(await target.mismatch(PAYMENT_SCOPE, changed)), seen
+            assert seen.status == 403 and seen.json()["code"] == "transaction_mismatch"
+        bobs = await self.pay(http, target, PAYMENT, bound, BOB)
+        assert bobs == _expected(await target.refusal(BOB, PAYMENT_SCOPE, PAYMENT))
+        unbound = await target.mint(ALICE, PAYMENT_SCOPE, 300)
+        refused = _expected(await target.refusal(ALICE, PAYMENT_SCOPE, PAYMENT))
+        assert await self.pay(http, target, PAYMENT, unbound) == refused
+        unreadable = await self.pay(http, target, b"amount=120.00&payee=ACME", bound)
+        assert unreadable == _expected(target.unreadable_details_expected), unreadable
+        assert unreadable.json()["code"] == "invalid_transaction"
+        await self.assert_paid(http, target, PAYMENT, bound)  # none of the refusals spent it
+
+    async def test_transaction_reordered(self, target: ProtectedTarget, http: aiohttp.ClientSession) -> None:
+        bound = await target.mint(ALICE, PAYMENT_SCOPE, 300, transaction=PAYMENT)
+        reordered = b'{ "reference": 120.0, "payee": "ACME Ltd",\n  "currency": "EUR", "amount": "120.00" }'
+        seen = await self.pay(http, target, reordered, bound)
+        assert seen.status == 200, seen
+        assert seen.json()["transaction"] == PAYMENT
+
+    async def test_transaction_concurrent(self, target: ProtectedTarget, http: aiohttp.ClientSession) -> None:
+        bound = await target.mint(ALICE, PAYMENT_SCOPE, 300, transaction=PAYMENT)
+        answers = await asyncio.gather(
+            *(self.pay(http, target, PAYMENT, bound) for _ in range(CONCURRENT_REQUESTS))
+        )
+        assert sorted(a.status for a in answers) == [200] + [401] * (CONCURRENT_REQUESTS - 1)
+        refused = _expected(await target.refusal(ALICE, PAYMENT_SCOPE, PAYMENT))
+        assert all(a == refused for a in answers if a.status == 401)
 
 
 # --- the table -------------------------------------------------------------------------------

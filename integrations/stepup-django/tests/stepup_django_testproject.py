@@ -1,6 +1,6 @@
 """A small Django project for the tests: settings, a URLconf with the protocol and the guarded
-views (sync, async and Django REST framework), each family under its own path, and Django's own
-threaded WSGI server to serve it."""
+views (sync, async and Django REST framework, each with the transaction-bound payment route),
+each family under its own path, and Django's own threaded WSGI server to serve it."""
 
 from __future__ import annotations
 
@@ -18,46 +18,61 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from stepup_core.testing.protected import PROTECTED_ROUTES, handler_body
+from stepup_core.testing.protected import PROTECTED_ROUTES, TRANSACTION_ROUTES, handler_body, json_body_details
 from stepup_core.testing.servers import serving_in_thread
 
 #: Where each family of guarded views lives; the conformance targets' base URLs end with these.
 SYNC, ASYNC, DRF = "/sync", "/async", "/drf"
 
 
-def sync_view(scope: str) -> Any:
+def payment_details(request: HttpRequest) -> Any:
+    """The transaction builder of the sync and async views: the JSON body is the details."""
+    return json_body_details(request.body)
+
+
+def drf_payment_details(request: Any) -> Any:
+    """The DRF permission's builder reads DRF's parsed body."""
+    return request.data
+
+
+def _body(request: Any, scope: str) -> dict[str, Any]:
+    elevation = request.stepup
+    return handler_body(elevation.principal, elevation.grant, scope, elevation.transaction)
+
+
+def sync_view(scope: str, transaction: Any = None) -> Any:
     from stepup_django import requires_scope
 
     @csrf_exempt  # a bearer-token API: no cookies for a forged request to ride on
-    @requires_scope(scope)
+    @requires_scope(scope, transaction=transaction)
     def view(request: HttpRequest) -> JsonResponse:
-        return JsonResponse(handler_body(request.stepup.principal, request.stepup.grant, scope))  # type: ignore[attr-defined]
+        return JsonResponse(_body(request, scope))
 
     return view
 
 
-def async_view(scope: str) -> Any:
+def async_view(scope: str, transaction: Any = None) -> Any:
     from stepup_django import requires_scope
 
     @csrf_exempt
-    @requires_scope(scope)
+    @requires_scope(scope, transaction=transaction)
     async def view(request: HttpRequest) -> JsonResponse:
-        return JsonResponse(handler_body(request.stepup.principal, request.stepup.grant, scope))  # type: ignore[attr-defined]
+        return JsonResponse(_body(request, scope))
 
     return view
 
 
-def drf_view(scope: str) -> Any:
+def drf_view(scope: str, transaction: Any = None) -> Any:
     from rest_framework.response import Response
     from rest_framework.views import APIView
     from stepup_django.drf import RequireScope
 
     class Guarded(APIView):
         authentication_classes: list[Any] = []
-        permission_classes = [RequireScope(scope)]
+        permission_classes = [RequireScope(scope, transaction=transaction)]
 
         def post(self, request: Any) -> Response:
-            return Response(handler_body(request.stepup.principal, request.stepup.grant, scope))
+            return Response(_body(request, scope))
 
     return Guarded.as_view()
 
@@ -69,6 +84,10 @@ def urlconf() -> types.ModuleType:
         patterns.append(path(SYNC.lstrip("/") + route, sync_view(scope)))
         patterns.append(path(ASYNC.lstrip("/") + route, async_view(scope)))
         patterns.append(path(DRF.lstrip("/") + route, drf_view(scope)))
+    for route, scope in TRANSACTION_ROUTES.items():
+        patterns.append(path(SYNC.lstrip("/") + route, sync_view(scope, payment_details)))
+        patterns.append(path(ASYNC.lstrip("/") + route, async_view(scope, payment_details)))
+        patterns.append(path(DRF.lstrip("/") + route, drf_view(scope, drf_payment_details)))
     module.urlpatterns = patterns  # type: ignore[attr-defined]
     return module
 

@@ -1,4 +1,8 @@
-"""The protected-route conformance table, printed at the end of a run that includes the suite."""
+"""The protected-route conformance table, printed at the end of a run that includes the suite;
+``stepup_fastapi_testapps`` (beside this file) holds the applications it runs against."""
+
+import sys
+from pathlib import Path
 
 from stepup_core.testing.protected import (
     pytest_runtest_logreport,
@@ -7,3 +11,5 @@ from stepup_core.testing.protected import (
 )
 
 __all__ = ["pytest_runtest_logreport", "pytest_runtest_setup", "pytest_terminal_summary"]
+
+sys.path.insert(0, str(Path(__file__).parent))

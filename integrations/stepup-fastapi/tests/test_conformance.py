@@ -1,59 +1,24 @@
 """stepup's protected-route conformance suite against the FastAPI dependency and the Starlette
-decorator, each application served by uvicorn on loopback."""
+decorator, each application (``stepup_fastapi_testapps``, beside this file) served by uvicorn on
+loopback."""
 
-# No "from __future__ import annotations": FastAPI reads these annotations at run time,
-# and the dependencies in them name local variables.
+from __future__ import annotations
+
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
 
 import pytest
-from fastapi import Depends, FastAPI
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from stepup_fastapi import Elevation, RequireScope, StepUp, requires_scope
+from stepup_fastapi import StepUp
+from stepup_fastapi_testapps import fastapi_app, starlette_app
 
 from stepup_core.testing.protected import (
-    PROTECTED_ROUTES,
     ProtectedRouteSuite,
     ProtectedTarget,
     conformance_service,
-    handler_body,
     header_identify,
     service_target,
 )
 from stepup_core.testing.servers import serve_asgi
-
-
-def fastapi_app(stepup: StepUp) -> FastAPI:
-    app = FastAPI()
-    stepup.install(app)
-    for path, scope in PROTECTED_ROUTES.items():
-
-        def add(path: str = path, scope: str = scope) -> None:
-            @app.post(path)
-            async def handler(elevation: Annotated[Elevation, Depends(RequireScope(scope))]) -> dict[str, object]:
-                return handler_body(elevation.principal, elevation.grant, scope)
-
-        add()
-    return app
-
-
-def starlette_app(stepup: StepUp) -> Starlette:
-    routes = []
-    for path, scope in PROTECTED_ROUTES.items():
-
-        @requires_scope(scope)
-        async def endpoint(request: Request, scope: str = scope) -> JSONResponse:
-            elevation = request.state.stepup
-            return JSONResponse(handler_body(elevation.principal, elevation.grant, scope))
-
-        routes.append(Route(path, endpoint, methods=["POST"]))
-    app = Starlette(routes=routes)
-    stepup.install(app)
-    return app
 
 
 class TestFastAPIDependency(ProtectedRouteSuite):

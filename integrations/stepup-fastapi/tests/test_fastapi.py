@@ -15,6 +15,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from starlette.requests import Request
 from stepup_fastapi import STEP_UP_RESPONSES, Elevation, RequireScope, StepUp
+from stepup_fastapi_testapps import fastapi_app
 
 from stepup_core.config import config_from_mapping
 from stepup_core.introspection import credential_hash
@@ -22,7 +23,6 @@ from stepup_core.models import Principal
 from stepup_core.remote import RemoteGuard
 from stepup_core.server import build_app, build_document, document_for, serve_app
 from stepup_core.testing.protected import (
-    PROTECTED_ROUTES,
     ProtectedRouteSuite,
     ProtectedTarget,
     conformance_service,
@@ -149,16 +149,7 @@ class TestFastAPIWithRemoteGuard(ProtectedRouteSuite):
             serve_app(build_app(service, header_identify)) as sidecar,
         ):
             gate = RemoteGuard(sidecar + "/stepup", CREDENTIAL)
-            app = FastAPI()
-            StepUp(header_identify, gate=gate).install(app)
-            for path, scope in PROTECTED_ROUTES.items():
-
-                def add(path: str = path, scope: str = scope) -> None:
-                    @app.post(path)
-                    async def handler(elevation: Annotated[Elevation, Depends(RequireScope(scope))]) -> dict[str, Any]:
-                        return handler_body(elevation.principal, elevation.grant, scope)
-
-                add()
+            app = fastapi_app(StepUp(header_identify, gate=gate))
             try:
                 async with serve_asgi(app) as base_url:
                     yield service_target(base_url, service, store)

@@ -12,20 +12,18 @@ from typing import Any
 import aiohttp
 import flask
 import pytest
-from flask import Flask, g, jsonify
+from flask import Flask, jsonify
 from stepup_flask import StepUp, requires_scope
-from stepup_flask_testserver import serve_werkzeug
+from stepup_flask_testserver import flask_app, serve_werkzeug
 
 from stepup_core.introspection import credential_hash
 from stepup_core.models import Principal
 from stepup_core.remote import RemoteGuard
 from stepup_core.server import build_app, document_for, serve_app
 from stepup_core.testing.protected import (
-    PROTECTED_ROUTES,
     ProtectedRouteSuite,
     ProtectedTarget,
     conformance_service,
-    handler_body,
     header_identify,
     hosted_conformance_service,
     service_target,
@@ -109,17 +107,7 @@ class TestFlaskWithRemoteGuard(ProtectedRouteSuite):
             serve_app(build_app(service, header_identify)) as sidecar,
         ):
             stepup = StepUp(identify=header_identify, gate=RemoteGuard(sidecar + "/stepup", CREDENTIAL))
-            app = Flask("remote")
-            stepup.init_app(app)
-            for path, scope in PROTECTED_ROUTES.items():
-
-                def add(path: str = path, scope: str = scope) -> None:
-                    @app.post(path, endpoint=path)
-                    @requires_scope(scope)
-                    def handler() -> Any:
-                        return jsonify(handler_body(g.stepup.principal, g.stepup.grant, scope))
-
-                add()
+            app = flask_app(stepup, "remote")
             try:
                 with serve_werkzeug(app) as base_url:
                     yield service_target(base_url, service, store)

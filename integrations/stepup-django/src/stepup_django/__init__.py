@@ -30,6 +30,12 @@ views.py::
 - The guard answers exactly what every stepup guard answers: the RFC 9470 401 with its problem
   body, 503 when the store is down; a single-use token is spent atomically. The caller and the
   grant are at ``request.stepup`` (an :class:`~stepup_core.server.guard.Elevation`).
+- ``transaction=`` binds a view to the action's details: a function building them from Django's
+  request (``lambda request: json.loads(request.body)``), run like ``identify`` (a plain
+  function in the request's thread, or through ``sync_to_async`` for an async view; a coroutine
+  function awaited). A token bound to other details is refused with 403
+  ``transaction_mismatch`` and not spent; the details that were checked are at
+  ``request.stepup.transaction``.
 - stepup's service lives in an event loop of its own (a :class:`~stepup_core.portal.Portal`
   thread), which serves sync views, async views and the protocol alike.
 - Django REST framework: :mod:`stepup_django.drf`.
@@ -46,19 +52,25 @@ import inspect
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponse
 
 from stepup_core.errors import ConfigError, StepUpError
 from stepup_core.scopes import validate_scope_syntax
-from stepup_core.server.guard import Elevation, Gate, guard, identify_caller, refusal, token_from
+from stepup_core.server.guard import (
+    Elevation,
+    Gate,
+    TransactionBuilder,
+    build_transaction,
+    guard,
+    identify_caller,
+    refusal,
+    token_from,
+)
 from stepup_core.server.http import Answer
 from stepup_core.server.problems import RouteNotFound, problem_answer
 from stepup_core.server.sync import SyncStepUp, is_async_callable
-
-if TYPE_CHECKING:
-    from stepup_core.models import Principal
 
 __all__ = ["Elevation", "StepUp", "answer_response", "configure", "get_stepup", "requires_scope"]
 
@@ -159,16 +171,26 @@ def get_stepup() -> StepUp:
         return _configured[0]
 
 
-def _replay(principal: Principal) -> Callable[[Any], Any]:
-    async def identified(_: Any) -> Principal:
-        return principal
+def _replay(value: Any) -> Callable[[Any], Any]:
+    """A function answering ``value`` (already computed in the view's thread or loop)."""
 
-    return identified
+    async def replayed(_: Any) -> Any:
+        return value
+
+    return replayed
 
 
-def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
+def requires_scope(
+    scope: str, *, gate: Gate | None = None, transaction: TransactionBuilder | None = None
+) -> Callable[[F], F]:
     """Let a request into the view (sync or async) only with an elevated access token for
-    ``scope``. The caller and the grant are at ``request.stepup``."""
+    ``scope``. The caller and the grant are at ``request.stepup``.
+
+    :param transaction: builds the action's details from Django's request (None exempts one
+        request): the token must be bound to details with the same RFC 8785 form, else 403
+        ``transaction_mismatch`` (not spent) or the 401 whose ``check.transaction`` holds the
+        details to step up with. The checked details are at ``request.stepup.transaction``.
+    """
     validate_scope_syntax(scope)
 
     def decorator(view: F) -> F:
@@ -176,7 +198,7 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
 
             @functools.wraps(view)
             async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                outcome = await _decide_async(request, scope, gate)
+                outcome = await _decide_async(request, scope, gate, transaction)
                 if isinstance(outcome, Answer):
                     return answer_response(outcome)
                 request.stepup = outcome
@@ -190,7 +212,8 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
                 stepup = get_stepup()
             except StepUpError as exc:
                 return answer_response(refusal(exc, scope=scope, where=request.path))
-            outcome = stepup.decide(scope, request, token_from(request.headers), where=request.path, gate=gate)
+            token = token_from(request.headers)
+            outcome = stepup.decide(scope, request, token, where=request.path, gate=gate, transaction=transaction)
             if isinstance(outcome, Answer):
                 return answer_response(outcome)
             request.stepup = outcome
@@ -201,7 +224,9 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
     return decorator
 
 
-async def _decide_async(request: HttpRequest, scope: str, gate: Gate | None) -> Elevation | Answer:
+async def _decide_async(
+    request: HttpRequest, scope: str, gate: Gate | None, transaction: TransactionBuilder | None
+) -> Elevation | Answer:
     from asgiref.sync import sync_to_async
 
     try:
@@ -213,5 +238,15 @@ async def _decide_async(request: HttpRequest, scope: str, gate: Gate | None) -> 
     found = await identify_caller(identify, request, scope=scope, where=request.path)
     if isinstance(found, Answer):
         return found
+    built: TransactionBuilder | None = None
+    if transaction is not None:
+        # Built here, on the view's loop (a plain builder in a worker thread, as identify).
+        builder: Any = transaction if is_async_callable(transaction) else sync_to_async(transaction)
+        try:
+            details = await build_transaction(builder, request)
+        except Exception as exc:  # noqa: BLE001 - fail closed: an answer, never a grant
+            return refusal(exc, scope=scope, where=request.path)
+        built = None if details is None else _replay(details)
     token = token_from(request.headers)
-    return await stepup.portal.run(guard(chosen, scope, _replay(found), request, token, where=request.path))
+    outcome = guard(chosen, scope, _replay(found), request, token, where=request.path, transaction=built)
+    return await stepup.portal.run(outcome)

@@ -13,7 +13,9 @@
 A refusal raises :class:`StepUpRefused`; :func:`exception_handler` answers it byte for byte (the
 RFC 9470 401 with its problem body, 503 when the store is down) and leaves every other exception
 to DRF's own handler. The caller and the grant are at ``request.stepup`` (DRF's request and
-Django's). ``identify`` receives Django's request.
+Django's). ``identify`` receives Django's request; a ``transaction=`` builder receives DRF's
+(``lambda request: request.data``), and the details it built and the guard checked are at
+``request.stepup.transaction``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from stepup_core.errors import StepUpError
 from stepup_core.scopes import validate_scope_syntax
-from stepup_core.server.guard import Gate, refusal, token_from
+from stepup_core.server.guard import Gate, TransactionBuilder, refusal, token_from
 from stepup_core.server.http import Answer
 
 from . import answer_response, get_stepup
@@ -52,6 +54,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
 class _ScopePermission(BasePermission):  # type: ignore[misc]
     scope: str = ""
     gate: Gate | None = None
+    #: In a tuple: a function stored on a class would become a method.
+    transaction: tuple[TransactionBuilder, ...] = ()
 
     def has_permission(self, request: Any, view: Any) -> bool:
         django_request = getattr(request, "_request", request)
@@ -60,7 +64,10 @@ class _ScopePermission(BasePermission):  # type: ignore[misc]
         except StepUpError as exc:
             raise StepUpRefused(refusal(exc, scope=self.scope, where=django_request.path)) from None
         token = token_from(django_request.headers)
-        outcome = stepup.decide(self.scope, django_request, token, where=django_request.path, gate=self.gate)
+        built = _reading(request, self.transaction[0]) if self.transaction else None
+        outcome = stepup.decide(
+            self.scope, django_request, token, where=django_request.path, gate=self.gate, transaction=built
+        )
         if isinstance(outcome, Answer):
             raise StepUpRefused(outcome)
         request.stepup = outcome
@@ -68,7 +75,21 @@ class _ScopePermission(BasePermission):  # type: ignore[misc]
         return True
 
 
-def RequireScope(scope: str, *, gate: Gate | None = None) -> type[BasePermission]:
-    """A permission class requiring an elevated access token for ``scope``."""
+def _reading(request: Any, build: TransactionBuilder) -> TransactionBuilder:
+    """The builder, given DRF's request (``request.data``) whatever the guard hands it."""
+
+    def builder(_: Any) -> Any:
+        return build(request)
+
+    return builder
+
+
+def RequireScope(
+    scope: str, *, gate: Gate | None = None, transaction: TransactionBuilder | None = None
+) -> type[BasePermission]:
+    """A permission class requiring an elevated access token for ``scope`` (bound to the
+    details ``transaction`` builds from DRF's request, when given: else 403
+    ``transaction_mismatch``, not spent)."""
     validate_scope_syntax(scope)
-    return type(f"RequireScope[{scope}]", (_ScopePermission,), {"scope": scope, "gate": gate})
+    attributes = {"scope": scope, "gate": gate, "transaction": (transaction,) if transaction else ()}
+    return type(f"RequireScope[{scope}]", (_ScopePermission,), attributes)

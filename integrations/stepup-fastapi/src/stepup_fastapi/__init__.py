@@ -22,6 +22,10 @@
   exactly what every stepup guard answers: the RFC 9470 401 and its problem body, 503 when the
   store is down.
 - :func:`requires_scope` does the same for a plain Starlette endpoint ``(request) -> Response``.
+- ``transaction=`` (on both) binds the route to the action's details: a function (sync or async)
+  building them from Starlette's request, say ``lambda request: request.json()``. A token bound
+  to other details is refused with 403 ``transaction_mismatch`` and not spent; the details that
+  were checked are at ``elevation.transaction``.
 - ``gate=RemoteGuard(...)`` (on :class:`StepUp` or per dependency) asks a ``stepup serve``
   beside the application instead of a service with the store at hand.
 """
@@ -42,7 +46,15 @@ from starlette.responses import Response
 from stepup_core.errors import ConfigError
 from stepup_core.scopes import validate_scope_syntax
 from stepup_core.server.asgi import AsgiRequest, StepUpASGI
-from stepup_core.server.guard import Elevation, Gate, ServiceGate, guard, refusal, token_from
+from stepup_core.server.guard import (
+    Elevation,
+    Gate,
+    ServiceGate,
+    TransactionBuilder,
+    guard,
+    refusal,
+    token_from,
+)
 from stepup_core.server.http import TOKEN_HEADER, Answer, AnyIdentify, normalise_prefix
 
 if TYPE_CHECKING:
@@ -58,6 +70,7 @@ __all__ = [
     "RequireScope",
     "StepUp",
     "StepUpRefused",
+    "TransactionBuilder",
     "requires_scope",
     "stepup_of",
 ]
@@ -78,6 +91,10 @@ _PROBLEM = {"application/problem+json": {"schema": {"type": "object", "additiona
 STEP_UP_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {
         "description": "Step-up required: RFC 9470 challenge in WWW-Authenticate, the check in the problem body",
+        "content": _PROBLEM,
+    },
+    403: {
+        "description": "transaction_mismatch: the token is bound to other transaction details (not spent)",
         "content": _PROBLEM,
     },
     503: {"description": "The step-up store cannot be reached: never a grant", "content": _PROBLEM},
@@ -194,14 +211,21 @@ class StepUp:
             return
         await self._asgi(scope, receive, send)
 
-    async def decide(self, request: StarletteRequest, scope: str, gate: Gate | None = None) -> Elevation | Answer:
-        """The guard's decision for ``request`` (identify, then the gate)."""
+    async def decide(
+        self,
+        request: StarletteRequest,
+        scope: str,
+        gate: Gate | None = None,
+        transaction: TransactionBuilder | None = None,
+    ) -> Elevation | Answer:
+        """The guard's decision for ``request`` (identify, the ``transaction`` details, then the gate)."""
         try:
             chosen = gate or self.gate
         except ConfigError as exc:
             return refusal(exc, scope=scope, where=request.scope.get("path", ""))
         where = request.scope.get("path", "")
-        return await guard(chosen, scope, self.identify, request, token_from(request.headers), where=where)
+        token = token_from(request.headers)
+        return await guard(chosen, scope, self.identify, request, token, where=where, transaction=transaction)
 
 
 def _scope_of(request: Any) -> Any:
@@ -228,9 +252,14 @@ class RequireScope(APIKeyHeader):
 
     :param scope: the scope the route needs (checked for form now, for being declared per request).
     :param gate: who decides for this route (default: the installed :class:`StepUp`'s).
+    :param transaction: builds the action's details from Starlette's request (sync or async,
+        ``None`` exempts one request): the token must be bound to details with the same RFC 8785
+        form, else 403 ``transaction_mismatch`` (not spent) or the 401 whose
+        ``check.transaction`` holds the details to step up with. The checked details are at
+        ``elevation.transaction``.
     """
 
-    def __init__(self, scope: str, *, gate: Gate | None = None) -> None:
+    def __init__(self, scope: str, *, gate: Gate | None = None, transaction: TransactionBuilder | None = None) -> None:
         super().__init__(
             name=TOKEN_HEADER,
             scheme_name=elevated_token_header.scheme_name,
@@ -239,6 +268,7 @@ class RequireScope(APIKeyHeader):
         )
         self.scope = validate_scope_syntax(scope)
         self.gate = gate
+        self.transaction = transaction
 
     def __repr__(self) -> str:
         return f"RequireScope({self.scope!r})"
@@ -248,16 +278,18 @@ class RequireScope(APIKeyHeader):
             stepup = stepup_of(request)
         except ConfigError as exc:
             raise StepUpRefused(refusal(exc, scope=self.scope, where=request.scope.get("path", ""))) from None
-        outcome = await stepup.decide(request, self.scope, self.gate)
+        outcome = await stepup.decide(request, self.scope, self.gate, self.transaction)
         if isinstance(outcome, Answer):
             raise StepUpRefused(outcome)
         request.state.stepup = outcome
         return outcome
 
 
-def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
-    """Guard a Starlette endpoint ``async (request) -> Response`` like :class:`RequireScope`;
-    the elevation is at ``request.state.stepup``."""
+def requires_scope(
+    scope: str, *, gate: Gate | None = None, transaction: TransactionBuilder | None = None
+) -> Callable[[F], F]:
+    """Guard a Starlette endpoint ``async (request) -> Response`` like :class:`RequireScope`
+    (``transaction=`` too); the elevation is at ``request.state.stepup``."""
     validate_scope_syntax(scope)
 
     def decorator(endpoint: F) -> F:
@@ -267,7 +299,7 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
                 stepup = stepup_of(request)
             except ConfigError as exc:
                 return answer_response(refusal(exc, scope=scope, where=request.scope.get("path", "")))
-            outcome = await stepup.decide(request, scope, gate)
+            outcome = await stepup.decide(request, scope, gate, transaction)
             if isinstance(outcome, Answer):
                 return answer_response(outcome)
             request.state.stepup = outcome

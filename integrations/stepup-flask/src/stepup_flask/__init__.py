@@ -22,6 +22,10 @@
   :class:`~stepup_core.server.guard.Elevation` (caller and grant) is at ``g.stepup``.
 - stepup's service lives in an event loop of its own (a :class:`~stepup_core.portal.Portal`
   thread), since Flask's views are synchronous; :meth:`StepUp.close` stops it.
+- ``transaction=`` binds a view to the action's details: a function building them from Flask's
+  request (``lambda request: request.get_json()``), run in the request's thread. A token bound
+  to other details is refused with 403 ``transaction_mismatch`` and not spent; the details that
+  were checked are at ``g.stepup.transaction``.
 - ``gate=RemoteGuard(...)`` asks a ``stepup serve`` beside the application instead (no store,
   no protocol routes here).
 """
@@ -36,7 +40,7 @@ from flask import Flask, Response, current_app, g, request
 
 from stepup_core.errors import ConfigError
 from stepup_core.scopes import validate_scope_syntax
-from stepup_core.server.guard import Elevation, Gate, refusal, token_from
+from stepup_core.server.guard import Elevation, Gate, TransactionBuilder, refusal, token_from
 from stepup_core.server.http import Answer
 from stepup_core.server.sync import SyncStepUp
 
@@ -109,11 +113,18 @@ def stepup_of(app: Flask | None = None) -> StepUp:
     return found
 
 
-def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
+def requires_scope(
+    scope: str, *, gate: Gate | None = None, transaction: TransactionBuilder | None = None
+) -> Callable[[F], F]:
     """Let a request into the view only with an elevated access token for ``scope``.
 
     The token comes from ``X-Elevated-Access-Token``; a single-use token is spent. The caller and
     the grant are at ``g.stepup`` (an :class:`~stepup_core.server.guard.Elevation`).
+
+    :param transaction: builds the action's details from Flask's request (None exempts one
+        request): the token must be bound to details with the same RFC 8785 form, else 403
+        ``transaction_mismatch`` (not spent) or the 401 whose ``check.transaction`` holds the
+        details to step up with. The checked details are at ``g.stepup.transaction``.
     """
     validate_scope_syntax(scope)
 
@@ -125,7 +136,8 @@ def requires_scope(scope: str, *, gate: Gate | None = None) -> Callable[[F], F]:
             except ConfigError as exc:
                 return answer_response(refusal(exc, scope=scope, where=request.path))
             native = request._get_current_object()  # type: ignore[attr-defined]
-            outcome = stepup.decide(scope, native, token_from(request.headers), where=request.path, gate=gate)
+            token = token_from(request.headers)
+            outcome = stepup.decide(scope, native, token, where=request.path, gate=gate, transaction=transaction)
             if isinstance(outcome, Answer):
                 return answer_response(outcome)
             g.stepup = outcome
