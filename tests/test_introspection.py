@@ -129,7 +129,8 @@ async def test_a_single_use_token_is_spent_by_the_first_consuming_call(stack: St
     assert body == {
         "active": True, "allow": True, "scope": "wallet:export", "sub": "alice", "sid": "alice-session",
         "exp": int(issued["expiresAt"]), "iat": int(clock.now()), "auth_time": int(clock.now()), "acr": None,
-        "amr": ["otp"], "method": "pin", "singleUse": True, "transactionHash": None, "consumed": True, "challenge": None,
+        "amr": ["otp"], "method": "pin", "singleUse": True, "transactionHash": None, "consumed": True,
+        "challenge": None,
     }
     status, _, again = await introspect(stack, request(issued["elevatedAccessToken"]))
     assert (status, again["active"], again["allow"]) == (200, False, False)

@@ -145,7 +145,7 @@ async def build_transaction(build: TransactionBuilder, argument: Any) -> Transac
     nothing is let through.
     """
     try:
-        details = build(argument)
+        details: object = build(argument)
         if inspect.isawaitable(details):
             details = await details
     except asyncio.CancelledError:

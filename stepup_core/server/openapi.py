@@ -277,7 +277,7 @@ def _constrain_requests(
             ]
         },
     }
-    for name in ("CheckRequest", "ChallengeRequest", "VerifyRequest"):
+    for name in ("CheckRequest", "ChallengeRequest", "VerifyRequest", "IntrospectionRequest"):
         schemas[name]["properties"]["transaction"] = {"anyOf": [_ref("TransactionDetails"), {"type": "null"}]}
 
     schemas["CheckRequest"]["properties"]["scope"] = _ref("Scope")
