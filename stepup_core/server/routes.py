@@ -376,8 +376,9 @@ ROUTES: tuple[RouteSpec, ...] = (
         "RFC 7662 for an application beside the server (in any language): is this token valid for "
         "this scope, user and session? `consume: true` spends a single-use token atomically, as a "
         "guard does. `allow` says whether the guarded action may proceed; when it may not, "
-        "`challenge` holds the exact 401 to answer. Needs a service credential "
-        "(`[introspection.clients]`), never a user's session.",
+        "`challenge` holds the exact answer to send (the 401; a 403 `transaction_mismatch` for a "
+        "token bound to other `transaction` details than the request's, which is not spent). "
+        "Needs a service credential (`[introspection.clients]`), never a user's session.",
         request=IntrospectionRequest, response=Introspection, authenticated=False, service_credential=True,
     ),
     RouteSpec(
