@@ -261,12 +261,7 @@ class TokenStore:
     ) -> Grant | None:
         """The grant if ``token`` is valid for this user, session, scope and transaction, without
         consuming it."""
-        if not token:
-            return None
-        presented = await self.present(
-            token, principal, scope, consume=False, check=check, transaction_hash=transaction_hash
-        )
-        return presented.grant
+        return await self._grant(token, principal, scope, check, transaction_hash, consume=False)
 
     async def validate(
         self,
@@ -277,10 +272,16 @@ class TokenStore:
         transaction_hash: str | None = None,
     ) -> Grant | None:
         """Validate for use: a single-use token is consumed atomically (one winner)."""
+        return await self._grant(token, principal, scope, check, transaction_hash, consume=True)
+
+    async def _grant(
+        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None,
+        transaction_hash: str | None, *, consume: bool,
+    ) -> Grant | None:
         if not token:
             return None
         presented = await self.present(
-            token, principal, scope, consume=True, check=check, transaction_hash=transaction_hash
+            token, principal, scope, consume=consume, check=check, transaction_hash=transaction_hash
         )
         return presented.grant
 
