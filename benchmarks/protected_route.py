@@ -7,7 +7,7 @@ every store and route in turn, the order flipping between rounds, after a warm-u
 in the machine's load falls on all of them alike. Besides requests per second the
 table shows the server's CPU time per request (from /proc), which does not depend on how fast
 the load generator is, and how busy the server was (near 100 % means the server, not the
-client, set the pace).
+client, set the pace). The machinery is :mod:`harness`, shared with ``verify.py``.
 
     python benchmarks/protected_route.py [--seconds 3] [--rounds 4] [--concurrency 20]
                                          [--stores memory,sqlite] [--strict]
@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import attrs
-from aiohttp import ClientSession, TCPConnector, web
+from aiohttp import ClientSession, web
+from harness import Case, Server, cpu_ratio, measure, print_table, serve_until_terminated, start, stop
 
 from stepup_core.models import Principal
 
@@ -73,137 +70,29 @@ async def _serve(store_kind: str) -> None:
     issued = await service.tokens.mint(
         Principal(user_id=user, session_id=session), [SCOPE], method="benchmark", ttl=3600, single_use=False
     )
-
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(json.dumps({"port": port, "token": issued.elevated_access_token}), flush=True)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-    await service.close()
+    await serve_until_terminated(
+        web.AppRunner(app, access_log=None), info={"token": issued.elevated_access_token}, cleanup=service.close
+    )
 
 
 # --- the load (this process) -----------------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = int(fields[11]) + int(fields[12])  # utime + stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def _get(url: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    async def request(session: ClientSession) -> bool:
+        async with session.get(url, headers=headers) as resp:
+            await resp.read()
+            return resp.status == 200
+
+    return request
 
 
-@attrs.define
-class Tally:
-    requests: int = 0
-    failures: int = 0
-    seconds: float = 0.0
-    server_cpu: float = 0.0
-    #: Requests per second of each round, in order.
-    round_rates: list[float] = attrs.field(factory=list)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def cpu_per_request_us(self) -> float:
-        return self.server_cpu / self.requests * 1e6 if self.requests else 0.0
-
-    @property
-    def server_busy(self) -> float:
-        return self.server_cpu / self.seconds if self.seconds else 0.0
-
-
-async def _load(session: ClientSession, url: str, headers: dict[str, str], seconds: float, concurrency: int) -> Tally:
-    deadline = time.perf_counter() + seconds
-    tally = Tally()
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            async with session.get(url, headers=headers) as resp:
-                await resp.read()
-                if resp.status == 200:
-                    tally.requests += 1
-                else:
-                    tally.failures += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    tally.seconds = time.perf_counter() - started
-    return tally
-
-
-@attrs.define
-class Server:
-    store_kind: str
-    proc: asyncio.subprocess.Process
-    base: str
-    token: str
-    totals: dict[str, Tally] = attrs.field(factory=lambda: {"unprotected": Tally(), "protected": Tally()})
-
-    def url(self, route: str) -> str:
-        return f"{self.base}/{'guarded' if route == 'protected' else 'open'}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": SESSION, "X-Elevated-Access-Token": self.token}
-
-
-async def _start(store_kind: str) -> Server:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--serve", store_kind, stdout=asyncio.subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    try:
-        info = json.loads(await asyncio.wait_for(proc.stdout.readline(), timeout=30))
-    except BaseException:
-        await _stop(proc)
-        raise
-    return Server(store_kind, proc, f"http://127.0.0.1:{info['port']}", info["token"])
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-
-async def _measure(servers: list[Server], args: argparse.Namespace) -> None:
-    """Every round visits every (store, route) pair, the order flipping from round to round, so
-    drift in the machine's load falls on all of them alike."""
-    routes = ["unprotected", "protected"]
-    async with ClientSession(connector=TCPConnector(limit=args.concurrency)) as session:
-        for server in servers:
-            for route in routes:
-                warm = await _load(session, server.url(route), server.headers, args.warmup, args.concurrency)
-                if warm.failures or not warm.requests:
-                    raise SystemExit(f"{server.store_kind} {route}: warm-up failed ({warm.failures} non-200 answers)")
-        for round_no in range(args.rounds):
-            visits = [(server, route) for server in servers for route in routes]
-            for server, route in visits if round_no % 2 == 0 else reversed(visits):
-                cpu_before = _cpu_seconds(server.proc.pid)
-                tally = await _load(session, server.url(route), server.headers, args.seconds, args.concurrency)
-                cpu_after = _cpu_seconds(server.proc.pid)
-                total = server.totals[route]
-                total.requests += tally.requests
-                total.failures += tally.failures
-                total.seconds += tally.seconds
-                total.round_rates.append(tally.rate)
-                if cpu_before is not None and cpu_after is not None:
-                    total.server_cpu += cpu_after - cpu_before
+def _cases(server: Server) -> list[Case]:
+    headers = {"Authorization": SESSION, "X-Elevated-Access-Token": server.info["token"]}
+    return [
+        Case(server, "unprotected", _get(f"{server.base}/open", headers)),
+        Case(server, "protected", _get(f"{server.base}/guarded", headers)),
+    ]
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -214,52 +103,39 @@ async def _main(args: argparse.Namespace) -> int:
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus"
     )
     servers: list[Server] = []
+    cases: list[Case] = []
     try:
         for store_kind in stores:
-            servers.append(await _start(store_kind))
-        await _measure(servers, args)
+            server = await start(store_kind, __file__, store_kind)
+            servers.append(server)
+            cases.extend(_cases(server))
+        await measure(cases, rounds=args.rounds, seconds=args.seconds, warmup=args.warmup,
+                      concurrency=args.concurrency)
     finally:
         for server in servers:
-            await _stop(server.proc)
-    rows = []
-    verdicts = []
-    for server in servers:
-        store_kind, totals = server.store_kind, server.totals
-        for name in ("unprotected", "protected"):
-            rows.append((store_kind, name, totals[name]))
-        ratio = totals["protected"].rate / totals["unprotected"].rate
-        target = TARGETS.get(store_kind, 0.0)
-        pairs = zip(totals["protected"].round_rates, totals["unprotected"].round_rates, strict=True)
-        per_round = [p / u for p, u in pairs if u]
-        cpu_ratio = (
-            totals["unprotected"].cpu_per_request_us / totals["protected"].cpu_per_request_us
-            if totals["protected"].cpu_per_request_us
-            else 0.0
-        )
-        verdicts.append((store_kind, ratio, target, per_round, cpu_ratio))
-
-    header = (
-        f"{'store':<8} {'route':<12} {'requests':>9} {'failures':>8} {'req/s':>9} "
-        f"{'server cpu/req':>15} {'server busy':>12}"
-    )
+            await stop(server.proc)
     print()
-    print(header)
-    print("-" * len(header))
-    for store_kind, name, t in rows:
-        print(
-            f"{store_kind:<8} {name:<12} {t.requests:>9} {t.failures:>8} {t.rate:>9.0f} "
-            f"{t.cpu_per_request_us:>12.0f} us {t.server_busy:>11.0%}"
-        )
+    print_table(cases)
     print()
     missed = False
-    for store_kind, ratio, target, per_round, cpu_ratio in verdicts:
+    for i in range(0, len(cases), 2):
+        unprotected, protected = cases[i], cases[i + 1]
+        store_kind = unprotected.server.name
+        ratio = protected.total.rate / unprotected.total.rate if unprotected.total.rate else 0.0
+        target = TARGETS.get(store_kind, 0.0)
+        pairs = zip(protected.total.round_rates, unprotected.total.round_rates, strict=True)
+        per_round = [p / u for p, u in pairs if u]
+        cpu, cpu_rounds = cpu_ratio(protected, unprotected)
         ok = ratio >= target
         missed |= not ok
         verdict = "met" if ok else "MISSED"
         print(f"{store_kind:<8} protected/unprotected = {ratio:.3f}  (target >= {target:.2f}: {verdict})")
         print(f"{'':<8}   by round: {', '.join(f'{r:.2f}' for r in per_round)}")
-        print(f"{'':<8}   server cpu per request, unprotected/protected = {cpu_ratio:.3f} (a saturated server's ratio)")
-    failures = sum(t.failures for _, _, t in rows)
+        print(
+            f"{'':<8}   server cpu per request, protected/unprotected = {cpu:.3f} "
+            f"(by round: {', '.join(f'{r:.2f}' for r in cpu_rounds)})"
+        )
+    failures = sum(c.total.failures for c in cases)
     if failures:
         print(f"{failures} requests did not answer 200")
         return 1
