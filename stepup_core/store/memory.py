@@ -1,10 +1,20 @@
 """In-process store for tests and single-process development. Not shared, not persistent.
 
 Every operation runs without awaiting in between, so on one event loop each is atomic.
+
+Expired records are never returned, and they do not stay in memory either: every record with a
+TTL has an entry in a heap ordered by expiry, and at most once per :attr:`MemoryStore.purge_interval`
+seconds (by the injected clock) an operation starts a background purge that removes what has
+expired, :attr:`MemoryStore.purge_batch` records at a time with the event loop free in between,
+so no request waits behind it long. The heap itself is rebuilt from the live records when stale
+entries (of records since replaced or removed) outnumber them, so memory stays bounded by the
+live records.
 """
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 from collections.abc import Sequence
 
 import attrs
@@ -23,13 +33,22 @@ class _Record:
 @attrs.define
 class MemoryStore:
     clock: Clock = attrs.field(factory=SystemClock)
+    #: Seconds between purges of expired records (by the injected clock).
+    purge_interval: float = 60.0
+    #: Records examined per step of a purge, between which the event loop serves others.
+    purge_batch: int = 2000
     _data: dict[str, _Record] = attrs.field(factory=dict, init=False)
     _indexes: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    _expiries: list[tuple[float, str]] = attrs.field(factory=list, init=False)
+    _next_purge: float = attrs.field(default=float("-inf"), init=False)
+    _purger: asyncio.Task[int] | None = attrs.field(default=None, init=False)
     _closed: bool = attrs.field(default=False, init=False)
 
     def _open(self) -> None:
         if self._closed:
             raise StoreUnavailable("memory store is closed")
+        if self._purger is None and self.clock.now() >= self._next_purge:
+            self._start_purge()
 
     def _live(self, key: str) -> _Record | None:
         self._open()
@@ -58,6 +77,65 @@ class MemoryStore:
         self._data[key] = _Record(value, expires_at, tuple(indexes))
         for index in indexes:
             self._indexes.setdefault(index, set()).add(key)
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, key))
+            if len(self._expiries) > 2 * len(self._data) + 1024:
+                self._rebuild_expiries()
+
+    def _rebuild_expiries(self) -> None:
+        self._expiries = [(r.expires_at, k) for k, r in self._data.items() if r.expires_at is not None]
+        heapq.heapify(self._expiries)
+
+    # -- purging -----------------------------------------------------------------------------
+
+    @property
+    def held_records(self) -> int:
+        """Records held in memory, expired ones not yet purged included."""
+        return len(self._data)
+
+    def _start_purge(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: the next operation on one starts it
+            return
+        self._next_purge = self.clock.now() + self.purge_interval
+        self._purger = loop.create_task(self._background_purge())
+
+    async def _background_purge(self) -> int:
+        try:
+            return await self.purge()
+        finally:
+            self._purger = None
+
+    def _purge_step(self, now: float) -> bool:
+        """Remove up to :attr:`purge_batch` expired records; True when nothing expired is left."""
+        expiries = self._expiries
+        for _ in range(self.purge_batch):
+            if not expiries or expiries[0][0] > now:
+                return True
+            expires_at, key = heapq.heappop(expiries)
+            record = self._data.get(key)
+            if record is not None and record.expires_at == expires_at:
+                self._remove(key)
+        return not expiries or expiries[0][0] > now
+
+    async def purge(self) -> int:
+        """Remove every record expired by now, :attr:`purge_batch` at a time with the event loop
+        free in between; the number of records removed."""
+        before = len(self._data)
+        while not self._closed:
+            if self._purge_step(self.clock.now()):
+                break
+            await asyncio.sleep(0)  # the loop serves others between batches
+        return before - len(self._data)
+
+    async def purge_finished(self) -> None:
+        """Wait for a background purge in progress (if any) to finish."""
+        purger = self._purger
+        if purger is not None:
+            await asyncio.shield(purger)
+
+    # -- the Store protocol --------------------------------------------------------------------
 
     async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
         self._open()
@@ -121,6 +199,9 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._closed = True
+        purger, self._purger = self._purger, None
+        if purger is not None:
+            purger.cancel()
 
 
 async def open_memory_store(url: str, clock: Clock) -> MemoryStore:
