@@ -9,9 +9,9 @@ import pluggy
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError, PluginError
-from .base import Store, StoreFactory, make_key
+from .base import Counter, Reservation, Store, StoreFactory, Write, make_key
 
-__all__ = ["Store", "StoreFactory", "make_key", "open_store", "store_factories"]
+__all__ = ["Counter", "Reservation", "Store", "StoreFactory", "Write", "make_key", "open_store", "store_factories"]
 
 
 def store_factories(pm: pluggy.PluginManager) -> dict[str, StoreFactory]:

@@ -21,13 +21,11 @@ import attrs
 
 from ..clock import Clock, SystemClock
 from ..errors import StoreUnavailable
+from .base import Counter, Reservation, Write
 
-
-@attrs.define
-class _Record:
-    value: str
-    expires_at: float | None
-    indexes: tuple[str, ...] = ()
+#: A record: (value, expires_at or None, index names). A plain tuple of strings and numbers,
+#: which Python's garbage collector stops tracking, so a million records cost no collector time.
+_Record = tuple[str, "float | None", tuple[str, ...]]
 
 
 @attrs.define
@@ -36,7 +34,7 @@ class MemoryStore:
     #: Seconds between purges of expired records (by the injected clock).
     purge_interval: float = 60.0
     #: Records examined per step of a purge, between which the event loop serves others.
-    purge_batch: int = 2000
+    purge_batch: int = 1000
     _data: dict[str, _Record] = attrs.field(factory=dict, init=False)
     _indexes: dict[str, set[str]] = attrs.field(factory=dict, init=False)
     _expiries: list[tuple[float, str]] = attrs.field(factory=list, init=False)
@@ -55,7 +53,8 @@ class MemoryStore:
         record = self._data.get(key)
         if record is None:
             return None
-        if record.expires_at is not None and record.expires_at <= self.clock.now():
+        expires_at = record[1]
+        if expires_at is not None and expires_at <= self.clock.now():
             self._remove(key)
             return None
         return record
@@ -63,7 +62,7 @@ class MemoryStore:
     def _remove(self, key: str) -> _Record | None:
         record = self._data.pop(key, None)
         if record is not None:
-            for index in record.indexes:
+            for index in record[2]:
                 members = self._indexes.get(index)
                 if members is not None:
                     members.discard(key)
@@ -74,7 +73,7 @@ class MemoryStore:
     def _write(self, key: str, value: str, ttl: float | None, indexes: Sequence[str]) -> None:
         self._remove(key)
         expires_at = None if ttl is None else self.clock.now() + ttl
-        self._data[key] = _Record(value, expires_at, tuple(indexes))
+        self._data[key] = (value, expires_at, tuple(indexes))
         for index in indexes:
             self._indexes.setdefault(index, set()).add(key)
         if expires_at is not None:
@@ -83,7 +82,7 @@ class MemoryStore:
                 self._rebuild_expiries()
 
     def _rebuild_expiries(self) -> None:
-        self._expiries = [(r.expires_at, k) for k, r in self._data.items() if r.expires_at is not None]
+        self._expiries = [(r[1], k) for k, r in self._data.items() if r[1] is not None]
         heapq.heapify(self._expiries)
 
     # -- purging -----------------------------------------------------------------------------
@@ -115,7 +114,7 @@ class MemoryStore:
                 return True
             expires_at, key = heapq.heappop(expiries)
             record = self._data.get(key)
-            if record is not None and record.expires_at == expires_at:
+            if record is not None and record[1] == expires_at:
                 self._remove(key)
         return not expiries or expiries[0][0] > now
 
@@ -143,7 +142,7 @@ class MemoryStore:
 
     async def get(self, key: str) -> str | None:
         record = self._live(key)
-        return None if record is None else record.value
+        return None if record is None else record[0]
 
     async def delete(self, key: str) -> bool:
         return self._live(key) is not None and self._remove(key) is not None
@@ -153,7 +152,7 @@ class MemoryStore:
         if record is None:
             return None
         self._remove(key)
-        return record.value
+        return record[0]
 
     async def add(self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()) -> bool:
         if self._live(key) is not None:
@@ -166,8 +165,9 @@ class MemoryStore:
         if record is None:
             self._write(key, str(amount), ttl, ())
             return amount
-        record.value = str(int(record.value) + amount)
-        return int(record.value)
+        value = int(record[0]) + amount
+        self._data[key] = (str(value), record[1], record[2])
+        return value
 
     async def compare_and_set(
         self,
@@ -179,10 +179,42 @@ class MemoryStore:
         indexes: Sequence[str] = (),
     ) -> bool:
         record = self._live(key)
-        current = None if record is None else record.value
+        current = None if record is None else record[0]
         if current != expected:
             return False
         self._write(key, value, ttl, indexes)
+        return True
+
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        records = [self._live(c.key) for c in counters]
+        counts = tuple(0 if r is None else int(r[0]) for r in records)
+        if any(count >= c.limit for count, c in zip(counts, counters, strict=True)):
+            return Reservation(False, counts)
+        for counter, record, count in zip(counters, records, counts, strict=True):
+            if record is None:
+                self._write(counter.key, "1", counter.ttl, ())
+            else:
+                self._data[counter.key] = (str(count + 1), record[1], record[2])
+        return Reservation(True, tuple(count + 1 for count in counts))
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        self._open()
+        if take is not None:
+            if self._live(take) is None:
+                return False
+            self._remove(take)
+        for key in release:
+            record = self._live(key)
+            if record is not None:
+                left = int(record[0]) - 1
+                if left <= 0:
+                    self._remove(key)
+                else:
+                    self._data[key] = (str(left), record[1], record[2])
+        for write in writes:
+            self._write(write.key, write.value, write.ttl, write.indexes)
         return True
 
     async def list_index(self, index: str) -> dict[str, str]:
@@ -191,7 +223,7 @@ class MemoryStore:
         for key in sorted(self._indexes.get(index, set())):
             record = self._live(key)
             if record is not None:
-                out[key] = record.value
+                out[key] = record[0]
         return out
 
     async def ping(self) -> None:

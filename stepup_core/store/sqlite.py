@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError, StoreUnavailable
+from .base import Counter, Reservation, Write
 
 __all__ = ["SQLiteStore", "open_sqlite_store", "sqlite_path_from_url"]
 
@@ -332,6 +333,49 @@ def _compare_and_set(
     return True
 
 
+def _counter_value(conn: sqlite3.Connection, key: str, now: float) -> int | None:
+    current = _live_value(conn, key, now)
+    if current is None:
+        return None
+    try:
+        return int(current)
+    except ValueError as exc:
+        raise _CounterError(f"store record {key!r} is not a counter") from exc
+
+
+def _reserve(counters: Sequence[Counter], now: float, conn: sqlite3.Connection) -> Reservation:
+    found = [_counter_value(conn, c.key, now) for c in counters]
+    counts = tuple(0 if value is None else value for value in found)
+    if any(count >= c.limit for count, c in zip(counts, counters, strict=True)):
+        return Reservation(False, counts)
+    for counter, value, count in zip(counters, found, counts, strict=True):
+        if value is None:
+            _write(conn, counter.key, "1", counter.ttl, (), now)
+        else:
+            conn.execute("UPDATE records SET value = ? WHERE key = ?", (str(count + 1), counter.key))
+    return Reservation(True, tuple(count + 1 for count in counts))
+
+
+def _settle(
+    take: str | None, release: Sequence[str], writes: Sequence[Write], now: float, conn: sqlite3.Connection
+) -> bool:
+    if take is not None:
+        if _live_value(conn, take, now) is None:
+            return False
+        _remove(conn, take)
+    for key in release:
+        value = _counter_value(conn, key, now)
+        if value is None:
+            continue
+        if value - 1 <= 0:
+            _remove(conn, key)
+        else:
+            conn.execute("UPDATE records SET value = ? WHERE key = ?", (str(value - 1), key))
+    for write in writes:
+        _write(conn, write.key, write.value, write.ttl, write.indexes, now)
+    return True
+
+
 def _get(key: str, now: float, conn: sqlite3.Connection) -> str | None:
     return _live_value(conn, key, now)
 
@@ -482,8 +526,10 @@ class SQLiteStore:
         queued behind the operations already waiting; the number removed."""
         removed = 0
         while True:
-            count = await self._call(
-                functools.partial(_sweep_batch, self.clock.now(), self.sweep_batch), "sweep expired records"
+            count = int(
+                await self._call(
+                    functools.partial(_sweep_batch, self.clock.now(), self.sweep_batch), "sweep expired records"
+                )
             )
             removed += count
             if count < self.sweep_batch:
@@ -529,6 +575,17 @@ class SQLiteStore:
         indexes: Sequence[str] = (),
     ) -> bool:
         operation = functools.partial(_compare_and_set, key, expected, value, ttl, tuple(indexes), self.clock.now())
+        return bool(await self._write_op(operation))
+
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        reservation = await self._write_op(functools.partial(_reserve, tuple(counters), self.clock.now()))
+        assert isinstance(reservation, Reservation)
+        return reservation
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        operation = functools.partial(_settle, take, tuple(release), tuple(writes), self.clock.now())
         return bool(await self._write_op(operation))
 
     async def list_index(self, index: str) -> dict[str, str]:

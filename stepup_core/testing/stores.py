@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ..errors import StoreUnavailable
-from ..store.base import Store, make_key
+from ..store.base import Counter, Store, Write, make_key
 
 __all__ = ["StoreConformanceSuite"]
 
@@ -78,6 +78,8 @@ class StoreConformanceSuite:
             store.add("k", "v", ttl=None),
             store.incr("c", ttl=10),
             store.compare_and_set("k", None, "v"),
+            store.reserve([Counter("c", 5, 10)]),
+            store.settle(release=["c"], writes=[Write("k", "v")]),
             store.list_index("idx"),
             store.ping(),
         ):
@@ -209,6 +211,95 @@ class StoreConformanceSuite:
         await store.incr("c", ttl=self.long_ttl, amount=3)
         assert await store.delete("c") is True
         assert await store.incr("c", ttl=self.long_ttl) == 1
+
+    # ----------------------------------------------------------------------------------------
+    # reserve / settle
+    # ----------------------------------------------------------------------------------------
+
+    async def test_reserve_takes_a_place_in_every_counter(self, store: Store) -> None:
+        counters = [Counter("budget", 3, self.long_ttl), Counter("lockout", 10, self.long_ttl)]
+        first = await store.reserve(counters)
+        assert first.granted and first.counts == (1, 1)
+        await store.incr("lockout", ttl=self.long_ttl, amount=4)
+        second = await store.reserve(counters)
+        assert second.granted and second.counts == (2, 6)
+        assert await store.get("budget") == "2"
+
+    async def test_reserve_refuses_when_any_counter_is_full_and_changes_none(self, store: Store) -> None:
+        counters = [Counter("budget", 5, self.long_ttl), Counter("lockout", 2, self.long_ttl)]
+        await store.incr("lockout", ttl=self.long_ttl, amount=2)
+        refused = await store.reserve(counters)
+        assert not refused.granted and refused.counts == (0, 2)
+        assert await store.get("budget") is None
+        assert await store.get("lockout") == "2"
+
+    async def test_concurrent_reservations_never_overrun_a_limit(self, store: Store) -> None:
+        counters = [Counter("budget", 5, self.long_ttl), Counter("lockout", 7, self.long_ttl)]
+        results = await asyncio.gather(*(store.reserve(counters) for _ in range(50)))
+        granted = [r for r in results if r.granted]
+        assert len(granted) == 5
+        assert sorted(r.counts[0] for r in granted) == [1, 2, 3, 4, 5]
+        assert await store.get("budget") == "5"
+        assert await store.get("lockout") == "5"
+
+    async def test_a_reserved_counter_expires_after_its_window(self, store: Store) -> None:
+        started = time.monotonic()
+        assert (await store.reserve([Counter("window", 1, self.short_ttl)])).granted
+        assert not (await store.reserve([Counter("window", 1, self.short_ttl)])).granted
+        await self._sleep_until(started, self.expiry_wait)
+        again = await store.reserve([Counter("window", 1, self.short_ttl)])
+        assert again.granted and again.counts == (1,)
+
+    async def test_reserve_on_a_record_that_is_not_a_counter_is_a_value_error(self, store: Store) -> None:
+        await store.put("text", "not a number", ttl=self.long_ttl)
+        with pytest.raises(ValueError):
+            await store.reserve([Counter("text", 5, self.long_ttl)])
+
+    async def test_settle_takes_releases_and_writes_in_one_step(self, store: Store) -> None:
+        await store.put("challenge", "c", ttl=self.long_ttl, indexes=["open"])
+        await store.incr("lockout", ttl=self.long_ttl, amount=3)
+        await store.incr("budget", ttl=self.long_ttl, amount=1)
+        done = await store.settle(
+            take="challenge",
+            release=["lockout", "budget", "absent"],
+            writes=[
+                Write("grant", "g", self.long_ttl, ("session", "user")),
+                Write("last-used", "42", None, ("user",)),
+            ],
+        )
+        assert done is True
+        assert await store.get("challenge") is None
+        assert await store.list_index("open") == {}
+        assert await store.get("lockout") == "2"
+        assert await store.get("budget") is None  # back to zero: gone, its window starts again
+        assert await store.get("absent") is None
+        assert await store.list_index("session") == {"grant": "g"}
+        assert await store.list_index("user") == {"grant": "g", "last-used": "42"}
+        assert (await store.reserve([Counter("budget", 1, self.long_ttl)])).counts == (1,)
+
+    async def test_settle_without_its_record_to_take_does_nothing(self, store: Store) -> None:
+        await store.incr("lockout", ttl=self.long_ttl, amount=3)
+        done = await store.settle(take="gone", release=["lockout"], writes=[Write("grant", "g", self.long_ttl)])
+        assert done is False
+        assert await store.get("lockout") == "3"
+        assert await store.get("grant") is None
+
+    async def test_concurrent_settles_take_a_record_once(self, store: Store) -> None:
+        await store.put("challenge", "c", ttl=self.long_ttl)
+        results = await asyncio.gather(
+            *(store.settle(take="challenge", writes=[Write(f"grant-{i}", "g", self.long_ttl, ("grants",))])
+              for i in range(50))
+        )
+        assert results.count(True) == 1
+        assert len(await store.list_index("grants")) == 1
+
+    async def test_settle_without_a_take_releases_and_writes(self, store: Store) -> None:
+        await store.incr("c", ttl=self.long_ttl, amount=2)
+        assert await store.settle(release=["c"]) is True
+        assert await store.get("c") == "1"
+        assert await store.settle(writes=[Write("k", "v")]) is True
+        assert await store.get("k") == "v"
+        assert await store.settle() is True
 
     # ----------------------------------------------------------------------------------------
     # compare_and_set

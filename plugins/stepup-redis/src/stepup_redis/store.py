@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from stepup_core.clock import Clock
 from stepup_core.errors import ConfigError, StoreUnavailable
+from stepup_core.store.base import Counter, Reservation, Write
 
 __all__ = ["DEFAULT_PREFIX", "MIN_SERVER_VERSION", "RedisStore", "open_redis_store", "parse_store_url", "parse_version"]
 
@@ -74,9 +75,9 @@ local function unindex(rkey, key, iprefix)
   end
 end
 
--- Replace the record at rkey. ttl is '' (never expires) or milliseconds; the index names are
--- ARGV[first_index] onwards.
-local function write(rkey, key, iprefix, value, ttl, first_index)
+-- Replace the record at rkey. ttl is '' (never expires) or milliseconds; names lists the
+-- index names.
+local function write(rkey, key, iprefix, value, ttl, names)
   unindex(rkey, key, iprefix)
   redis.call('DEL', rkey)
   local ms = tonumber(ttl)
@@ -84,16 +85,16 @@ local function write(rkey, key, iprefix, value, ttl, first_index)
     return
   end
   local fields = {'v', value}
-  for i = first_index, #ARGV do
-    fields[#fields + 1] = 'i:' .. ARGV[i]
+  for _, name in ipairs(names) do
+    fields[#fields + 1] = 'i:' .. name
     fields[#fields + 1] = '1'
   end
   redis.call('HSET', rkey, unpack(fields))
   if ms ~= nil then
     redis.call('PEXPIRE', rkey, ms)
   end
-  for i = first_index, #ARGV do
-    local ikey = iprefix .. ARGV[i]
+  for _, name in ipairs(names) do
+    local ikey = iprefix .. name
     local before = redis.call('PTTL', ikey)
     redis.call('SADD', ikey, key)
     if ms == nil then
@@ -112,7 +113,7 @@ _PUT = (
     _MAY_GROW
     + _COMMON
     + """
-write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 5)
+write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 return 1
 """
 )
@@ -125,7 +126,7 @@ _ADD = (
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 5)
+write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 return 1
 """
 )
@@ -143,7 +144,7 @@ if ARGV[5] == '0' then
 elseif (not current) or current ~= ARGV[6] then
   return 0
 end
-write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 7)
+write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 7)})
 return 1
 """
 )
@@ -190,6 +191,87 @@ if ms > 0 then
   redis.call('PEXPIRE', KEYS[1], ms)
 end
 return tonumber(ARGV[1])
+"""
+)
+
+# KEYS: counters. ARGV: limit and ttl (milliseconds) of each counter, in turn. All or none.
+_RESERVE = (
+    _MAY_GROW
+    + """
+local counts = {}
+for i = 1, #KEYS do
+  local value = redis.call('HGET', KEYS[i], 'v')
+  local count = 0
+  if value then
+    count = tonumber(value)
+    if count == nil then
+      return redis.error_reply('ERR hash value is not an integer')
+    end
+  end
+  counts[i] = count
+end
+for i = 1, #KEYS do
+  if counts[i] >= tonumber(ARGV[2 * i - 1]) then
+    return {0, unpack(counts)}
+  end
+end
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'v', 1)
+  else
+    redis.call('HSET', KEYS[i], 'v', 1)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
+  end
+  counts[i] = counts[i] + 1
+end
+return {1, unpack(counts)}
+"""
+)
+
+# KEYS: the record to take (when ARGV[2] is '1'), the counters to release, the records to
+# write. ARGV: index prefix, '1' or '0' (take or not), the taken record's key, number of
+# counters, number of writes, then per write: key, value, ttl, number of index names, names.
+_SETTLE = (
+    _MAY_GROW
+    + _COMMON
+    + """
+local iprefix = ARGV[1]
+local k = 1
+if ARGV[2] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+  end
+  unindex(KEYS[1], ARGV[3], iprefix)
+  redis.call('DEL', KEYS[1])
+  k = 2
+end
+for _ = 1, tonumber(ARGV[4]) do
+  local value = redis.call('HGET', KEYS[k], 'v')
+  if value then
+    local left = tonumber(value)
+    if left == nil then
+      return redis.error_reply('ERR hash value is not an integer')
+    end
+    if left - 1 <= 0 then
+      redis.call('DEL', KEYS[k])
+    else
+      redis.call('HSET', KEYS[k], 'v', left - 1)
+    end
+  end
+  k = k + 1
+end
+local a = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local count = tonumber(ARGV[a + 3])
+  local names = {}
+  for j = 1, count do
+    names[j] = ARGV[a + 3 + j]
+  end
+  write(KEYS[k], ARGV[a], iprefix, ARGV[a + 1], ARGV[a + 2], names)
+  k = k + 1
+  a = a + 4 + count
+end
+return 1
 """
 )
 
@@ -273,6 +355,8 @@ _TAKE_SCRIPT = _Script(_TAKE)
 _DELETE_SCRIPT = _Script(_DELETE)
 _INCR_SCRIPT = _Script(_INCR)
 _LIST_INDEX_SCRIPT = _Script(_LIST_INDEX)
+_RESERVE_SCRIPT = _Script(_RESERVE)
+_SETTLE_SCRIPT = _Script(_SETTLE)
 
 
 class _Connections:
@@ -458,6 +542,27 @@ class RedisStore:
             "compare_and_set", _COMPARE_AND_SET_SCRIPT, (self._record_key(key),), [*args, *indexes]
         )
         return bool(written)
+
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        keys = [self._record_key(c.key) for c in counters]
+        args: list[Any] = []
+        for counter in counters:
+            args += [int(counter.limit), _ttl_ms(counter.ttl)]
+        reply = await self._script("reserve", _RESERVE_SCRIPT, keys, args)
+        return Reservation(bool(int(reply[0])), tuple(int(v) for v in reply[1:]))
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        keys = [self._record_key(take)] if take is not None else []
+        keys += [self._record_key(key) for key in release]
+        keys += [self._record_key(w.key) for w in writes]
+        args: list[Any] = [
+            self._index_prefix, "0" if take is None else "1", take or "", len(release), len(writes)
+        ]
+        for w in writes:
+            args += [w.key, w.value, _ttl_ms(w.ttl), len(w.indexes), *w.indexes]
+        return bool(await self._script("settle", _SETTLE_SCRIPT, keys, args))
 
     async def list_index(self, index: str) -> dict[str, str]:
         flat = await self._script(
