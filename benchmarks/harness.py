@@ -183,7 +183,7 @@ async def measure(
 
 def print_table(cases: Sequence[Case]) -> None:
     header = (
-        f"{'store':<9} {'case':<14} {'requests':>9} {'failures':>8} {'req/s':>8} "
+        f"{'store':<11} {'case':<14} {'requests':>9} {'failures':>8} {'req/s':>8} "
         f"{'server cpu/req':>15} {'busy':>5}   per round (server cpu us/req)"
     )
     print(header)
@@ -192,7 +192,7 @@ def print_table(cases: Sequence[Case]) -> None:
         t = case.total
         rounds = ", ".join(f"{v:.0f}" for v in t.round_cpu_us)
         print(
-            f"{case.server.name:<9} {case.name:<14} {t.requests:>9} {t.failures:>8} {t.rate:>8.0f} "
+            f"{case.server.name:<11} {case.name:<14} {t.requests:>9} {t.failures:>8} {t.rate:>8.0f} "
             f"{t.cpu_per_request_us:>12.0f} us {t.server_busy:>5.0%}   {rounds}"
         )
 

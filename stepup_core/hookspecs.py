@@ -14,10 +14,22 @@ from typing import TYPE_CHECKING, Protocol
 import pluggy
 
 if TYPE_CHECKING:
+    from aiohttp.typedefs import Middleware
+
     from .client.method import ClientMethod
     from .config import StepUpConfig
-    from .models import AuditEvent, CodeDelivery, Credential, Principal, StepUpVote
+    from .models import (
+        AuditEvent,
+        CodeDelivery,
+        Credential,
+        CredentialChange,
+        Message,
+        Operation,
+        Principal,
+        StepUpVote,
+    )
     from .scopes import ScopePolicy
+    from .service import StepUpService
     from .store.base import StoreFactory
     from .verifier import Verifier
 
@@ -33,6 +45,14 @@ class CodeSender(Protocol):
     name: str
 
     async def send(self, delivery: CodeDelivery) -> None: ...
+
+
+class MessageSender(Protocol):
+    """What ``stepup_deliver_message`` hands back: the host awaits ``send``."""
+
+    name: str
+
+    async def send(self, message: Message) -> None: ...
 
 
 # -------------------------------------------------------------------------------------------
@@ -60,6 +80,40 @@ def stepup_register_verifiers(register: Callable[[Verifier], None], config: Step
         unique, a duplicate is an error naming both plugins.
     :param config: the whole configuration; a plugin reads its own section with
         ``config.plugin_section(name, SettingsClass)``.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Lifecycle: a service starts and closes
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def stepup_startup(service: StepUpService) -> Awaitable[None] | None:
+    """The service is built and its store is open: start what runs beside it.
+
+    :param service: the :class:`~stepup_core.service.StepUpService`; its ``config``, ``store``,
+        ``clock`` and ``pm`` are ready.
+    :returns: None, or an awaitable the host awaits.
+
+    Fires once per service, at the end of ``StepUpService.create``, in pluggy's order (the
+    plugin registered last first). An implementation that raises stops the start:
+    the service is closed (``stepup_shutdown`` fires) and the error propagates, so a bad
+    ``[plugins.<name>]`` table fails loudly. A plugin keeps what it starts per service (a
+    background task, a listener) and stops it in ``stepup_shutdown``.
+    """
+
+
+@hookspec
+def stepup_shutdown(service: StepUpService) -> Awaitable[None] | None:
+    """The service is closing: stop what ``stepup_startup`` started, before the store closes.
+
+    :param service: the closing service.
+    :returns: None, or an awaitable the host awaits.
+
+    Fires on every ``StepUpService.close`` (so possibly for a service whose startup did not
+    run, and more than once: stop idempotently), in the reverse of ``stepup_startup``'s order.
+    An implementation that raises is logged and the others still run.
     """
 
 
@@ -119,14 +173,81 @@ def stepup_deliver_code(delivery: CodeDelivery, config: StepUpConfig) -> CodeSen
 
 
 @hookspec
-def stepup_event(event: AuditEvent) -> Awaitable[None] | None:
+def stepup_deliver_message(message: Message, config: StepUpConfig) -> MessageSender | None:
+    """Offer to send a message that is not a code (a security notice) over ``message.channel``.
+
+    :param message: the rendered message: channel (``email`` or ``sms``), address, subject,
+        text and, for email, an HTML alternative.
+    :param config: the whole configuration.
+    :returns: a :class:`MessageSender` whose ``send`` the host awaits, or None to decline.
+
+    The first non-None answer is used, as for ``stepup_deliver_code``: a plugin that sends
+    codes over a transport sends messages over the same one. The built-in console sender is
+    ``trylast``. A ``send`` that raises is logged and counted (``notification_failed``).
+    """
+
+
+@hookspec
+def stepup_event(event: AuditEvent, service: StepUpService) -> Awaitable[None] | None:
     """Receive an audit event: every verification, failure, lockout, grant and revocation.
 
     :param event: the event.
+    :param service: the service that emitted it (its store, configuration and clock); an
+        implementation may leave this parameter out.
     :returns: None, or an awaitable the host awaits.
 
     An implementation that raises is logged and ignored: audit never blocks a decision. The
     built-in implementation writes one JSON line per event to the ``stepup.audit`` logger.
+    This hook fires on every protected request (``grant_used``): return early for the types
+    you do not handle.
+    """
+
+
+@hookspec
+def stepup_credential_changed(change: CredentialChange, service: StepUpService) -> Awaitable[None] | None:
+    """A credential was linked, unlinked or reset.
+
+    :param change: what changed, with the stored credential records (their ``identifier``,
+        the address or key, included: this stays on the server).
+    :param service: the service.
+    :returns: None, or an awaitable the host awaits.
+
+    Fires after the change is stored (and after its ``credential_enrolled`` or
+    ``credential_deleted`` event), once per change. An implementation that raises is logged
+    and ignored. The built-in security notifications use it to tell the user.
+    """
+
+
+# -------------------------------------------------------------------------------------------
+# Observation: timings and the server
+# -------------------------------------------------------------------------------------------
+
+
+@hookspec
+def stepup_operation(operation: Operation) -> None:
+    """A timed piece of work ended: a StepUpCheck, the protected-route guard, a verifier call.
+
+    :param operation: its name, outcome, start, duration and attributes (names the server
+        chose, never secrets).
+
+    Called synchronously on the request's path, in the request's context (a span current in a
+    server middleware is current here): do little, never block. The host reads no clock when
+    no plugin implements this hook. An implementation that raises is logged and ignored.
+    """
+
+
+@hookspec
+def stepup_server_middlewares(config: StepUpConfig) -> Iterable[Middleware] | None:
+    """aiohttp middlewares for the stepup routes.
+
+    :param config: the whole configuration.
+    :returns: middlewares, or None.
+
+    Called once when the routes are mounted. The middlewares run inside stepup's problem
+    middleware, in the order returned, on every request under the prefix: a handler's
+    :class:`~stepup_core.errors.StepUpError` reaches them as the exception (its ``code`` and
+    ``status`` readable) before it becomes ``application/problem+json``; re-raise it. The
+    application's own routes, and ``requires_scope``, are not under them.
     """
 
 

@@ -277,6 +277,67 @@ class CodeDelivery:
 
 
 @attrs.frozen
+class Message:
+    """A message to a person that is not a code: a security notice. ``channel`` is ``email``
+    or ``sms``; ``html`` is the HTML alternative of an email (None for SMS)."""
+
+    channel: str
+    address: str
+    subject: str
+    text: str
+    user_id: str
+    #: What the message is about (``credential_linked``, ``locked_out``...).
+    kind: str
+    html: str | None = None
+    app_name: str = "stepup"
+
+
+class CredentialChangeKind(str, enum.Enum):
+    LINKED = "linked"
+    UNLINKED = "unlinked"
+    #: A new credential replaced the user's earlier ones of its method (recovery codes regenerated).
+    RESET = "reset"
+
+
+@attrs.frozen
+class CredentialChange:
+    """A credential was linked, unlinked or reset, for ``stepup_credential_changed``.
+
+    ``credential`` is the one linked (for ``reset``, the new one) or unlinked; ``replaced`` the
+    ones a reset removed. They are the stored records, with their method-private ``identifier``:
+    this never leaves the server.
+    """
+
+    kind: CredentialChangeKind
+    user_id: str
+    session_id: str
+    at: float
+    credential: Credential
+    replaced: tuple[Credential, ...] = ()
+
+
+@attrs.frozen
+class Operation:
+    """A piece of work stepup timed, for ``stepup_operation``.
+
+    ``name``: ``check`` (a StepUpCheck answered over HTTP), ``guard`` (the protected-route
+    guard), ``verifier.begin``, ``verifier.verify``, ``verifier.begin_enrollment`` or
+    ``verifier.complete_enrollment``. ``outcome``: ``success``, or what the operation decided
+    (``required``, ``not_required``, ``granted``), or the error's stable ``code`` (``error``
+    for an exception that is not a stepup error). ``attributes`` hold only names the server
+    chose (``method``, ``scope``): never a secret, a code, a token or an address.
+    """
+
+    name: str
+    outcome: str
+    #: Unix time the operation started, in seconds.
+    started_at: float
+    #: Seconds it took (a monotonic clock).
+    duration: float
+    attributes: dict[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class AuditEvent:
     """Every outcome the core sees. ``outcome``: ``success``, ``failure``, ``info`` or ``warning``."""
 

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "stepup_core.default_plugins.console_delivery",
     "stepup_core.default_plugins.stores",
     "stepup_core.default_plugins.audit_log",
+    "stepup_core.default_plugins.notifications",
 )
 
 

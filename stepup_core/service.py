@@ -54,6 +54,8 @@ from .models import (
     CheckResult,
     CodeDelivery,
     Credential,
+    CredentialChange,
+    CredentialChangeKind,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -71,6 +73,7 @@ from .models import (
     VerifyRequest,
 )
 from .models import Challenge as ChallengeRecord
+from .observe import observe
 from .plugins import get_plugin_manager
 from .scopes import ScopePolicies, TokenScope
 from .serialization import dumps, loads, unstructure
@@ -172,9 +175,21 @@ class StepUpService:
             if dev is None:
                 raise StoreUnavailable("could not read the development secret key from the store")
             keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        return cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        try:
+            for impl in reversed(pm.hook.stepup_startup.get_hookimpls()):  # pluggy's call order
+                await _maybe_await(impl.function(service=service))
+        except BaseException:
+            await service.close()
+            raise
+        return service
 
     async def close(self) -> None:
+        for impl in self.pm.hook.stepup_shutdown.get_hookimpls():  # the reverse of startup's order
+            try:
+                await _maybe_await(impl.function(service=self))
+            except Exception:
+                log.exception("stepup_shutdown implementation %s failed", impl.plugin_name)
         await self.store.close()
 
     def _register_verifiers(self) -> None:
@@ -204,9 +219,32 @@ class StepUpService:
         """Send an audit event to every ``stepup_event`` implementation; failures are logged only."""
         for impl in self.pm.hook.stepup_event.get_hookimpls():
             try:
-                await _maybe_await(impl.function(event=event))
+                if "service" in impl.argnames:
+                    await _maybe_await(impl.function(event=event, service=self))
+                else:
+                    await _maybe_await(impl.function(event=event))
             except Exception:
                 log.exception("stepup_event implementation %s failed", impl.plugin_name)
+
+    async def _credential_changed(
+        self,
+        kind: CredentialChangeKind,
+        principal: Principal,
+        credential: Credential,
+        replaced: Sequence[Credential] = (),
+    ) -> None:
+        """Tell ``stepup_credential_changed`` implementations; failures are logged only."""
+        impls = self.pm.hook.stepup_credential_changed.get_hookimpls()
+        if not impls:
+            return
+        change = CredentialChange(
+            kind, principal.user_id, principal.session_id, self.clock.now(), credential, tuple(replaced)
+        )
+        for impl in impls:
+            try:
+                await _maybe_await(impl.function(change=change, service=self))
+            except Exception:
+                log.exception("stepup_credential_changed implementation %s failed", impl.plugin_name)
 
     def _event(self, type: str, outcome: str, principal: Principal | None = None, **fields: Any) -> AuditEvent:
         if principal is not None:
@@ -223,13 +261,26 @@ class StepUpService:
         if sender is None:
             raise DeliveryFailed(f"no code sender for channel {delivery.channel!r}")
         try:
-            await sender.send(delivery)
-        except DeliveryFailed:
+            try:
+                await sender.send(delivery)
+            except DeliveryFailed:
+                raise
+            except Exception as exc:
+                raise DeliveryFailed(
+                    f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
+                ) from exc
+        except DeliveryFailed as failure:
+            await self.emit(
+                AuditEvent(
+                    type="code_delivery_failed",
+                    outcome="failure",
+                    at=self.clock.now(),
+                    user_id=delivery.user_id,
+                    reason=failure.code,
+                    details={"channel": delivery.channel, "sender": getattr(sender, "name", None)},
+                )
+            )
             raise
-        except Exception as exc:
-            raise DeliveryFailed(
-                f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
-            ) from exc
         await self.emit(
             AuditEvent(
                 type="code_delivered",
@@ -406,14 +457,31 @@ class StepUpService:
                 )
                 return grant
         await self.store.ping()
+        await self._grant_refused(principal, scope, token, required_votes)
         result = await self.check(principal, scope)
         raise StepUpRequired(
             f"step-up authentication is required for {scope}", scope, check=unstructure(result)
         )
 
+    async def _grant_refused(
+        self, principal: Principal, scope: str, token: str | None, votes: Sequence[StepUpVote] = ()
+    ) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid``
+        (expired, used, revoked, another scope or another session: worth watching) or
+        ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
+        the usual first call before a step-up, is not an event."""
+        if not token:
+            return
+        if not all(v.accept_existing_token for v in votes):
+            reason, outcome = "fresh_verification_required", "info"
+        else:
+            reason, outcome = "token_not_valid", "failure"
+        await self.emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
+
     async def _require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
         grant = await self.tokens.validate(token, principal, scope) if token else None
         if grant is None:
+            await self._grant_refused(principal, scope, token)
             result = await self.check(principal, scope)
             raise StepUpRequired(
                 f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
@@ -464,6 +532,14 @@ class StepUpService:
         Lent to verifiers as ``ctx.hit_rate_limit`` for limits the core cannot key for them."""
         count = await self.store.incr(make_key("rate", key, str(limit.window)), ttl=limit.window)
         if count > limit.limit:
+            # The key's first part names the limit ("begin", "otp-enroll"); the rest, which
+            # may hold ids or addresses, stays out of the event.
+            await self.emit(
+                AuditEvent(
+                    type="rate_limited", outcome="warning", at=self.clock.now(),
+                    details={"limit": key.split(":", 1)[0], "max": limit.limit, "window": limit.window},
+                )
+            )
             raise RateLimited(
                 f"at most {limit.limit} per {limit.window:g} s; wait before asking again",
                 retry_after=limit.window,
@@ -623,7 +699,8 @@ class StepUpService:
     async def _call_plugin(self, verifier: Verifier, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a verifier call; errors that are not ours become a logged PluginError."""
         try:
-            return await fn(self.ctx, *args)
+            with observe(self.pm, f"verifier.{what}", method=verifier.name):
+                return await fn(self.ctx, *args)
         except StepUpError:
             raise
         except Exception as exc:
@@ -694,7 +771,8 @@ class StepUpService:
             or (challenge is not None and challenge.credential_id is not None),
         )
         try:
-            verification: Verification = await verifier.verify(self.ctx, attempt)
+            with observe(self.pm, "verifier.verify", method=verifier.name):
+                verification: Verification = await verifier.verify(self.ctx, attempt)
             if all(c.id != verification.credential_id for c in candidates):
                 raise VerificationFailed("the response proves a credential this user does not hold")
         except VerificationFailed as exc:
@@ -782,14 +860,16 @@ class StepUpService:
             attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
                 await self._require_link_token_if_no_longer_first(principal, challenge, credentials, None)
-                new = await verifier.complete_enrollment(self.ctx, attempt)
+                with observe(self.pm, "verifier.complete_enrollment", method=verifier.name):
+                    new = await verifier.complete_enrollment(self.ctx, attempt)
                 stored = await self._store_new_credential(principal, verifier, new, challenge.state.get("stepup.alias"))
                 proven_id = stored.id
             else:
                 attempt.credential = self._pick_credential(principal, verifier, candidates, challenge.credential_id)
                 attempt.credential_requested = challenge.credential_id is not None
                 self._ensure_may_mint(verifier, credentials, challenge.requested_scopes)
-                verification = await verifier.verify(self.ctx, attempt)
+                with observe(self.pm, "verifier.verify", method=verifier.name):
+                    verification = await verifier.verify(self.ctx, attempt)
                 if all(c.id != verification.credential_id for c in candidates):
                     raise VerificationFailed("the response proves a credential this user does not hold")
                 proven_id = verification.credential_id
@@ -865,11 +945,13 @@ class StepUpService:
     async def _store_new_credential(
         self, principal: Principal, verifier: Verifier, new: NewCredential, alias: str | None
     ) -> Credential:
+        replaced: list[Credential] = []
         if new.replaces_existing:
             for old in await self.credentials.list_for_user(principal.user_id):
                 if old.method == verifier.name:
                     await self.credentials.delete(principal.user_id, old.id)
                     await self._forget(verifier, old)
+                    replaced.append(old)
         credential = Credential(
             id=random_id("cred", 12),
             user_id=principal.user_id,
@@ -886,8 +968,10 @@ class StepUpService:
         await self.credentials.save(credential)
         await self.emit(
             self._event("credential_enrolled", "success", principal, method=verifier.name,
-                        credential_id=credential.id)
+                        credential_id=credential.id, details={"replaced": len(replaced)} if replaced else {})
         )
+        kind = CredentialChangeKind.RESET if replaced else CredentialChangeKind.LINKED
+        await self._credential_changed(kind, principal, credential, replaced)
         return credential
 
     @staticmethod
@@ -972,7 +1056,8 @@ class StepUpService:
         candidates = tuple(c for c in credentials if c.method == verifier.name)
         attempt = Attempt(principal, None, candidates, dict(completion.response), enrollment)
         try:
-            new = await verifier.complete_enrollment(self.ctx, attempt)
+            with observe(self.pm, "verifier.complete_enrollment", method=verifier.name):
+                new = await verifier.complete_enrollment(self.ctx, attempt)
         except VerificationFailed as exc:
             raise await self._record_failure(principal, verifier, exc, enrollment, None, used) from None
         except StepUpError:
@@ -1026,6 +1111,7 @@ class StepUpService:
             self._event("credential_deleted", "success", principal, method=credential.method,
                         credential_id=credential.id)
         )
+        await self._credential_changed(CredentialChangeKind.UNLINKED, principal, credential)
 
     async def _forget(self, verifier: Verifier | None, credential: Credential) -> None:
         forget = getattr(verifier, "forget", None)

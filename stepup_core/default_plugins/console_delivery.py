@@ -1,12 +1,12 @@
-"""The fallback code sender: prints the code to standard error. For development only."""
+"""The fallback senders: print codes and notices to standard error. For development only."""
 
 from __future__ import annotations
 
 import sys
 
 from ..config import StepUpConfig
-from ..hookspecs import CodeSender, hookimpl
-from ..models import CodeDelivery
+from ..hookspecs import CodeSender, MessageSender, hookimpl
+from ..models import CodeDelivery, Message
 
 
 class ConsoleSender:
@@ -24,3 +24,20 @@ class ConsoleSender:
 @hookimpl(trylast=True)
 def stepup_deliver_code(delivery: CodeDelivery, config: StepUpConfig) -> CodeSender:
     return ConsoleSender()
+
+
+class ConsoleMessageSender:
+    name = "console"
+
+    async def send(self, message: Message) -> None:
+        print(
+            f"[stepup console delivery: development only] {message.channel} to {message.address}: "
+            f"{message.subject}\n{message.text}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+@hookimpl(trylast=True)
+def stepup_deliver_message(message: Message, config: StepUpConfig) -> MessageSender:
+    return ConsoleMessageSender()

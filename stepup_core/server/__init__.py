@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError, StepUpError
 from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
@@ -93,6 +94,13 @@ def _normalise_prefix(prefix: str) -> str:
     return cleaned
 
 
+def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
+    found: list[Middleware] = []
+    for answer in service.pm.hook.stepup_server_middlewares(config=service.config):
+        found.extend(answer or ())
+    return found
+
+
 def mount(
     app: web.Application,
     service: StepUpService,
@@ -116,7 +124,7 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    sub = web.Application(middlewares=[problem_middleware])
+    sub = web.Application(middlewares=[problem_middleware, *_plugin_middlewares(service)])
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
+from ..observe import observe
 from ..scopes import validate_scope_syntax
 from .http import elevated_token, mounted, principal_of
 from .problems import internal_error, log_unexpected, problem_response
@@ -73,8 +74,10 @@ def requires_scope(scope: str) -> Callable[[F], F]:
             request = _request_of(args)
             try:
                 service, identify = mounted(request)
-                principal = await principal_of(request, identify)
-                grant = await service.require_scope(principal, scope, elevated_token(request))
+                with observe(service.pm, "guard", scope=scope) as operation:
+                    principal = await principal_of(request, identify)
+                    grant = await service.require_scope(principal, scope, elevated_token(request))
+                    operation.outcome = "not_required" if grant is None else "granted"
             except InvalidScope as exc:
                 log.error("protected route %s uses scope %r, which stepup does not know: %s", request.path, scope, exc)
                 return problem_response(

@@ -24,6 +24,7 @@ from ..models import (
     MethodInfo,
     VerifyRequest,
 )
+from ..observe import observe
 from ..plugins import describe_plugins
 from .http import (
     PREFIX_KEY,
@@ -100,7 +101,11 @@ async def check(request: web.Request) -> web.StreamResponse:
     service = service_of(request)
     principal = await principal_of(request)
     body = await read_model(request, CheckRequest)
-    return json_response(await service.check(principal, body.scope, elevated_token(request)))
+    with observe(service.pm, "check") as operation:
+        result = await service.check(principal, body.scope, elevated_token(request))
+        operation.attributes["scope"] = result.scope
+        operation.outcome = "required" if result.is_required else "not_required"
+    return json_response(result)
 
 
 async def list_methods(request: web.Request) -> web.StreamResponse:

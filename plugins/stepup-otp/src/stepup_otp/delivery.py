@@ -1,5 +1,8 @@
 """Real code senders: SMTP (aiosmtplib) for email and an HTTP SMS gateway (aiohttp).
 
+The same two transports carry security notices (``stepup_deliver_message``): a notice is built
+by the core's templates and sent over the relay or gateway configured for codes.
+
 Both raise :class:`~stepup_core.errors.DeliveryFailed` when the message could not be handed
 over, with a message that names the channel and the cause but never the code.
 aiosmtplib and aiohttp are imported when a message is sent, not when the plugin loads.
@@ -14,7 +17,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 
 from stepup_core.errors import DeliveryFailed
-from stepup_core.models import CodeDelivery
+from stepup_core.models import CodeDelivery, Message
 
 from .addresses import mask_email, mask_phone_number
 from .settings import SmsGatewaySettings, SmtpSettings
@@ -35,18 +38,32 @@ def _purpose_line(purpose: str) -> str:
     return PURPOSE_LINES.get(purpose, PURPOSE_LINES["stepUp"])
 
 
-def build_email(delivery: CodeDelivery, settings: SmtpSettings, code_ttl: float) -> EmailMessage:
-    """The message for one code: a plain-text body and an HTML alternative."""
-    app = delivery.app_name
-    minutes = _minutes(code_ttl)
+def _new_email(settings: SmtpSettings, to: str, subject: str) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = settings.subject.replace("{app}", app)
+    message["Subject"] = subject
     message["From"] = settings.sender
-    message["To"] = delivery.address
+    message["To"] = to
     message["Date"] = formatdate(localtime=False)
     sender_domain = parseaddr(settings.sender)[1].rpartition("@")[2] or None
     message["Message-ID"] = make_msgid(domain=sender_domain)
     message["Auto-Submitted"] = "auto-generated"
+    return message
+
+
+def build_notice_email(notice: Message, settings: SmtpSettings) -> EmailMessage:
+    """A security notice: its rendered text, and its HTML as the alternative."""
+    message = _new_email(settings, notice.address, notice.subject)
+    message.set_content(notice.text)
+    if notice.html:
+        message.add_alternative(notice.html, subtype="html")
+    return message
+
+
+def build_email(delivery: CodeDelivery, settings: SmtpSettings, code_ttl: float) -> EmailMessage:
+    """The message for one code: a plain-text body and an HTML alternative."""
+    app = delivery.app_name
+    minutes = _minutes(code_ttl)
+    message = _new_email(settings, delivery.address, settings.subject.replace("{app}", app))
     text = (
         f"Your {app} verification code is:\n\n"
         f"    {delivery.code}\n\n"
@@ -83,16 +100,18 @@ class SmtpSender:
         self.code_ttl = code_ttl
 
     async def send(self, delivery: CodeDelivery) -> None:
+        await self.send_email(build_email(delivery, self.settings, self.code_ttl), delivery.address, "the code")
+
+    async def send_email(self, message: EmailMessage, address: str, what: str) -> None:
         import aiosmtplib
 
         settings = self.settings
-        destination = mask_email(delivery.address)
-        message = build_email(delivery, settings, self.code_ttl)
+        destination = mask_email(address)
         try:
             await aiosmtplib.send(
                 message,
                 sender=parseaddr(settings.sender)[1],
-                recipients=[delivery.address],
+                recipients=[address],
                 hostname=settings.host,
                 port=settings.effective_port,
                 username=settings.username,
@@ -105,18 +124,31 @@ class SmtpSender:
             )
         except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
             log.warning(
-                "email code to %s via %s:%s failed: %s",
+                "email (%s) to %s via %s:%s failed: %s",
+                what,
                 destination,
                 settings.host,
                 settings.effective_port,
                 _describe(exc),
             )
             raise DeliveryFailed(
-                f"could not send the code by email to {destination}: the mail server "
+                f"could not send {what} by email to {destination}: the mail server "
                 f"{settings.host}:{settings.effective_port} refused or could not be reached "
                 f"({_describe(exc)})",
                 channel="email",
             ) from None
+
+
+class SmtpMessageSender:
+    """Sends security notices through the SMTP relay that sends codes."""
+
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.smtp = SmtpSender(settings, code_ttl=0.0)
+
+    async def send(self, message: Message) -> None:
+        await self.smtp.send_email(build_notice_email(message, self.smtp.settings), message.address, "the notice")
 
 
 class SmsGatewaySender:
@@ -128,11 +160,14 @@ class SmsGatewaySender:
         self.settings = settings
 
     async def send(self, delivery: CodeDelivery) -> None:
+        body = self.settings.render_body(to=delivery.address, code=delivery.code, app=delivery.app_name)
+        await self.post(body, delivery.address, "the code")
+
+    async def post(self, body: object, address: str, what: str) -> None:
         import aiohttp
 
         settings = self.settings
-        destination = mask_phone_number(delivery.address)
-        body = settings.render_body(to=delivery.address, code=delivery.code, app=delivery.app_name)
+        destination = mask_phone_number(address)
         headers = {"Accept": "application/json"}
         if settings.auth_header is not None:
             headers[settings.auth_header.name] = settings.auth_header.value
@@ -144,19 +179,33 @@ class SmsGatewaySender:
                 status = response.status
                 await response.read()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            log.warning("SMS code to %s failed: %s", destination, _describe(exc))
+            log.warning("SMS (%s) to %s failed: %s", what, destination, _describe(exc))
             raise DeliveryFailed(
-                f"could not send the code by SMS to {destination}: the SMS gateway could not be "
+                f"could not send {what} by SMS to {destination}: the SMS gateway could not be "
                 f"reached ({_describe(exc)})",
                 channel="sms",
             ) from None
         if not 200 <= status < 300:
-            log.warning("SMS code to %s failed: gateway answered HTTP %s", destination, status)
+            log.warning("SMS (%s) to %s failed: gateway answered HTTP %s", what, destination, status)
             raise DeliveryFailed(
-                f"could not send the code by SMS to {destination}: the SMS gateway answered HTTP {status}",
+                f"could not send {what} by SMS to {destination}: the SMS gateway answered HTTP {status}",
                 channel="sms",
                 gatewayStatus=status,
             )
+
+
+class SmsGatewayMessageSender:
+    """Sends security notices (their short ``sms`` text) through the SMS gateway that sends codes."""
+
+    name = "sms_gateway"
+
+    def __init__(self, settings: SmsGatewaySettings) -> None:
+        self.gateway = SmsGatewaySender(settings)
+
+    async def send(self, message: Message) -> None:
+        settings = self.gateway.settings
+        body = settings.render_notice_body(to=message.address, text=message.text, app=message.app_name)
+        await self.gateway.post(body, message.address, "the notice")
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from stepup_core.config import StepUpConfig
-from stepup_core.hookspecs import CodeSender, hookimpl
-from stepup_core.models import CodeDelivery
+from stepup_core.hookspecs import CodeSender, MessageSender, hookimpl
+from stepup_core.models import CodeDelivery, Message
 
 from .settings import load_settings
 
@@ -44,4 +44,19 @@ def stepup_deliver_code(delivery: CodeDelivery, config: StepUpConfig) -> CodeSen
         from .delivery import SmsGatewaySender
 
         return SmsGatewaySender(settings.sms_gateway)
+    return None
+
+
+@hookimpl
+def stepup_deliver_message(message: Message, config: StepUpConfig) -> MessageSender | None:
+    """Security notices over the same SMTP relay and SMS gateway as codes; decline otherwise."""
+    settings = load_settings(config)
+    if message.channel == "email" and settings.smtp is not None:
+        from .delivery import SmtpMessageSender
+
+        return SmtpMessageSender(settings.smtp)
+    if message.channel == "sms" and settings.sms_gateway is not None:
+        from .delivery import SmsGatewayMessageSender
+
+        return SmsGatewayMessageSender(settings.sms_gateway)
     return None

@@ -21,6 +21,7 @@ SMTP_SECURITY = ("starttls", "tls", "none")
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_SMS_BODY_TEMPLATE = '{"to": "{to}", "text": "Your {app} verification code is {code}"}'
+DEFAULT_SMS_NOTICE_TEMPLATE = '{"to": "{to}", "text": "{text}"}'
 SMS_PLACEHOLDERS = ("{to}", "{code}", "{app}")
 _EMBEDDED_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -102,11 +103,14 @@ class SmsGatewaySettings:
     ``body_template`` is JSON. In every string inside it ``{to}`` becomes the E.164 number,
     ``{code}`` the code and ``{app}`` the application name; the result is posted as
     ``application/json``. Values are substituted after parsing, so they cannot break the JSON.
+    ``notice_body_template`` is the same for security notices, with ``{text}`` (the notice)
+    in place of ``{code}``.
     """
 
     url: str
     auth_header: HeaderSetting | None = None
     body_template: str = DEFAULT_SMS_BODY_TEMPLATE
+    notice_body_template: str = DEFAULT_SMS_NOTICE_TEMPLATE
     timeout: float = attrs.field(default=10.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
@@ -119,10 +123,20 @@ class SmsGatewaySettings:
             raise ValueError(f"body_template is not valid JSON: {exc}") from None
         if "{code}" not in json.dumps(template, ensure_ascii=False):
             raise ValueError("body_template must contain {code} in one of its strings")
+        try:
+            notice = json.loads(self.notice_body_template)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"notice_body_template is not valid JSON: {exc}") from None
+        if "{text}" not in json.dumps(notice, ensure_ascii=False):
+            raise ValueError("notice_body_template must contain {text} in one of its strings")
 
     def render_body(self, to: str, code: str, app: str) -> Any:
         values = {"{to}": to, "{code}": code, "{app}": app}
         return _substitute(json.loads(self.body_template), values)
+
+    def render_notice_body(self, to: str, text: str, app: str) -> Any:
+        values = {"{to}": to, "{text}": text, "{app}": app}
+        return _substitute(json.loads(self.notice_body_template), values)
 
 
 def _substitute(node: Any, values: dict[str, str]) -> Any:
