@@ -32,7 +32,7 @@ async def test_token_format_and_only_hash_stored(tokens):
     assert token.startswith("sut_")
     assert len(base64.urlsafe_b64decode(token[4:] + "=")) == 32  # 256 random bits
     records = tokens.store._data
-    assert all(token not in r.value and token not in k for k, r in records.items())
+    assert all(token not in r[0] and token not in k for k, r in records.items())  # (value, expiry, indexes)
     assert any(hashlib.sha256(token.encode()).hexdigest() in k for k in records)
 
 
