@@ -1,4 +1,11 @@
-"""Credentials kept in the store, one record per credential, listed by user."""
+"""Credentials kept in the store, one record per credential, listed by user.
+
+When a credential was last used is kept beside it, in a small record of its own in the same
+user listing (``cred-used:<user>:<credential>``), so a verification records the use with a
+blind write in the same atomic step as its grant (:meth:`StoreCredentialRepository.last_used_write`)
+instead of reading and rewriting the credential, which could also undo a change a method made
+to the credential meanwhile. Reading a credential merges the two.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,30 @@ import attrs
 
 from .models import Credential
 from .serialization import dumps, loads
-from .store.base import Store, make_key
+from .store.base import Store, Write, make_key
+
+_LAST_USED = "cred-used"
 
 
 def _credential_key(user_id: str, credential_id: str) -> str:
     return make_key("cred", user_id, credential_id)
 
 
+def _last_used_key(user_id: str, credential_id: str) -> str:
+    return make_key(_LAST_USED, user_id, credential_id)
+
+
 def _user_index(user_id: str) -> str:
     return make_key("creds", user_id)
+
+
+def _with_last_use(credential: Credential, recorded: str | None) -> Credential:
+    if recorded is None:
+        return credential
+    at = float(recorded)
+    if credential.last_used_at is not None and credential.last_used_at >= at:
+        return credential
+    return attrs.evolve(credential, last_used_at=at)
 
 
 @attrs.define
@@ -23,12 +45,16 @@ class StoreCredentialRepository:
 
     async def list_for_user(self, user_id: str) -> list[Credential]:
         records = await self.store.list_index(_user_index(user_id))
-        credentials = [loads(raw, Credential) for raw in records.values()]
-        return sorted(credentials, key=lambda c: (c.created_at, c.id))
+        last_used = _LAST_USED + ":"
+        credentials = [loads(raw, Credential) for key, raw in records.items() if not key.startswith(last_used)]
+        merged = [_with_last_use(c, records.get(_last_used_key(user_id, c.id))) for c in credentials]
+        return sorted(merged, key=lambda c: (c.created_at, c.id))
 
     async def get(self, user_id: str, credential_id: str) -> Credential | None:
         raw = await self.store.get(_credential_key(user_id, credential_id))
-        return None if raw is None else loads(raw, Credential)
+        if raw is None:
+            return None
+        return _with_last_use(loads(raw, Credential), await self.store.get(_last_used_key(user_id, credential_id)))
 
     async def save(self, credential: Credential) -> None:
         if credential.external:
@@ -39,5 +65,11 @@ class StoreCredentialRepository:
             indexes=(_user_index(credential.user_id),),
         )
 
+    def last_used_write(self, credential: Credential, at: float) -> Write:
+        """The write that records a use of ``credential`` at ``at``, for :meth:`Store.settle`."""
+        key = _last_used_key(credential.user_id, credential.id)
+        return Write(key, repr(at), None, (_user_index(credential.user_id),))
+
     async def delete(self, user_id: str, credential_id: str) -> bool:
+        await self.store.delete(_last_used_key(user_id, credential_id))
         return await self.store.delete(_credential_key(user_id, credential_id))

@@ -78,7 +78,7 @@ from .plugins import get_plugin_manager
 from .scopes import ScopePolicies, TokenScope
 from .serialization import dumps, loads, unstructure
 from .store import open_store
-from .store.base import Store, make_key
+from .store.base import Counter, Store, make_key
 from .tokens import TokenStore
 from .verifier import Attempt, NewCredential, RateLimit, Verification, Verifier, VerifierContext
 
@@ -545,6 +545,31 @@ class StepUpService:
                 retry_after=limit.window,
             )
 
+    async def _reserve(
+        self, principal: Principal, budget_key: str, budget_ttl: float, challenge: ChallengeRecord | None
+    ) -> tuple[int, int]:
+        """Take this guess's places in the attempt budget and in the user's lockout before it is
+        evaluated, both or neither in one atomic step, so guesses sent at once (over one
+        challenge or many) cannot overrun either. A wrong answer keeps both; anything else gives
+        them back. Returns (the attempt's number, its place in the lockout)."""
+        limits = self.config.limits
+        reservation = await self.store.reserve(
+            (
+                Counter(budget_key, limits.max_attempts, budget_ttl),
+                Counter(_failures_key(principal.user_id), limits.lockout_failures, limits.lockout_window),
+            )
+        )
+        if not reservation.granted:
+            if reservation.counts[1] >= limits.lockout_failures:
+                raise LockedOut("too many failed verifications; try again later", retryAfter=limits.lockout_window)
+            raise AttemptsExhausted(
+                "too many wrong answers for this challenge; start a new one"
+                if challenge
+                else "too many wrong answers; wait before trying again"
+            )
+        used, place = reservation.counts
+        return used, place
+
     async def _reserve_attempt(self, key: str, ttl: float, challenge: ChallengeRecord | None) -> int:
         """Count an attempt before verifying it, atomically, so concurrent guesses cannot
         overrun the budget. Returns the attempt's number."""
@@ -556,23 +581,6 @@ class StepUpService:
                 else "too many wrong answers; wait before trying again"
             )
         return used
-
-    async def _reserve_failure(self, principal: Principal) -> int:
-        """Count an attempt toward the user's lockout before verifying it, atomically, so guesses
-        sent at once over many challenges cannot overrun the lockout; a success gives its place
-        back (:meth:`_release_failure`). Returns the attempt's place."""
-        failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.limits.lockout_window)
-        if failures > self.config.limits.lockout_failures:
-            raise LockedOut(
-                "too many failed verifications; try again later",
-                retryAfter=self.config.limits.lockout_window,
-            )
-        return failures
-
-    async def _release_failure(self, principal: Principal) -> None:
-        key = _failures_key(principal.user_id)
-        if await self.store.get(key) is not None:  # an expired window has nothing to give back
-            await self.store.incr(key, ttl=self.config.limits.lockout_window, amount=-1)
 
     async def _record_failure(
         self,
@@ -716,44 +724,52 @@ class StepUpService:
                 method=verifier.name,
             )
         scopes = self._validate_scopes(request.requested_scopes)
-        await self._ensure_not_locked(principal)
+        # The lockout is checked by the reservation below, in the same atomic step that counts
+        # this guess, so a request that gets that far reads nothing first. One refused earlier
+        # says "locked out" all the same when the user is: every method, whatever else is wrong.
         challenge: ChallengeRecord | None = None
-        if request.challenge_id is not None:
-            challenge = await self._load_challenge(principal, request.challenge_id, ChallengePurpose.STEP_UP)
-            if challenge.method != verifier.name:
-                raise ChallengeNotFound("unknown, used or exhausted challenge", challengeId=challenge.id)
-            if challenge.status is not ChallengeStatus.PENDING:
-                raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
-            self._ensure_live(challenge)
-            if scopes and challenge.requested_scopes and not set(scopes) <= set(challenge.requested_scopes):
-                raise InvalidScope("requestedScopes must be among the scopes the challenge was issued for",
-                                   "requestedScopes")
-            scopes = scopes or challenge.requested_scopes
-            if request.credential_id and challenge.credential_id and request.credential_id != challenge.credential_id:
+        try:
+            if request.challenge_id is not None:
+                challenge = await self._load_challenge(principal, request.challenge_id, ChallengePurpose.STEP_UP)
+                if challenge.method != verifier.name:
+                    raise ChallengeNotFound("unknown, used or exhausted challenge", challengeId=challenge.id)
+                if challenge.status is not ChallengeStatus.PENDING:
+                    raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
+                self._ensure_live(challenge)
+                if scopes and challenge.requested_scopes and not set(scopes) <= set(challenge.requested_scopes):
+                    raise InvalidScope("requestedScopes must be among the scopes the challenge was issued for",
+                                       "requestedScopes")
+                scopes = scopes or challenge.requested_scopes
+                named = request.credential_id
+                if named and challenge.credential_id and named != challenge.credential_id:
+                    raise ValidationError(
+                        "credentialId differs from the challenge's credential",
+                        [{"path": "credentialId", "message": "does not match the challenge"}],
+                    )
+            if challenge is None and verifier.requires_challenge:
                 raise ValidationError(
-                    "credentialId differs from the challenge's credential",
-                    [{"path": "credentialId", "message": "does not match the challenge"}],
+                    f"method {verifier.name} needs a challengeId: start one with POST /challenges",
+                    [{"path": "challengeId", "message": "required for this method"}],
                 )
-        if challenge is None and verifier.requires_challenge:
-            raise ValidationError(
-                f"method {verifier.name} needs a challengeId: start one with POST /challenges",
-                [{"path": "challengeId", "message": "required for this method"}],
+            if not scopes:
+                raise ValidationError(
+                    "name the scopes to grant in requestedScopes",
+                    [{"path": "requestedScopes", "message": "at least one scope is required"}],
+                )
+            credentials = await self._user_credentials(principal)
+            candidates = tuple(c for c in credentials if c.method == verifier.name)
+            credential = self._pick_credential(
+                principal, verifier, candidates,
+                request.credential_id or (challenge.credential_id if challenge else None),
             )
-        if not scopes:
-            raise ValidationError(
-                "name the scopes to grant in requestedScopes",
-                [{"path": "requestedScopes", "message": "at least one scope is required"}],
-            )
-        credentials = await self._user_credentials(principal)
-        candidates = tuple(c for c in credentials if c.method == verifier.name)
-        credential = self._pick_credential(
-            principal, verifier, candidates, request.credential_id or (challenge.credential_id if challenge else None)
-        )
-        if not candidates:
-            raise NoEligibleCredential(
-                f"this user has no {verifier.name} credential; enrol one first", method=verifier.name
-            )
-        self._ensure_may_mint(verifier, credentials, scopes)
+            if not candidates:
+                raise NoEligibleCredential(
+                    f"this user has no {verifier.name} credential; enrol one first", method=verifier.name
+                )
+            self._ensure_may_mint(verifier, credentials, scopes)
+        except StepUpError:
+            await self._ensure_not_locked(principal)
+            raise
 
         if challenge is not None:
             budget_key = make_key("attempts", challenge.id)
@@ -762,8 +778,7 @@ class StepUpService:
             subject = credential.id if credential else "-"
             budget_key = make_key("attempts", principal.user_id, verifier.name, subject)
             budget_ttl = verifier.challenge_ttl or self.config.limits.challenge_ttl
-        used = await self._reserve_attempt(budget_key, budget_ttl, challenge)
-        place = await self._reserve_failure(principal)
+        used, place = await self._reserve(principal, budget_key, budget_ttl, challenge)
 
         attempt = Attempt(
             principal, credential, candidates, dict(request.response), challenge, scopes,
@@ -779,22 +794,21 @@ class StepUpService:
             raise await self._record_failure(principal, verifier, exc, challenge, credential, used, place) from None
         except StepUpError:
             # Not a wrong answer (a provider outage, a policy refusal): give both places back.
-            await self._release_failure(principal)
-            await self.store.incr(budget_key, ttl=budget_ttl, amount=-1)
+            await self.store.settle(release=(_failures_key(principal.user_id), budget_key))
             raise
         except Exception as exc:
             log.exception("method %s failed in verify", verifier.name)
             failure = VerifierCrashed(f"method {verifier.name} could not verify the response")
             raise await self._record_failure(principal, verifier, failure, challenge, credential, used, place) from exc
-        await self._release_failure(principal)
 
+        # A success gives its lockout place back, and for challenge-less methods its place in
+        # the per-credential budget; a challenge is used up. All of it, the grant and the
+        # credential's last use are one atomic step.
+        release = [_failures_key(principal.user_id)]
         if challenge is None:
-            # A success does not use up the per-credential budget of challenge-less methods.
-            await self.store.incr(budget_key, ttl=budget_ttl, amount=-1)
-        if challenge is not None and await self.store.take(_challenge_key(challenge.id)) is None:
-            raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
+            release.append(budget_key)
         proven = next(c for c in candidates if c.id == verification.credential_id)
-        return await self._grant(principal, verifier, proven, scopes, challenge)
+        return await self._grant(principal, verifier, proven, scopes, challenge, release=release)
 
     async def _grant(
         self,
@@ -803,9 +817,15 @@ class StepUpService:
         credential: Credential,
         scopes: Sequence[str],
         challenge: ChallengeRecord | None,
+        *,
+        release: Sequence[str] = (),
+        used_message: str = "this challenge was already completed",
     ) -> IssuedToken:
+        """Mint the grant and record the credential's use, in one store step that also takes
+        ``challenge`` (if any: ChallengeUsed when another request used it first) and gives back
+        the places in ``release``."""
         behavior, ttl = self.policies.token_shape(scopes)
-        issued = await self.tokens.mint(
+        issued, grant_write = self.tokens.prepare(
             principal,
             scopes,
             method=verifier.name,
@@ -813,10 +833,18 @@ class StepUpService:
             single_use=behavior is TokenBehavior.SINGLE_USE,
             credential_id=credential.id,
         )
+        writes = [grant_write]
         if not credential.external:
-            stored = await self.credentials.get(credential.user_id, credential.id)
-            if stored is not None:
-                await self.credentials.save(attrs.evolve(stored, last_used_at=self.clock.now()))
+            writes.append(self.credentials.last_used_write(credential, self.clock.now()))
+        taken = challenge is not None
+        settled = await self.store.settle(
+            take=_challenge_key(challenge.id) if challenge is not None else None, release=release, writes=writes
+        )
+        if not settled:
+            if release:  # this guess was no wrong answer: its places go back all the same
+                await self.store.settle(release=release)
+            assert taken and challenge is not None
+            raise ChallengeUsed(used_message, challengeId=challenge.id)
         await self.emit(
             self._event(
                 "grant_issued",
@@ -915,15 +943,17 @@ class StepUpService:
         if challenge.status is not ChallengeStatus.VERIFIED:
             return state
         self._ensure_live(challenge)  # the grant waits no longer than the challenge lives
-        if await self.store.take(_challenge_key(challenge.id)) is None:
-            raise ChallengeUsed("this challenge's grant was already picked up", challengeId=challenge.id)
         verifier = self._verifier(challenge.method)
         credentials = await self._user_credentials(principal)
         proven = next((c for c in credentials if c.id == challenge.verified_credential_id), None)
         if proven is None:
             raise CredentialNotFound("the verified credential no longer exists")
         self._ensure_may_mint(verifier, credentials, challenge.requested_scopes)
-        issued = await self._grant(principal, verifier, proven, challenge.requested_scopes, challenge)
+        # The challenge is taken in the grant's own step: of concurrent pollers one gets it.
+        issued = await self._grant(
+            principal, verifier, proven, challenge.requested_scopes, challenge,
+            used_message="this challenge's grant was already picked up",
+        )
         return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)
 
     # --- enrolment ----------------------------------------------------------------------

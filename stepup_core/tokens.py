@@ -16,7 +16,7 @@ from .clock import Clock
 from .crypto import TOKEN_PREFIX, new_elevated_token, token_hash
 from .models import Grant, IssuedToken, Principal
 from .serialization import dumps, loads
-from .store.base import Store, make_key
+from .store.base import Store, Write, make_key
 
 #: Records outlive their expiry by this much so a just-expired token reads as expired, not unknown.
 _GRACE_SECONDS = 60.0
@@ -63,6 +63,24 @@ class TokenStore:
         single_use: bool,
         credential_id: str | None = None,
     ) -> IssuedToken:
+        issued, write = self.prepare(
+            principal, scopes, method=method, ttl=ttl, single_use=single_use, credential_id=credential_id
+        )
+        await self.store.put(write.key, write.value, ttl=write.ttl, indexes=write.indexes)
+        return issued
+
+    def prepare(
+        self,
+        principal: Principal,
+        scopes: Iterable[str],
+        *,
+        method: str,
+        ttl: float,
+        single_use: bool,
+        credential_id: str | None = None,
+    ) -> tuple[IssuedToken, Write]:
+        """A new token and the write that stores its grant, for a caller that stores it in one
+        atomic step with other writes (:meth:`Store.settle`); :meth:`mint` stores it alone."""
         token = new_elevated_token()
         now = self.clock.now()
         grant = Grant(
@@ -76,19 +94,20 @@ class TokenStore:
             single_use=single_use,
             credential_id=credential_id,
         )
-        await self.store.put(
+        write = Write(
             _grant_key(grant.token_hash),
             dumps(grant),
-            ttl=ttl + _GRACE_SECONDS,
-            indexes=(_session_index(grant.user_id, grant.session_id), _user_index(grant.user_id)),
+            ttl + _GRACE_SECONDS,
+            (_session_index(grant.user_id, grant.session_id), _user_index(grant.user_id)),
         )
-        return IssuedToken(
+        issued = IssuedToken(
             elevated_access_token=token,
             scopes=grant.scopes,
             expires_at=grant.expires_at,
             single_use=single_use,
             method=method,
         )
+        return issued, write
 
     def _matches(self, grant: Grant, principal: Principal, scope: str) -> bool:
         return (
