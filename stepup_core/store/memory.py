@@ -87,6 +87,11 @@ class MemoryStore:
 
     # -- purging -----------------------------------------------------------------------------
 
+    def held_values(self) -> dict[str, str]:
+        """Every record held, key to value, expired ones not yet purged included: for tests that
+        check what is kept at rest."""
+        return {key: record[0] for key, record in self._data.items()}
+
     @property
     def held_records(self) -> int:
         """Records held in memory, expired ones not yet purged included."""

@@ -33,17 +33,106 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 
 from ..errors import StoreUnavailable
-from ..store.base import Counter, Store, Write, make_key
+from ..store.base import Counter, Reservation, Store, Write, make_key
 
-__all__ = ["StoreConformanceSuite"]
+__all__ = ["RecordingStore", "StoreConformanceSuite", "StoreOperation"]
 
 #: 64 KiB of mixed text, every character a single byte in UTF-8 except a tail of wider ones.
 _LARGE_VALUE = ("0123456789abcdef" * 4096)[: 64 * 1024 - 16] + "ä€😀" * 2 + "end."
+
+
+@attrs.frozen
+class StoreOperation:
+    """One call a :class:`RecordingStore` passed on: the operation's name and the keys it
+    read (``reads``) and wrote (``writes``)."""
+
+    name: str
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+
+@attrs.define
+class RecordingStore:
+    """A store that records every operation before passing it to ``inner``: tests count the
+    store operations a flow costs (``operations``, cleared with :meth:`clear`)."""
+
+    inner: Any
+    operations: list[StoreOperation] = attrs.field(factory=list)
+
+    def clear(self) -> None:
+        self.operations.clear()
+
+    @property
+    def write_count(self) -> int:
+        return sum(1 for op in self.operations if op.writes)
+
+    def _note(self, name: str, reads: Sequence[str] = (), writes: Sequence[str] = ()) -> None:
+        self.operations.append(StoreOperation(name, tuple(reads), tuple(writes)))
+
+    async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
+        self._note("put", writes=[key])
+        await self.inner.put(key, value, ttl=ttl, indexes=indexes)
+
+    async def get(self, key: str) -> str | None:
+        self._note("get", reads=[key])
+        return await self.inner.get(key)  # type: ignore[no-any-return]
+
+    async def delete(self, key: str) -> bool:
+        self._note("delete", reads=[key], writes=[key])
+        return await self.inner.delete(key)  # type: ignore[no-any-return]
+
+    async def take(self, key: str) -> str | None:
+        self._note("take", reads=[key], writes=[key])
+        return await self.inner.take(key)  # type: ignore[no-any-return]
+
+    async def add(self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()) -> bool:
+        self._note("add", reads=[key], writes=[key])
+        return await self.inner.add(key, value, ttl=ttl, indexes=indexes)  # type: ignore[no-any-return]
+
+    async def incr(self, key: str, *, ttl: float, amount: int = 1) -> int:
+        self._note("incr", reads=[key], writes=[key])
+        return await self.inner.incr(key, ttl=ttl, amount=amount)  # type: ignore[no-any-return]
+
+    async def compare_and_set(
+        self, key: str, expected: str | None, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()
+    ) -> bool:
+        self._note("compare_and_set", reads=[key], writes=[key])
+        return await self.inner.compare_and_set(  # type: ignore[no-any-return]
+            key, expected, value, ttl=ttl, indexes=indexes
+        )
+
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        keys = [c.key for c in counters]
+        self._note("reserve", reads=keys, writes=keys)
+        return await self.inner.reserve(counters)  # type: ignore[no-any-return]
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        touched = ([take] if take is not None else []) + list(release)
+        self._note("settle", reads=touched, writes=touched + [w.key for w in writes])
+        return await self.inner.settle(take=take, release=release, writes=writes)  # type: ignore[no-any-return]
+
+    async def list_index(self, index: str) -> dict[str, str]:
+        self._note("list_index", reads=[index])
+        return await self.inner.list_index(index)  # type: ignore[no-any-return]
+
+    async def ping(self) -> None:
+        self._note("ping")
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # a backend's own extras (scan, sweep ...)
+        return getattr(self.inner, name)
 
 
 @pytest.mark.asyncio
