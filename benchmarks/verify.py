@@ -12,14 +12,16 @@ stepup route over its floor, a route in the same server that does only what cann
 ``protected / unprotected``
     a handler behind ``requires_scope`` (time-bound token) against the same handler unguarded.
 
-Each store's server runs in its own process with every installed plugin loaded; Redis is a
-``redis-server`` started for the run on loopback (its own CPU is not counted). Every round
+Each store's server runs in its own process with every installed plugin loaded but stepup-otel,
+whose spans and metrics cost what ``protected_route.py`` measures on its own (``--with-otel``
+loads it too); Redis is a ``redis-server`` started for the run on loopback (its own CPU is not
+counted). Every round
 measures every store and case in turn, the order flipping between rounds (:mod:`harness`, shared
 with ``protected_route.py``); the table shows the CPU per request of each round, and each ratio
 is shown overall and per round.
 
     python benchmarks/verify.py [--stores memory,sqlite,redis] [--seconds 3] [--rounds 4]
-                                [--concurrency 20] [--users 30000] [--strict]
+                                [--concurrency 20] [--users 30000] [--with-otel] [--strict]
 
 Targets (ratios of server CPU per request): totp-verify/bare-totp <= 3 memory, <= 8 SQLite,
 <= 5 Redis; check/bare-post <= 2 memory and SQLite, <= 2.5 Redis; protected/unprotected
@@ -267,8 +269,12 @@ async def _main(args: argparse.Namespace) -> int:
     print(
         f"verify benchmark: {args.concurrency} concurrent connections, {args.rounds} rounds x {args.seconds:g} s "
         f"per store and case (alternating order), {args.warmup:g} s warm-up, {args.users} users with an "
-        f"authenticator app; python {sys.version.split()[0]}, {os.cpu_count()} cpus"
+        f"authenticator app, {'with' if args.with_otel else 'without'} stepup-otel; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus"
     )
+    if not args.with_otel:
+        disabled = {n for n in os.environ.get("STEPUP_DISABLE_PLUGINS", "").split(",") if n}
+        os.environ["STEPUP_DISABLE_PLUGINS"] = ",".join(sorted(disabled | {"otel"}))  # the servers inherit it
     seed = secrets.token_hex(8)
     workdir = Path(tempfile.mkdtemp(prefix="stepup-bench-verify-"))
     servers: list[Server] = []
@@ -327,6 +333,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--users", type=int, default=30000, help="benchmark users, one authenticator app each")
+    parser.add_argument("--with-otel", action="store_true", help="load stepup-otel in the servers too")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--serve", nargs=4, metavar=("KIND", "URL", "SEED", "USERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -39,14 +39,30 @@ def _with_last_use(credential: Credential, recorded: str | None) -> Credential:
     return attrs.evolve(credential, last_used_at=at)
 
 
+#: Parsed credentials kept by their stored JSON, so a listing does not re-parse what it parsed
+#: before; the store is still read every time.
+_PARSED_MAX = 4096
+
+
 @attrs.define
 class StoreCredentialRepository:
     store: Store
+    _parsed: dict[str, Credential] = attrs.field(factory=dict, init=False, repr=False)
+
+    def _parse(self, raw: str) -> Credential:
+        credential = self._parsed.get(raw)
+        if credential is None:
+            credential = loads(raw, Credential)
+            if len(self._parsed) >= _PARSED_MAX:
+                self._parsed.clear()
+            self._parsed[raw] = credential
+        # A copy of its own for every caller: one that sets a field changes no one else's.
+        return attrs.evolve(credential, data=dict(credential.data))
 
     async def list_for_user(self, user_id: str) -> list[Credential]:
         records = await self.store.list_index(_user_index(user_id))
         last_used = _LAST_USED + ":"
-        credentials = [loads(raw, Credential) for key, raw in records.items() if not key.startswith(last_used)]
+        credentials = [self._parse(raw) for key, raw in records.items() if not key.startswith(last_used)]
         merged = [_with_last_use(c, records.get(_last_used_key(user_id, c.id))) for c in credentials]
         return sorted(merged, key=lambda c: (c.created_at, c.id))
 

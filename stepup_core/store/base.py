@@ -14,6 +14,7 @@ the service turns that into "step-up required" on the check path and 503 on prot
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 from urllib.parse import quote
@@ -22,10 +23,13 @@ import attrs
 
 from ..clock import Clock
 
+#: Characters ``quote`` leaves alone: a part made only of these needs no escaping.
+_PLAIN_PART = re.compile(r"[A-Za-z0-9_.~-]*")
+
 
 def make_key(*parts: str) -> str:
     """Join key parts with ``:``, escaping each part so ``("a:b", "c")`` and ``("a", "b:c")`` differ."""
-    return ":".join(quote(str(p), safe="") for p in parts)
+    return ":".join(p if _PLAIN_PART.fullmatch(p) else quote(p, safe="") for p in map(str, parts))
 
 
 @attrs.frozen
