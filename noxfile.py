@@ -20,7 +20,9 @@ DEFAULT_PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typing", "core", "plugin", "tests", "docs"]
+nox.options.sessions = ["lint", "typing", "core", "plugin", "tests", "docs", "js", "browser"]
+#: The browser tests need Chromium and the npm packages: the ``browser`` session runs them.
+BROWSER_TESTS = "tests/browser"
 
 
 def _names(var: str) -> set[str]:
@@ -41,8 +43,8 @@ def module_of(folder: str) -> str:
     return folder.replace("-", "_")
 
 
-def install_core(session: nox.Session) -> None:
-    session.install(".[test]")
+def install_core(session: nox.Session, extras: str = "test") -> None:
+    session.install(f".[{extras}]")
     session.run("python", "-c", "import stepup_core, stepup_core.service, stepup_core.server, stepup_core.client")
 
 
@@ -57,7 +59,7 @@ def install_plugins(session: nox.Session, folders: list[str]) -> None:
 def core(session: nox.Session) -> None:
     """The core alone, on each Python."""
     install_core(session)
-    session.run("pytest", "tests", *session.posargs, env={"STEPUP_LOAD_PLUGINS": ""})
+    session.run("pytest", "tests", f"--ignore={BROWSER_TESTS}", *session.posargs, env={"STEPUP_LOAD_PLUGINS": ""})
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -76,7 +78,9 @@ def tests(session: nox.Session) -> None:
     folders = discover_plugins()
     install_core(session)
     install_plugins(session, folders)
-    session.run("pytest", "tests", *[f"plugins/{f}/tests" for f in folders], *session.posargs)
+    session.run(
+        "pytest", "tests", f"--ignore={BROWSER_TESTS}", *[f"plugins/{f}/tests" for f in folders], *session.posargs
+    )
 
 
 @nox.session(python=DEFAULT_PYTHON, tags=["quick"])
@@ -96,6 +100,29 @@ def typing(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     session.install("mkdocs", ".", *[f"./plugins/{f}" for f in discover_plugins()])
     session.run("mkdocs", "build", "--strict", "--site-dir", str(Path(session.create_tmp()) / "site"))
+
+
+def npm_ci(session: nox.Session) -> None:
+    """The pinned npm packages (package-lock.json): typescript, esbuild, react."""
+    session.run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error", external=True)
+
+
+@nox.session(python=False, tags=["quick"])
+def js(session: nox.Session) -> None:
+    """The browser code: tsc --noEmit over its JSDoc types and .d.ts files, then the size budget."""
+    npm_ci(session)
+    session.run("node_modules/.bin/tsc", "-p", "tsconfig.json", external=True)
+    session.run("node", "benchmarks/js_size.mjs", external=True)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def browser(session: nox.Session) -> None:
+    """stepup.js and every method's browser half in Debian's Chromium, driven by Playwright
+    (no browser download: ``chromium`` on PATH, or ``STEPUP_CHROMIUM``)."""
+    npm_ci(session)
+    install_core(session, "test,browser-test")
+    install_plugins(session, discover_plugins())
+    session.run("pytest", BROWSER_TESTS, *session.posargs, env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
 
 
 if __name__ == "__main__":  # pragma: no cover

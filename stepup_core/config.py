@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -62,6 +63,44 @@ class ScopePolicyConfig:
         )
 
 
+def normalise_origins(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(normalise_origin(origin) for origin in values)
+
+
+def normalise_origin(origin: str) -> str:
+    """An origin as browsers send it in ``Origin``: lower-case scheme and host, no default port.
+
+    ConfigError for anything else (a wildcard, ``null``, a path, user information).
+    """
+    if not isinstance(origin, str):
+        raise ConfigError(f"cors_origins: expected origins as strings, got {type(origin).__name__}")
+    parts = urlsplit(origin.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "*" in origin
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+        or port == -1
+    ):
+        raise ConfigError(
+            f"cors_origins: {origin!r} is not an exact origin; write scheme://host[:port], "
+            "for example 'https://app.example.com' (wildcards are refused)"
+        )
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
 @attrs.frozen
 class ServerConfig:
     prefix: str = "/stepup"
@@ -69,6 +108,9 @@ class ServerConfig:
     #: Public base URL (scheme, host, port) for redirect callbacks; the server fills it in
     #: from its own address when unset.
     public_url: str | None = None
+    #: Web origins (``https://app.example.com``) whose pages may call the stepup routes from
+    #: another origin (CORS). Exact origins only: never ``*``. None by default.
+    cors_origins: tuple[str, ...] = attrs.field(default=(), converter=normalise_origins)
 
 
 @attrs.frozen

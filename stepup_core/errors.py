@@ -247,6 +247,14 @@ class StoreUnavailable(StepUpError):
     title = "Store unavailable"
 
 
+class OriginNotAllowed(StepUpError):
+    """A cross-origin (CORS) preflight from an origin that ``[server] cors_origins`` does not list."""
+
+    code = "origin_not_allowed"
+    status = 403
+    title = "Origin not allowed"
+
+
 class InvalidToken(StepUpError):
     code = "invalid_token"
     status = 401

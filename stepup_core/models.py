@@ -221,6 +221,9 @@ class MethodInfo:
     fallback: bool = False
     requires_challenge: bool = True
     plugin: str | None = None
+    #: URL path of the method's browser half (``{prefix}/methods/{name}/browser.js``), when its
+    #: plugin ships one: ``stepup.js`` imports it to run the method in a page.
+    browser_module: str | None = None
 
 
 @attrs.frozen

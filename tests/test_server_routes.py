@@ -80,6 +80,7 @@ async def test_methods_lists_installed_methods_without_a_session(client: Any) ->
         "fallback": False,
         "requiresChallenge": True,
         "plugin": "test-methods",
+        "browserModule": None,
     }
     assert methods["link"]["interaction"] == "redirect"
 
@@ -108,7 +109,7 @@ async def test_openapi_document_is_valid_and_covers_every_route(client: Any, ser
             served.add((route.method.lower(), path))
     documented = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert served == documented
-    assert len(documented) == 14
+    assert len(documented) == 16
     # Every body has a component schema; every error is a problem.
     schemas = document["components"]["schemas"]
     for name in (

@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError, StepUpError
+from .browser import ASSETS_KEY, AssetCache, cors_middleware
 from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
 from .openapi import build_document
 from .problems import (
@@ -115,7 +116,8 @@ def mount(
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched.
+    other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
+    cross-origin calls from those origins (the application's own routes are its business).
     """
     prefix = _normalise_prefix(prefix or service.config.server.prefix)
     if prefix != service.config.server.prefix:
@@ -124,7 +126,15 @@ def mount(
     existing = app.get(SERVICE_KEY)
     if existing is not None and existing is not service:
         raise ConfigError("this application already has another stepup service mounted")
-    sub = web.Application(middlewares=[problem_middleware, *_plugin_middlewares(service)])
+    # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
+    # it only answers preflights: 403 origin_not_allowed, saying what to configure.
+    middlewares: list[Middleware] = [
+        cors_middleware(service.config.server.cors_origins),
+        problem_middleware,
+        *_plugin_middlewares(service),
+    ]
+    sub = web.Application(middlewares=middlewares)
+    sub[ASSETS_KEY] = AssetCache()
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix

@@ -28,6 +28,7 @@ _STATUS_TEXT = {
     200: "OK",
     201: "Created",
     204: "No content",
+    304: "Not modified: the If-None-Match ETag is current",
     400: "Malformed request, or the response did not verify",
     401: "Sign-in required, or step-up required (RFC 9470 challenge in WWW-Authenticate)",
     403: "Refused by policy",
@@ -222,13 +223,21 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     if spec.description:
         operation["description"] = spec.description
     parameters: list[dict[str, Any]] = []
+    narrower = dict(spec.path_schemas)
     for segment in spec.path.split("/"):
         if segment.startswith("{") and segment.endswith("}"):
             name = segment[1:-1]
-            parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+            schema = copy.deepcopy(narrower.get(name, {"type": "string"}))
+            parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name, required, description in spec.query:
         parameters.append(
             {"name": name, "in": "query", "required": required, "description": description,
+             "schema": {"type": "string"}}
+        )
+    if spec.script:
+        parameters.append(
+            {"name": "If-None-Match", "in": "header", "required": False,
+             "description": "The ETag of the copy the caller holds: 304 when it is current.",
              "schema": {"type": "string"}}
         )
     if parameters:
@@ -255,12 +264,20 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     if spec.html:
         success["content"] = {"text/html": {"schema": {"type": "string"}}}
         success["description"] = "An HTML page: the person can close the window."
+    elif spec.script:
+        success["content"] = {"text/javascript": {"schema": {"type": "string"}}}
+        success["description"] = "An ES module."
     elif spec.response is not None:
         success["content"] = {JSON_CONTENT_TYPE: {"schema": _body_schema(spec.response)}}
     if spec.status == 201:
         success["headers"] = {
             "Location": {"description": "Where the new resource can be read.", "schema": {"type": "string"}}
         }
+    if spec.script:
+        etag = {"ETag": {"description": "Strong validator of the file.", "schema": {"type": "string"}}}
+        success["headers"] = etag
+        responses[str(spec.status)] = success
+        responses["304"] = {"description": _STATUS_TEXT[304], "headers": etag}
     responses[str(spec.status)] = success
     for status in spec.error_statuses():
         error: dict[str, Any] = {"description": _STATUS_TEXT[status], "content": _problem_content()}

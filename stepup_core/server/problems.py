@@ -184,9 +184,14 @@ code{{background:#f2f2f2;padding:0 .25rem}}</style></head>
 """
 
 
-def html_page(title: str, message: str, *, status: int = 200, extra: str = "") -> web.Response:
-    text = _PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra)
-    return web.Response(status=status, text=text, content_type="text/html", headers=HTML_HEADERS)
+def html_page(title: str, message: str, *, status: int = 200, extra: str = "", script: str = "") -> web.Response:
+    """An HTML page for a person; ``script`` is a ``<script src>`` tag of this server's own (the
+    page's policy then allows scripts from its origin, never inline code)."""
+    text = _PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra + script)
+    headers = dict(HTML_HEADERS)
+    if script:
+        headers["Content-Security-Policy"] += "; script-src 'self'"
+    return web.Response(status=status, text=text, content_type="text/html", headers=headers)
 
 
 def problem_page(error: StepUpError) -> web.Response:

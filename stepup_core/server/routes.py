@@ -26,6 +26,14 @@ from ..models import (
 )
 from ..observe import observe
 from ..plugins import describe_plugins
+from .browser import (
+    STATIC_FILES,
+    browser_module_of,
+    callback_script_tag,
+    method_module,
+    module_url,
+    static_file,
+)
 from .http import (
     PREFIX_KEY,
     elevated_token,
@@ -80,6 +88,10 @@ class RouteSpec:
     html: bool = False
     #: Query parameters (name, required, description).
     query: tuple[tuple[str, bool, str], ...] = ()
+    #: The success body is JavaScript for the browser, with an ETag (304 on If-None-Match).
+    script: bool = False
+    #: JSON schemas of path parameters that are narrower than any string, by name.
+    path_schemas: tuple[tuple[str, Any], ...] = ()
 
     def error_statuses(self) -> tuple[int, ...]:
         statuses = set(self.errors) | {500}
@@ -109,7 +121,15 @@ async def check(request: web.Request) -> web.StreamResponse:
 
 
 async def list_methods(request: web.Request) -> web.StreamResponse:
-    return json_response(service_of(request).methods())
+    service = service_of(request)
+    prefix = _prefix(request)
+    infos = [
+        attrs.evolve(info, browser_module=module_url(prefix, info.name))
+        if browser_module_of(service.verifiers.get(info.name)) is not None
+        else info
+        for info in service.methods()
+    ]
+    return json_response(infos)
 
 
 def _fill_public_url(request: web.Request) -> None:
@@ -161,19 +181,24 @@ async def challenge_status(request: web.Request) -> web.StreamResponse:
 async def callback(request: web.Request) -> web.StreamResponse:
     """The browser leg of a redirect method: no session here, the ``state`` finds the challenge."""
     service = service_of(request)
+    method = request.match_info["method"]
     try:
-        await service.complete_callback(request.match_info["method"], dict(request.query))
+        await service.complete_callback(method, dict(request.query))
     except StepUpError as exc:
         if exc.status >= 500:
-            log.error("callback for %s failed: %s: %s", request.match_info["method"], exc.code, exc)
+            log.error("callback for %s failed: %s: %s", method, exc.code, exc)
         return problem_page(exc) if wants_html(request) else problem_response(exc)
     except Exception as exc:  # noqa: BLE001 - a person in a browser sees a page, never a traceback
         log_unexpected(request, exc)
         error = internal_error()
         return problem_page(error) if wants_html(request) else problem_response(error)
+    # Only the success page runs a script (its own origin's, never inline): it tells a page that
+    # opened this window that the sign-in finished. Failure pages, which show what the URL
+    # carried, run none; the opener learns of a failure by polling.
     return html_page(
         "Verification complete",
         "You can close this window and return to the application.",
+        script=callback_script_tag(request, method),
     )
 
 
@@ -311,5 +336,19 @@ ROUTES: tuple[RouteSpec, ...] = (
         "GET", "/plugins", list_plugins, "listPlugins", "Installed stepup plugins",
         "Name, distribution, version and hooks of each plugin (what `stepup plugins` prints).",
         response=ListOf("PluginInfo"), authenticated=False,
+    ),
+    RouteSpec(
+        "GET", "/static/{name}", static_file, "getBrowserFile", "The browser client",
+        "`stepup.js` (the browser client, an ES module), `react.js` (its React adapter) and "
+        "`callback.js` (the script of the redirect callback page). Revalidate with If-None-Match.",
+        authenticated=False, script=True, errors=(404,),
+        path_schemas=(("name", {"type": "string", "enum": list(STATIC_FILES)}),),
+    ),
+    RouteSpec(
+        "GET", "/methods/{name}/browser.js", method_module, "getMethodModule", "A method's browser half",
+        "The ES module the method's plugin ships for the browser; `GET /methods` lists its URL in "
+        "`browserModule`. Revalidate with If-None-Match.",
+        authenticated=False, script=True, errors=(404,),
+        path_schemas=(("name", {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}),),
     ),
 )

@@ -6,6 +6,7 @@ attempt budget and lockout, minting, events. This verifier only answers "does th
 
 from __future__ import annotations
 
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -41,6 +42,8 @@ def read_pin(params: dict[str, Any], field: str, settings: PinSettings) -> str:
 
 @attrs.define
 class PinVerifier:
+    #: The browser half, served at ``{prefix}/methods/pin/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_example") / "browser.js"
     settings: PinSettings
     name: str = "pin"
     factor: Factor = Factor.MFA

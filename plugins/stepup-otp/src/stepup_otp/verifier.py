@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any
 
 from stepup_core.crypto import constant_time_equals
@@ -125,6 +126,9 @@ async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[s
 
 class OtpVerifier:
     """One-time codes by email (``email`` credentials) or SMS (``phoneNumber`` credentials)."""
+
+    #: The browser half, served at ``{prefix}/methods/otp/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_otp") / "browser.js"
 
     name = METHOD_NAME
     factor = Factor.REAUTH

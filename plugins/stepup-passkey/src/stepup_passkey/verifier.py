@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -105,6 +106,9 @@ def _challenge_bytes(attempt: Attempt) -> bytes:
 @attrs.define
 class PasskeyVerifier:
     """The ``passkey`` method's server half (see the module documentation)."""
+
+    #: The browser half, served at ``{prefix}/methods/passkey/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_passkey") / "browser.js"
 
     settings: PasskeySettings = attrs.field(factory=PasskeySettings)
     name: str = METHOD

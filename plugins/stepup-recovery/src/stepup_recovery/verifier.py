@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -94,6 +95,9 @@ def read_code(params: dict[str, Any], field: str = "response.code") -> str:
 
 class RecoveryVerifier:
     """Verifies and consumes recovery codes; issues a fresh set on enrolment."""
+
+    #: The browser half, served at ``{prefix}/methods/recovery/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_recovery") / "browser.js"
 
     name: str = METHOD
     factor: Factor = Factor.MFA

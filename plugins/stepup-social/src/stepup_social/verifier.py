@@ -15,6 +15,7 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -74,6 +75,9 @@ def _callback_param(params: Mapping[str, Any], key: str, *, required: bool) -> s
 @attrs.define
 class SocialVerifier:
     """Re-authentication (``reauth``) through a configured identity provider."""
+
+    #: The browser half, served at ``{prefix}/methods/social/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_social") / "browser.js"
 
     settings: SocialSettings
     name: str = METHOD

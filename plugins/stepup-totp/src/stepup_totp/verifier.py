@@ -7,6 +7,7 @@ a code belongs to a device, refuses a time step it has already accepted, and enr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any
 
 import attrs
@@ -116,6 +117,9 @@ def _device_parameters(credential: Credential) -> DeviceParameters:
 
 class TotpVerifier:
     """Verifies codes from authenticator apps and enrols new devices."""
+
+    #: The browser half, served at ``{prefix}/methods/totp/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_totp") / "browser.js"
 
     name: str = METHOD
     factor: Factor = Factor.MFA

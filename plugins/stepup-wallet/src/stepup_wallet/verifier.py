@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from importlib.resources import files
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -185,6 +186,9 @@ def _rejection(exc: MessageRejected, challenge_id: str) -> StepUpError:
 
 class WalletVerifier:
     """Re-authentication by an external wallet's signature over an EIP-4361 message."""
+
+    #: The browser half, served at ``{prefix}/methods/wallet/browser.js`` (docs/browser.md).
+    browser_module = files("stepup_wallet") / "browser.js"
 
     def __init__(self, settings: WalletSettings | None = None) -> None:
         self.settings = settings or WalletSettings()
