@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
+import time
 from collections.abc import Sequence
 
 import attrs
@@ -33,11 +35,16 @@ class MemoryStore:
     clock: Clock = attrs.field(factory=SystemClock)
     #: Seconds between purges of expired records (by the injected clock).
     purge_interval: float = 60.0
-    #: Records examined per step of a purge, between which the event loop serves others.
+    #: Records examined per step of a purge at most, between which the event loop serves others.
     purge_batch: int = 1000
+    #: Seconds one step of a purge may run at most (checked every few records).
+    purge_step_seconds: float = 0.005
     _data: dict[str, _Record] = attrs.field(factory=dict, init=False)
     _indexes: dict[str, set[str]] = attrs.field(factory=dict, init=False)
-    _expiries: list[tuple[float, str]] = attrs.field(factory=list, init=False)
+    #: (expires_at, write number, key): the write number breaks ties between records that
+    #: expire at once, so the heap never compares keys.
+    _expiries: list[tuple[float, int, str]] = attrs.field(factory=list, init=False)
+    _writes: itertools.count[int] = attrs.field(factory=itertools.count, init=False)
     _next_purge: float = attrs.field(default=float("-inf"), init=False)
     _purger: asyncio.Task[int] | None = attrs.field(default=None, init=False)
     _closed: bool = attrs.field(default=False, init=False)
@@ -77,12 +84,12 @@ class MemoryStore:
         for index in indexes:
             self._indexes.setdefault(index, set()).add(key)
         if expires_at is not None:
-            heapq.heappush(self._expiries, (expires_at, key))
+            heapq.heappush(self._expiries, (expires_at, next(self._writes), key))
             if len(self._expiries) > 2 * len(self._data) + 1024:
                 self._rebuild_expiries()
 
     def _rebuild_expiries(self) -> None:
-        self._expiries = [(r[1], k) for k, r in self._data.items() if r[1] is not None]
+        self._expiries = [(r[1], next(self._writes), k) for k, r in self._data.items() if r[1] is not None]
         heapq.heapify(self._expiries)
 
     # -- purging -----------------------------------------------------------------------------
@@ -112,15 +119,19 @@ class MemoryStore:
             self._purger = None
 
     def _purge_step(self, now: float) -> bool:
-        """Remove up to :attr:`purge_batch` expired records; True when nothing expired is left."""
+        """Remove expired records, at most :attr:`purge_batch` and for at most
+        :attr:`purge_step_seconds`; True when nothing expired is left."""
         expiries = self._expiries
-        for _ in range(self.purge_batch):
+        deadline = time.perf_counter() + self.purge_step_seconds
+        for done in range(1, self.purge_batch + 1):
             if not expiries or expiries[0][0] > now:
                 return True
-            expires_at, key = heapq.heappop(expiries)
+            expires_at, _, key = heapq.heappop(expiries)
             record = self._data.get(key)
             if record is not None and record[1] == expires_at:
                 self._remove(key)
+            if done % 64 == 0 and time.perf_counter() >= deadline:
+                break
         return not expiries or expiries[0][0] > now
 
     async def purge(self) -> int:
