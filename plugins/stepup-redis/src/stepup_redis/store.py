@@ -8,8 +8,9 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
     gone for every instance at the same moment and never returned.
 ``<prefix>i:<name>``
     a set per index holding the keys of its records. A member whose record has expired is
-    removed lazily, by the next ``list_index`` of that index; the set itself expires no earlier
-    than its longest-lived member.
+    removed lazily: by the next ``list_index`` of that index, and by writes into the index, each
+    of which checks two members drawn at random, so a set that lives on stays near the size of
+    its live members; the set itself expires no earlier than its longest-lived member.
 
 ``get`` is one ``HGET``. Every other operation is one Lua script, so it is atomic on the server:
 ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
@@ -93,9 +94,17 @@ local function write(rkey, key, iprefix, value, ttl, names)
   if ms ~= nil then
     redis.call('PEXPIRE', rkey, ms)
   end
+  local rprefix = string.sub(rkey, 1, #rkey - #key)
   for _, name in ipairs(names) do
     local ikey = iprefix .. name
     local before = redis.call('PTTL', ikey)
+    -- Two members drawn at random leave the listing if their record has expired: every write
+    -- trims a little, so a listing that lives on stays near the size of its live records.
+    for _, member in ipairs(redis.call('SRANDMEMBER', ikey, 2)) do
+      if member ~= key and redis.call('EXISTS', rprefix .. member) == 0 then
+        redis.call('SREM', ikey, member)
+      end
+    end
     redis.call('SADD', ikey, key)
     if ms == nil then
       if before >= 0 then
