@@ -37,6 +37,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -384,13 +385,20 @@ def _list_index(index: str, now: float, conn: sqlite3.Connection) -> dict[str, s
     return {str(k): str(v) for k, v in conn.execute(_LIST_INDEX, (index, now)).fetchall()}
 
 
-def _sweep_batch(now: float, limit: int, conn: sqlite3.Connection) -> int:
-    """Remove at most ``limit`` expired rows (oldest expiry first); the number removed."""
+def _sweep_batch(now: float, limit: int, seconds: float, conn: sqlite3.Connection) -> int:
+    """Remove at most ``limit`` expired rows (oldest expiry first), stopping early once
+    ``seconds`` have passed; the number removed."""
     keys = [(row[0],) for row in conn.execute(_SELECT_EXPIRED, (now, limit)).fetchall()]
-    if keys:
-        conn.executemany("DELETE FROM record_indexes WHERE key = ?", keys)
-        conn.executemany("DELETE FROM records WHERE key = ?", keys)
-    return len(keys)
+    deadline = time.perf_counter() + seconds
+    removed = 0
+    for start in range(0, len(keys), 32):
+        chunk = keys[start : start + 32]
+        conn.executemany("DELETE FROM record_indexes WHERE key = ?", chunk)
+        conn.executemany("DELETE FROM records WHERE key = ?", chunk)
+        removed += len(chunk)
+        if time.perf_counter() >= deadline:
+            break
+    return removed
 
 
 class _CounterError(ValueError):
@@ -402,9 +410,11 @@ class SQLiteStore:
 
     #: Seconds between background sweeps of expired rows (by the injected clock).
     sweep_interval: float = 60.0
-    #: Expired rows removed per sweep transaction: small enough that an operation queued behind
-    #: one waits a few milliseconds, whatever has expired.
+    #: Expired rows removed per sweep transaction at most: small enough that an operation queued
+    #: behind one waits a few milliseconds, whatever has expired.
     sweep_batch: int = 500
+    #: Seconds one sweep transaction may spend deleting (checked every 32 rows).
+    sweep_batch_seconds: float = 0.01
 
     def __init__(self, path: str, clock: Clock, writer: _Writer) -> None:
         self.path = path
@@ -528,11 +538,12 @@ class SQLiteStore:
         while True:
             count = int(
                 await self._call(
-                    functools.partial(_sweep_batch, self.clock.now(), self.sweep_batch), "sweep expired records"
+                    functools.partial(_sweep_batch, self.clock.now(), self.sweep_batch, self.sweep_batch_seconds),
+                    "sweep expired records",
                 )
             )
             removed += count
-            if count < self.sweep_batch:
+            if count == 0:
                 return removed
 
     async def sweep_finished(self) -> None:
