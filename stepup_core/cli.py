@@ -59,8 +59,8 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
 
 async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
     from .config import load_config
-    from .identify import DevelopmentIdentify, JwtIdentify, identify_from_config
     from .server import build_app, serve_app
+    from .server.identify import DevelopmentIdentify, JwtIdentify, identify_from_config
     from .service import StepUpService
 
     development = config_path is None

@@ -73,9 +73,14 @@ class StoreCredentialRepository:
         return _with_last_use(loads(raw, Credential), await self.store.get(_last_used_key(user_id, credential_id)))
 
     async def save(self, credential: Credential) -> None:
+        write = self.write(credential)
+        await self.store.put(write.key, write.value, indexes=write.indexes)
+
+    def write(self, credential: Credential) -> Write:
+        """The write that stores ``credential``, for :meth:`Store.settle`."""
         if credential.external:
             raise ValueError("credentials supplied by the application are not stored by stepup")
-        await self.store.put(
+        return Write(
             _credential_key(credential.user_id, credential.id),
             dumps(credential),
             indexes=(_user_index(credential.user_id),),

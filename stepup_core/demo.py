@@ -33,7 +33,7 @@ import attrs
 
 from .client import ELEVATED_TOKEN_HEADER, ScriptedPrompter, StepUpClient
 from .client.method import ClientMethod
-from .client.registry import METHOD_PACKAGES, client_methods, package_for
+from .client.registry import client_methods, package_for
 from .clock import SystemClock
 from .config import config_from_mapping
 from .errors import StepUpError
@@ -46,7 +46,9 @@ SINGLE_USE_ROUTE = "/demo/wallet/export"
 TIME_BOUND_ROUTE = "/demo/profile"
 #: How far the demo clock moves before each step-up ("a moment later").
 MOMENT = 31.0
-ALL_PACKAGES = ("stepup-otp", "stepup-totp", "stepup-passkey", "stepup-wallet", "stepup-recovery", "stepup-social")
+#: The methods that ship with stepup, each in its own distribution ``stepup-<method>``.
+FIRST_PARTY_METHODS = ("otp", "totp", "passkey", "wallet", "recovery", "social")
+ALL_PACKAGES = tuple(f"stepup-{method}" for method in FIRST_PARTY_METHODS)
 #: What each user's identity looks like to methods that link an address.
 ENROL_OPTIONS: Mapping[str, Mapping[str, Any]] = {
     "alice": {"email": "alice@example.test", "user_name": "alice", "display_name": "Alice", "account_name": "alice"},
@@ -79,7 +81,7 @@ class Row:
     ok: bool | None = True  # None: skipped
 
 
-@attrs.define
+@attrs.define(eq=False)
 class AuditCounter:
     """Counts the audit events the server emits during the demo."""
 
@@ -130,9 +132,9 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
     """Run the demo, writing to ``out``; the exit status (0 only if every step that ran passed)."""
     from aiohttp import web
 
-    from .identify import StaticTokenIdentify
     from .plugins import get_plugin_manager
     from .server import build_app, requires_scope, serve_app
+    from .server.identify import StaticTokenIdentify
     from .service import StepUpService
 
     def say(text: str = "") -> None:
@@ -141,25 +143,7 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
     pm = pm or get_plugin_manager()
     halves = client_methods(pm)
     clock = DemoClock()
-    actors: dict[str, Any] = {}
-    actor_errors: dict[str, str] = {}
-    registered: list[str] = []
-    for name, half in sorted(halves.items()):
-        try:
-            actor = half.unattended()
-        except Exception as exc:  # noqa: BLE001 - a broken stand-in skips its method, it does not stop the demo
-            actor_errors[name] = f"{type(exc).__name__}: {exc}"
-            continue
-        if actor is None:
-            continue
-        if hasattr(actor, "clock"):
-            with contextlib.suppress(AttributeError):
-                actor.clock = clock
-        actors[name] = actor
-        if _has_hookimpls(actor):  # a mailbox that receives the codes the server sends
-            plugin_name = f"stepup-demo-{name}-actor"
-            pm.register(actor, name=plugin_name)
-            registered.append(plugin_name)
+    actors, actor_errors, registered = _actors(halves, clock, pm)
     audit = AuditCounter()
     pm.register(audit, name="stepup-demo-audit")
     registered.append("stepup-demo-audit")
@@ -197,7 +181,7 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
                 async with serve_app(app) as base_url:
                     say(f"stepup demo: server on {base_url} (SQLite store in a temporary directory)")
                     say("methods installed: " + ", ".join(f"{n} ({infos[n].factor.value})" for n in sorted(infos)))
-                    missing = [p for m, p in METHOD_PACKAGES.items() if m not in infos]
+                    missing = [f"stepup-{m}" for m in FIRST_PARTY_METHODS if m not in infos]
                     if missing:
                         say("not installed: " + ", ".join(missing))
                     rows = await _run(base_url, sessions, infos, halves, actors, actor_errors, clock, pm, say)
@@ -207,6 +191,37 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
         audit_log.setLevel(previous_level)
         for name in registered:
             pm.unregister(name=name)
+    return _summary(rows, audit, say)
+
+
+def _actors(
+    halves: Mapping[str, ClientMethod], clock: DemoClock, pm: Any
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """The unattended stand-ins by method, the errors of those that could not be made, and the
+    plugin names of the stand-ins registered on ``pm`` (a mailbox that receives the codes)."""
+    actors: dict[str, Any] = {}
+    actor_errors: dict[str, str] = {}
+    registered: list[str] = []
+    for name, half in sorted(halves.items()):
+        try:
+            actor = half.unattended()
+        except Exception as exc:  # noqa: BLE001 - a broken stand-in skips its method, it does not stop the demo
+            actor_errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if actor is None:
+            continue
+        if hasattr(actor, "clock"):
+            with contextlib.suppress(AttributeError):
+                actor.clock = clock
+        actors[name] = actor
+        if _has_hookimpls(actor):
+            plugin_name = f"stepup-demo-{name}-actor"
+            pm.register(actor, name=plugin_name)
+            registered.append(plugin_name)
+    return actors, actor_errors, registered
+
+
+def _summary(rows: list[Row], audit: AuditCounter, say: Callable[..., None]) -> int:
     say()
     say(_table(rows))
     ran = [r for r in rows if r.ok is not None]
@@ -242,17 +257,7 @@ async def _run(
     say: Callable[[str], None],
 ) -> list[Row]:
     rows: list[Row] = []
-    plan: dict[str, list[MethodInfo]] = {"alice": [], "bob": []}
-    for info in _order(list(infos.values())):
-        reason = _skip_reason(info, halves.get(info.name), actors.get(info.name), actor_errors.get(info.name))
-        user = "alice" if info.factor is Factor.MFA else "bob"
-        if reason is None and info.fallback and not any(not m.fallback for m in plan["alice"]):
-            reason = "backs up another MFA method, and none can run here (install stepup-totp or stepup-passkey)"
-        if reason is not None:
-            rows.append(Row(info.name, "-", "-", "-", f"skipped: {reason}", ok=None))
-            continue
-        plan[user].append(info)
-
+    plan = _plan(infos, halves, actors, actor_errors, rows)
     for user, methods in plan.items():
         if not methods:
             continue
@@ -260,22 +265,7 @@ async def _run(
         async with StepUpClient(
             base_url, token, prompter=ScriptedPrompter(), pm=pm, clock=clock, actors=dict(actors)
         ) as client:
-            enrolled: dict[str, str] = {}
-            for info in methods:
-                started = time.perf_counter()
-                try:
-                    if enrolled and not client.jar.has_valid("credential:link"):
-                        first = next(iter(enrolled))
-                        clock.advance(MOMENT)
-                        await client.step_up(first, requested_scopes=["credential:link"], credential_id=enrolled[first])
-                    view = await client.enroll(info.name, alias=f"demo {info.name}", **ENROL_OPTIONS[user])
-                except (StepUpError, LookupError, TypeError, ValueError) as exc:
-                    rows.append(
-                        Row(info.name, user, "-", "-", f"FAILED to enrol: {type(exc).__name__}: {exc}", ok=False)
-                    )
-                    continue
-                enrolled[info.name] = view.id
-                say(f"enrolled {info.name} for {user} ({view.alias or view.format.value}) in {_ms(started):.0f} ms")
+            enrolled = await _enrol_all(client, user, methods, clock, rows, say)
             check = await client.check_step_up_auth(SINGLE_USE_SCOPE)
             if client.state.error is not None:
                 say(f"{user}: the check failed: {client.state.error}")
@@ -287,6 +277,53 @@ async def _run(
                 rows.append(await _single_use_row(client, name, who, credential_id, clock))
                 rows.append(await _time_bound_row(client, name, who, credential_id, clock))
     return [r for r in rows if r.ok is not None] + [r for r in rows if r.ok is None]
+
+
+def _plan(
+    infos: Mapping[str, MethodInfo],
+    halves: Mapping[str, ClientMethod],
+    actors: Mapping[str, Any],
+    actor_errors: Mapping[str, str],
+    rows: list[Row],
+) -> dict[str, list[MethodInfo]]:
+    """Which user runs which method (MFA methods alice, the others bob); a row for each skipped one."""
+    plan: dict[str, list[MethodInfo]] = {"alice": [], "bob": []}
+    for info in _order(list(infos.values())):
+        reason = _skip_reason(info, halves.get(info.name), actors.get(info.name), actor_errors.get(info.name))
+        if reason is None and info.fallback and not any(not m.fallback for m in plan["alice"]):
+            reason = "backs up another MFA method, and none can run here (install stepup-totp or stepup-passkey)"
+        if reason is not None:
+            rows.append(Row(info.name, "-", "-", "-", f"skipped: {reason}", ok=None))
+            continue
+        plan["alice" if info.factor is Factor.MFA else "bob"].append(info)
+    return plan
+
+
+async def _enrol_all(
+    client: StepUpClient,
+    user: str,
+    methods: list[MethodInfo],
+    clock: DemoClock,
+    rows: list[Row],
+    say: Callable[[str], None],
+) -> dict[str, str]:
+    """Enrol each method for ``user`` (a second one with a ``credential:link`` token from the
+    first); the enrolled credential ids by method, a failure row for each that failed."""
+    enrolled: dict[str, str] = {}
+    for info in methods:
+        started = time.perf_counter()
+        try:
+            if enrolled and not client.jar.has_valid("credential:link"):
+                first = next(iter(enrolled))
+                clock.advance(MOMENT)
+                await client.step_up(first, requested_scopes=["credential:link"], credential_id=enrolled[first])
+            view = await client.enroll(info.name, alias=f"demo {info.name}", **ENROL_OPTIONS[user])
+        except (StepUpError, LookupError, TypeError, ValueError) as exc:
+            rows.append(Row(info.name, user, "-", "-", f"FAILED to enrol: {type(exc).__name__}: {exc}", ok=False))
+            continue
+        enrolled[info.name] = view.id
+        say(f"enrolled {info.name} for {user} ({view.alias or view.format.value}) in {_ms(started):.0f} ms")
+    return enrolled
 
 
 def _ms(started: float) -> float:

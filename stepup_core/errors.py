@@ -189,20 +189,25 @@ class AttemptsExhausted(StepUpError):
     title = "Too many attempts"
 
 
-class LockedOut(StepUpError):
-    code = "locked_out"
+class RetryLater(StepUpError):
+    """Refused for now: try again in ``retry_after`` seconds (``retryAfter`` in the problem
+    body and the ``Retry-After`` header)."""
+
     status = 429
+
+    def __init__(self, message: str, retry_after: float = 0.0, **details: Any) -> None:
+        super().__init__(message, retryAfter=round(retry_after, 3), **details)
+        self.retry_after = retry_after
+
+
+class LockedOut(RetryLater):
+    code = "locked_out"
     title = "Temporarily locked"
 
 
-class RateLimited(StepUpError):
+class RateLimited(RetryLater):
     code = "rate_limited"
-    status = 429
     title = "Too many requests"
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message, retryAfter=round(retry_after, 3))
-        self.retry_after = retry_after
 
 
 class MethodNotAllowed(StepUpError):
@@ -280,8 +285,11 @@ class ServerError(StepUpError):
     title = "Server error"
 
 
+#: Every error with a code of its own (a base such as :class:`RetryLater` has none).
 ALL_ERRORS: tuple[type[StepUpError], ...] = tuple(
-    cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, StepUpError)
+    cls
+    for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, StepUpError) and (cls is StepUpError or "code" in vars(cls))
 )
 
 

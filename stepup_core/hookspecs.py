@@ -2,7 +2,8 @@
 
 pluggy is synchronous. Where work is asynchronous a hook returns an awaitable or an object with
 async methods, and the host awaits it; no hook whose implementations may be asynchronous is
-``firstresult``. Hooks that add things take a ``register`` callback so the host can record which
+``firstresult`` (``stepup_deliver_code`` is: it returns a sender object synchronously, and the
+host awaits the sender's ``send``). Hooks that add things take a ``register`` callback so the host can record which
 plugin added what and refuse duplicates.
 """
 
@@ -158,7 +159,7 @@ def stepup_user_credentials(
 # -------------------------------------------------------------------------------------------
 
 
-@hookspec
+@hookspec(firstresult=True)
 def stepup_deliver_code(delivery: CodeDelivery, config: StepUpConfig) -> CodeSender | None:
     """Offer to send a one-time code over ``delivery.channel`` (``email`` or ``sms``).
 
@@ -172,7 +173,7 @@ def stepup_deliver_code(delivery: CodeDelivery, config: StepUpConfig) -> CodeSen
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def stepup_deliver_message(message: Message, config: StepUpConfig) -> MessageSender | None:
     """Offer to send a message that is not a code (a security notice) over ``message.channel``.
 

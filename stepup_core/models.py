@@ -82,6 +82,7 @@ class Credential:
 
     ``identifier`` (the email address, phone number, wallet address, provider subject) and
     ``data`` (secrets, public keys, counters) are method-private and never leave the server;
+    ``public`` is what the method chose to show (``CredentialView.details``).
     :class:`CredentialView` is what the wire shows.
     """
 
@@ -100,6 +101,15 @@ class Credential:
     data: dict[str, Any] = attrs.field(factory=dict)
     #: Supplied by the application through ``stepup_user_credentials``; not in our store.
     external: bool = False
+    #: Method-chosen public details, shown as ``CredentialView.details`` (never secrets).
+    public: dict[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        # Older records (and applications) kept the public details in ``data["public"]``.
+        legacy = self.data.get("public")
+        if isinstance(legacy, dict):
+            self.data = {k: v for k, v in self.data.items() if k != "public"}
+            self.public = {**legacy, **self.public}
 
     def view(self) -> CredentialView:
         return CredentialView(
@@ -113,7 +123,7 @@ class Credential:
             is_default=self.is_default,
             created_at=self.created_at,
             last_used_at=self.last_used_at,
-            details=dict(self.data.get("public", {})),
+            details=dict(self.public),
         )
 
 
@@ -221,6 +231,12 @@ class MethodInfo:
     fallback: bool = False
     requires_challenge: bool = True
     plugin: str | None = None
+    #: The distribution that provides the method (a client without its client half names it).
+    package: str | None = None
+    #: How the method is offered to a person ("Authenticator app").
+    label: str | None = None
+    #: What a client asks for when it reads the code itself ("Code from your authenticator app").
+    prompt: str | None = None
     #: URL path of the method's browser half (``{prefix}/methods/{name}/browser.js``), when its
     #: plugin ships one: ``stepup.js`` imports it to run the method in a page.
     browser_module: str | None = None

@@ -20,20 +20,21 @@ from __future__ import annotations
 import logging
 import time
 from types import TracebackType
-from typing import Any
 
 import pluggy
 
 from .errors import StepUpError
 from .models import Operation
+from .plugins import call_each_plugin
 
 log = logging.getLogger("stepup")
 
 
 class observe:
-    __slots__ = ("_impls", "_started", "_wall", "attributes", "name", "outcome")
+    __slots__ = ("_impls", "_pm", "_started", "_wall", "attributes", "name", "outcome")
 
     def __init__(self, pm: pluggy.PluginManager, name: str, **attributes: str) -> None:
+        self._pm = pm
         self._impls = pm.hook.stepup_operation.get_hookimpls()
         self.name = name
         self.attributes = attributes
@@ -55,13 +56,11 @@ class observe:
         duration = time.perf_counter() - self._started
         if exc is not None:
             self.outcome = exc.code if isinstance(exc, StepUpError) else "error"
-        report(self._impls, Operation(self.name, self.outcome, self._wall, duration, dict(self.attributes)))
+        report(self._pm, Operation(self.name, self.outcome, self._wall, duration, dict(self.attributes)))
 
 
-def report(impls: list[Any], operation: Operation) -> None:
+def report(pm: pluggy.PluginManager, operation: Operation) -> None:
     """Hand ``operation`` to each implementation; one that raises is logged and skipped."""
-    for impl in impls:
-        try:
-            impl.function(operation=operation)
-        except Exception:
-            log.exception("stepup_operation implementation %s failed", impl.plugin_name)
+    for owner, result in call_each_plugin(pm, "stepup_operation", operation=operation):
+        if isinstance(result, BaseException):
+            log.error("stepup_operation implementation %s failed", owner, exc_info=result)

@@ -5,23 +5,38 @@ and ``STEPUP_LOAD_PLUGINS`` (an allow-list; set but empty means none), loads eac
 the ``stepup`` group on its own (a broken plugin is reported with its name and error while the
 rest load), registers the built-ins from ``default_plugins``, and ends with ``check_pending()``
 so a misspelt hook fails loudly.
+
+It is also the one plugin host: every hook call goes through ``pm.hook``. Hooks that add things
+are called once per implementing plugin (:func:`collect_registrations`), so each registration
+is recorded with its owner and a name registered twice is refused naming both plugins; hooks
+whose implementations must not stop one another (audit events) are called the same way
+(:func:`call_each_plugin`). Both use pluggy's subset callers, so a plugin object must be
+hashable (a module, or an instance compared by identity: ``attrs.define(eq=False)``).
+``STEPUP_TRACE_PLUGINS=1`` prints every hook call, its implementations and its results to
+standard error.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from pprint import pformat
+from typing import Any, Generic, TypeVar
 
 import attrs
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError
+from .hookspecs import hookimpl
 
 log = logging.getLogger("stepup")
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "stepup"
 DEFAULT_PLUGINS = (
@@ -93,7 +108,147 @@ def get_plugin_manager(load_entrypoints: bool = True) -> StepUpPluginManager:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginError(f"a plugin implements an unknown hook: {exc}") from exc
+    if os.environ.get("STEPUP_TRACE_PLUGINS"):
+        trace_hook_calls(pm)
     return pm
+
+
+def method_hooks(verifier_factory: str, client_method: str) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The two hook implementations of a method plugin, importing its halves only when called.
+
+    :param verifier_factory: ``"package.module:name"`` of ``name(config) -> Verifier``.
+    :param client_method: ``"package.module:name"`` of the client half's class (built with no
+        arguments).
+
+    In a plugin's ``plugin.py``, which must stay cheap to import::
+
+        stepup_register_verifiers, stepup_register_client_methods = method_hooks(
+            "stepup_totp.verifier:make_verifier", "stepup_totp.client:TotpClientMethod"
+        )
+    """
+
+    @hookimpl
+    def stepup_register_verifiers(register: Callable[[Any], None], config: Any) -> None:
+        register(_load(verifier_factory)(config))
+
+    @hookimpl
+    def stepup_register_client_methods(register: Callable[[Any], None]) -> None:
+        register(_load(client_method)())
+
+    return stepup_register_verifiers, stepup_register_client_methods
+
+
+def _load(reference: str) -> Any:
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:
+    """Print each hook call, its implementations and its results to standard error (what
+    ``STEPUP_TRACE_PLUGINS=1`` turns on). Returns the callable that stops tracing."""
+
+    def before(hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
+        print(f"\n{hook_name}:", file=sys.stderr)
+        print(pformat(kwargs, width=100, indent=4), file=sys.stderr)
+        print("implementations:", [impl.plugin_name for impl in hook_impls], file=sys.stderr)
+
+    def after(
+        outcome: pluggy.Result[Any], hook_name: str, hook_impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]
+    ) -> None:
+        if outcome.exception is not None:
+            print(f"{hook_name} raised: {outcome.exception!r}", file=sys.stderr)
+        else:
+            print("results:", pformat(outcome.get_result(), width=100, indent=4), file=sys.stderr)
+
+    return pm.add_hookcall_monitoring(before, after)
+
+
+def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, Any]]:
+    """``(plugin name, caller)`` for each plugin implementing ``hook_name``, where ``caller``
+    is ``pm.hook.<hook_name>`` narrowed to that one plugin (wrappers and tracing still apply)."""
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    for impl in impls:
+        others = [other.plugin for other in impls if other is not impl]
+        yield impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)
+
+
+class Registrations(Generic[T]):
+    """What a ``register`` hook added, by name, with the plugin that added each."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.items: dict[str, T] = {}
+        self.owners: dict[str, str] = {}
+
+    def add(self, name: str, item: T, owner: str) -> None:
+        if name in self.items:
+            raise PluginError(f"{self.what} {name!r} is registered by both {self.owners[name]!r} and {owner!r}")
+        self.items[name] = item
+        self.owners[name] = owner
+
+
+def collect_registrations(
+    pm: pluggy.PluginManager,
+    hook_name: str,
+    what: str,
+    entry: Callable[..., tuple[str, T]],
+    **kwargs: Any,
+) -> Registrations[T]:
+    """Call a hook that takes a ``register`` callback, once per implementing plugin.
+
+    ``entry`` turns the arguments of one ``register`` call into ``(name, item)``; a name
+    registered twice is a :class:`PluginError` naming both plugins. ``kwargs`` are the hook's
+    other arguments.
+    """
+    found: Registrations[T] = Registrations(what)
+    for owner, caller in each_plugin(pm, hook_name):
+
+        def register(*args: Any, _owner: str = owner) -> None:
+            name, item = entry(*args)
+            found.add(name, item, _owner)
+
+        caller(register=register, **kwargs)
+    return found
+
+
+async def settle(owner: str, hook: str, result: Any) -> None:
+    """Await one plugin's answer from :func:`call_each_plugin` to a hook that only observes;
+    its failure is logged, never raised."""
+    try:
+        if isinstance(result, BaseException):
+            raise result
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        log.exception("%s implementation %s failed", hook, owner)
+
+
+async def await_in_order(results: Sequence[Any]) -> None:
+    """Await a hook's answers in pluggy's call order; after a failure the rest are closed unrun."""
+    pending = [r for r in results if inspect.isawaitable(r)]
+    while pending:
+        awaitable = pending.pop(0)
+        try:
+            await awaitable
+        except BaseException:
+            for rest in pending:
+                close = getattr(rest, "close", None)
+                if close is not None:
+                    close()
+            raise
+
+
+def call_each_plugin(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    """Call ``hook_name`` plugin by plugin: ``(plugin name, result)``, where a plugin that
+    raised gives its exception as the result, so one failing plugin cannot silence the rest."""
+    for owner, caller in each_plugin(pm, hook_name):
+        try:
+            results = caller(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which decides
+            yield owner, exc
+            continue
+        for result in results:
+            yield owner, result
 
 
 def plugin_distribution(pm: pluggy.PluginManager, plugin: Any) -> tuple[str | None, str | None]:

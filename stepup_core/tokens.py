@@ -16,10 +16,8 @@ from .clock import Clock
 from .crypto import TOKEN_PREFIX, new_elevated_token, token_hash
 from .models import Grant, IssuedToken, Principal
 from .serialization import dumps, loads
-from .store.base import Store, Write, make_key
+from .store.base import GRACE_SECONDS, Store, Write, make_key
 
-#: Records outlive their expiry by this much so a just-expired token reads as expired, not unknown.
-_GRACE_SECONDS = 60.0
 #: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
 #: store is still read every time: revocation, expiry and single use are decided there.
 _PARSED_GRANTS_MAX = 1024
@@ -97,8 +95,8 @@ class TokenStore:
         write = Write(
             _grant_key(grant.token_hash),
             dumps(grant),
-            ttl + _GRACE_SECONDS,
-            (_session_index(grant.user_id, grant.session_id), _user_index(grant.user_id)),
+            ttl=ttl + GRACE_SECONDS,
+            indexes=(_session_index(grant.user_id, grant.session_id), _user_index(grant.user_id)),
         )
         issued = IssuedToken(
             elevated_access_token=token,

@@ -9,24 +9,28 @@ binding, attempt budgets, lockout, send limits, minting, audit events. See
 Four shapes of exchange fit this one protocol (``interaction``):
 
 - ``code``: ``begin`` may send a code (OTP) or be skipped (TOTP, recovery:
-  ``requires_challenge = False``); ``verify`` reads ``response["code"]``.
+  ``requires_challenge = False``); ``verify`` reads ``response["code"]`` with :func:`read_code`.
 - ``options``: ``begin`` returns options (WebAuthn); ``verify`` checks the authenticator's answer.
 - ``message``: ``begin`` returns a message to sign (EIP-4361); ``verify`` checks the signature.
 - ``redirect``: ``begin`` returns a URL carrying ``challenge.callback_state``; the core's
   callback route (``GET {prefix}/callback/{method}``) finds the challenge by that state and
   calls ``verify`` with the query parameters as the response; the client polls the challenge.
+
+:class:`BaseVerifier` carries the declarations' defaults (a subclass states only what differs,
+like llm's model base class) and the optional ``eligible`` and ``forget``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
 from .clock import Clock
 from .crypto import SecretKeys
-from .errors import NoEligibleCredential
+from .errors import ChallengeNotFound, EnrollmentFailed, InvalidResponse, NoEligibleCredential, ValidationError
 from .models import (
     AuditEvent,
     Challenge,
@@ -38,6 +42,9 @@ from .models import (
     Principal,
 )
 from .store.base import Store
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 @attrs.frozen
@@ -80,6 +87,74 @@ class Attempt:
             raise NoEligibleCredential("this user has no credential of this method; enrol one first")
         return self.credential
 
+    def require_challenge(self) -> Challenge:
+        """The challenge (or enrolment) this call belongs to.
+
+        The core passes one to every ``begin``, ``begin_enrollment`` and ``complete_enrollment``,
+        and to ``verify`` of every method with ``requires_challenge``; this fails closed when a
+        method reads it where there is none.
+        """
+        if self.challenge is None:
+            raise ChallengeNotFound("this answer belongs to no issued challenge; start a new one")
+        return self.challenge
+
+
+#: The one limit on a credential's display name, wherever it comes from.
+MAX_ALIAS_LENGTH = 64
+
+
+def check_alias(alias: object, field: str = "alias") -> str | None:
+    """An alias as given (None stays None); ValidationError naming ``field`` unless it is a
+    string of 1 to :data:`MAX_ALIAS_LENGTH` characters that is not only white space."""
+    if alias is None:
+        return None
+    if not isinstance(alias, str) or not alias.strip() or len(alias) > MAX_ALIAS_LENGTH:
+        raise ValidationError(
+            f"{field} must be 1 to {MAX_ALIAS_LENGTH} characters",
+            [{"path": field, "message": f"1 to {MAX_ALIAS_LENGTH} characters"}],
+        )
+    return alias
+
+
+_SEPARATORS = re.compile(r"[\s-]+")
+
+
+def digit_code(digits: int) -> Callable[[str], str | None]:
+    """A normaliser for :func:`read_code`: exactly ``digits`` ASCII digits once white space and
+    hyphens are removed (people type ``123 456`` and ``123-456``)."""
+
+    def normalize(raw: str) -> str | None:
+        code = _SEPARATORS.sub("", raw)
+        return code if len(code) == digits and code.isascii() and code.isdigit() else None
+
+    return normalize
+
+
+def read_code(
+    params: Mapping[str, Any],
+    hint: str,
+    normalize: Callable[[str], str | None],
+    *,
+    key: str = "code",
+    field: str = "response.code",
+) -> str:
+    """The code a person typed, from ``params[key]``, normalised.
+
+    :param hint: what a code looks like, for the person (``"the 6-digit code from the app"``).
+    :param normalize: the code in its canonical form, or None when the text cannot be one.
+    :raises InvalidResponse: naming ``field`` when the code is missing, not a string (a number
+        loses leading zeros) or not well formed. The core counts none of these as a wrong answer.
+    """
+    raw = params.get(key)
+    if raw is None:
+        raise InvalidResponse(f"{field} is required: {hint}", field=field)
+    if not isinstance(raw, str):
+        raise InvalidResponse(f"{field} must be a string: {hint}", field=field)
+    code = normalize(raw)
+    if code is None:
+        raise InvalidResponse(f"{field} is not well formed: {hint}", field=field)
+    return code
+
 
 @attrs.frozen
 class Verification:
@@ -90,6 +165,9 @@ class Verification:
 
     credential_id: str
     details: dict[str, Any] = attrs.field(factory=dict)
+    #: New public details of the proven credential (recovery codes left); the core stores them
+    #: with its ``last_used_at``. None leaves them as they are.
+    public: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -107,15 +185,43 @@ class NewCredential:
     sign_in: bool = False
     #: Replace the user's existing credentials of this method (recovery codes regenerate).
     replaces_existing: bool = False
+    #: Public details shown with the credential (``CredentialView.details``), never secrets.
+    public: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Begun:
+    """``begin``'s answer.
+
+    ``data`` is public: the client receives it (options, a message, a URL). ``state`` is
+    private: the core keeps it with the challenge and hands it back to ``verify`` as
+    ``attempt.challenge.state``. ``credential_id`` binds the challenge to another of the user's
+    credentials of this method than the one the core resolved (a redirect method learns which
+    account from the provider); the core refuses one the user does not hold.
+    """
+
+    data: dict[str, Any] = attrs.field(factory=dict)
+    state: dict[str, Any] = attrs.field(factory=dict)
+    credential_id: str | None = None
+
+    @classmethod
+    def of(cls, answer: Begun | Mapping[str, Any] | None, scratch: Challenge) -> Begun:
+        """A verifier's ``begin`` answer. The older form, still accepted, returned the public
+        data and wrote private state and the bound credential into the challenge it was given."""
+        if isinstance(answer, Begun):
+            return answer
+        return cls(data=dict(answer or {}), state=dict(scratch.state), credential_id=scratch.credential_id)
 
 
 @attrs.frozen
 class EnrollmentStep:
-    """``begin_enrollment``'s answer: public ``data`` for the person (a URI, options, codes) and,
-    for methods that need no confirmation, the ``credential`` to store at once."""
+    """``begin_enrollment``'s answer: public ``data`` for the person (a URI, options, codes),
+    private ``state`` the core keeps with the enrolment for ``complete_enrollment``, and, for
+    methods that need no confirmation, the ``credential`` to store at once."""
 
     data: dict[str, Any] = attrs.field(factory=dict)
     credential: NewCredential | None = None
+    state: dict[str, Any] = attrs.field(factory=dict)
 
 
 class CredentialRepository(Protocol):
@@ -188,13 +294,16 @@ class Verifier(Protocol):
 
     @property
     def package(self) -> str:
-        """Distribution to install for this method (named in "not installed" errors)."""
+        """Distribution that provides this method: ``GET /methods`` lists it, and a client
+        without the method's client half names it in its "install" error."""
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         """Start a challenge (``attempt.challenge`` is new, with id, expiry and, for redirect
-        methods, ``callback_state``); keep private state in ``attempt.challenge.state``; return
-        the public data the client needs (options, a message, a URL). Raise to refuse; the
-        core then discards the challenge."""
+        methods, ``callback_state``; it is a copy the core does not read back). Return
+        :class:`Begun`: the public data the client needs, the private state to keep, and the
+        credential the challenge is bound to when it is not the one the core resolved. Raise to
+        refuse; the core then discards the challenge. (The older form, a plain dict of public
+        data with private state written into ``attempt.challenge.state``, is still accepted.)"""
         ...
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
@@ -203,8 +312,8 @@ class Verifier(Protocol):
         ...
 
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        """Start enrolling a credential; ``attempt.challenge`` is the enrolment (its ``state`` is
-        private). Return what the person needs."""
+        """Start enrolling a credential; ``attempt.challenge`` is the enrolment (a copy). Return
+        what the person needs and the private state ``complete_enrollment`` will read."""
         ...
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
@@ -212,6 +321,7 @@ class Verifier(Protocol):
         ...
 
 
+@runtime_checkable
 class CredentialFilter(Protocol):
     """Optional on a verifier: ``eligible(credential)`` is False for credentials of its formats
     that can never step up (an embedded wallet). They are then left out of the check's eligible
@@ -220,9 +330,65 @@ class CredentialFilter(Protocol):
     def eligible(self, credential: Credential) -> bool: ...
 
 
+@runtime_checkable
 class CredentialCleanup(Protocol):
     """Optional on a verifier: ``forget(ctx, credential)`` runs after the core deleted one of its
     credentials (unlinked, or replaced by a new enrolment), to remove the method's own records.
     Errors are logged, never raised."""
 
     async def forget(self, ctx: VerifierContext, credential: Credential) -> None: ...
+
+
+class BaseVerifier:
+    """Defaults for a :class:`Verifier`: a subclass states its ``name`` and ``factor`` and
+    only the declarations that differ, then implements ``verify`` and the phases it has.
+
+    The defaults describe a code method that needs a challenge, lives 300 s, has no send
+    limits, is not a fallback, and comes from the distribution ``stepup-<name>``. ``begin``
+    sends nothing; enrolment is refused until a subclass implements it; every credential is
+    eligible; ``forget`` has nothing to clean up.
+    """
+
+    name: str
+    factor: Factor
+    formats: tuple[CredentialFormat, ...] = ()
+    interaction: Interaction = Interaction.CODE
+    fallback: bool = False
+    requires_challenge: bool = True
+    challenge_ttl: float = 300.0
+    begin_limits: Sequence[RateLimit] = ()
+    #: How the method is offered to a person; None: its name, capitalised.
+    label: str | None = None
+    #: What a client asks the person for when it reads a code itself (``code`` methods).
+    prompt: str | None = None
+    #: The method's browser half, an ES module (``importlib.resources.files(...) / "browser.js"``)
+    #: served at ``{prefix}/methods/<name>/browser.js``; None: the method has none.
+    browser_module: Traversable | None = None
+
+    _package: str | None = None
+
+    @property
+    def package(self) -> str:
+        return self._package or f"stepup-{self.name}"
+
+    @package.setter
+    def package(self, value: str) -> None:
+        self._package = value
+
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
+        return Begun()
+
+    async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
+        raise NotImplementedError
+
+    async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
+        raise EnrollmentFailed(f"{self.name} credentials cannot be enrolled through stepup")
+
+    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
+        raise EnrollmentFailed(f"{self.name} enrolments complete at once; there is nothing to complete")
+
+    def eligible(self, credential: Credential) -> bool:
+        return True
+
+    async def forget(self, ctx: VerifierContext, credential: Credential) -> None:
+        return None

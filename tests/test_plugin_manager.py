@@ -92,3 +92,22 @@ def test_every_hook_is_documented_like_pytest():
         doc = getattr(hookspecs, name).__doc__ or ""
         assert ":param" in doc, name
         assert getattr(hookspecs, name).__annotations__.get("return") is not None, name
+
+
+def test_trace_plugins_prints_each_hook_call_and_its_results(monkeypatch, capsys):
+    monkeypatch.setenv("STEPUP_TRACE_PLUGINS", "1")
+    pm = plugins.get_plugin_manager(load_entrypoints=False)
+    from stepup_core.store import store_factories
+
+    assert {"memory", "sqlite"} <= set(store_factories(pm))
+    err = capsys.readouterr().err
+    assert "stepup_register_stores:" in err
+    assert "stepup_core.default_plugins.stores" in err and "results:" in err
+
+
+def test_without_trace_plugins_hook_calls_print_nothing(monkeypatch, capsys):
+    monkeypatch.delenv("STEPUP_TRACE_PLUGINS", raising=False)
+    from stepup_core.store import store_factories
+
+    store_factories(plugins.get_plugin_manager(load_entrypoints=False))
+    assert "stepup_register_stores" not in capsys.readouterr().err

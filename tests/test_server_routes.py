@@ -80,6 +80,9 @@ async def test_methods_lists_installed_methods_without_a_session(client: Any) ->
         "fallback": False,
         "requiresChallenge": True,
         "plugin": "test-methods",
+        "package": "stepup-testing",
+        "label": None,
+        "prompt": None,
         "browserModule": None,
     }
     assert methods["link"]["interaction"] == "redirect"

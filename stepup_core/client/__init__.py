@@ -12,20 +12,28 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import ELEVATED_TOKEN_HEADER, AppResponse, OtpSent, StepUpClient, StepUpState, parse_www_authenticate
+    from .api import ELEVATED_TOKEN_HEADER, StepUpApi, lenient
+    from .app import AppRequest, AppResponse, AppRoutes, parse_www_authenticate
+    from .client import OtpSent, StepUpClient, StepUpState
+    from .exchange import MethodExchange
     from .jar import TokenJar
     from .method import Answer, ClientContext, ClientMethod, Prompter
     from .problems import error_from_problem
     from .prompters import ScriptedPrompter, ScriptExhausted, TerminalPrompter
-    from .registry import METHOD_PACKAGES, client_methods, package_for
+    from .registry import client_methods, package_for
 
 _HOMES = {
-    "ELEVATED_TOKEN_HEADER": "client",
-    "AppResponse": "client",
+    "ELEVATED_TOKEN_HEADER": "api",
+    "StepUpApi": "api",
+    "lenient": "api",
+    "AppRequest": "app",
+    "AppResponse": "app",
+    "AppRoutes": "app",
+    "parse_www_authenticate": "app",
+    "MethodExchange": "exchange",
     "OtpSent": "client",
     "StepUpClient": "client",
     "StepUpState": "client",
-    "parse_www_authenticate": "client",
     "TokenJar": "jar",
     "Answer": "method",
     "ClientContext": "method",
@@ -35,28 +43,31 @@ _HOMES = {
     "ScriptExhausted": "prompters",
     "ScriptedPrompter": "prompters",
     "TerminalPrompter": "prompters",
-    "METHOD_PACKAGES": "registry",
     "client_methods": "registry",
     "package_for": "registry",
 }
 
 __all__ = [
     "ELEVATED_TOKEN_HEADER",
-    "METHOD_PACKAGES",
     "Answer",
+    "AppRequest",
     "AppResponse",
+    "AppRoutes",
     "ClientContext",
     "ClientMethod",
+    "MethodExchange",
     "OtpSent",
     "Prompter",
     "ScriptExhausted",
     "ScriptedPrompter",
+    "StepUpApi",
     "StepUpClient",
     "StepUpState",
     "TerminalPrompter",
     "TokenJar",
     "client_methods",
     "error_from_problem",
+    "lenient",
     "package_for",
     "parse_www_authenticate",
 ]

@@ -70,6 +70,9 @@ class ClientMethod(Protocol):
         returned, and the client sends nothing back."""
         ...
 
+    # Optional: ``label(credential: CredentialView) -> str`` names a credential in a choice
+    # ("SMS code"); without it the client uses the server's ``MethodInfo.label``.
+
     def unattended(self) -> Any | None:
         """An actor that can stand in for the person with no one at the keyboard (an authenticator
         app, a software security key, a local wallet key), or None when the method needs an

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import (
-    RateLimited,
+    RetryLater,
     ServerError,
     StepUpError,
     StepUpRequired,
@@ -47,7 +47,7 @@ def _build(cls: type[StepUpError], message: str, extras: dict[str, Any], status:
     if isinstance(error, StepUpRequired):
         error.scope = str(extras.get("scope", ""))
         error.check = extras.get("check")
-    if isinstance(error, RateLimited):
+    if isinstance(error, RetryLater):
         retry = extras.get("retryAfter", 0)
         error.retry_after = float(retry) if isinstance(retry, int | float) else 0.0
     error.details["httpStatus"] = status

@@ -2,46 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pluggy
 
-from ..errors import ClientMethodMissing, PluginError
+from ..errors import ClientMethodMissing
+from ..plugins import collect_registrations
 from .method import ClientMethod
-
-#: The distribution that provides each first-party method.
-METHOD_PACKAGES: Mapping[str, str] = {
-    "otp": "stepup-otp",
-    "totp": "stepup-totp",
-    "passkey": "stepup-passkey",
-    "wallet": "stepup-wallet",
-    "social": "stepup-social",
-    "recovery": "stepup-recovery",
-}
 
 
 def package_for(method: str, hint: str | None = None) -> str:
-    """The distribution to install for ``method`` (a server-supplied ``hint`` wins)."""
-    return hint or METHOD_PACKAGES.get(method) or f"stepup-{method}"
+    """The distribution to install for ``method``: the one the server names for it
+    (``MethodInfo.package``), else ``stepup-<method>`` by the naming convention."""
+    return hint or f"stepup-{method}"
 
 
 def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
     """Every registered client method by name; a name registered twice is an error naming both
     plugins."""
-    methods: dict[str, ClientMethod] = {}
-    owners: dict[str, str] = {}
-    for impl in pm.hook.stepup_register_client_methods.get_hookimpls():
+    def entry(method: ClientMethod) -> tuple[str, ClientMethod]:
+        return method.name, method
 
-        def register(method: ClientMethod, _plugin: str = impl.plugin_name) -> None:
-            if method.name in methods:
-                raise PluginError(
-                    f"client method {method.name!r} is registered by both {owners[method.name]!r} and {_plugin!r}"
-                )
-            methods[method.name] = method
-            owners[method.name] = _plugin
-
-        impl.function(register=register)
-    return methods
+    return collect_registrations(pm, "stepup_register_client_methods", "client method", entry).items
 
 
 def missing(method: str, hint: str | None = None) -> ClientMethodMissing:

@@ -220,8 +220,7 @@ class Notifier:
         service = self.service
         sender: Any = None
         try:
-            offers = service.pm.hook.stepup_deliver_message(message=message, config=service.config)
-            sender = next((s for s in offers if s is not None), None)
+            sender = service.pm.hook.stepup_deliver_message(message=message, config=service.config)
             if sender is None:
                 raise ConfigError(f"no message sender for channel {message.channel!r}")
             await sender.send(message)

@@ -18,8 +18,10 @@ sessions. Every error is ``application/problem+json`` with a stable ``code``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from aiohttp import web
@@ -27,7 +29,7 @@ from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError, StepUpError
 from .browser import ASSETS_KEY, AssetCache, cors_middleware
-from .http import IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
+from .http import DOCUMENT_KEY, IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
 from .openapi import build_document
 from .problems import (
     PROBLEM_CONTENT_TYPE,
@@ -138,6 +140,10 @@ def mount(
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix
+    document: Callable[[], dict[str, Any]] = functools.partial(
+        build_document, prefix, app_name=service.config.app_name
+    )
+    sub[DOCUMENT_KEY] = document
     for spec in ROUTES:
         sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
     app[SERVICE_KEY] = service

@@ -23,6 +23,9 @@ Identify = Callable[[web.Request], Awaitable["Principal | None"]]
 SERVICE_KEY: web.AppKey[StepUpService] = web.AppKey("stepup_service")
 IDENTIFY_KEY: web.AppKey[Identify] = web.AppKey("stepup_identify")
 PREFIX_KEY: web.AppKey[str] = web.AppKey("stepup_prefix")
+#: Builds the OpenAPI document of the mounted routes (set by ``mount``: the route table does not
+#: import the document builder, which reads the route table).
+DOCUMENT_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("stepup_openapi_document")
 
 #: The header that carries an elevated access token.
 TOKEN_HEADER = "X-Elevated-Access-Token"

@@ -73,6 +73,9 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+_PRIMITIVES: dict[Any, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
 class _SchemaBuilder:
     def __init__(self) -> None:
         self.schemas: dict[str, dict[str, Any]] = {}
@@ -81,11 +84,7 @@ class _SchemaBuilder:
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
         if origin in (typing.Union, types.UnionType):
-            inner = [a for a in args if a is not type(None)]
-            schema = self.type_schema(inner[0], request=request) if len(inner) == 1 else {
-                "anyOf": [self.type_schema(a, request=request) for a in inner]
-            }
-            return _nullable(schema) if len(inner) < len(args) else schema
+            return self.union_schema(args, request=request)
         if origin in (tuple, list):
             item = args[0] if args else Any
             return {"type": "array", "items": self.type_schema(item, request=request)}
@@ -93,14 +92,8 @@ class _SchemaBuilder:
             return {"type": "object"}
         if tp is Any:
             return {}
-        if tp is bool:
-            return {"type": "boolean"}
-        if tp is int:
-            return {"type": "integer"}
-        if tp is float:
-            return {"type": "number"}
-        if tp is str:
-            return {"type": "string"}
+        if tp in _PRIMITIVES:
+            return {"type": _PRIMITIVES[tp]}
         if inspect.isclass(tp) and issubclass(tp, enum.Enum):
             self.enum(tp)
             return _ref(tp.__name__)
@@ -108,6 +101,13 @@ class _SchemaBuilder:
             self.model(tp, request=request)
             return _ref(tp.__name__)
         raise TypeError(f"no JSON schema for {tp!r}")
+
+    def union_schema(self, args: tuple[Any, ...], *, request: bool) -> dict[str, Any]:
+        inner = [a for a in args if a is not type(None)]
+        schema = self.type_schema(inner[0], request=request) if len(inner) == 1 else {
+            "anyOf": [self.type_schema(a, request=request) for a in inner]
+        }
+        return _nullable(schema) if len(inner) < len(args) else schema
 
     def enum(self, cls: type[enum.Enum]) -> None:
         if cls.__name__ not in self.schemas:
@@ -222,13 +222,36 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     }
     if spec.description:
         operation["description"] = spec.description
-    parameters: list[dict[str, Any]] = []
+    parameters = _parameters(spec)
+    if parameters:
+        operation["parameters"] = parameters
+    if spec.request is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON_CONTENT_TYPE: {"schema": _ref(spec.request.__name__)}},
+        }
+    operation["security"] = _security(spec)
+    success = _success(spec)
+    operation["responses"] = {str(spec.status): success}
+    if spec.script:
+        operation["responses"]["304"] = {"description": _STATUS_TEXT[304], "headers": success["headers"]}
+    for status in spec.error_statuses():
+        operation["responses"][str(status)] = _error(spec, status)
+    return operation
+
+
+def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
     narrower = dict(spec.path_schemas)
-    for segment in spec.path.split("/"):
-        if segment.startswith("{") and segment.endswith("}"):
-            name = segment[1:-1]
-            schema = copy.deepcopy(narrower.get(name, {"type": "string"}))
-            parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": segment[1:-1],
+            "in": "path",
+            "required": True,
+            "schema": copy.deepcopy(narrower.get(segment[1:-1], {"type": "string"})),
+        }
+        for segment in spec.path.split("/")
+        if segment.startswith("{") and segment.endswith("}")
+    ]
     for name, required, description in spec.query:
         parameters.append(
             {"name": name, "in": "query", "required": required, "description": description,
@@ -240,26 +263,22 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
              "description": "The ETag of the copy the caller holds: 304 when it is current.",
              "schema": {"type": "string"}}
         )
-    if parameters:
-        operation["parameters"] = parameters
-    if spec.request is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {JSON_CONTENT_TYPE: {"schema": _ref(spec.request.__name__)}},
-        }
-    if spec.authenticated:
-        session: dict[str, list[str]] = {"session": []}
-        with_token: dict[str, list[str]] = {"session": [], "elevatedToken": []}
-        if spec.token == NO_TOKEN:
-            operation["security"] = [session]
-        elif spec.token == REQUIRED_TOKEN:
-            operation["security"] = [with_token]
-        else:
-            operation["security"] = [with_token, session]
-    else:
-        operation["security"] = []
+    return parameters
 
-    responses: dict[str, Any] = {}
+
+def _security(spec: RouteSpec) -> list[dict[str, list[str]]]:
+    if not spec.authenticated:
+        return []
+    session: dict[str, list[str]] = {"session": []}
+    with_token: dict[str, list[str]] = {"session": [], "elevatedToken": []}
+    if spec.token == NO_TOKEN:
+        return [session]
+    if spec.token == REQUIRED_TOKEN:
+        return [with_token]
+    return [with_token, session]
+
+
+def _success(spec: RouteSpec) -> dict[str, Any]:
     success: dict[str, Any] = {"description": _STATUS_TEXT[spec.status]}
     if spec.html:
         success["content"] = {"text/html": {"schema": {"type": "string"}}}
@@ -274,32 +293,29 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
             "Location": {"description": "Where the new resource can be read.", "schema": {"type": "string"}}
         }
     if spec.script:
-        etag = {"ETag": {"description": "Strong validator of the file.", "schema": {"type": "string"}}}
-        success["headers"] = etag
-        responses[str(spec.status)] = success
-        responses["304"] = {"description": _STATUS_TEXT[304], "headers": etag}
-    responses[str(spec.status)] = success
-    for status in spec.error_statuses():
-        error: dict[str, Any] = {"description": _STATUS_TEXT[status], "content": _problem_content()}
-        if spec.html:
-            error["content"]["text/html"] = {"schema": {"type": "string"}}
-        if status == 401:
-            error["headers"] = {
-                "WWW-Authenticate": {
-                    "description": (
-                        'For step-up: `Bearer error="insufficient_user_authentication", '
-                        'error_description="...", scope="<scope>"` (RFC 9470).'
-                    ),
-                    "schema": {"type": "string"},
-                }
+        success["headers"] = {"ETag": {"description": "Strong validator of the file.", "schema": {"type": "string"}}}
+    return success
+
+
+def _error(spec: RouteSpec, status: int) -> dict[str, Any]:
+    error: dict[str, Any] = {"description": _STATUS_TEXT[status], "content": _problem_content()}
+    if spec.html:
+        error["content"]["text/html"] = {"schema": {"type": "string"}}
+    if status == 401:
+        error["headers"] = {
+            "WWW-Authenticate": {
+                "description": (
+                    'For step-up: `Bearer error="insufficient_user_authentication", '
+                    'error_description="...", scope="<scope>"` (RFC 9470).'
+                ),
+                "schema": {"type": "string"},
             }
-        if status == 429:
-            error["headers"] = {
-                "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-            }
-        responses[str(status)] = error
-    operation["responses"] = responses
-    return operation
+        }
+    if status == 429:
+        error["headers"] = {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        }
+    return error
 
 
 @functools.lru_cache(maxsize=16)

@@ -24,6 +24,7 @@ from ..errors import (
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
+    RetryLater,
     StepUpError,
     StepUpRequired,
     Unauthenticated,
@@ -124,7 +125,7 @@ def problem_headers(error: StepUpError) -> dict[str, str]:
         )
     elif isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="stepup"'
-    retry_after = error.details.get("retryAfter", getattr(error, "retry_after", None))
+    retry_after = error.retry_after if isinstance(error, RetryLater) else None
     if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     allowed = error.details.get("allowed")

@@ -35,6 +35,7 @@ from .browser import (
     static_file,
 )
 from .http import (
+    DOCUMENT_KEY,
     PREFIX_KEY,
     elevated_token,
     json_response,
@@ -248,10 +249,7 @@ async def revoke_grants(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_document(request: web.Request) -> web.StreamResponse:
-    from .openapi import build_document
-
-    service = service_of(request)
-    return json_response(build_document(_prefix(request), app_name=service.config.app_name))
+    return json_response(request.config_dict[DOCUMENT_KEY]())
 
 
 async def list_plugins(request: web.Request) -> web.StreamResponse:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pluggy
 
 from ..clock import Clock, SystemClock
-from ..errors import ConfigError, PluginError
+from ..errors import ConfigError
+from ..plugins import collect_registrations
 from .base import Counter, Reservation, Store, StoreFactory, Write, make_key
 
 __all__ = ["Counter", "Reservation", "Store", "StoreFactory", "Write", "make_key", "open_store", "store_factories"]
@@ -16,23 +16,10 @@ __all__ = ["Counter", "Reservation", "Store", "StoreFactory", "Write", "make_key
 
 def store_factories(pm: pluggy.PluginManager) -> dict[str, StoreFactory]:
     """Every registered backend by scheme; a scheme registered twice is an error."""
-    factories: dict[str, StoreFactory] = {}
-    owners: dict[str, str] = {}
+    def entry(scheme: str, factory: StoreFactory) -> tuple[str, StoreFactory]:
+        return scheme, factory
 
-    def register_for(plugin_name: str) -> Callable[[str, StoreFactory], None]:
-        def register(scheme: str, factory: StoreFactory) -> None:
-            if scheme in factories:
-                raise PluginError(
-                    f"store scheme {scheme!r} is registered by both {owners[scheme]!r} and {plugin_name!r}"
-                )
-            factories[scheme] = factory
-            owners[scheme] = plugin_name
-
-        return register
-
-    for impl in pm.hook.stepup_register_stores.get_hookimpls():
-        impl.function(register=register_for(impl.plugin_name))
-    return factories
+    return collect_registrations(pm, "stepup_register_stores", "store scheme", entry).items
 
 
 async def open_store(url: str, pm: pluggy.PluginManager, clock: Clock | None = None, **_: Any) -> Store:

@@ -25,6 +25,9 @@ from ..clock import Clock
 
 #: Characters ``quote`` leaves alone: a part made only of these needs no escaping.
 _PLAIN_PART = re.compile(r"[A-Za-z0-9_.~-]*")
+#: How long a record with a logical expiry (a challenge, a grant, a method's marker) stays in
+#: the store after it, so "expired" can be told from "unknown or used". The one grace period.
+GRACE_SECONDS = 120.0
 
 
 def make_key(*parts: str) -> str:

@@ -33,14 +33,24 @@ from ..crypto import SecretKeys, constant_time_equals
 from ..errors import EnrollmentFailed, InvalidResponse, VerificationFailed
 from ..hookspecs import hookimpl
 from ..models import AuditEvent, Credential, CredentialFormat, Factor, Interaction, Principal
-from ..verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
+from ..verifier import (
+    Attempt,
+    BaseVerifier,
+    Begun,
+    EnrollmentStep,
+    NewCredential,
+    RateLimit,
+    Verification,
+    VerifierContext,
+    read_code,
+)
 
 #: The callback parameter ``code`` with which :class:`RedirectVerifier`'s provider approves.
 APPROVED = "approved"
 
 
 @attrs.define
-class ThrowawayVerifier:
+class ThrowawayVerifier(BaseVerifier):
     """The declarations every verifier carries, as keyword arguments with the defaults of a
     re-auth code method that needs a challenge. The throwaway methods here (and a test's own)
     subclass it, redeclaring only the defaults they change."""
@@ -83,19 +93,17 @@ class PinVerifier(ThrowawayVerifier):
             sign_in=self.sign_in,
         )
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         credential = attempt.require_credential()
         data: dict[str, Any] = {"credentialId": credential.id, "destination": credential.alias}
         if credential.format is CredentialFormat.PHONE_NUMBER:
             data["verificationType"] = "sms"
         elif credential.format is CredentialFormat.EMAIL:
             data["verificationType"] = "email"
-        return data
+        return Begun(data=data)
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        code = attempt.params.get("code")
-        if not isinstance(code, str) or not code:
-            raise InvalidResponse("response.code must be a non-empty string", field="response.code")
+        code = read_code(attempt.params, "the PIN", lambda raw: raw or None)
         credential = attempt.require_credential()
         if not constant_time_equals(credential.data.get("pinHash", ""), self._hash(ctx, code)):
             raise VerificationFailed("wrong PIN")
@@ -107,17 +115,16 @@ class PinVerifier(ThrowawayVerifier):
             raise EnrollmentFailed("params.pin must be a string of at least 4 characters", field="params.pin")
         if not self.confirm:
             return EnrollmentStep(credential=self._credential(attempt, self._hash(ctx, pin)))
-        assert attempt.challenge is not None
-        attempt.challenge.state["pinHash"] = self._hash(ctx, pin)
-        return EnrollmentStep(data={"confirm": "send the same PIN again as response.pin"})
+        return EnrollmentStep(
+            data={"confirm": "send the same PIN again as response.pin"}, state={"pinHash": self._hash(ctx, pin)}
+        )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         if not self.confirm:
             raise EnrollmentFailed(f"{self.name} enrolments complete at once")
-        assert attempt.challenge is not None
         pin = attempt.params.get("pin")
         digest = self._hash(ctx, pin) if isinstance(pin, str) else ""
-        if not constant_time_equals(digest, attempt.challenge.state["pinHash"]):
+        if not constant_time_equals(digest, attempt.require_challenge().state["pinHash"]):
             raise VerificationFailed("the PINs differ")
         return self._credential(attempt, digest)
 
@@ -147,20 +154,17 @@ class KeyVerifier(ThrowawayVerifier):
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.PASSKEY,)
     interaction: Interaction = Interaction.MESSAGE
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        assert attempt.challenge is not None
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         nonce = secrets.token_hex(16)
-        attempt.challenge.state["nonce"] = nonce
-        return {"nonce": nonce}
+        return Begun(data={"nonce": nonce}, state={"nonce": nonce})
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         mac = attempt.params.get("mac")
         if not isinstance(mac, str):
             raise InvalidResponse("response.mac must be a string", field="response.mac")
-        assert attempt.challenge is not None
         credential = attempt.require_credential()
         secret = ctx.keys.unseal(f"test-{self.name}", credential.data["sealed"])
-        if not constant_time_equals(_mac(secret, attempt.challenge.state["nonce"]), mac):
+        if not constant_time_equals(_mac(secret, attempt.require_challenge().state["nonce"]), mac):
             raise VerificationFailed("the key's answer does not match")
         return Verification(credential_id=credential.id)
 
@@ -179,9 +183,6 @@ class KeyVerifier(ThrowawayVerifier):
                 data={"sealed": ctx.keys.seal(f"test-{self.name}", secret)},
             )
         )
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        raise EnrollmentFailed(f"{self.name} enrolments complete at once")
 
 
 @attrs.define
@@ -233,8 +234,8 @@ class RedirectVerifier(ThrowawayVerifier):
     link_at_once: bool = False
 
     def _redirect(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        assert attempt.challenge is not None and attempt.challenge.callback_state
-        state = attempt.challenge.callback_state
+        state = attempt.require_challenge().callback_state
+        assert state, "the core gives a redirect method's challenge a callback state"
         if self.provider_url is None:
             url = f"{ctx.callback_url(self.name)}?{urlencode({'state': state})}"
         else:
@@ -253,8 +254,8 @@ class RedirectVerifier(ThrowawayVerifier):
         if code != APPROVED:
             raise VerificationFailed(f"the provider answered {code!r}")
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return self._redirect(ctx, attempt)
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
+        return Begun(data=self._redirect(ctx, attempt))
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         self._ensure_approved(attempt)

@@ -11,7 +11,7 @@ plugin manager) the same way, and leaves closing it to the test. ``protected`` a
 application's own routes guarded by ``requires_scope``; ``setup_app`` adds any other.
 
 Every answer a client of the stack receives from stepup's routes is checked against stepup's
-own OpenAPI document (:class:`~stepup_core.server.testing.ResponseValidator`): a test fails on
+own OpenAPI document (:class:`~stepup_core.testing.responses.ResponseValidator`): a test fails on
 an undocumented answer. Principals are identified by static bearer tokens, one per user name
 (:func:`session_token`).
 """
@@ -31,12 +31,12 @@ from aiohttp import web
 from ..client import ScriptedPrompter, StepUpClient
 from ..clock import Clock, ManualClock
 from ..config import config_from_mapping
-from ..identify import StaticTokenIdentify
 from ..models import Principal
 from ..plugins import get_plugin_manager
 from ..server import TOKEN_HEADER, build_app, build_document, principal_from, requires_scope, serve_app
-from ..server.testing import ResponseValidator
+from ..server.identify import StaticTokenIdentify
 from ..service import StepUpService
+from .responses import ResponseValidator
 
 DEFAULT_USERS = ("alice", "bob")
 

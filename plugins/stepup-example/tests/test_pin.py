@@ -8,7 +8,6 @@ from stepup_example.client import PinClientMethod, RememberedPin
 
 from stepup_core import errors
 from stepup_core.client.method import ClientContext
-from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.models import EnrollmentCompletion, EnrollmentRequest, Principal
 from stepup_core.plugins import get_plugin_manager
@@ -18,15 +17,9 @@ ME = Principal("me", "s")
 
 
 @pytest.fixture
-async def service():
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(stepup_example.plugin, name="pin")
-    svc = await StepUpService.create(
-        config_from_mapping({"store": "memory:", "secret_key": "ab" * 32, "plugins": {"pin": {"min_length": 4}}}),
-        pm=pm, clock=ManualClock(),
-    )
-    yield svc
-    await svc.close()
+async def service(stepup_service_factory):
+    config = {"secret_key": "ab" * 32, "plugins": {"pin": {"min_length": 4}}}
+    return await stepup_service_factory(config, plugins=[("pin", stepup_example.plugin)])
 
 
 async def test_enrolment_needs_the_same_pin_twice_and_stores_only_a_hash(service):

@@ -27,11 +27,10 @@ from stepup_otp import plugin as otp_plugin
 from stepup_otp.client import Mailbox
 
 from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
 from stepup_core.models import AuditEvent, Credential, CredentialFormat, Factor
-from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.testing.methods import ThrowawayPlugin
+from stepup_core.testing.pytest_plugin import ServiceFactory, plugin_manager
 
 LOOPBACK = "127.0.0.1"
 CODE_IN_TEXT = re.compile(r"verification code is:\s+(\d{6})\b")
@@ -270,25 +269,18 @@ class OtpWorld:
 
 
 @pytest.fixture
-async def otp_world_factory() -> AsyncIterator[Callable[..., Awaitable[OtpWorld]]]:
+def otp_world_factory(stepup_service_factory: ServiceFactory) -> Callable[..., Awaitable[OtpWorld]]:
     """``await otp_world_factory(otp_section, mailbox=None)`` builds a fresh service."""
-    services: list[StepUpService] = []
 
     async def build(section: dict[str, Any] | None = None, mailbox: Mailbox | None = None) -> OtpWorld:
-        pm = get_plugin_manager(load_entrypoints=False)
-        pm.register(otp_plugin, name="otp")
         app = AppCredentials()
-        pm.register(app, name="test-app-credentials")
+        plugins: list[object] = [("otp", otp_plugin), ("test-app-credentials", app)]
         if mailbox is not None:
-            pm.register(mailbox, name="otp-mailbox")
+            plugins.append(("otp-mailbox", mailbox))
+        pm = plugin_manager(plugins)
         clock = ManualClock()
-        config = config_from_mapping(
-            {"store": "memory:", "secret_key": SECRET_KEY, "app_name": "Acme", "plugins": {"otp": section or {}}}
-        )
-        service = await StepUpService.create(config, pm=pm, clock=clock)
-        services.append(service)
+        config = {"secret_key": SECRET_KEY, "app_name": "Acme", "plugins": {"otp": section or {}}}
+        service = await stepup_service_factory(config, pm=pm, clock=clock)
         return OtpWorld(service=service, clock=clock, app=app, pm=pm, events=app.events)
 
-    yield build
-    for service in services:
-        await service.close()
+    return build

@@ -33,11 +33,10 @@ def otp_config(**section: Any) -> StepUpConfig:
 
 
 def chosen_sender(delivery: CodeDelivery, config: StepUpConfig) -> Any:
-    """What the core does: the first non-None ``stepup_deliver_code`` answer."""
+    """What the core does: the first non-None ``stepup_deliver_code`` answer (a first-result hook)."""
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(otp_plugin, name="otp")
-    answers = [a for a in pm.hook.stepup_deliver_code(delivery=delivery, config=config) if a is not None]
-    return answers[0]
+    return pm.hook.stepup_deliver_code(delivery=delivery, config=config)
 
 
 # --- choosing a sender -----------------------------------------------------------------

@@ -33,7 +33,7 @@ verifiers, methods = [], []
 pm.hook.stepup_register_verifiers(register=verifiers.append, config=config)
 pm.hook.stepup_register_client_methods(register=methods.append)
 delivery = CodeDelivery("email", "a@example.com", "123456", "stepUp", 0.0, "u")
-senders = [s.name for s in pm.hook.stepup_deliver_code(delivery=delivery, config=config) if s]
+senders = [pm.hook.stepup_deliver_code(delivery=delivery, config=config).name]
 print(json.dumps({"loaded": sorted(m for m in sys.argv[1:] if m in sys.modules),
                   "verifiers": [v.name for v in verifiers], "methods": [m.name for m in methods],
                   "senders": senders}))

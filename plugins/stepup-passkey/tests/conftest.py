@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,6 @@ import stepup_passkey.plugin
 from stepup_passkey.testing import SoftwareAuthenticator
 
 from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
 from stepup_core.models import (
     ChallengeRequest,
     CredentialView,
@@ -29,9 +28,10 @@ from stepup_core.models import (
     Principal,
     VerifyRequest,
 )
-from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
+from stepup_core.plugins import StepUpPluginManager
 from stepup_core.service import StepUpService
 from stepup_core.testing.methods import ThrowawayPlugin
+from stepup_core.testing.pytest_plugin import ServiceFactory, plugin_manager
 
 RP_ID = "stepup.test"
 ORIGIN = "https://app.stepup.test"
@@ -40,8 +40,8 @@ BOB = Principal("bob", "s-bob")
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock(stepup_clock: ManualClock) -> ManualClock:
+    return stepup_clock
 
 
 @pytest.fixture
@@ -61,19 +61,14 @@ def event_log() -> ThrowawayPlugin:
 
 @pytest.fixture
 def pm(event_log: ThrowawayPlugin) -> StepUpPluginManager:
-    manager = get_plugin_manager(load_entrypoints=False)
-    manager.register(stepup_passkey.plugin, name="passkey")
-    manager.register(event_log, name="event-log")
-    return manager
+    return plugin_manager([("passkey", stepup_passkey.plugin), ("event-log", event_log)])
 
 
 @pytest.fixture
 async def service(
-    config_mapping: dict[str, Any], pm: StepUpPluginManager, clock: ManualClock
-) -> AsyncIterator[StepUpService]:
-    svc = await StepUpService.create(config_from_mapping(config_mapping), pm=pm, clock=clock)
-    yield svc
-    await svc.close()
+    stepup_service_factory: ServiceFactory, config_mapping: dict[str, Any], pm: StepUpPluginManager
+) -> StepUpService:
+    return await stepup_service_factory(config_mapping, pm=pm)
 
 
 @pytest.fixture

@@ -439,7 +439,7 @@ async def test_concurrent_uses_of_one_assertion_move_the_counter_once(
     exactly one of two simultaneous verifications of the same assertion through."""
     await enrol(ALICE, authenticator)
     start = await service.begin(ALICE, ChallengeRequest(method="passkey", requested_scopes=("wallet:export",)))
-    challenge = await service._load_challenge(ALICE, start.challenge_id, None)
+    challenge = await service.challenges.load(ALICE, start.challenge_id, None)
     credential = authenticator.get(start.data["publicKey"])
     candidates = tuple(await service.credentials.list_for_user("alice"))
     verifier = service.verifiers["passkey"]

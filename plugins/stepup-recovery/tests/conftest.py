@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -14,7 +14,6 @@ from stepup_recovery.client import RecoveryClientMethod, RecoveryCodeSheet
 from stepup_core.client import ScriptedPrompter
 from stepup_core.client.method import ClientContext
 from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
 from stepup_core.models import (
     Credential,
     CredentialFormat,
@@ -25,10 +24,12 @@ from stepup_core.models import (
     Principal,
     VerifyRequest,
 )
-from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
+from stepup_core.plugins import StepUpPluginManager
 from stepup_core.service import StepUpService
 from stepup_core.store.memory import MemoryStore
 from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
+from stepup_core.testing.pytest_plugin import ServiceFactory as KitServiceFactory
+from stepup_core.testing.pytest_plugin import plugin_manager
 
 SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMi1ieXRlcyE"
 COMPANION_CODE = "companion-ok"
@@ -59,8 +60,8 @@ class YieldingStore:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock(stepup_clock: ManualClock) -> ManualClock:
+    return stepup_clock
 
 
 @pytest.fixture
@@ -76,10 +77,7 @@ def plugins() -> ThrowawayPlugin:
 
 @pytest.fixture
 def pm(plugins: ThrowawayPlugin) -> StepUpPluginManager:
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(stepup_recovery.plugin, name="recovery")
-    pm.register(plugins, name="test-plugins")
-    return pm
+    return plugin_manager([("recovery", stepup_recovery.plugin), ("test-plugins", plugins)])
 
 
 @pytest.fixture
@@ -96,19 +94,12 @@ ServiceFactory = Callable[..., Awaitable[StepUpService]]
 
 
 @pytest.fixture
-async def make_service(pm: StepUpPluginManager, clock: ManualClock, store: Any) -> AsyncIterator[ServiceFactory]:
-    made: list[StepUpService] = []
-
+def make_service(stepup_service_factory: KitServiceFactory, pm: StepUpPluginManager, store: Any) -> ServiceFactory:
     async def factory(*, store_: Any = None, **overrides: Any) -> StepUpService:
-        data: dict[str, Any] = {"store": "memory:", "secret_key": SECRET_KEY}
-        data.update(overrides)
-        svc = await StepUpService.create(config_from_mapping(data), pm=pm, clock=clock, store=store_ or store)
-        made.append(svc)
-        return svc
+        config = {"secret_key": SECRET_KEY, **overrides}
+        return await stepup_service_factory(config, pm=pm, store=store_ or store)
 
-    yield factory
-    for svc in made:
-        await svc.close()
+    return factory
 
 
 @pytest.fixture

@@ -22,11 +22,10 @@ import pytest
 import stepup_social.plugin
 from stepup_social.testing import LoopbackProvider, sign_in_at_mock_provider
 
-from stepup_core.config import config_from_mapping
 from stepup_core.models import AuditEvent, ChallengeRequest, EnrollmentRequest, Principal
-from stepup_core.plugins import get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.testing.methods import ThrowawayPlugin
+from stepup_core.testing.pytest_plugin import ServiceFactory as KitServiceFactory
 
 PUBLIC_URL = "http://127.0.0.1:8765"
 CALLBACK_URL = f"{PUBLIC_URL}/stepup/callback/social"
@@ -106,28 +105,19 @@ def events() -> list[AuditEvent]:
 
 
 @pytest.fixture
-async def make_service(clock: ShiftedClock, events: list[AuditEvent]) -> AsyncIterator[ServiceFactory]:
-    services: list[StepUpService] = []
-
+def make_service(
+    stepup_service_factory: KitServiceFactory, clock: ShiftedClock, events: list[AuditEvent]
+) -> ServiceFactory:
     async def make(providers: dict[str, dict[str, Any]], **social: Any) -> StepUpService:
-        pm = get_plugin_manager(load_entrypoints=False)
-        pm.register(stepup_social.plugin, name="social")
-        pm.register(ThrowawayPlugin(events=events), name="recorder")
-        config = config_from_mapping(
-            {
-                "store": "memory:",
-                "secret_key": SECRET_KEY,
-                "server": {"public_url": PUBLIC_URL},
-                "plugins": {"social": {"providers": providers, **social}},
-            }
-        )
-        service = await StepUpService.create(config, pm=pm, clock=clock)
-        services.append(service)
-        return service
+        config = {
+            "secret_key": SECRET_KEY,
+            "server": {"public_url": PUBLIC_URL},
+            "plugins": {"social": {"providers": providers, **social}},
+        }
+        plugins = [("social", stepup_social.plugin), ("recorder", ThrowawayPlugin(events=events))]
+        return await stepup_service_factory(config, plugins=plugins, clock=clock)
 
-    yield make
-    for service in services:
-        await service.close()
+    return make
 
 
 async def link_account(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -22,10 +22,12 @@ from stepup_core.models import (
     Principal,
     VerifyRequest,
 )
-from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
+from stepup_core.plugins import StepUpPluginManager
 from stepup_core.service import StepUpService
 from stepup_core.store.memory import MemoryStore
 from stepup_core.testing.methods import ThrowawayPlugin
+from stepup_core.testing.pytest_plugin import ServiceFactory as KitServiceFactory
+from stepup_core.testing.pytest_plugin import plugin_manager
 
 SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seS0zMi1ieXRlcyE"  # 35 bytes, base64
 #: Mid-step, so codes of the neighbouring steps are 30 s either side.
@@ -33,8 +35,13 @@ START = 1_800_000_015.0
 
 
 @pytest.fixture
-def clock() -> ManualClock:
+def stepup_clock() -> ManualClock:
     return ManualClock(START)
+
+
+@pytest.fixture
+def clock(stepup_clock: ManualClock) -> ManualClock:
+    return stepup_clock
 
 
 @pytest.fixture
@@ -44,11 +51,10 @@ def events() -> ThrowawayPlugin:
 
 
 def make_pm(events: ThrowawayPlugin | None = None) -> StepUpPluginManager:
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(stepup_totp.plugin, name="totp")
+    plugins: list[object] = [("totp", stepup_totp.plugin)]
     if events is not None:
-        pm.register(events, name="test-events")
-    return pm
+        plugins.append(("test-events", events))
+    return plugin_manager(plugins)
 
 
 @pytest.fixture
@@ -71,19 +77,15 @@ ServiceFactory = Callable[..., Awaitable[StepUpService]]
 
 
 @pytest.fixture
-async def make_service(
-    pm: StepUpPluginManager, clock: ManualClock, store: MemoryStore
-) -> AsyncIterator[ServiceFactory]:
-    made: list[StepUpService] = []
+def make_service(
+    stepup_service_factory: KitServiceFactory, pm: StepUpPluginManager, store: MemoryStore
+) -> ServiceFactory:
+    """A service on the shared store; ``pm_``/``store_`` stand for another server instance."""
 
     async def factory(*, pm_: StepUpPluginManager | None = None, store_: Any = None, **overrides: Any) -> StepUpService:
-        svc = await StepUpService.create(make_config(**overrides), pm=pm_ or pm, clock=clock, store=store_ or store)
-        made.append(svc)
-        return svc
+        return await stepup_service_factory(make_config(**overrides), pm=pm_ or pm, store=store_ or store)
 
-    yield factory
-    for svc in made:
-        await svc.close()
+    return factory
 
 
 @pytest.fixture

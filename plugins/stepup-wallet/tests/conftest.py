@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -19,7 +19,6 @@ import stepup_wallet.plugin
 from stepup_wallet.client import LocalKeySigner
 
 from stepup_core.clock import ManualClock
-from stepup_core.config import config_from_mapping
 from stepup_core.models import (
     ChallengeRequest,
     ChallengeStart,
@@ -33,9 +32,10 @@ from stepup_core.models import (
     Principal,
     VerifyRequest,
 )
-from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
+from stepup_core.plugins import StepUpPluginManager
 from stepup_core.service import StepUpService
 from stepup_core.testing.methods import ThrowawayPlugin
+from stepup_core.testing.pytest_plugin import ServiceFactory, plugin_manager
 from stepup_core.testing.vectors import load_vectors
 
 DOMAIN = "app.example.com"
@@ -43,8 +43,8 @@ URI = "https://app.example.com/account"
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
+def clock(stepup_clock: ManualClock) -> ManualClock:
+    return stepup_clock
 
 
 @pytest.fixture
@@ -56,9 +56,7 @@ def app() -> ThrowawayPlugin:
 
 @pytest.fixture
 def pm(app: ThrowawayPlugin) -> Iterator[StepUpPluginManager]:
-    manager = get_plugin_manager(load_entrypoints=False)
-    manager.register(stepup_wallet.plugin, name="wallet")
-    manager.register(app, name="test-app")
+    manager = plugin_manager([("wallet", stepup_wallet.plugin), ("test-app", app)])
     yield manager
     manager.unregister(name="test-app")
     manager.unregister(name="wallet")
@@ -77,19 +75,13 @@ def config_overrides() -> dict[str, Any]:
 
 @pytest.fixture
 async def service(
-    pm: StepUpPluginManager, clock: ManualClock, wallet_config: dict[str, Any], config_overrides: dict[str, Any]
-) -> AsyncIterator[StepUpService]:
-    config = config_from_mapping(
-        {
-            "store": "memory:",
-            "secret_key": secrets.token_hex(32),
-            "plugins": {"wallet": wallet_config},
-            **config_overrides,
-        }
-    )
-    svc = await StepUpService.create(config, pm=pm, clock=clock)
-    yield svc
-    await svc.close()
+    stepup_service_factory: ServiceFactory,
+    pm: StepUpPluginManager,
+    wallet_config: dict[str, Any],
+    config_overrides: dict[str, Any],
+) -> StepUpService:
+    config = {"secret_key": secrets.token_hex(32), "plugins": {"wallet": wallet_config}, **config_overrides}
+    return await stepup_service_factory(config, pm=pm)
 
 
 @attrs.define

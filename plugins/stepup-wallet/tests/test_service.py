@@ -358,7 +358,9 @@ async def test_expired_message_is_refused_even_if_the_challenge_lives(
         expires_at=clock.now() + 3600,
         requested_scopes=("wallet:export",),
     )
-    data = await verifier.begin(service.ctx, Attempt(ALICE, None, candidates, {}, challenge, ("wallet:export",)))
+    begun = await verifier.begin(service.ctx, Attempt(ALICE, None, candidates, {}, challenge, ("wallet:export",)))
+    challenge.state.update(begun.state)  # what the core keeps with the challenge
+    data = begun.data
     assert parse_message(data["message"]).expiration_time == "2027-01-15T08:05:00.000Z"
     response = await signed(signer, data["message"])
     clock.advance(300)

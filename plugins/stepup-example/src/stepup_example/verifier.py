@@ -12,9 +12,18 @@ from typing import Any
 import attrs
 
 from stepup_core.crypto import constant_time_equals
-from stepup_core.errors import EnrollmentFailed, InvalidResponse, VerificationFailed
-from stepup_core.models import CredentialFormat, Factor, Interaction
-from stepup_core.verifier import Attempt, EnrollmentStep, NewCredential, RateLimit, Verification, VerifierContext
+from stepup_core.errors import EnrollmentFailed, VerificationFailed
+from stepup_core.models import CredentialFormat, Factor
+from stepup_core.verifier import (
+    Attempt,
+    BaseVerifier,
+    Begun,
+    EnrollmentStep,
+    NewCredential,
+    Verification,
+    VerifierContext,
+    read_code,
+)
 
 HASH_PURPOSE = "pin"
 
@@ -29,37 +38,35 @@ class PinSettings:
 
 
 def read_pin(params: dict[str, Any], field: str, settings: PinSettings) -> str:
-    """The PIN from a request, or InvalidResponse naming the field."""
-    pin = params.get("pin")
-    if not isinstance(pin, str):
-        raise InvalidResponse(f"{field} must be a string of digits", field=field)
-    if not pin.isascii() or not pin.isdigit() or not settings.min_length <= len(pin) <= settings.max_length:
-        raise InvalidResponse(
-            f"{field} must be {settings.min_length} to {settings.max_length} digits", field=field
-        )
-    return pin
+    """The PIN from a request (the core's shared code reader), or InvalidResponse naming the field."""
+
+    def well_formed(pin: str) -> str | None:
+        fits = settings.min_length <= len(pin) <= settings.max_length
+        return pin if fits and pin.isascii() and pin.isdigit() else None
+
+    hint = f"{settings.min_length} to {settings.max_length} digits"
+    return read_code(params, hint, well_formed, key="pin", field=field)
 
 
-@attrs.define
-class PinVerifier:
+class PinVerifier(BaseVerifier):
+    """Declares only what differs from :class:`~stepup_core.verifier.BaseVerifier`'s defaults
+    (a code method that needs a challenge)."""
+
     #: The browser half, served at ``{prefix}/methods/pin/browser.js`` (docs/browser.md).
     browser_module = files("stepup_example") / "browser.js"
-    settings: PinSettings
-    name: str = "pin"
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.CUSTOM,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = True
-    begin_limits: tuple[RateLimit, ...] = ()
-    package: str = "stepup-example"
-    challenge_ttl: float = attrs.field(init=False)
 
-    def __attrs_post_init__(self) -> None:
-        self.challenge_ttl = self.settings.challenge_ttl
+    name = "pin"
+    factor = Factor.MFA
+    formats = (CredentialFormat.CUSTOM,)
+    #: The distribution is not called ``stepup-pin``.
+    package = "stepup-example"
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        return {"minLength": self.settings.min_length, "maxLength": self.settings.max_length}
+    def __init__(self, settings: PinSettings) -> None:
+        self.settings = settings
+        self.challenge_ttl = settings.challenge_ttl
+
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
+        return Begun(data={"minLength": self.settings.min_length, "maxLength": self.settings.max_length})
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         pin = read_pin(attempt.params, "response.pin", self.settings)
@@ -69,15 +76,15 @@ class PinVerifier:
         return Verification(credential.id)
 
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        assert attempt.challenge is not None
         pin = read_pin(attempt.params, "params.pin", self.settings)
-        attempt.challenge.state["pinHash"] = ctx.keys.keyed_hash(HASH_PURPOSE, pin)
-        return EnrollmentStep(data={"confirm": "send the same PIN again to finish"})
+        return EnrollmentStep(
+            data={"confirm": "send the same PIN again to finish"},
+            state={"pinHash": ctx.keys.keyed_hash(HASH_PURPOSE, pin)},
+        )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        assert attempt.challenge is not None
         pin = read_pin(attempt.params, "response.pin", self.settings)
-        expected = attempt.challenge.state.get("pinHash", "")
+        expected = attempt.require_challenge().state.get("pinHash", "")
         if not constant_time_equals(ctx.keys.keyed_hash(HASH_PURPOSE, pin), expected):
             raise VerificationFailed("the two PINs differ")
         if any(c.data.get("pinHash") == expected for c in attempt.candidates):

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from stepup_core import hookimpl
 from stepup_core.config import StepUpConfig
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import AuditEvent, Operation
 
 if TYPE_CHECKING:

@@ -16,9 +16,8 @@ from aiohttp import web
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from stepup_core import errors
+from stepup_core import errors, hookimpl
 from stepup_core.config import StepUpConfig
-from stepup_core.hookspecs import hookimpl
 from stepup_core.models import AuditEvent, Operation
 
 from .settings import load_settings

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from stepup_core import hookimpl
 from stepup_core.config import StepUpConfig
 from stepup_core.errors import StepUpError
-from stepup_core.hookspecs import CodeSender, hookimpl
-from stepup_core.models import CodeDelivery
+from stepup_core.hookspecs import CodeSender
+from stepup_core.models import CodeDelivery, CredentialFormat, CredentialView
 
 from .addresses import mask_email, mask_phone_number
 from .verifier import METHOD_NAME, PACKAGE
@@ -105,6 +106,10 @@ class OtpClientMethod:
 
     name = METHOD_NAME
     package = PACKAGE
+
+    def label(self, credential: CredentialView) -> str:
+        """How a credential is offered in a choice: by the channel its code goes over."""
+        return "SMS code" if credential.format is CredentialFormat.PHONE_NUMBER else "Email code"
 
     async def answer(self, challenge: Mapping[str, Any], ctx: ClientContext) -> Answer:
         from stepup_core.client.method import Answer

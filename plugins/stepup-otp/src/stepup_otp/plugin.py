@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from stepup_core import hookimpl
 from stepup_core.config import StepUpConfig
-from stepup_core.hookspecs import CodeSender, MessageSender, hookimpl
+from stepup_core.hookspecs import CodeSender, MessageSender
 from stepup_core.models import CodeDelivery, Message
 
 from .settings import load_settings

@@ -16,26 +16,23 @@ from stepup_core.crypto import constant_time_equals
 from stepup_core.errors import (
     ChallengeExpired,
     EnrollmentFailed,
-    InvalidResponse,
     NoEligibleCredential,
     ValidationError,
     VerificationFailed,
 )
-from stepup_core.models import (
-    Challenge,
-    CodeDelivery,
-    CredentialFormat,
-    Factor,
-    Interaction,
-)
-from stepup_core.store.base import make_key
+from stepup_core.models import Challenge, CodeDelivery, CredentialFormat, Factor
+from stepup_core.store.base import GRACE_SECONDS, make_key
 from stepup_core.verifier import (
     Attempt,
+    BaseVerifier,
+    Begun,
     EnrollmentStep,
     NewCredential,
     RateLimit,
     Verification,
     VerifierContext,
+    digit_code,
+    read_code,
 )
 
 from .addresses import (
@@ -53,8 +50,6 @@ PACKAGE = "stepup-otp"
 CODE_DIGITS = 6
 HASH_PURPOSE = "otp"
 HOUR = 3600.0
-#: The newest-code marker outlives its code a little so "superseded" is never read as "absent".
-LATEST_GRACE = 120.0
 
 CHANNELS = {CredentialFormat.EMAIL: "email", CredentialFormat.PHONE_NUMBER: "sms"}
 ENROLLMENT_FIELDS = {"email": CredentialFormat.EMAIL, "phoneNumber": CredentialFormat.PHONE_NUMBER}
@@ -86,27 +81,8 @@ def same_identifier(fmt: CredentialFormat, a: str, b: str) -> bool:
     return same_email(a, b) if fmt is CredentialFormat.EMAIL else a == b
 
 
-def read_code(params: dict[str, Any]) -> str:
-    """The code from a response, spaces and hyphens allowed (``123 456``); else InvalidResponse."""
-    value = params.get("code")
-    if value is None:
-        raise InvalidResponse("response.code is missing: send the 6-digit code", field="response.code")
-    if not isinstance(value, str):
-        raise InvalidResponse("response.code must be a string of 6 digits", field="response.code")
-    code = value.replace(" ", "").replace("-", "")
-    if len(code) != CODE_DIGITS or not (code.isascii() and code.isdigit()):
-        raise InvalidResponse("response.code must be 6 digits", field="response.code")
-    return code
-
-
-def _challenge(attempt: Attempt) -> Challenge:
-    if attempt.challenge is None:
-        raise VerificationFailed("no code was sent for this attempt: request a code first")
-    return attempt.challenge
-
-
 async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[str, Any]) -> None:
-    code = read_code(params)
+    code = read_code(params, f"the {CODE_DIGITS}-digit code we sent", digit_code(CODE_DIGITS))
     expected = challenge.state.get("codeHash")
     latest_key = challenge.state.get("latestKey")
     code_expires_at = challenge.state.get("codeExpiresAt")
@@ -124,7 +100,7 @@ async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[s
         raise VerificationFailed("the code is not correct")
 
 
-class OtpVerifier:
+class OtpVerifier(BaseVerifier):
     """One-time codes by email (``email`` credentials) or SMS (``phoneNumber`` credentials)."""
 
     #: The browser half, served at ``{prefix}/methods/otp/browser.js`` (docs/browser.md).
@@ -133,10 +109,7 @@ class OtpVerifier:
     name = METHOD_NAME
     factor = Factor.REAUTH
     formats: tuple[CredentialFormat, ...] = (CredentialFormat.EMAIL, CredentialFormat.PHONE_NUMBER)
-    interaction = Interaction.CODE
-    fallback = False
-    requires_challenge = True
-    package = PACKAGE
+    label = "One-time code"
 
     def __init__(self, settings: OtpSettings | None = None) -> None:
         self.settings = settings or OtpSettings()
@@ -155,13 +128,13 @@ class OtpVerifier:
         identifier: str,
         purpose: str,
         thread: str,
-    ) -> None:
-        """Send a fresh code for ``challenge``. Only the newest code of a ``thread`` (one
-        credential, or one address being linked) is accepted: a resend retires the earlier ones."""
+    ) -> dict[str, Any]:
+        """Send a fresh code for ``challenge``; returns the state the challenge keeps to check
+        it. Only the newest code of a ``thread`` (one credential, or one address being linked)
+        is accepted: a resend retires the earlier ones."""
         code = new_code()
         expires_at = min(challenge.expires_at, ctx.clock.now() + self.settings.code_ttl)
-        challenge.state["codeHash"] = code_hash(ctx, challenge, code)
-        challenge.state["codeExpiresAt"] = expires_at
+        state: dict[str, Any] = {"codeHash": code_hash(ctx, challenge, code), "codeExpiresAt": expires_at}
         await ctx.deliver_code(
             CodeDelivery(
                 channel=CHANNELS[fmt],
@@ -174,8 +147,9 @@ class OtpVerifier:
             )
         )
         latest_key = make_key("otp-latest", attempt.principal.user_id, thread)
-        challenge.state["latestKey"] = latest_key
-        await ctx.store.put(latest_key, challenge.id, ttl=expires_at - ctx.clock.now() + LATEST_GRACE)
+        state["latestKey"] = latest_key
+        await ctx.store.put(latest_key, challenge.id, ttl=expires_at - ctx.clock.now() + GRACE_SECONDS)
+        return state
 
     async def _limit_enrollment_sends(self, ctx: VerifierContext, attempt: Attempt, destination: str) -> None:
         """Send limits for codes to addresses not linked yet, which the core cannot count per
@@ -187,8 +161,8 @@ class OtpVerifier:
         for kind, subject, limit in checks:
             await ctx.hit_rate_limit(make_key("otp-enroll", kind, subject), limit)
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        challenge = _challenge(attempt)
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
+        challenge = attempt.require_challenge()
         credential = attempt.require_credential()
         if credential.format not in CHANNELS or not credential.identifier:
             raise NoEligibleCredential(f"credential {credential.id} cannot receive one-time codes")
@@ -199,19 +173,18 @@ class OtpVerifier:
                 f"credential {credential.id} does not hold a deliverable "
                 f"{'email address' if credential.format is CredentialFormat.EMAIL else 'phone number'}"
             ) from None
-        challenge.credential_id = credential.id
-        challenge.state["credentialId"] = credential.id
-        await self._send(
+        state = await self._send(
             ctx, attempt, challenge, credential.format, identifier, "stepUp", f"credential:{credential.id}"
         )
-        return {
+        data = {
             "verificationType": CHANNELS[credential.format],
             "credentialId": credential.id,
             "destination": mask(credential.format, identifier),
         }
+        return Begun(data=data, state={**state, "credentialId": credential.id})
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
-        challenge = _challenge(attempt)
+        challenge = attempt.require_challenge()
         await _check_code(ctx, challenge, attempt.params)
         credential_id = challenge.state.get("credentialId")
         if not isinstance(credential_id, str):
@@ -219,7 +192,7 @@ class OtpVerifier:
         return Verification(credential_id=credential_id)
 
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        challenge = _challenge(attempt)
+        challenge = attempt.require_challenge()
         fmt, identifier = _enrollment_target(attempt.params)
         for existing in attempt.candidates:
             if existing.format is fmt and existing.identifier and same_identifier(fmt, existing.identifier, identifier):
@@ -228,15 +201,14 @@ class OtpVerifier:
                 )
         destination = ctx.keys.keyed_hash("otp-destination", identifier.casefold())
         await self._limit_enrollment_sends(ctx, attempt, destination)
-        challenge.state["format"] = fmt.value
-        challenge.state["identifier"] = identifier
-        await self._send(ctx, attempt, challenge, fmt, identifier, "enrollment", f"link:{destination}")
+        state = await self._send(ctx, attempt, challenge, fmt, identifier, "enrollment", f"link:{destination}")
         return EnrollmentStep(
-            data={"verificationType": CHANNELS[fmt], "destination": mask(fmt, identifier)}
+            data={"verificationType": CHANNELS[fmt], "destination": mask(fmt, identifier)},
+            state={**state, "format": fmt.value, "identifier": identifier},
         )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        challenge = _challenge(attempt)
+        challenge = attempt.require_challenge()
         await _check_code(ctx, challenge, attempt.params)
         identifier = challenge.state.get("identifier")
         fmt = challenge.state.get("format")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from stepup_core import hookimpl
 from stepup_core.config import StepUpConfig
 from stepup_core.errors import ConfigError
-from stepup_core.hookspecs import hookimpl
 
 
 def make_verifier(config: StepUpConfig) -> Any:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib.resources import files
 from typing import Any
-
-import attrs
 
 from stepup_core.errors import (
     InvalidResponse,
@@ -30,11 +28,13 @@ from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
     Attempt,
+    BaseVerifier,
+    Begun,
     EnrollmentStep,
     NewCredential,
-    RateLimit,
     Verification,
     VerifierContext,
+    check_alias,
 )
 
 from .config import ALGORITHMS, PasskeySettings
@@ -52,8 +52,6 @@ METHOD = "passkey"
 PACKAGE = "stepup-passkey"
 #: The event emitted when a signature counter fails to increase (possible cloned authenticator).
 SIGN_COUNT_EVENT = "passkey_sign_count_regression"
-MAX_NAME_LENGTH = 64
-MAX_ALIAS_LENGTH = 64
 DEFAULT_ALIAS = "Passkey"
 _COUNTER_RETRIES = 5
 _ALGORITHM_NAMES = {v: k for k, v in ALGORITHMS.items()}
@@ -84,18 +82,6 @@ def _credential_param(params: Mapping[str, Any]) -> Mapping[str, Any]:
     return credential
 
 
-def _optional_text(params: Mapping[str, Any], key: str, path: str, limit: int) -> str | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise ValidationError(
-            f"{path}.{key} must be 1 to {limit} characters",
-            [{"path": f"{path}.{key}", "message": f"1 to {limit} characters"}],
-        )
-    return value
-
-
 def _challenge_bytes(attempt: Attempt) -> bytes:
     challenge = attempt.challenge
     if challenge is None or not isinstance(challenge.state.get("challenge"), str):
@@ -103,34 +89,28 @@ def _challenge_bytes(attempt: Attempt) -> bytes:
     return b64url_decode(challenge.state["challenge"])
 
 
-@attrs.define
-class PasskeyVerifier:
+class PasskeyVerifier(BaseVerifier):
     """The ``passkey`` method's server half (see the module documentation)."""
 
     #: The browser half, served at ``{prefix}/methods/passkey/browser.js`` (docs/browser.md).
     browser_module = files("stepup_passkey") / "browser.js"
 
-    settings: PasskeySettings = attrs.field(factory=PasskeySettings)
-    name: str = METHOD
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.PASSKEY,)
-    interaction: Interaction = Interaction.OPTIONS
-    fallback: bool = False
-    requires_challenge: bool = True
-    begin_limits: Sequence[RateLimit] = ()
-    package: str = PACKAGE
+    name = METHOD
+    factor = Factor.MFA
+    formats = (CredentialFormat.PASSKEY,)
+    interaction = Interaction.OPTIONS
+    label = "Passkey"
 
-    @property
-    def challenge_ttl(self) -> float:
-        return self.settings.challenge_ttl
+    def __init__(self, settings: PasskeySettings | None = None) -> None:
+        self.settings = settings or PasskeySettings()
+        self.challenge_ttl = self.settings.challenge_ttl
 
     # --- step-up --------------------------------------------------------------------
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         from webauthn import generate_authentication_options, options_to_json
         from webauthn.helpers.structs import UserVerificationRequirement
 
-        assert attempt.challenge is not None
         usable = [c for c in attempt.candidates if _is_registered(c)]
         if not usable:
             raise NoEligibleCredential("this user has no registered passkey; enrol one first", method=self.name)
@@ -142,8 +122,9 @@ class PasskeyVerifier:
             allow_credentials=[_descriptor(c) for c in usable],
             user_verification=UserVerificationRequirement.REQUIRED,
         )
-        attempt.challenge.state["challenge"] = b64url_encode(challenge)
-        return {"publicKey": json.loads(options_to_json(options))}
+        return Begun(
+            data={"publicKey": json.loads(options_to_json(options))}, state={"challenge": b64url_encode(challenge)}
+        )
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         credential_json = _credential_param(attempt.params)
@@ -232,7 +213,6 @@ class PasskeyVerifier:
             UserVerificationRequirement,
         )
 
-        assert attempt.challenge is not None
         params = attempt.params
         unknown = sorted(set(params) - {"userName", "displayName"})
         if unknown:
@@ -240,8 +220,8 @@ class PasskeyVerifier:
                 f"unknown passkey enrolment parameters {unknown}; allowed: userName, displayName",
                 [{"path": f"params.{k}", "message": "unknown field"} for k in unknown],
             )
-        user_name = _optional_text(params, "userName", "params", MAX_NAME_LENGTH) or attempt.principal.user_id
-        display_name = _optional_text(params, "displayName", "params", MAX_NAME_LENGTH) or user_name
+        user_name = check_alias(params.get("userName"), "params.userName") or attempt.principal.user_id
+        display_name = check_alias(params.get("displayName"), "params.displayName") or user_name
         user_handle = await self._user_handle(ctx, attempt.principal.user_id)
         challenge = secrets.token_bytes(32)
         options = generate_registration_options(
@@ -261,13 +241,14 @@ class PasskeyVerifier:
             exclude_credentials=[_descriptor(c) for c in attempt.candidates if _is_registered(c)],
             supported_pub_key_algs=[COSEAlgorithmIdentifier(a) for a in self.settings.algorithm_ids],
         )
-        attempt.challenge.state["challenge"] = b64url_encode(challenge)
-        return EnrollmentStep(data={"publicKey": json.loads(options_to_json(options))})
+        return EnrollmentStep(
+            data={"publicKey": json.loads(options_to_json(options))}, state={"challenge": b64url_encode(challenge)}
+        )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         params = attempt.params
         credential_json = _credential_param(params)
-        alias = _optional_text(params, "alias", "response", MAX_ALIAS_LENGTH)
+        alias = check_alias(params.get("alias"), "response.alias")
         registered = verify_registration(
             credential_json,
             expected_challenge=_challenge_bytes(attempt),
@@ -311,8 +292,8 @@ class PasskeyVerifier:
                 "backupEligible": registered.backup_eligible,
                 "backedUp": registered.backed_up,
                 "rpId": self.settings.rp_id,
-                "public": public,
             },
+            public=public,
         )
 
 

@@ -8,30 +8,24 @@ concurrent submissions of one code exactly one finds it. The codes themselves ar
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
 
 import attrs
 
 from stepup_core.config import StepUpConfig
 from stepup_core.crypto import constant_time_equals
-from stepup_core.errors import (
-    ConfigError,
-    EnrollmentFailed,
-    InvalidResponse,
-    ValidationError,
-    VerificationFailed,
-)
-from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
+from stepup_core.errors import ConfigError, ValidationError, VerificationFailed
+from stepup_core.models import Credential, CredentialFormat, Factor
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
     Attempt,
+    BaseVerifier,
+    Begun,
     EnrollmentStep,
     NewCredential,
-    RateLimit,
     Verification,
     VerifierContext,
+    read_code,
 )
 
 from .codes import BITS_PER_CODE, CODE_LENGTH, generate_codes, normalize_code
@@ -77,51 +71,37 @@ def code_set_index(code_set: str) -> str:
     return make_key("recovery-codes", code_set)
 
 
-def read_code(params: dict[str, Any], field: str = "response.code") -> str:
-    """The normalised code from a response; InvalidResponse naming ``field`` when it cannot be one."""
-    raw = params.get("code")
-    if raw is None:
-        raise InvalidResponse(f"{field} is required: one of your recovery codes", field=field)
-    if not isinstance(raw, str):
-        raise InvalidResponse(f"{field} must be a string such as 'abcde-fghjk'", field=field)
-    code = normalize_code(raw)
-    if code is None:
-        raise InvalidResponse(
-            f"{field} is not a recovery code: expected {CODE_LENGTH} letters and digits such as 'abcde-fghjk'",
-            field=field,
-        )
-    return code
+#: What a recovery code looks like, for the person.
+CODE_HINT = f"one of your recovery codes: {CODE_LENGTH} letters and digits such as 'abcde-fghjk'"
 
 
-class RecoveryVerifier:
+class RecoveryVerifier(BaseVerifier):
     """Verifies and consumes recovery codes; issues a fresh set on enrolment."""
 
     #: The browser half, served at ``{prefix}/methods/recovery/browser.js`` (docs/browser.md).
     browser_module = files("stepup_recovery") / "browser.js"
 
-    name: str = METHOD
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.RECOVERY_CODE,)
-    interaction: Interaction = Interaction.CODE
+    name = METHOD
+    factor = Factor.MFA
+    formats = (CredentialFormat.RECOVERY_CODE,)
     #: A fallback: it counts only beside another MFA credential (the core enforces this).
-    fallback: bool = True
-    requires_challenge: bool = False
-    challenge_ttl: float = 300.0
-    begin_limits: Sequence[RateLimit] = ()
-    package: str = PACKAGE
+    fallback = True
+    requires_challenge = False
+    label = "Recovery code"
+    prompt = "Recovery code"
 
     def __init__(self, settings: RecoverySettings | None = None) -> None:
         self.settings = settings or RecoverySettings()
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         """Nothing to send: say how many codes remain."""
         credential = attempt.require_credential()
         remaining = len(await ctx.store.list_index(code_set_index(str(credential.data["set"]))))
-        return {"credentialId": credential.id, "remaining": remaining}
+        return Begun(data={"credentialId": credential.id, "remaining": remaining})
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         credential = attempt.require_credential()
-        code = read_code(attempt.params)
+        code = read_code(attempt.params, CODE_HINT, normalize_code)
         code_set = str(credential.data["set"])
         # The record is found by a keyed hash of the code, so the lookup's timing says nothing
         # about how close a guess was; the value is compared in constant time as a binding check.
@@ -129,7 +109,6 @@ class RecoveryVerifier:
         if found is None or not constant_time_equals(found, code_set):
             raise VerificationFailed("not a recovery code of this account, or it was already used")
         remaining = len(await ctx.store.list_index(code_set_index(code_set)))
-        await self._publish_remaining(ctx, credential, remaining)
         if remaining < self.settings.warn_below:
             await ctx.emit(
                 ctx.event(
@@ -142,18 +121,9 @@ class RecoveryVerifier:
                     details={"remaining": remaining},
                 )
             )
-        return Verification(credential_id=credential.id, details={"remaining": remaining})
-
-    @staticmethod
-    async def _publish_remaining(ctx: VerifierContext, credential: Credential, remaining: int) -> None:
-        """Keep ``data["public"]["remaining"]`` (shown in the credential listing) current."""
-        stored = await ctx.credentials.get(credential.user_id, credential.id)
-        if stored is None or stored.data.get("set") != credential.data.get("set"):
-            return  # deleted or regenerated meanwhile
-        public = dict(stored.data.get("public", {}))
-        public["remaining"] = remaining
-        stored.data = {**stored.data, "public": public}
-        await ctx.credentials.save(stored)
+        # The listing shows how many codes remain; the core stores it with the use.
+        public = {**credential.public, "remaining": remaining}
+        return Verification(credential_id=credential.id, details={"remaining": remaining}, public=public)
 
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
         """Generate a fresh set, shown once; it replaces the user's earlier set at once."""
@@ -175,7 +145,8 @@ class RecoveryVerifier:
                 format=CredentialFormat.RECOVERY_CODE,
                 alias=DEFAULT_ALIAS,
                 type="recoveryCodes",
-                data={"set": code_set, "public": {"remaining": count, "total": count}},
+                data={"set": code_set},
+                public={"remaining": count, "total": count},
                 replaces_existing=True,
             ),
         )
@@ -186,9 +157,6 @@ class RecoveryVerifier:
         if code_set:
             for key in await ctx.store.list_index(code_set_index(str(code_set))):
                 await ctx.store.delete(key)
-
-    async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        raise EnrollmentFailed("recovery codes are enrolled at once; there is nothing to complete")
 
 
 def make_verifier(config: StepUpConfig) -> RecoveryVerifier:

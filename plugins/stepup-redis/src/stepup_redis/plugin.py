@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from stepup_core.hookspecs import hookimpl
+from stepup_core import hookimpl
 
 if TYPE_CHECKING:
     from stepup_core.clock import Clock

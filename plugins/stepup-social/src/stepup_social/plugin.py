@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from stepup_core import hookimpl
 from stepup_core.config import StepUpConfig
-from stepup_core.hookspecs import hookimpl
 
 from .client import SocialClientMethod
 from .settings import SocialSettings, validate

@@ -31,13 +31,7 @@ from stepup_core.crypto import constant_time_equals
 from stepup_core.errors import ConfigError, VerificationFailed
 
 from .errors import ProviderUnavailable
-from .settings import (
-    CLIENT_SECRET_BASIC,
-    OIDC,
-    ProviderConfig,
-    SocialSettings,
-    check_url,
-)
+from .settings import CLIENT_SECRET_BASIC, OIDC, ProviderConfig, SocialSettings, check_url
 
 _ERROR_CODE = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,64}$")  # RFC 6749 error charset
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,10 @@ from stepup_core.errors import (
 from stepup_core.models import Challenge, Credential, CredentialFormat, Factor, Interaction
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
+    MAX_ALIAS_LENGTH,
     Attempt,
+    BaseVerifier,
+    Begun,
     EnrollmentStep,
     NewCredential,
     RateLimit,
@@ -51,7 +54,6 @@ METHOD = "social"
 PACKAGE = "stepup-social"
 _SEAL_PURPOSE = "social:pkce"
 _MAX_PARAM = 4096
-_MAX_ALIAS = 64  # the core's limit on aliases
 
 
 def _pkce_pair() -> tuple[str, str]:
@@ -73,23 +75,21 @@ def _callback_param(params: Mapping[str, Any], key: str, *, required: bool) -> s
 
 
 @attrs.define
-class SocialVerifier:
+class SocialVerifier(BaseVerifier):
     """Re-authentication (``reauth``) through a configured identity provider."""
 
     #: The browser half, served at ``{prefix}/methods/social/browser.js`` (docs/browser.md).
     browser_module = files("stepup_social") / "browser.js"
 
-    settings: SocialSettings
-    name: str = METHOD
-    factor: Factor = Factor.REAUTH
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.OAUTH,)
-    interaction: Interaction = Interaction.REDIRECT
-    fallback: bool = False
-    requires_challenge: bool = True
-    challenge_ttl: float = 600.0
+    name = METHOD
+    factor = Factor.REAUTH
+    formats = (CredentialFormat.OAUTH,)
+    interaction = Interaction.REDIRECT
+    label = "Social sign-in"
     #: Each challenge costs the provider a discovery fetch at most; bound the churn anyway.
-    begin_limits: Sequence[RateLimit] = (RateLimit(limit=10, window=300.0),)
-    package: str = PACKAGE
+    begin_limits = (RateLimit(limit=10, window=300.0),)
+
+    settings: SocialSettings
     _client: ProviderClient | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -136,9 +136,10 @@ class SocialVerifier:
     # --- the authorization request -------------------------------------------------------
 
     async def _authorization(
-        self, ctx: VerifierContext, challenge: Challenge | None, name: str, provider: ProviderConfig
-    ) -> dict[str, Any]:
-        if challenge is None or not challenge.callback_state:
+        self, ctx: VerifierContext, challenge: Challenge, name: str, provider: ProviderConfig
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The authorization URL (public data) and what the callback needs (private state)."""
+        if not challenge.callback_state:
             raise PluginError("the social method needs a challenge with a callback state from the core")
         metadata = await self.client.metadata(name, provider, ctx.clock)
         from .providers import add_query
@@ -163,19 +164,17 @@ class SocialVerifier:
             nonce = secrets.token_urlsafe(32)
             query["nonce"] = nonce
             query["max_age"] = "0"
-        challenge.state.update(
-            {
-                "provider": name,
-                "issuer": metadata.issuer,
-                "redirect_uri": redirect_uri,
-                "nonce": nonce,
-                "code_verifier": ctx.keys.seal(_SEAL_PURPOSE, code_verifier.encode("ascii")),
-            }
-        )
+        state = {
+            "provider": name,
+            "issuer": metadata.issuer,
+            "redirect_uri": redirect_uri,
+            "nonce": nonce,
+            "code_verifier": ctx.keys.seal(_SEAL_PURPOSE, code_verifier.encode("ascii")),
+        }
         url = add_query(metadata.authorization_endpoint, query)
-        return {"authorizationUrl": url, "provider": name}
+        return {"authorizationUrl": url, "provider": name}, state
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         name, provider = self._provider(attempt.params, attempt.credential)
         linked = self._linked(attempt, name)
         if not linked:
@@ -183,12 +182,11 @@ class SocialVerifier:
                 f"no {name} account is linked to this user; link one first (scope credential:link)",
                 provider=name,
             )
-        data = await self._authorization(ctx, attempt.challenge, name, provider)
-        assert attempt.challenge is not None
-        if attempt.challenge.credential_id not in {c.id for c in linked}:
-            # The core's default credential may belong to another provider: bind this one's.
-            attempt.challenge.credential_id = linked[0].id
-        return data
+        challenge = attempt.require_challenge()
+        data, state = await self._authorization(ctx, challenge, name, provider)
+        # The core's default credential may belong to another provider: bind this one's.
+        bound = None if challenge.credential_id in {c.id for c in linked} else linked[0].id
+        return Begun(data=data, state=state, credential_id=bound)
 
     # --- the callback ----------------------------------------------------------------------
 
@@ -294,8 +292,8 @@ class SocialVerifier:
 
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
         name, provider = self._provider(attempt.params, None)
-        data = await self._authorization(ctx, attempt.challenge, name, provider)
-        return EnrollmentStep(data=data)
+        data, state = await self._authorization(ctx, attempt.require_challenge(), name, provider)
+        return EnrollmentStep(data=data, state=state)
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         name, provider, identity = await self._identity(ctx, attempt)
@@ -320,7 +318,7 @@ class SocialVerifier:
         return NewCredential(
             format=CredentialFormat.OAUTH,
             type=name,
-            alias=alias if len(alias) <= _MAX_ALIAS else display[:_MAX_ALIAS],
+            alias=alias if len(alias) <= MAX_ALIAS_LENGTH else display[:MAX_ALIAS_LENGTH],
             identifier=identifier,
-            data={"public": {"provider": name, "providerName": display}},
+            public={"provider": name, "providerName": display},
         )

@@ -6,30 +6,26 @@ a code belongs to a device, refuses a time step it has already accepted, and enr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
 import attrs
 
 from stepup_core.config import StepUpConfig
-from stepup_core.errors import (
-    ConfigError,
-    EnrollmentFailed,
-    InvalidResponse,
-    ReplayDetected,
-    ValidationError,
-    VerificationFailed,
-)
-from stepup_core.models import Challenge, Credential, CredentialFormat, Factor, Interaction
+from stepup_core.errors import ConfigError, EnrollmentFailed, ReplayDetected, ValidationError, VerificationFailed
+from stepup_core.models import Credential, CredentialFormat, Factor
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
     Attempt,
+    BaseVerifier,
+    Begun,
     EnrollmentStep,
     NewCredential,
-    RateLimit,
     Verification,
     VerifierContext,
+    check_alias,
+    digit_code,
+    read_code,
 )
 
 from .otp import (
@@ -40,7 +36,6 @@ from .otp import (
     check_parameters,
     check_period,
     generate_secret,
-    is_well_formed,
     verify_code,
 )
 
@@ -83,20 +78,10 @@ def load_settings(config: StepUpConfig) -> TotpSettings:
     return settings
 
 
-def read_code(params: dict[str, Any], digits: int, field: str = "response.code") -> str:
-    """The code from a response, spaces removed (apps show ``123 456``); InvalidResponse naming
-    ``field`` when it is missing, not a string, or not exactly ``digits`` digits."""
-    raw = params.get("code")
-    if raw is None:
-        raise InvalidResponse(f"{field} is required: the {digits}-digit code from the app", field=field)
-    if not isinstance(raw, str):
-        raise InvalidResponse(
-            f"{field} must be a string of {digits} digits (a number would lose leading zeros)", field=field
-        )
-    code = "".join(raw.split())
-    if not is_well_formed(code, digits):
-        raise InvalidResponse(f"{field} must be exactly {digits} digits", field=field)
-    return code
+def read_app_code(params: dict[str, Any], digits: int) -> str:
+    """The code from a response, separators removed (apps show ``123 456``); InvalidResponse
+    when it is missing, not a string, or not exactly ``digits`` digits."""
+    return read_code(params, f"the {digits}-digit code from the app", digit_code(digits))
 
 
 @attrs.frozen
@@ -115,43 +100,43 @@ def _device_parameters(credential: Credential) -> DeviceParameters:
     )
 
 
-class TotpVerifier:
+class TotpVerifier(BaseVerifier):
     """Verifies codes from authenticator apps and enrols new devices."""
 
     #: The browser half, served at ``{prefix}/methods/totp/browser.js`` (docs/browser.md).
     browser_module = files("stepup_totp") / "browser.js"
 
-    name: str = METHOD
-    factor: Factor = Factor.MFA
-    formats: tuple[CredentialFormat, ...] = (CredentialFormat.TOTP,)
-    interaction: Interaction = Interaction.CODE
-    fallback: bool = False
-    requires_challenge: bool = False
+    name = METHOD
+    factor = Factor.MFA
+    formats = (CredentialFormat.TOTP,)
+    requires_challenge = False
+    label = "Authenticator app"
+    prompt = "Code from your authenticator app"
     #: Enrolment needs time to open the app and scan the QR code.
-    challenge_ttl: float = 600.0
-    begin_limits: Sequence[RateLimit] = ()
-    package: str = PACKAGE
+    challenge_ttl = 600.0
 
     def __init__(self, settings: TotpSettings | None = None) -> None:
         self.settings = settings or TotpSettings()
 
     # --- step-up ---------------------------------------------------------------------------
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         """Nothing to send: tell the client which device and how many digits to ask for."""
         device = attempt.require_credential()
         params = _device_parameters(device)
-        return {
-            "credentialId": device.id,
-            "digits": params.digits,
-            "period": params.period,
-            "label": device.data.get("label"),
-        }
+        return Begun(
+            data={
+                "credentialId": device.id,
+                "digits": params.digits,
+                "period": params.period,
+                "label": device.data.get("label"),
+            }
+        )
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         device = attempt.require_credential()
         params = _device_parameters(device)
-        code = read_code(attempt.params, params.digits)
+        code = read_app_code(attempt.params, params.digits)
         secret = ctx.keys.unseal(SEAL_PURPOSE, str(device.data["secret"])).decode("ascii")
         step = verify_code(
             secret,
@@ -180,14 +165,18 @@ class TotpVerifier:
         for key in sorted(params):
             if key not in _ENROLLMENT_PARAMS:
                 errors.append({"path": f"params.{key}", "message": "unknown field"})
-        texts: dict[str, str | None] = {}
-        for key in ("alias", "accountName"):
-            value = params.get(key)
-            if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 100):
-                message = "expected a non-empty string of at most 100 characters"
-                errors.append({"path": f"params.{key}", "message": message})
-                value = None
-            texts[key] = value.strip() if isinstance(value, str) else None
+        texts: dict[str, str | None] = {"alias": None, "accountName": None}
+        try:
+            texts["alias"] = check_alias(params.get("alias"), "params.alias")
+        except ValidationError as exc:
+            errors.extend(exc.errors)
+        account = params.get("accountName")
+        if account is not None and (not isinstance(account, str) or not account.strip() or len(account) > 100):
+            message = "expected a non-empty string of at most 100 characters"
+            errors.append({"path": "params.accountName", "message": message})
+        elif account is not None:
+            texts["accountName"] = account
+        texts = {key: value.strip() if value else None for key, value in texts.items()}
         digits = params.get("digits", self.settings.digits)
         algorithm = params.get("algorithm", self.settings.algorithm)
         period = params.get("period", self.settings.period)
@@ -212,7 +201,6 @@ class TotpVerifier:
 
         import segno
 
-        enrollment = _enrollment(attempt)
         device, alias, account = self._enrollment_parameters(attempt.params)
         secret = generate_secret(device.algorithm)
         issuer = self.settings.issuer or ctx.app_name
@@ -225,22 +213,21 @@ class TotpVerifier:
             algorithm=device.algorithm,
             period=device.period,
         )
-        enrollment.state.update(
-            {
-                "secret": ctx.keys.seal(SEAL_PURPOSE, secret.encode("ascii")),
-                "digits": device.digits,
-                "algorithm": device.algorithm,
-                "period": device.period,
-                "alias": alias,
-                "label": f"{issuer}:{account}",
-            }
-        )
+        state = {
+            "secret": ctx.keys.seal(SEAL_PURPOSE, secret.encode("ascii")),
+            "digits": device.digits,
+            "algorithm": device.algorithm,
+            "period": device.period,
+            "alias": alias,
+            "label": f"{issuer}:{account}",
+        }
         qr = segno.make(uri, error="m")
         text = io.StringIO()
         qr.terminal(out=text, compact=True)
         return EnrollmentStep(
+            state=state,
             data={
-                "enrollmentId": enrollment.id,
+                "enrollmentId": attempt.require_challenge().id,
                 "otpauthUri": uri,
                 "qrSvg": qr.svg_data_uri(scale=4),
                 "qrText": text.getvalue(),
@@ -254,11 +241,11 @@ class TotpVerifier:
         )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        state = _enrollment(attempt).state
+        state = attempt.require_challenge().state
         if "secret" not in state:
             raise EnrollmentFailed("this enrolment holds no authenticator secret; start a new enrolment")
         digits, algorithm, period = int(state["digits"]), str(state["algorithm"]), int(state["period"])
-        code = read_code(attempt.params, digits)
+        code = read_app_code(attempt.params, digits)
         secret = ctx.keys.unseal(SEAL_PURPOSE, str(state["secret"])).decode("ascii")
         step = verify_code(
             secret,
@@ -287,15 +274,9 @@ class TotpVerifier:
                 "label": state["label"],
                 # The code that confirmed the enrolment never verifies a step-up.
                 "enrolledStep": step,
-                "public": public,
             },
+            public=public,
         )
-
-
-def _enrollment(attempt: Attempt) -> Challenge:
-    if attempt.challenge is None:
-        raise EnrollmentFailed("an authenticator-app enrolment needs an enrolment record; start one first")
-    return attempt.challenge
 
 
 def make_verifier(config: StepUpConfig) -> TotpVerifier:

@@ -32,6 +32,8 @@ from stepup_core.models import Credential, CredentialFormat, Factor, Interaction
 from stepup_core.store.base import make_key
 from stepup_core.verifier import (
     Attempt,
+    BaseVerifier,
+    Begun,
     EnrollmentStep,
     NewCredential,
     RateLimit,
@@ -184,24 +186,23 @@ def _rejection(exc: MessageRejected, challenge_id: str) -> StepUpError:
     return VerificationFailed(exc.message, reason=exc.reason)
 
 
-class WalletVerifier:
+class WalletVerifier(BaseVerifier):
     """Re-authentication by an external wallet's signature over an EIP-4361 message."""
 
     #: The browser half, served at ``{prefix}/methods/wallet/browser.js`` (docs/browser.md).
     browser_module = files("stepup_wallet") / "browser.js"
 
+    name = METHOD
+    factor = Factor.REAUTH
+    formats = (CredentialFormat.BLOCKCHAIN,)
+    interaction = Interaction.MESSAGE
+    label = "Wallet signature"
+    #: Nothing is sent, but each begin stores a challenge: keep a loop from filling the store.
+    begin_limits = (RateLimit(limit=10, window=60.0),)
+
     def __init__(self, settings: WalletSettings | None = None) -> None:
         self.settings = settings or WalletSettings()
-        self.name: str = METHOD
-        self.factor: Factor = Factor.REAUTH
-        self.formats: tuple[CredentialFormat, ...] = (CredentialFormat.BLOCKCHAIN,)
-        self.interaction: Interaction = Interaction.MESSAGE
-        self.fallback: bool = False
-        self.requires_challenge: bool = True
-        self.challenge_ttl: float = self.settings.message_ttl
-        #: Nothing is sent, but each begin stores a challenge: keep a loop from filling the store.
-        self.begin_limits: Sequence[RateLimit] = (RateLimit(limit=10, window=60.0),)
-        self.package: str = PACKAGE
+        self.challenge_ttl = self.settings.message_ttl
 
     def __repr__(self) -> str:
         return f"WalletVerifier({self.settings!r})"
@@ -298,10 +299,8 @@ class WalletVerifier:
         linking an external wallet require a ``credential:link`` token."""
         return not is_embedded(credential)
 
-    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> dict[str, Any]:
-        challenge = attempt.challenge
-        if challenge is None:  # the core always passes one to begin
-            raise VerificationFailed("wallet challenges are issued by POST /challenges")
+    async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
+        challenge = attempt.require_challenge()
         if not attempt.requested_scopes:
             raise ValidationError(
                 "name the scopes this signature will allow: the wallet shows them to the person",
@@ -320,9 +319,11 @@ class WalletVerifier:
             valid_until=challenge.expires_at,
             resources=[SCOPE_RESOURCE_PREFIX + scope for scope in scopes],
         )
-        challenge.credential_id = wallet.id
-        challenge.state.update({"message": text, "address": address, "credentialId": wallet.id})
-        return {"message": text, "address": address, "chainId": chain_id, "expirationTime": message.expiration_time}
+        return Begun(
+            data={"message": text, "address": address, "chainId": chain_id, "expirationTime": message.expiration_time},
+            state={"message": text, "address": address, "credentialId": wallet.id},
+            credential_id=wallet.id,
+        )
 
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         challenge = attempt.challenge
@@ -352,9 +353,7 @@ class WalletVerifier:
     # --- linking a wallet -------------------------------------------------------------------
 
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
-        enrollment = attempt.challenge
-        if enrollment is None:  # the core always passes one
-            raise EnrollmentFailed("wallet enrolments are started by POST /enrollments")
+        enrollment = attempt.require_challenge()
         try:
             address = parse_address(attempt.params.get("address"))
         except AddressError as exc:
@@ -372,12 +371,14 @@ class WalletVerifier:
             request_id=enrollment.id,
             valid_until=enrollment.expires_at,
         )
-        enrollment.state.update({"message": text, "address": address, "chainId": chain_id})
-        return EnrollmentStep(data={"message": text, "address": address, "chainId": chain_id})
+        return EnrollmentStep(
+            data={"message": text, "address": address, "chainId": chain_id},
+            state={"message": text, "address": address, "chainId": chain_id},
+        )
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
-        enrollment = attempt.challenge
-        if enrollment is None or "message" not in enrollment.state:
+        enrollment = attempt.require_challenge()
+        if "message" not in enrollment.state:
             raise EnrollmentFailed("no wallet link message was issued for this enrolment; start a new one")
         signature = _require_text(attempt.params, "signature")
         issued: str = enrollment.state["message"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
-from stepup_core.hookspecs import hookimpl
+from stepup_core import hookimpl
 from stepup_core.models import AuditEvent
 
 if TYPE_CHECKING:

@@ -1,0 +1,172 @@
+"""The gate: is step-up required for a scope, and does a token let this request through?
+
+``check`` (``POST /check``) and ``require_scope`` (a protected route) share one pure decision,
+:func:`decide`, over the ``stepup_check`` votes; each runs the hook once. Any error on the
+check path fails closed: "step-up required", never a grant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import attrs
+import pluggy
+
+from .errors import PluginError, StepUpRequired
+from .models import AuditEvent, CheckResult, Grant, Principal, Route, StepUpVote
+from .routing import Routing
+from .scopes import ScopePolicies
+from .serialization import unstructure
+from .store.base import Store
+from .tokens import TokenStore
+
+log = logging.getLogger("stepup")
+
+
+@attrs.frozen
+class Decision:
+    """What the votes say about one scope."""
+
+    #: Some vote wants step-up.
+    demanded: bool
+    #: A valid elevated token for the scope satisfies every vote that wants step-up.
+    token_suffices: bool
+    #: The reasons of the votes that want step-up.
+    reasons: tuple[str, ...] = ()
+
+    def required(self, holds_valid_token: bool) -> bool:
+        """Step-up is required unless no vote demands it, or a valid token suffices and is held."""
+        return self.demanded and not (holds_valid_token and self.token_suffices)
+
+
+def decide(votes: Sequence[StepUpVote]) -> Decision:
+    """The decision over ``stepup_check`` votes: step-up is demanded when any vote requires it,
+    and a held token suffices only when every such vote accepts an existing token."""
+    demanding = [v for v in votes if v.required]
+    return Decision(
+        demanded=bool(demanding),
+        token_suffices=all(v.accept_existing_token for v in demanding),
+        reasons=tuple(v.reason for v in demanding),
+    )
+
+
+class Gate:
+    """``check`` and ``require_scope`` over the votes, the user's credentials and the tokens."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        policies: ScopePolicies,
+        routing: Routing,
+        tokens: TokenStore,
+        store: Store,
+        emit: Callable[[AuditEvent], Awaitable[None]],
+        event: Callable[..., AuditEvent],
+    ) -> None:
+        self.pm = pm
+        self.policies = policies
+        self.routing = routing
+        self.tokens = tokens
+        self.store = store
+        self._emit = emit
+        self._event = event
+
+    async def votes(self, principal: Principal, scope: str) -> list[StepUpVote]:
+        """Every ``stepup_check`` answer; PluginError when none answered or one is not a vote."""
+        policy = self.policies.policy_for(scope)
+        votes = [v for v in self.pm.hook.stepup_check(principal=principal, scope=scope, policy=policy) if v]
+        if not votes:
+            raise PluginError("no stepup_check implementation answered")
+        odd = next((v for v in votes if not isinstance(v, StepUpVote)), None)
+        if odd is not None:  # fails closed like an exception: "required"
+            raise PluginError(f"a stepup_check implementation answered a {type(odd).__name__}, not a StepUpVote")
+        return votes
+
+    async def check(self, principal: Principal, scope: str, token: str | None = None) -> CheckResult:
+        """The StepUpCheck. Fails closed: any error on this path answers "required"."""
+        scope = self.policies.validate(scope)
+        try:
+            votes = await self.votes(principal, scope)
+            grant = await self.tokens.peek(token, principal, scope) if token else None
+            return await self._result(principal, scope, decide(votes), grant is not None)
+        except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
+            return await self._failed_closed(principal, scope, exc)
+
+    async def require_scope(self, principal: Principal, scope: str, token: str | None) -> Grant | None:
+        """Gate an action: the grant that covers ``scope`` (single-use tokens are consumed), None
+        when the scope needs no step-up, else :class:`StepUpRequired` carrying the check.
+        :class:`StoreUnavailable` propagates (the server answers 503): never a grant."""
+        scope = self.policies.validate(scope)
+        decision: Decision | None = None
+        failure: BaseException = PluginError("no decision")
+        try:
+            decision = decide(await self.votes(principal, scope))
+        except Exception as exc:  # noqa: BLE001 - a failing vote means required
+            log.warning("stepup_check failed for %s: %s", scope, exc)
+            failure = exc
+        if decision is not None and not decision.demanded:
+            return None
+        if decision is not None and token and decision.token_suffices:
+            grant = await self.tokens.validate(token, principal, scope)
+            if grant is not None:
+                await self._emit(
+                    self._event(
+                        "grant_used", "success", principal, method=grant.method, scopes=(scope,),
+                        details={"singleUse": grant.single_use},
+                    )
+                )
+                return grant
+        await self.store.ping()
+        await self._grant_refused(principal, scope, token, decision is not None and decision.token_suffices)
+        if decision is None:
+            result = await self._failed_closed(principal, scope, failure)
+        else:
+            try:
+                result = await self._result(principal, scope, decision, False)
+            except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
+                result = await self._failed_closed(principal, scope, exc)
+        raise StepUpRequired(f"step-up authentication is required for {scope}", scope, check=unstructure(result))
+
+    async def require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
+        """A valid token for ``scope``, whatever the votes (managing credentials needs one)."""
+        grant = await self.tokens.validate(token, principal, scope) if token else None
+        if grant is None:
+            await self._grant_refused(principal, scope, token, True)
+            result = await self.check(principal, scope)
+            raise StepUpRequired(
+                f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
+            )
+        return grant
+
+    async def _grant_refused(self, principal: Principal, scope: str, token: str | None, token_suffices: bool) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid``
+        (expired, used, revoked, another scope or another session: worth watching) or
+        ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
+        the usual first call before a step-up, is not an event."""
+        if not token:
+            return
+        if token_suffices:
+            reason, outcome = "token_not_valid", "failure"
+        else:
+            reason, outcome = "fresh_verification_required", "info"
+        await self._emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
+
+    async def _result(self, principal: Principal, scope: str, decision: Decision, holds_token: bool) -> CheckResult:
+        credentials = await self.routing.user_credentials(principal)
+        route, eligible, default_id = self.routing.route(principal, credentials)
+        required = decision.required(holds_token)
+        return CheckResult(
+            scope=scope,
+            is_required=required,
+            route=route,
+            credentials=tuple(c.view() for c in eligible),
+            default_credential_id=default_id,
+            reasons=decision.reasons if required else (),
+            methods=tuple(dict.fromkeys(c.method for c in eligible)),
+        )
+
+    async def _failed_closed(self, principal: Principal, scope: str, exc: BaseException) -> CheckResult:
+        log.warning("stepup check for %s failed closed: %s", scope, exc, exc_info=exc)
+        await self._emit(self._event("check_failed", "failure", principal, scopes=(scope,), reason=type(exc).__name__))
+        return CheckResult(scope=scope, is_required=True, route=Route.REAUTH, reasons=("check_failed",))

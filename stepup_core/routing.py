@@ -1,0 +1,171 @@
+"""Routing: the installed methods, the user's credentials, which route applies (MFA or
+re-authentication), the default credential, and whether a method may mint for a user.
+
+The rules, from the hook we mirror:
+
+- a user with a primary MFA credential (an MFA method that is not a fallback) is routed to MFA,
+  and re-authentication methods cannot mint for that user;
+- a fallback (recovery codes) counts only beside another MFA credential;
+- the default MFA credential is the one marked default, else the newest; the default
+  re-authentication credential is the one the session signed in with, else the first sign-in
+  credential, else the first.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Sequence
+
+import attrs
+import pluggy
+
+from .credentials import StoreCredentialRepository
+from .errors import CredentialNotFound, MethodNotAllowed, NoEligibleCredential, UnknownMethod
+from .models import Credential, Factor, MethodInfo, Principal, Route
+from .scopes import ScopePolicies
+from .verifier import CredentialFilter, Verifier
+
+
+class Routing:
+    """The method registry and the credential rules over it."""
+
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        verifiers: dict[str, Verifier],
+        owners: dict[str, str],
+        credentials: StoreCredentialRepository,
+        policies: ScopePolicies,
+    ) -> None:
+        self.pm = pm
+        self.verifiers = verifiers
+        self.owners = owners
+        self.credentials = credentials
+        self.policies = policies
+
+    # --- methods ------------------------------------------------------------------------
+
+    def verifier(self, method: str) -> Verifier:
+        verifier = self.verifiers.get(method)
+        if verifier is None:
+            installed = ", ".join(sorted(self.verifiers)) or "none"
+            raise UnknownMethod(
+                f"unknown method {method!r}; installed methods: {installed} (pip install stepup-{method})",
+                method=method,
+            )
+        return verifier
+
+    def methods(self) -> list[MethodInfo]:
+        return [
+            MethodInfo(
+                name=v.name,
+                factor=v.factor,
+                formats=tuple(v.formats),
+                interaction=v.interaction,
+                fallback=v.fallback,
+                requires_challenge=v.requires_challenge,
+                plugin=self.owners.get(v.name),
+                package=getattr(v, "package", None),
+                label=getattr(v, "label", None),
+                prompt=getattr(v, "prompt", None),
+            )
+            for v in sorted(self.verifiers.values(), key=lambda v: v.name)
+        ]
+
+    def _method_for_format(self, credential: Credential) -> str | None:
+        return next((v.name for v in self.verifiers.values() if credential.format in v.formats), None)
+
+    # --- the user's credentials ----------------------------------------------------------
+
+    async def user_credentials(self, principal: Principal) -> list[Credential]:
+        """The user's stored credentials and those the application supplies
+        (``stepup_user_credentials``), of installed methods only."""
+        stored = await self.credentials.list_for_user(principal.user_id)
+        seen = {c.id for c in stored}
+        supplied: list[Credential] = []
+        for answer in self.pm.hook.stepup_user_credentials(principal=principal):
+            for credential in (await answer if inspect.isawaitable(answer) else answer) or ():
+                if credential.id in seen:
+                    continue
+                seen.add(credential.id)
+                method = credential.method or self._method_for_format(credential) or ""
+                supplied.append(attrs.evolve(credential, user_id=principal.user_id, method=method, external=True))
+        return [c for c in [*stored, *supplied] if c.method in self.verifiers]
+
+    def eligible(self, credential: Credential) -> bool:
+        verifier = self.verifiers[credential.method]
+        return verifier.eligible(credential) if isinstance(verifier, CredentialFilter) else True
+
+    def _is_primary_mfa(self, credential: Credential) -> bool:
+        verifier = self.verifiers[credential.method]
+        return verifier.factor is Factor.MFA and not verifier.fallback
+
+    def has_step_up_credential(self, credentials: Iterable[Credential]) -> bool:
+        return any(self.eligible(c) for c in credentials)
+
+    # --- the route and its default -------------------------------------------------------
+
+    def route(
+        self, principal: Principal, credentials: Sequence[Credential]
+    ) -> tuple[Route, list[Credential], str | None]:
+        """The route, the credentials offered on it (primary MFA first, then fallbacks), and
+        the default one."""
+        credentials = [c for c in credentials if self.eligible(c)]
+        primary = [c for c in credentials if self._is_primary_mfa(c)]
+        if primary:
+            fallback = [
+                c for c in credentials if self.verifiers[c.method].factor is Factor.MFA and not self._is_primary_mfa(c)
+            ]
+            return Route.MFA, [*primary, *fallback], self.default_credential(principal, Factor.MFA, primary).id
+        reauth = [c for c in credentials if self.verifiers[c.method].factor is Factor.REAUTH]
+        chosen = self.default_credential(principal, Factor.REAUTH, reauth) if reauth else None
+        return Route.REAUTH, reauth, chosen.id if chosen else None
+
+    @staticmethod
+    def default_credential(principal: Principal, factor: Factor, candidates: Sequence[Credential]) -> Credential:
+        """The one default-credential rule (``candidates`` is not empty)."""
+        if factor is Factor.MFA:
+            marked = next((c for c in candidates if c.is_default), None)
+            return marked or max(candidates, key=lambda c: (c.created_at, c.id))
+        session = next((c for c in candidates if c.id == principal.sign_in_credential_id), None)
+        if principal.sign_in_credential_id and session is not None:
+            return session
+        return next((c for c in candidates if c.sign_in), candidates[0])
+
+    def pick_credential(
+        self, principal: Principal, verifier: Verifier, candidates: Sequence[Credential], requested_id: str | None
+    ) -> Credential | None:
+        """The credential a challenge or verification is about: the one named (refused unless
+        the user holds it), else the method's default for the user, else None."""
+        if requested_id is not None:
+            found = next((c for c in candidates if c.id == requested_id), None)
+            if found is None:
+                raise CredentialNotFound(
+                    f"no {verifier.name} credential {requested_id!r} for this user", credentialId=requested_id
+                )
+            return found
+        if not candidates:
+            return None
+        return self.default_credential(principal, verifier.factor, candidates)
+
+    @staticmethod
+    def require_candidates(verifier: Verifier, candidates: Sequence[Credential]) -> None:
+        if not candidates:
+            raise NoEligibleCredential(
+                f"this user has no {verifier.name} credential; enrol one first", method=verifier.name
+            )
+
+    def ensure_may_mint(self, verifier: Verifier, credentials: Sequence[Credential], scopes: Iterable[str]) -> None:
+        has_mfa = any(self._is_primary_mfa(c) and self.eligible(c) for c in credentials)
+        if verifier.factor is Factor.REAUTH and has_mfa:
+            raise MethodNotAllowed(
+                f"this user has MFA, so re-authentication ({verifier.name}) cannot grant elevated access; "
+                "verify with an MFA method instead",
+                method=verifier.name,
+            )
+        if verifier.fallback and not has_mfa:
+            raise MethodNotAllowed(
+                f"{verifier.name} is a fallback for MFA and needs another MFA credential (passkey or TOTP)",
+                method=verifier.name,
+            )
+        self.policies.ensure_method_allowed(scopes, verifier.name, verifier.factor)
