@@ -165,11 +165,23 @@ def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:
 
 def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, Any]]:
     """``(plugin name, caller)`` for each plugin implementing ``hook_name``, where ``caller``
-    is ``pm.hook.<hook_name>`` narrowed to that one plugin (wrappers and tracing still apply)."""
-    impls = getattr(pm.hook, hook_name).get_hookimpls()
-    for impl in impls:
-        others = [other.plugin for other in impls if other is not impl]
-        yield impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)
+    is ``pm.hook.<hook_name>`` narrowed to that one plugin (wrappers and tracing still apply).
+
+    The narrowed callers are built once per set of implementations and kept on the manager
+    (audit events take this path on every request); registering or removing a plugin changes
+    the implementations, and so builds them anew."""
+    impls = tuple(getattr(pm.hook, hook_name).get_hookimpls())
+    cache: dict[str, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = pm.__dict__.setdefault(
+        "_stepup_each_plugin", {}
+    )
+    cached = cache.get(hook_name)
+    if cached is None or cached[0] != impls:
+        callers = []
+        for impl in impls:
+            others = [other.plugin for other in impls if other is not impl]
+            callers.append((impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)))
+        cached = cache[hook_name] = (impls, callers)
+    return iter(cached[1])
 
 
 class Registrations(Generic[T]):
