@@ -1,4 +1,5 @@
-// Size budget of the browser code: stepup.js <= 12 kB and each method's browser half <= 4 kB,
+// Size budget of the browser code: stepup.js <= 12 kB, the built-in prompt (prompt.js) <= 10 kB,
+// each of its message catalogs <= 3 kB and each method's browser half <= 4 kB,
 // minified (esbuild) and gzipped (zlib, level 9). Prints a table; exits 1 over budget.
 // Run: node benchmarks/js_size.mjs (after npm ci).
 import { readdirSync, readFileSync } from "node:fs";
@@ -13,6 +14,11 @@ const files = [
   { path: "stepup_core/static/stepup.js", budget: 12 * KB },
   { path: "stepup_core/static/react.js", budget: 4 * KB },
   { path: "stepup_core/static/callback.js", budget: 4 * KB },
+  { path: "stepup_core/static/prompt.js", budget: 10 * KB },
+  ...readdirSync(join(root, "stepup_core/static"))
+    .filter((name) => /^prompt-[a-z]{2,3}\.js$/.test(name))
+    .sort()
+    .map((name) => ({ path: `stepup_core/static/${name}`, budget: 3 * KB })),
   ...methodModules().map((path) => ({ path, budget: 4 * KB })),
 ];
 

@@ -77,12 +77,7 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
                 click.echo(f"identifying callers by {config.identify.mode}")
             click.echo(f"stepup listening on {base_url}{prefix} (store {config.store}); press Ctrl+C to stop")
             sys.stdout.flush()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await _until_stopped()
             click.echo("stepup stopped")
     finally:
         if isinstance(identify, JwtIdentify):
@@ -113,9 +108,46 @@ def serve(config_path: Path | None, host: str, port: int) -> None:
         raise click.ClickException(f"could not listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
+async def _until_stopped() -> None:
+    """Wait for Ctrl+C (SIGINT) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _web_demo(host: str, port: int) -> None:
+    from .webdemo import running_demo
+
+    async with running_demo(host, port) as (address, demo):
+        methods = ", ".join(sorted(demo.service.verifiers)) or "none (install the method plugins)"
+        click.echo(f"stepup web demo on {address} (methods: {methods})")
+        click.echo("open it in a browser; codes sent by email are printed here too; press Ctrl+C to stop")
+        sys.stdout.flush()
+        await _until_stopped()
+    click.echo("stepup web demo stopped")
+
+
 @main.command()
-def demo() -> None:
-    """Step up with every installed method end to end and print a table."""
+@click.option("--web", is_flag=True, help="Serve a web application on loopback that steps up with the built-in prompt.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: the interface to listen on.")
+@click.option(
+    "--port", default=8400, show_default=True, type=click.IntRange(0, 65535), help="With --web: 0 for any free port."
+)
+def demo(web: bool, host: str, port: int) -> None:
+    """Step up with every installed method end to end and print a table.
+
+    With --web, serve a web application on loopback instead, where a person steps up in a
+    browser through the built-in prompt; it prints its address.
+    """
+    if web:
+        try:
+            asyncio.run(_web_demo(host, port))
+        except OSError as exc:
+            raise click.ClickException(f"could not listen on {host}:{port}: {exc.strerror or exc}") from None
+        return
     from .demo import run_demo
 
     status = asyncio.run(run_demo(sys.stdout))

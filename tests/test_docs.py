@@ -8,7 +8,8 @@ from pathlib import Path
 
 from stepup_core import hookspecs
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 
 
 def _signature(name: str) -> str:
@@ -28,3 +29,29 @@ def test_every_hook_has_a_test():
     text = "\n".join(p.read_text() for p in tests.glob("test_*.py"))
     missing = [name for name in hookspecs.HOOK_NAMES if f"def test_hook_{name}(" not in text]
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
+
+
+def test_every_prompt_screen_is_saved_by_a_browser_test_and_shown_in_the_docs() -> None:
+    import ast
+
+    source = (ROOT / "tests" / "browser" / "test_prompt.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    screens = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SCREENS" for t in node.targets)
+    )
+    saved = {
+        node.args[2].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", "") == "check_screen"
+        and len(node.args) == 3
+        and isinstance(node.args[2], ast.Constant)
+    }
+    assert set(screens) == saved, "a screen listed but not saved by a test, or saved but not listed"
+    page = (ROOT / "docs" / "browser.md").read_text(encoding="utf-8")
+    pictures = {p.name for p in (ROOT / "docs" / "img").glob("prompt-*.png")}
+    assert pictures == {f"prompt-{name}.png" for name in screens}
+    for name in screens:
+        assert f"](img/prompt-{name}.png)" in page, name

@@ -1,7 +1,8 @@
 """What the browser needs from the server: the browser client, each method's browser half, CORS.
 
 - ``GET {prefix}/static/{name}``: the files of the browser client (``stepup.js``, ``react.js``,
-  ``callback.js``) from ``stepup_core/static``, the same files the npm-style package exports.
+  ``callback.js``, the built-in prompt ``prompt.js`` and its message catalogs ``prompt-<locale>.js``)
+  from ``stepup_core/static``, the same files the npm-style package exports.
 - ``GET {prefix}/methods/{name}/browser.js``: a method's browser half, the file its verifier
   names in ``browser_module``. ``GET {prefix}/methods`` lists its URL in ``browserModule``.
 - Both answer ``text/javascript`` with a strong ``ETag`` (``If-None-Match`` gets 304) and
@@ -32,7 +33,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 JAVASCRIPT = "text/javascript"
 #: The browser client's files served under ``{prefix}/static/``.
-STATIC_FILES = ("stepup.js", "react.js", "callback.js")
+STATIC_FILES = ("stepup.js", "react.js", "callback.js", "prompt.js", "prompt-en.js", "prompt-fr.js", "prompt-de.js")
 #: Headers a page may read from a cross-origin answer, besides the CORS-safelisted ones.
 EXPOSED_HEADERS = ("WWW-Authenticate", "Retry-After", "Location", "ETag", "Date")
 ALLOWED_METHODS = ("GET", "POST", "PATCH", "DELETE")

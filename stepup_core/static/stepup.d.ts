@@ -183,6 +183,8 @@ export interface PromptParams extends ScopesParams {
 export interface VerifyParams extends ScopesParams {
   method: string;
   credentialId?: string;
+  /** Answer this challenge (from `beginChallenge`, answered again after a wrong code) instead of beginning one. */
+  challenge?: ChallengeStart;
   /** Sent with `POST /challenges` as `params`. */
   params?: Record<string, unknown>;
   /** A code the person typed, for code methods. */
@@ -226,6 +228,10 @@ export interface StepUp {
   verifyRecoveryCode(params: { code: string; requestedScopes?: string[] }): Promise<IssuedToken>;
   /** Any installed method, a third party's too, through its browser half. */
   verify(params: VerifyParams): Promise<IssuedToken>;
+  /** `POST /challenges` alone: a prompt shows the challenge (where the code went) before the person answers it with `verify({challenge})`. */
+  beginChallenge(params: { method: string; credentialId?: string; requestedScopes?: string[]; params?: Record<string, unknown> }): Promise<ChallengeStart>;
+  /** The method's browser half (its label, screen and messages), loaded from the server. */
+  methodModule(name: string): Promise<MethodModule>;
   readonly state: StepUpState;
   resetState(): void;
   subscribe(listener: (state: StepUpState) => void): () => void;
@@ -264,6 +270,34 @@ export interface MethodContext {
   openWindow(url: string): void;
 }
 
+/** How the built-in prompt shows a method; every field is optional. */
+export interface MethodScreen {
+  /** A field for a code the person types, or one button that starts the method (default: `input`). */
+  input?: "code" | "button";
+  /** The code field. */
+  code?: {
+    /** `autocomplete`; default `one-time-code` (the platform offers a code it received). */
+    autocomplete?: string;
+    /** `numeric` (the default: spaces and dashes are dropped, from a paste too) or `text`. */
+    inputMode?: "numeric" | "text";
+    maxLength?: number;
+    /** Masked, like a password (a PIN). */
+    secret?: boolean;
+  };
+  /** A new challenge may be asked for (a new code sent): "Send a new code", paced by the
+   * challenge's `data.resendAfter` and the server's `retryAfter`. */
+  resend?: boolean;
+}
+
+/**
+ * A method's texts, by locale ("en", "fr"...) then key: `label` (in the list of methods),
+ * `title`, `hint`, `field` (the code field's label), `submit` (the code form's button), `action`
+ * (the button of a button method), `waiting` (while it runs). `key.<format>` ("title.phoneNumber")
+ * wins over `key`. Placeholders: `{alias}`, `{provider}` (`details.providerName`, else the credential's type), `{destination}`
+ * (where the challenge sent a code), `{method}`.
+ */
+export type MethodMessages = Record<string, Record<string, string>>;
+
 export interface MethodAnswer {
   /** Sent as `response` to `POST /verify` or `POST /enrollments/{id}`. */
   response?: Record<string, unknown>;
@@ -279,6 +313,10 @@ export interface MethodModule {
   label?: string;
   /** What a prompt shows: a code field, or a button that starts the method. */
   input?: "code" | "button";
+  /** How the built-in prompt shows it (optional: `input` and `label` suffice). */
+  screen?: MethodScreen;
+  /** Its texts for the built-in prompt, by locale. */
+  messages?: MethodMessages;
   answer(challenge: ChallengeStart, ctx: MethodContext): Promise<MethodAnswer> | MethodAnswer;
   enrollmentParams?(ctx: MethodContext): Promise<Record<string, unknown>> | Record<string, unknown>;
   answerEnrollment?(enrollment: EnrollmentStart, ctx: MethodContext): Promise<MethodAnswer> | MethodAnswer;

@@ -506,21 +506,21 @@ export function createStepUp(options = {}) {
    * @returns {Promise<IssuedToken>}
    */
   async function runMethod(method, given) {
-    const { requestedScopes, credentialId, params, popup = null, ...rest } = given;
-    const scopes = scopesOf("", requestedScopes);
+    const { requestedScopes, credentialId, params, popup = null, challenge: begun, ...rest } = given;
+    const scopes = scopesOf("", begun?.requestedScopes?.length ? begun.requestedScopes : requestedScopes);
     const run = context(method, rest, popup);
     try {
       const info = await methodInfo(method);
       const module = await loadModule(info);
       /** @type {ChallengeStart} */
       let challenge;
-      if (info.requiresChallenge) {
-        challenge = await api("POST", "/challenges", {
-          method,
-          requestedScopes: scopes,
-          ...(credentialId ? { credentialId } : {}),
-          ...(params ? { params } : {}),
-        });
+      if (begun?.challengeId) {
+        if (begun.method !== method) {
+          throw new StepUpError("validation_error", `that challenge belongs to ${begun.method}, not ${method}`);
+        }
+        challenge = begun; // begun by beginChallenge: answered again after a wrong code
+      } else if (info.requiresChallenge) {
+        challenge = await beginOn(method, scopes, credentialId, params);
       } else {
         challenge = {
           challengeId: null,
@@ -554,6 +554,26 @@ export function createStepUp(options = {}) {
     } finally {
       closeWindow(run.window);
     }
+  }
+
+  /**
+   * POST /challenges for `method`.
+   * @param {string} method
+   * @param {string[]} scopes
+   * @param {string | null | undefined} credentialId
+   * @param {Record<string, unknown> | undefined} params
+   * @returns {Promise<ChallengeStart>}
+   */
+  async function beginOn(method, scopes, credentialId, params) {
+    /** @type {ChallengeStart} */
+    const challenge = await api("POST", "/challenges", {
+      method,
+      requestedScopes: scopes,
+      ...(credentialId ? { credentialId } : {}),
+      ...(params ? { params } : {}),
+    });
+    if (!challenge.requestedScopes?.length) challenge.requestedScopes = scopes;
+    return challenge;
   }
 
   /** @param {Window | null} window */
@@ -626,6 +646,23 @@ export function createStepUp(options = {}) {
   }
 
   /**
+   * The built-in prompt (prompt.js beside this file), loaded when a prompt call finds none.
+   * @returns {Promise<PromptFunction>}
+   */
+  async function builtInPrompt() {
+    try {
+      const loaded = await import("./prompt.js");
+      return registeredPrompt ?? loaded.prompt;
+    } catch (error) {
+      throw new StepUpError(
+        "prompt_unavailable",
+        "no prompt to ask the person: pass createStepUp({prompt}), or serve prompt.js beside stepup.js",
+        { cause: error },
+      );
+    }
+  }
+
+  /**
    * @param {"stepUp" | "mfa" | "reauth"} kind
    * @param {CheckResult} check
    * @param {string[]} scopes
@@ -633,13 +670,7 @@ export function createStepUp(options = {}) {
    * @returns {Promise<string>}
    */
   async function runPrompt(kind, check, scopes, given) {
-    const prompt = promptFor();
-    if (!prompt) {
-      throw new StepUpError(
-        "prompt_unavailable",
-        "no prompt to ask the person: pass createStepUp({prompt}) or load the built-in prompt",
-      );
-    }
+    const prompt = promptFor() ?? (await builtInPrompt());
     const route = kind === "mfa" ? "mfa" : kind === "reauth" ? "reauth" : check.route;
     const usable = check.credentials.filter(
       (c) =>
@@ -669,7 +700,7 @@ export function createStepUp(options = {}) {
       given.signal,
     );
     const value = typeof answer === "string" ? answer : answer?.elevatedAccessToken;
-    if (!value) throw cancelled("the person cancelled the step-up");
+    if (!value) throw cancelled("user cancelled");
     return value;
   }
 
@@ -840,6 +871,24 @@ export function createStepUp(options = {}) {
 
     verifyRecoveryCode({ code, requestedScopes }) {
       return operation(() => runMethod("recovery", { code, requestedScopes }));
+    },
+
+    beginChallenge({ method, credentialId, requestedScopes, params }) {
+      return operation(async () => {
+        const challenge = await beginOn(method, scopesOf("", requestedScopes), credentialId, params);
+        if (method === "otp" && challenge.challengeId) {
+          pendingOtp = {
+            challengeId: challenge.challengeId,
+            credentialId: challenge.credentialId,
+            requestedScopes: challenge.requestedScopes,
+          };
+        }
+        return challenge;
+      });
+    },
+
+    async methodModule(name) {
+      return loadModule(await methodInfo(name));
     },
 
     verify(params) {

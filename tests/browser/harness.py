@@ -186,6 +186,8 @@ class SiteRunner:
     page_connect: str = ""
     #: Extra files the site serves (path: JavaScript), for bundles built by a test.
     files: dict[str, bytes] = attrs.field(factory=dict)
+    #: Configuration merged over the site's (``{"limits": {...}, "plugins": {"otp": {...}}}``).
+    overrides: dict[str, Any] = attrs.field(factory=dict)
     _stack: list[Any] = attrs.field(factory=list)
 
     async def __aenter__(self) -> Site:
@@ -197,7 +199,10 @@ class SiteRunner:
         origin = f"http://localhost:{port}"
         clock = ShiftedClock()
         config = config_from_mapping(
-            site_config(origin, smtp.port, self.provider.provider_config() if self.provider else None, **self.server)
+            merged(
+                site_config(origin, smtp.port, self.provider.provider_config() if self.provider else None, **self.server),
+                self.overrides,
+            )
         )
         service = await StepUpService.create(config, pm=_pm(), clock=clock)
         identify = StaticTokenIdentify.from_mapping(
@@ -244,6 +249,14 @@ class SiteRunner:
             else:
                 item()
         self._stack.clear()
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` merged in, tables deeply."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
 
 
 def _file(body: bytes) -> Any:

@@ -104,6 +104,7 @@ async def test_code_sent_by_smtp_verifies_and_grants_the_scope(
         "verificationType": "email",
         "credentialId": "app-email",
         "destination": "J***@example.com",
+        "resendAfter": 30.0,  # the default resend_interval: a prompt counts it down
     }
     assert start.expires_at == world.clock.now() + 600
 
@@ -126,7 +127,9 @@ async def test_code_sent_by_sms_gateway_verifies(otp_world_factory: Any, sms_gat
     )
     world.app.give("jane", "app-phone", "+1 (415) 555-4567", CredentialFormat.PHONE_NUMBER)
     start = await begin(world, Principal("jane", "sess-1", "app-phone"))
-    assert start.data == {"verificationType": "sms", "credentialId": "app-phone", "destination": "+1******4567"}
+    assert start.data == {
+        "verificationType": "sms", "credentialId": "app-phone", "destination": "+1******4567", "resendAfter": 30.0
+    }
 
     [request] = sms_gateway.requests
     assert request["headers"]["X-Api-Key"] == "k-1"
@@ -180,7 +183,9 @@ async def test_default_follows_the_credential_the_session_signed_in_with(otp_wor
     world.app.give("jane", "app-email", "jane@example.com")
     world.app.give("jane", "app-phone", "+14155554567", CredentialFormat.PHONE_NUMBER)
     start = await begin(world, Principal("jane", "sess-1", sign_in_credential_id="app-phone"))
-    assert start.data == {"verificationType": "sms", "credentialId": "app-phone", "destination": "+1******4567"}
+    assert start.data == {
+        "verificationType": "sms", "credentialId": "app-phone", "destination": "+1******4567", "resendAfter": 30.0
+    }
     assert mailbox.deliveries[-1].channel == "sms"
 
 
@@ -465,7 +470,9 @@ async def test_first_email_is_linked_by_the_code_sent_to_it(
     # The linked address now receives step-up codes.
     world.clock.advance(31)
     step = await begin(world, principal)
-    assert step.data == {"verificationType": "email", "credentialId": view.id, "destination": "N***@example.org"}
+    assert step.data == {
+        "verificationType": "email", "credentialId": view.id, "destination": "N***@example.org", "resendAfter": 30.0
+    }
     token = await verify(world, step.challenge_id, server.messages[-1].code(), principal)
     assert token.scopes == (SCOPE,)
 

@@ -8,6 +8,33 @@ export default {
   name: "otp",
   label: "Email or SMS code",
   input: "code",
+  screen: { code: { inputMode: "numeric", autocomplete: "one-time-code", maxLength: 12 }, resend: true },
+  messages: {
+    en: {
+      "label.email": "Code by email",
+      "label.phoneNumber": "Code by text message",
+      "title.email": "Check your email",
+      "title.phoneNumber": "Check your phone",
+      hint: "Enter the code we sent to {destination}.",
+      field: "Code",
+    },
+    fr: {
+      "label.email": "Code par e-mail",
+      "label.phoneNumber": "Code par SMS",
+      "title.email": "Consultez vos e-mails",
+      "title.phoneNumber": "Consultez votre téléphone",
+      hint: "Saisissez le code envoyé à {destination}.",
+      field: "Code",
+    },
+    de: {
+      "label.email": "Code per E-Mail",
+      "label.phoneNumber": "Code per SMS",
+      "title.email": "Sehen Sie in Ihre E-Mails",
+      "title.phoneNumber": "Sehen Sie auf Ihr Telefon",
+      hint: "Geben Sie den Code ein, den wir an {destination} gesendet haben.",
+      field: "Code",
+    },
+  },
   async answer(challenge, ctx) {
     const to = challenge.data.destination;
     return { response: { code: await ctx.code(to ? `Code sent to ${to}` : "Code we sent you", challenge.data) } };

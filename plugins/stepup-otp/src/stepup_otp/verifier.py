@@ -180,6 +180,8 @@ class OtpVerifier(BaseVerifier):
             "verificationType": CHANNELS[credential.format],
             "credentialId": credential.id,
             "destination": mask(credential.format, identifier),
+            # Seconds before another code may be asked for (a prompt's "send a new code" waits).
+            "resendAfter": self.settings.resend_interval,
         }
         return Begun(data=data, state={**state, "credentialId": credential.id})
 

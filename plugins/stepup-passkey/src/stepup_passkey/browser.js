@@ -92,6 +92,29 @@ export default {
   name: "passkey",
   label: "Passkey",
   input: "button",
+  messages: {
+    en: {
+      label: "Passkey",
+      title: "Use your passkey",
+      hint: "Your browser will ask you to confirm with your fingerprint, face, screen lock or security key.",
+      action: "Use passkey",
+      waiting: "Follow the instructions from your browser…",
+    },
+    fr: {
+      label: "Clé d’accès",
+      title: "Utilisez votre clé d’accès",
+      hint: "Votre navigateur vous demandera de confirmer avec votre empreinte, votre visage, le verrouillage de l’écran ou une clé de sécurité.",
+      action: "Utiliser la clé d’accès",
+      waiting: "Suivez les instructions de votre navigateur…",
+    },
+    de: {
+      label: "Passkey",
+      title: "Passkey verwenden",
+      hint: "Ihr Browser bittet Sie, mit Fingerabdruck, Gesicht, Bildschirmsperre oder Sicherheitsschlüssel zu bestätigen.",
+      action: "Passkey verwenden",
+      waiting: "Folgen Sie den Anweisungen Ihres Browsers …",
+    },
+  },
   async answer(challenge, ctx) {
     return { response: { credential: await ceremony("get", challenge.data.publicKey, ctx) } };
   },

@@ -17,6 +17,29 @@ export default {
   name: "social",
   label: "Sign in again",
   input: "button",
+  messages: {
+    en: {
+      label: "Sign in with {provider}",
+      title: "Sign in again with {provider}",
+      hint: "A window opens where you sign in to {provider}.",
+      action: "Continue with {provider}",
+      waiting: "Finish signing in in the window that opened…",
+    },
+    fr: {
+      label: "Connexion avec {provider}",
+      title: "Reconnectez-vous avec {provider}",
+      hint: "Une fenêtre s’ouvre pour vous connecter à {provider}.",
+      action: "Continuer avec {provider}",
+      waiting: "Terminez la connexion dans la fenêtre ouverte…",
+    },
+    de: {
+      label: "Anmeldung mit {provider}",
+      title: "Erneut mit {provider} anmelden",
+      hint: "Es öffnet sich ein Fenster, in dem Sie sich bei {provider} anmelden.",
+      action: "Weiter mit {provider}",
+      waiting: "Schließen Sie die Anmeldung im geöffneten Fenster ab …",
+    },
+  },
   answer: (challenge, ctx) => open(challenge.data, ctx),
   enrollmentParams(ctx) {
     const provider = ctx.options.provider;

@@ -59,6 +59,29 @@ export default {
   name: "wallet",
   label: "Wallet signature",
   input: "button",
+  messages: {
+    en: {
+      label: "Wallet",
+      title: "Sign with your wallet",
+      hint: "Your wallet {alias} will ask you to sign a message. Signing is free and moves no funds.",
+      action: "Sign with wallet",
+      waiting: "Confirm in your wallet…",
+    },
+    fr: {
+      label: "Portefeuille",
+      title: "Signez avec votre portefeuille",
+      hint: "Votre portefeuille {alias} vous demandera de signer un message. La signature est gratuite et ne déplace aucun fonds.",
+      action: "Signer avec le portefeuille",
+      waiting: "Confirmez dans votre portefeuille…",
+    },
+    de: {
+      label: "Wallet",
+      title: "Mit Ihrer Wallet signieren",
+      hint: "Ihre Wallet {alias} bittet Sie, eine Nachricht zu signieren. Das ist kostenlos und bewegt kein Guthaben.",
+      action: "Mit Wallet signieren",
+      waiting: "Bestätigen Sie in Ihrer Wallet …",
+    },
+  },
   answer: (challenge, ctx) => sign(challenge.data.message, ctx),
   async enrollmentParams(ctx) {
     const address = ctx.options.address ?? (await accounts(ctx))[0];
