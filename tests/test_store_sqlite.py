@@ -193,6 +193,24 @@ async def test_a_sweep_runs_in_batches_and_writes_do_not_wait_for_all_of_it(tmp_
         await store.close()
 
 
+async def test_the_write_ahead_log_is_checkpointed_off_the_write_path(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.sqlite3"
+    wal = tmp_path / "checkpoint.sqlite3-wal"
+    store = await open_sqlite_store(f"sqlite:{path}", SystemClock())
+    value = "v" * 4000
+    try:
+        for round_no in range(6):  # each round adds some 1.6 MB to the log: about 10 MB in all
+            for i in range(100):
+                await store.put(f"k{round_no}-{i}", value, indexes=["all"])
+            await asyncio.sleep(0.6)  # the checkpointing thread copies the log back meanwhile
+        # The writer never checkpoints (its automatic checkpoint is off), so without the
+        # checkpointing thread the log would hold all of it; checkpointed, it is reused.
+        assert wal.stat().st_size < 5_000_000
+        assert len(await store.list_index("all")) == 600
+    finally:
+        await store.close()
+
+
 async def test_each_operation_is_at_most_one_hop_to_the_writer_and_reads_none(tmp_path: Path) -> None:
     store = await open_sqlite_store(f"sqlite:{tmp_path / 'hops.sqlite3'}", SystemClock())
     writer = store._writer
