@@ -9,6 +9,7 @@ skip (``--error-on-missing-interpreters`` is the default here).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -94,6 +95,27 @@ def typing(session: nox.Session) -> None:
     folders = discover_plugins()
     session.install("mypy", ".", *[f"./plugins/{f}" for f in folders])
     session.run("mypy", "stepup_core", *[f"plugins/{f}/src" for f in folders])
+
+
+#: Where ``nox -s build`` writes the distributions (``stepup_core.install.BUILT_FOLDER``).
+DIST = ROOT / "dist"
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def build(session: nox.Session) -> None:
+    """A wheel and an sdist of every distribution (the core and each plugin) in dist/, checked
+    with ``twine check``. The distributions are not on PyPI: install from this folder (see
+    docs/installing.md)."""
+    session.install("uv", "twine")
+    shutil.rmtree(DIST, ignore_errors=True)
+    folders = [".", *[f"plugins/{f}" for f in discover_plugins()]]
+    for folder in folders:
+        session.run("uv", "build", "--quiet", "--out-dir", str(DIST), folder)
+    built = sorted(str(p) for p in DIST.iterdir() if p.name.endswith((".whl", ".tar.gz")))
+    if len(built) != 2 * len(folders):
+        session.error(f"expected a wheel and an sdist for each of {len(folders)} distributions, got {built}")
+    session.run("twine", "check", "--strict", *built)
+    session.log(f"{len(built)} files in {DIST}")
 
 
 @nox.session(python=DEFAULT_PYTHON)

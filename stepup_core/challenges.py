@@ -13,6 +13,7 @@ import secrets
 from .clock import Clock
 from .crypto import random_id
 from .errors import ChallengeExpired, ChallengeNotFound, ChallengeUsed
+from .limits import free_live_slot
 from .models import Challenge, ChallengePurpose, ChallengeStatus, Interaction, Principal
 from .serialization import dumps, loads
 from .store.base import GRACE_SECONDS, Store, make_key
@@ -114,9 +115,11 @@ class ChallengeRecords:
         return _challenge_key(challenge.id)
 
     async def take(self, challenge: Challenge, what: str) -> None:
-        """Use the record up, atomically: of two concurrent answers only one gets here."""
+        """Use the record up, atomically: of two concurrent answers only one gets here; its
+        place among the user's live records is free again."""
         if await self.store.take(_challenge_key(challenge.id)) is None:
             raise ChallengeUsed(f"this {what} was already completed", challengeId=challenge.id)
+        await free_live_slot(self.store, challenge)
 
     def budget_ttl(self, challenge: Challenge) -> float:
         """How long a record's attempt budget lives: as long as the record."""

@@ -1,4 +1,5 @@
-"""The ``stepup`` command: ``plugins``, ``serve`` and ``demo``.
+"""The ``stepup`` command: ``plugins``, ``serve`` and ``demo``; for operators ``migrate``,
+``keys`` and ``admin`` (in :mod:`stepup_core.cli_operations`).
 
 Imports stay inside the commands: ``stepup plugins`` loads the plugin modules (cheap by
 contract) and nothing else.
@@ -10,11 +11,16 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from .config import StepUpConfig
+    from .service import StepUpService
 
 
 @click.group()
@@ -35,6 +41,12 @@ def plugins(include_builtin: bool) -> None:
         click.echo(f"warning: plugin {failure.name!r} failed to load: {failure.error}", err=True)
 
 
+def _dev_origin(base_url: str) -> str:
+    """The page origin development mode accepts passkeys from: this server's port on
+    ``localhost`` (browsers refuse passkeys on IP addresses such as 127.0.0.1)."""
+    return f"http://localhost:{base_url.rsplit(':', 1)[1]}"
+
+
 def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
     check = (
         f"curl -s -X POST {base_url}{prefix}/check -H 'Authorization: Bearer {token}' "
@@ -48,6 +60,7 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
             "  user 'dev-user'. Do not expose this server. For real use write a stepup.toml",
             "  with an [identify] table (signed session JWTs) and pass --config.",
             f"  Store: {store}",
+            f"  Passkeys: pages on {_dev_origin(base_url)} (browsers refuse them on IP addresses)",
             f"  Development token: {token}",
             "  Try:",
             f"    {check}",
@@ -58,18 +71,37 @@ def _dev_banner(base_url: str, prefix: str, token: str, store: str) -> str:
 
 
 async def _serve(config_path: Path | None, host: str, port: int, ready: Any = None) -> None:
+    import attrs
+
     from .config import load_config
-    from .server import build_app, serve_app
-    from .server.identify import DevelopmentIdentify, JwtIdentify, identify_from_config
+    from .server.identify import DevelopmentIdentify, identify_from_config
     from .service import StepUpService
 
     development = config_path is None
     config = load_config(config_path)
     identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
-    service = await StepUpService.create(config)
+    # Bind first: development mode accepts passkeys from pages on the port actually served.
+    sock = socket.create_server((host, port))
+    with contextlib.closing(sock):
+        if development:
+            bound = f"http://localhost:{sock.getsockname()[1]}"
+            config = attrs.evolve(config, plugins={**config.plugins, "passkey": {"origins": [_dev_origin(bound)]}})
+        service = await StepUpService.create(config)
+        await _run(service, identify, config, sock, development)
+
+
+async def _run(
+    service: StepUpService, identify: Any, config: StepUpConfig, sock: socket.socket, development: bool
+) -> None:
+    from .server import build_app, serve_app
+    from .server.identify import JwtIdentify
+    from .server.serve import ACCESS_LOG
+
     try:
+        if not development:
+            service.check_code_delivery()
         app = build_app(service, identify)
-        async with serve_app(app, host=host, port=port) as base_url:
+        async with serve_app(app, sock=sock, access_log=ACCESS_LOG) as base_url:
             prefix = service.config.server.prefix
             if development:
                 click.echo(_dev_banner(base_url, prefix, identify.token, config.store))
@@ -96,9 +128,20 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
-def serve(config_path: Path | None, host: str, port: int) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="Log to standard error from this level (info adds a line per request and per audit event); "
+    "secrets are redacted.",
+)
+def serve(config_path: Path | None, host: str, port: int, log_level: str) -> None:
     """Run the stepup server beside an existing application."""
     from .errors import StepUpError
+    from .redaction import configure_logging
+
+    configure_logging(log_level.upper())
 
     try:
         asyncio.run(_serve(config_path, host, port))
@@ -153,6 +196,15 @@ def demo(web: bool, host: str, port: int) -> None:
     status = asyncio.run(run_demo(sys.stdout))
     sys.exit(status)
 
+
+def _add_operations() -> None:
+    from .cli_operations import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_operations()
 
 if __name__ == "__main__":  # pragma: no cover
     main(prog_name="stepup")

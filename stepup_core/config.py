@@ -1,13 +1,24 @@
 """``stepup.toml``: the configuration, structured by cattrs.
 
-Any string value written ``${NAME}`` is read from the environment variable NAME (an unset
-variable is an error naming it), so secrets need not sit in the file. ``STEPUP_SECRET_KEY`` in
-the environment supplies ``secret_key`` when the file leaves it out. A wrong key or value is a
+Environment references are expanded once, when the file (or a mapping shaped like it) is read,
+in every string value of every table, ``[plugins.*]`` included, by :func:`expand_env`:
+
+- ``${NAME}`` is replaced by the environment variable NAME, alone or inside a longer string
+  (``"sqlite:${STATE_DIR}/stepup.sqlite3"``, ``"Bearer ${SMS_TOKEN}"``);
+- an unset variable is a :class:`~stepup_core.errors.ConfigError` naming it and the key;
+- ``$$`` is a literal ``$``; any other ``$`` is kept as written (``pa$word``), but ``${`` must
+  start a well-formed reference (letters, digits and ``_``, not starting with a digit);
+- the value of a variable is used as it is: it is never expanded again.
+
+A configuration built in Python (``StepUpConfig(...)``) is taken literally. ``STEPUP_SECRET_KEY``
+in the environment supplies ``secret_key`` when the file sets no key (``secret_key``,
+``secret_keys`` or ``secret_keys_file``). A wrong key or value is a
 :class:`~stepup_core.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -30,7 +41,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+log = logging.getLogger("stepup")
+#: ``$$``, or ``${`` and what follows up to the closing brace (checked by :func:`expand_env`).
+_ENV_TOKEN = re.compile(r"\$(?:(?P<dollar>\$)|\{(?P<body>[^}]*)(?P<close>\}?))")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @attrs.frozen
@@ -43,6 +57,23 @@ class LimitsConfig:
     #: Failures per user within ``lockout_window`` seconds that lock the user out of verifying.
     lockout_failures: int = 10
     lockout_window: float = 900.0
+    #: Step-up challenges one user may hold at once (each lives its TTL plus a grace period
+    #: unless it is completed); one more is refused with 429 ``rate_limited``.
+    max_live_challenges: int = 50
+    #: Enrolments one user may have pending at once.
+    max_live_enrollments: int = 10
+    #: Challenges and enrolments one user may begin per method within ``begin_window`` seconds,
+    #: for every method (methods that send codes add their own, stricter limits).
+    begin_limit: int = 60
+    begin_window: float = 60.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("max_attempts", "lockout_failures", "max_live_challenges", "max_live_enrollments", "begin_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"limits.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("challenge_ttl", "lockout_window", "begin_window"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"limits.{name} must be a positive number of seconds, got {getattr(self, name)}")
 
 
 @attrs.frozen
@@ -148,12 +179,37 @@ class IdentifyConfig:
 
 
 @attrs.frozen
+class AdminConfig:
+    """The admin HTTP API under the prefix (``{prefix}/admin/...``): off unless ``enabled``.
+
+    Operators are identified by ``identify``, an ``[admin.identify]`` table shaped like
+    ``[identify]`` (``mode = "tokens"`` with ``[admin.identify.tokens."<token>"] user_id =
+    "<operator>"``, or ``mode = "jwt"`` with its own key or audience), never by a user's session:
+    a token both tables accept, or a JWT setting that would accept the application's session
+    tokens, is a configuration error.
+    """
+
+    enabled: bool = False
+    identify: IdentifyConfig | None = None
+
+
+@attrs.frozen
 class StepUpConfig:
     #: Store URL: ``sqlite:PATH`` (the embedded default), ``memory:``, ``redis://host:port/0``.
     store: str = "sqlite:stepup.sqlite3"
     #: At least 32 random bytes, hex or base64. Keys hashes of codes and seals secrets at rest.
+    #: One key; for rotation use ``secret_keys`` or ``secret_keys_file`` instead.
     secret_key: str | None = None
+    #: Several keys, the current one first: new values use it, older ones are only read
+    #: (``stepup keys rotate`` moves what it can to the first).
+    secret_keys: tuple[str, ...] = ()
+    #: A file with one key per line, the current one first (``#`` starts a comment).
+    secret_keys_file: str | None = None
     app_name: str = "stepup"
+    #: Let codes be printed to the server's console when no real sender (SMTP, an SMS gateway)
+    #: serves a channel a method sends codes over. Off: ``stepup serve --config`` refuses to
+    #: start instead (development mode, without ``--config``, always allows it).
+    allow_console_delivery: bool = False
     limits: LimitsConfig = LimitsConfig()
     #: Scope policies by scope or ``prefix:*``; an exact key also declares an application scope.
     scopes: dict[str, ScopePolicyConfig] = attrs.field(factory=dict)
@@ -161,12 +217,36 @@ class StepUpConfig:
     declared_scopes: tuple[str, ...] = ()
     server: ServerConfig = ServerConfig()
     identify: IdentifyConfig = IdentifyConfig()
+    admin: AdminConfig = AdminConfig()
     #: One table per plugin, ``[plugins.<name>]``; each plugin structures its own.
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     def secret_key_bytes(self) -> bytes | None:
-        value = self.secret_key or os.environ.get("STEPUP_SECRET_KEY")
-        return decode_secret_key(value) if value else None
+        """The current secret key (the first of :meth:`secret_keys_bytes`), None when unset."""
+        keys = self.secret_keys_bytes()
+        return keys[0] if keys else None
+
+    def secret_keys_bytes(self) -> list[bytes]:
+        """Every configured secret key, the current one first: ``secret_keys``, else the lines of
+        ``secret_keys_file``, else ``secret_key``, else ``STEPUP_SECRET_KEY``; empty when none."""
+        given = [name for name in ("secret_key", "secret_keys", "secret_keys_file") if getattr(self, name)]
+        if len(given) > 1:
+            raise ConfigError(f"set only one of secret_key, secret_keys and secret_keys_file (got {', '.join(given)})")
+        if self.secret_keys:
+            values = list(self.secret_keys)
+        elif self.secret_keys_file:
+            values = _read_key_file(Path(self.secret_keys_file))
+        else:
+            value = self.secret_key or os.environ.get("STEPUP_SECRET_KEY")
+            values = [value] if value else []
+        keys = []
+        for index, value in enumerate(values):
+            try:
+                keys.append(decode_secret_key(value))
+            except ConfigError as exc:
+                where = "secret_key" if len(values) == 1 and not self.secret_keys else f"secret key #{index + 1}"
+                raise ConfigError(f"{where}: {exc}") from None
+        return keys
 
     def scope_policies(self) -> ScopePolicies:
         overrides = {}
@@ -177,23 +257,59 @@ class StepUpConfig:
         return ScopePolicies.with_overrides(overrides, declared=self.declared_scopes)
 
     def plugin_section(self, name: str, cls: type[T]) -> T:
-        """Structure ``[plugins.<name>]`` into ``cls`` (an attrs class); errors name the key."""
+        """Structure ``[plugins.<name>]`` into ``cls`` (an attrs class); errors name the key.
+
+        Environment references were expanded when the file was read; they are not expanded again.
+        """
         try:
-            return structure(resolve_env(self.plugins.get(name, {})), cls, conv=config_converter)
+            return structure(self.plugins.get(name, {}), cls, conv=config_converter)
         except ValidationError as exc:
             raise ConfigError(_config_message(exc, f"plugins.{name}.")) from None
 
 
+def expand_env(text: str, path: str = "value") -> str:
+    """Expand ``${NAME}`` references and ``$$`` in ``text`` (see the module's docstring).
+
+    :param path: the key holding ``text`` (``plugins.otp.smtp.password``), for error messages.
+    """
+    if "$" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("dollar"):
+            return "$"
+        body = match.group("body")
+        if not match.group("close") or not _ENV_NAME.match(body):
+            raise ConfigError(
+                f"{path}: {match.group(0)[:40]!r} is not a valid environment reference; write ${{NAME}} "
+                "(letters, digits and '_'), or $$ for a literal $"
+            )
+        if body not in os.environ:
+            raise ConfigError(f"{path} refers to ${{{body}}}, but {body} is not set")
+        return os.environ[body]
+
+    return _ENV_TOKEN.sub(replace, text)
+
+
+def _read_key_file(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"secret_keys_file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        log.warning("stepup: secret_keys_file %s is readable by other users; chmod 600 it", path)
+    keys = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    keys = [k for k in keys if k]
+    if not keys:
+        raise ConfigError(f"secret_keys_file {str(path)!r} holds no key; put one key per line, the current first")
+    return keys
+
+
 def resolve_env(value: Any, path: str = "") -> Any:
-    """Replace ``${NAME}`` strings by environment variables, recursively."""
+    """:func:`expand_env` on every string in ``value`` (mappings and lists, recursively)."""
     if isinstance(value, str):
-        match = _ENV_REF.match(value)
-        if match:
-            name = match.group(1)
-            if name not in os.environ:
-                raise ConfigError(f"{path or 'value'} refers to ${{{name}}}, but {name} is not set")
-            return os.environ[name]
-        return value
+        return expand_env(value, path or "value")
     if isinstance(value, Mapping):
         return {k: resolve_env(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
     if isinstance(value, list):
@@ -211,9 +327,33 @@ def config_from_mapping(data: Mapping[str, Any]) -> StepUpConfig:
         config = structure(resolve_env(dict(data)), StepUpConfig, conv=config_converter)
     except ValidationError as exc:
         raise ConfigError(_config_message(exc)) from None
-    config.secret_key_bytes()  # validate early
+    config.secret_keys_bytes()  # validate early
     config.scope_policies()
+    _check_admin(config)
     return config
+
+
+def _check_admin(config: StepUpConfig) -> None:
+    admin = config.admin.identify
+    if admin is None:
+        if config.admin.enabled:
+            raise ConfigError(
+                "admin.enabled needs an [admin.identify] table naming how operators are identified "
+                "(never the application's sessions)"
+            )
+        return
+    user = config.identify
+    if admin.mode == "tokens" and user.mode == "tokens":
+        shared = set(admin.tokens) & set(user.tokens)
+        if shared:
+            raise ConfigError("admin.identify.tokens and identify.tokens share a token: give operators their own")
+    if admin.mode == "jwt" and user.mode == "jwt":
+        same_keys = (admin.key, admin.jwks_url) == (user.key, user.jwks_url)
+        if same_keys and (admin.audience is None or admin.audience == user.audience):
+            raise ConfigError(
+                "admin.identify would accept the application's session tokens: give it its own key or "
+                "jwks_url, or an audience of its own (admin.identify.audience)"
+            )
 
 
 def load_config(path: str | Path | None = None) -> StepUpConfig:

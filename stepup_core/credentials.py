@@ -43,6 +43,9 @@ def _with_last_use(credential: Credential, recorded: str | None) -> Credential:
 #: before; the store is still read every time.
 _PARSED_MAX = 4096
 
+#: Every stored credential's key starts with this (``cred:<user>:<id>``).
+CREDENTIAL_KEY_PREFIX = make_key("cred") + ":"
+
 
 @attrs.define
 class StoreCredentialRepository:
@@ -90,6 +93,16 @@ class StoreCredentialRepository:
         """The write that records a use of ``credential`` at ``at``, for :meth:`Store.settle`."""
         key = _last_used_key(credential.user_id, credential.id)
         return Write(key, repr(at), None, (_user_index(credential.user_id),))
+
+    async def replace(self, stored: str, credential: Credential) -> bool:
+        """Write ``credential`` only if its record still reads ``stored`` (its raw JSON): a change
+        made meanwhile by a running server is never overwritten. True when written."""
+        return await self.store.compare_and_set(
+            _credential_key(credential.user_id, credential.id),
+            stored,
+            dumps(credential),
+            indexes=(_user_index(credential.user_id),),
+        )
 
     async def delete(self, user_id: str, credential_id: str) -> bool:
         await self.store.delete(_last_used_key(user_id, credential_id))

@@ -38,6 +38,7 @@ from .clock import SystemClock
 from .config import config_from_mapping
 from .errors import StepUpError
 from .hookspecs import hookimpl
+from .install import BUILT_FOLDER, install_command
 from .models import AuditEvent, Factor, Interaction, MethodInfo, Principal
 
 SINGLE_USE_SCOPE = "wallet:export"
@@ -110,15 +111,18 @@ def _table(rows: list[Row]) -> str:
 def _core_only_message() -> str:
     return (
         "Only stepup-core is installed: there is no verification method to demonstrate.\n"
-        "Install the methods, then run `stepup demo` again:\n\n"
-        f"    pip install {' '.join(ALL_PACKAGES)}\n\n"
-        "(or any of them; from a checkout: pip install -e plugins/stepup-otp ...)"
+        "Install the methods (or any of them) from the root of a stepup checkout, then run\n"
+        "`stepup demo` again:\n\n"
+        f"    {install_command(*ALL_PACKAGES)}\n\n"
+        f"or, with the distributions `nox -s build` wrote to {BUILT_FOLDER}/:\n\n"
+        f"    pip install --find-links {BUILT_FOLDER} {' '.join(ALL_PACKAGES)}\n\n"
+        "(they are not on PyPI; docs/installing.md has the details)"
     )
 
 
 def _skip_reason(info: MethodInfo, half: ClientMethod | None, actor: Any, actor_error: str | None) -> str | None:
     if half is None:
-        return f"client half not installed (pip install {package_for(info.name)})"
+        return f"client half not installed ({install_command(package_for(info.name))})"
     if actor_error is not None:
         return f"no unattended stand-in: {actor_error}"
     if actor is None:
@@ -153,7 +157,13 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="stepup-demo-") as tmp:
             config = config_from_mapping(
-                {"store": f"sqlite:{tmp}/demo.sqlite3", "secret_key": secrets.token_hex(32), "app_name": "stepup demo"}
+                {
+                    "store": f"sqlite:{tmp}/demo.sqlite3",
+                    "secret_key": secrets.token_hex(32),
+                    "app_name": "stepup demo",
+                    # Codes go to the demo's stand-ins (or, with none, the console), knowingly.
+                    "allow_console_delivery": True,
+                }
             )
             service = await StepUpService.create(config, pm=pm, clock=clock)
             try:
@@ -179,11 +189,14 @@ async def run_demo(out: TextIO, *, pm: Any = None) -> int:
                 app.router.add_post(SINGLE_USE_ROUTE, export_key)
                 app.router.add_post(TIME_BOUND_ROUTE, update_profile)
                 async with serve_app(app) as base_url:
+                    # The demo knows its own address: redirect callbacks use it, and no warning
+                    # about an unset server.public_url is printed.
+                    service.public_url = base_url
                     say(f"stepup demo: server on {base_url} (SQLite store in a temporary directory)")
                     say("methods installed: " + ", ".join(f"{n} ({infos[n].factor.value})" for n in sorted(infos)))
                     missing = [f"stepup-{m}" for m in FIRST_PARTY_METHODS if m not in infos]
                     if missing:
-                        say("not installed: " + ", ".join(missing))
+                        say(f"not installed: {', '.join(missing)} ({install_command(*missing)} adds them)")
                     rows = await _run(base_url, sessions, infos, halves, actors, actor_errors, clock, pm, say)
             finally:
                 await service.close()
@@ -234,7 +247,10 @@ def _summary(rows: list[Row], audit: AuditCounter, say: Callable[..., None]) -> 
         + f"; {len(audit.events)} audit events"
     )
     if not ran:
-        say("No method could run unattended; install one that can (stepup-totp, stepup-passkey, stepup-wallet).")
+        say(
+            "No method could run unattended; install one that can: "
+            + install_command("stepup-totp", "stepup-passkey", "stepup-wallet")
+        )
         return 0
     return 1 if failed else 0
 
@@ -291,7 +307,10 @@ def _plan(
     for info in _order(list(infos.values())):
         reason = _skip_reason(info, halves.get(info.name), actors.get(info.name), actor_errors.get(info.name))
         if reason is None and info.fallback and not any(not m.fallback for m in plan["alice"]):
-            reason = "backs up another MFA method, and none can run here (install stepup-totp or stepup-passkey)"
+            reason = (
+                "backs up another MFA method, and none can run here "
+                f"(install one: {install_command('stepup-totp')} or {install_command('stepup-passkey')})"
+            )
         if reason is not None:
             rows.append(Row(info.name, "-", "-", "-", f"skipped: {reason}", ok=None))
             continue

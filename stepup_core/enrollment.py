@@ -23,13 +23,14 @@ from .credentials import StoreCredentialRepository
 from .crypto import random_id
 from .errors import ChallengePending, CredentialNotFound, MethodNotAllowed
 from .gate import Gate
-from .limits import AttemptScope, Budget, Limits, plugin_crash
+from .limits import AttemptScope, Budget, Limits, free_live_slot, plugin_crash
 from .models import (
     AuditEvent,
     Challenge,
     ChallengePurpose,
     Credential,
     CredentialChangeKind,
+    CredentialRemoval,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -49,6 +50,8 @@ log = logging.getLogger("stepup")
 FIRST_CREDENTIAL = "stepup.firstCredential"
 #: The alias the person asked for, kept with a pending enrolment.
 ALIAS = "stepup.alias"
+#: Why fallback credentials (recovery codes) went with the user's last primary MFA credential.
+FALLBACK_WITHOUT_MFA = "fallback_without_mfa"
 
 CallPlugin = Callable[..., Awaitable[Any]]
 
@@ -112,18 +115,25 @@ class Enrollments:
         check_alias(request.alias)
         credentials = await self.routing.user_credentials(principal)
         await self.require_link_token(principal, credentials, token)
+        await self.limits.limit_begin(principal, verifier.name)
         ttl = max(verifier.challenge_ttl or 0, self.config.limits.challenge_ttl)
         enrollment = self.challenges.new(principal, verifier, ChallengePurpose.ENROLLMENT, ttl)
         candidates = tuple(c for c in credentials if c.method == verifier.name)
         scratch = attrs.evolve(enrollment, state={})
         attempt = Attempt(principal, None, candidates, dict(request.params), scratch)
-        step = await self._call_plugin(verifier, "begin_enrollment", verifier.begin_enrollment, attempt)
+        await self.limits.claim_live_slot(enrollment)
+        try:
+            step = await self._call_plugin(verifier, "begin_enrollment", verifier.begin_enrollment, attempt)
+        except BaseException:
+            await free_live_slot(self.ctx.store, enrollment)
+            raise
         enrollment.state.update(scratch.state)  # the older form wrote its state there
         enrollment.state.update(step.state)
         start = EnrollmentStart(
             enrollment_id=enrollment.id, method=verifier.name, expires_at=enrollment.expires_at, data=dict(step.data)
         )
         if step.credential is not None:
+            await free_live_slot(self.ctx.store, enrollment)  # linked at once: no record to keep
             stored = await self.store_new_credential(principal, verifier, step.credential, request.alias)
             return attrs.evolve(start, credential=stored.view())
         if request.alias:
@@ -155,7 +165,7 @@ class Enrollments:
         budget = Budget(self.challenges.budget_key(enrollment), self.challenges.budget_ttl(enrollment))
         scope = AttemptScope(principal, verifier.name, enrollment)
         crash = plugin_crash(verifier.name, "to complete the enrolment")
-        async with self.limits.attempt(scope, budget, crash=crash, crash_counts=False, reserve_lockout=False):
+        async with self.limits.attempt(scope, budget, crash=crash, crash_counts=False):
             with observe(self.routing.pm, "verifier.complete_enrollment", method=verifier.name):
                 new = await verifier.complete_enrollment(self.ctx, attempt)
         await self.challenges.take(enrollment, "enrolment")
@@ -238,14 +248,51 @@ class Enrollments:
         )
         return changed.view()
 
-    async def delete(self, principal: Principal, credential_id: str, token: str | None = None) -> None:
+    async def delete(
+        self, principal: Principal, credential_id: str, token: str | None = None
+    ) -> CredentialRemoval | None:
+        """Unlink a credential (needs a ``credential:unlink`` token).
+
+        Removing the user's last primary MFA credential (passkey, authenticator app) also removes
+        their fallback credentials (recovery codes): those step up only beside primary MFA, and
+        left alone they would refuse every use while offering nothing in the check. The answer
+        is then a :class:`CredentialRemoval` naming them (None when nothing else went), and each
+        removal is audited as ``credential_deleted`` with reason ``fallback_without_mfa``."""
         credential = await self._own_stored_credential(principal, credential_id)
         await self.gate.require_token(principal, TokenScope.CREDENTIAL_UNLINK, token)
+        await self._remove(principal, credential)
+        if credential.method not in self.routing.verifiers or not self.routing.is_primary_mfa(credential):
+            return None
+        remaining = await self.routing.user_credentials(principal)
+        if any(self.routing.is_primary_mfa(c) and self.routing.eligible(c) for c in remaining):
+            return None
+        orphans = [c for c in remaining if self.routing.verifiers[c.method].fallback and not c.external]
+        for orphan in orphans:
+            await self._remove(principal, orphan, reason=FALLBACK_WITHOUT_MFA, details={"removedWith": credential.id})
+        if not orphans:
+            return None
+        return CredentialRemoval(
+            credential_id=credential.id,
+            also_removed=tuple(c.view() for c in orphans),
+            reason=(
+                "this was the last passkey or authenticator app, so the recovery codes were removed too: "
+                "they work only beside one; enrol a new device, then generate new recovery codes"
+            ),
+        )
+
+    async def _remove(
+        self,
+        principal: Principal,
+        credential: Credential,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         await self.credentials.delete(principal.user_id, credential.id)
         await self._forget(self.routing.verifiers.get(credential.method), credential)
         await self._emit(
             self._event(
-                "credential_deleted", "success", principal, method=credential.method, credential_id=credential.id
+                "credential_deleted", "success", principal, method=credential.method, credential_id=credential.id,
+                reason=reason, details=details or {},
             )
         )
         await self._credential_changed(CredentialChangeKind.UNLINKED, principal, credential)

@@ -92,6 +92,19 @@ class InvalidScope(ValidationError):
         super().__init__(message, [{"path": field, "message": message}])
 
 
+class SignInNotCompleted(ValidationError):
+    """A redirect method's provider sent the browser back with an ``error`` and no ``state``: no
+    challenge can be found, nothing changed, and the person starts again. ``providerError`` is
+    the provider's error code when it is a plain word."""
+
+    code = "sign_in_not_completed"
+    title = "Sign-in not completed"
+
+    def __init__(self, message: str, provider_error: str) -> None:
+        super().__init__(message, [{"path": "state", "message": "the provider answered with an error and no state"}])
+        self.details["providerError"] = provider_error
+
+
 class NotFound(StepUpError):
     code = "not_found"
     status = 404
@@ -260,12 +273,6 @@ class OriginNotAllowed(StepUpError):
     title = "Origin not allowed"
 
 
-class InvalidToken(StepUpError):
-    code = "invalid_token"
-    status = 401
-    title = "Invalid elevated access token"
-
-
 # --- client side ---------------------------------------------------------------------
 
 
@@ -275,6 +282,15 @@ class ClientMethodMissing(StepUpError):
     code = "method_not_installed"
     status = 501
     title = "Method not installed"
+
+
+class PromptUnavailable(StepUpError):
+    """The prompter cannot reach a person: the terminal prompter found no terminal (standard
+    input closed, as under a service manager, in CI or in a pipe that ran dry)."""
+
+    code = "prompt_unavailable"
+    status = 501
+    title = "No one to prompt"
 
 
 class ServerError(StepUpError):

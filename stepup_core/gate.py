@@ -19,7 +19,7 @@ from .routing import Routing
 from .scopes import ScopePolicies
 from .serialization import unstructure
 from .store.base import Store
-from .tokens import TokenStore
+from .tokens import Presentation, TokenStore
 
 log = logging.getLogger("stepup")
 
@@ -107,18 +107,20 @@ class Gate:
             failure = exc
         if decision is not None and not decision.demanded:
             return None
+        presented: Presentation | None = None
         if decision is not None and token and decision.token_suffices:
-            grant = await self.tokens.validate(token, principal, scope)
+            presented = await self.tokens.present(token, principal, scope, consume=True)
+            grant = presented.grant
             if grant is not None:
                 await self._emit(
                     self._event(
                         "grant_used", "success", principal, method=grant.method, scopes=(scope,),
-                        details={"singleUse": grant.single_use},
+                        details={"singleUse": grant.single_use, "tokenId": presented.token_id},
                     )
                 )
                 return grant
         await self.store.ping()
-        await self._grant_refused(principal, scope, token, decision is not None and decision.token_suffices)
+        await self._grant_refused(principal, scope, token, presented)
         if decision is None:
             result = await self._failed_closed(principal, scope, failure)
         else:
@@ -130,27 +132,36 @@ class Gate:
 
     async def require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
         """A valid token for ``scope``, whatever the votes (managing credentials needs one)."""
-        grant = await self.tokens.validate(token, principal, scope) if token else None
-        if grant is None:
-            await self._grant_refused(principal, scope, token, True)
+        presented = await self.tokens.present(token, principal, scope, consume=True) if token else None
+        if presented is None or presented.grant is None:
+            await self._grant_refused(principal, scope, token, presented)
             result = await self.check(principal, scope)
             raise StepUpRequired(
                 f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
             )
-        return grant
+        return presented.grant
 
-    async def _grant_refused(self, principal: Principal, scope: str, token: str | None, token_suffices: bool) -> None:
-        """Audit an action refused although a token was presented: ``token_not_valid``
-        (expired, used, revoked, another scope or another session: worth watching) or
-        ``fresh_verification_required`` (a vote refused held tokens). A call without a token,
-        the usual first call before a step-up, is not an event."""
+    async def _grant_refused(
+        self, principal: Principal, scope: str, token: str | None, presented: Presentation | None
+    ) -> None:
+        """Audit an action refused although a token was presented: ``token_not_valid`` (worth
+        watching: a token presented by another user, in another session or for another scope is
+        how a stolen or leaked one shows) or ``fresh_verification_required`` (a vote refused
+        held tokens, so the token was not looked at). ``details.refusal`` says why a token was
+        not valid (a :class:`~stepup_core.tokens.Refusal`), ``details.tokenId`` names it without
+        being it (:func:`~stepup_core.tokens.token_id`). A call without a token, the usual first
+        call before a step-up, is not an event."""
         if not token:
             return
-        if token_suffices:
-            reason, outcome = "token_not_valid", "failure"
-        else:
+        if presented is None or presented.refusal is None:
             reason, outcome = "fresh_verification_required", "info"
-        await self._emit(self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason))
+            details: dict[str, str | None] = {"tokenId": self.tokens.id_of(token)}
+        else:
+            reason, outcome = "token_not_valid", "failure"
+            details = {"refusal": presented.refusal, "tokenId": presented.token_id}
+        await self._emit(
+            self._event("grant_refused", outcome, principal, scopes=(scope,), reason=reason, details=details)
+        )
 
     async def _result(self, principal: Principal, scope: str, decision: Decision, holds_token: bool) -> CheckResult:
         credentials = await self.routing.user_credentials(principal)

@@ -5,7 +5,10 @@ guessing, in one place.
   seconds lock the user out of verifying (``locked_out``, 429 with ``retryAfter``).
 - **Attempt budget**: ``max_attempts`` answers per challenge (or, for methods that need no
   challenge, per credential and challenge lifetime); then ``attempts_exhausted``.
-- **Rate limits**: fixed windows (``begin_limits`` of a method, and ``ctx.hit_rate_limit``).
+- **Rate limits**: fixed windows (``begin_limits`` of a method, every method's
+  ``begin_limit`` per user, and ``ctx.hit_rate_limit``).
+- **Live records**: at most ``max_live_challenges`` open challenges and
+  ``max_live_enrollments`` pending enrolments per user.
 
 Every answer to a verifier runs inside :meth:`Limits.attempt`, which takes the attempt's place
 in the budget and the user's lockout place *before* the verifier looks at it, both or neither
@@ -18,6 +21,7 @@ recorded with its audit events.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -25,8 +29,8 @@ import attrs
 
 from .config import LimitsConfig
 from .errors import AttemptsExhausted, LockedOut, PluginError, RateLimited, StepUpError, VerificationFailed
-from .models import AuditEvent, Challenge, Credential, Principal
-from .store.base import Counter, Store, make_key
+from .models import AuditEvent, Challenge, ChallengePurpose, Credential, Principal
+from .store.base import GRACE_SECONDS, Counter, Store, make_key
 from .verifier import RateLimit
 
 log = logging.getLogger("stepup")
@@ -93,28 +97,26 @@ class Limits:
         if failures >= self.config.lockout_failures:
             raise self._locked_out()
 
+    async def failures(self, user_id: str) -> int:
+        """Failed verifications counted toward the user's lockout in the current window."""
+        return int(await self.store.get(_failures_key(user_id)) or 0)
+
+    async def unlock(self, user_id: str) -> bool:
+        """Clear the user's lockout window (an operator's action); True if failures were counted."""
+        return await self.store.delete(_failures_key(user_id))
+
     # --- attempt budgets ----------------------------------------------------------------
 
-    async def _reserve(
-        self, principal: Principal, budget: Budget | None, *, lockout: bool, per_challenge: bool
-    ) -> tuple[int, int | None]:
-        """Take one place in ``budget`` and (when ``lockout``) one in the user's lockout window,
-        both or neither in one atomic step; (the attempt's number, its lockout place)."""
-        counters = []
-        if budget is not None:
-            counters.append(Counter(budget.key, self.config.max_attempts, budget.ttl))
-        if lockout:
-            counters.append(
-                Counter(_failures_key(principal.user_id), self.config.lockout_failures, self.config.lockout_window)
-            )
-        if not counters:
-            return 1, None
+    async def _reserve(self, principal: Principal, budget: Budget | None, *, per_challenge: bool) -> tuple[int, int]:
+        """Take one place in ``budget`` and one in the user's lockout window, both or neither in
+        one atomic step; (the attempt's number, its lockout place)."""
+        lockout = Counter(_failures_key(principal.user_id), self.config.lockout_failures, self.config.lockout_window)
+        counters = [lockout] if budget is None else [Counter(budget.key, self.config.max_attempts, budget.ttl), lockout]
         reservation = await self.store.reserve(counters)
-        counts = list(reservation.counts)
-        place = counts.pop() if lockout else None
-        used = counts.pop() if budget is not None else 1
+        place = reservation.counts[-1]
+        used = 1 if budget is None else reservation.counts[0]
         if not reservation.granted:
-            if place is not None and place >= self.config.lockout_failures:
+            if place >= self.config.lockout_failures:
                 raise self._locked_out()
             raise AttemptsExhausted(
                 "too many wrong answers for this challenge; start a new one"
@@ -133,7 +135,6 @@ class Limits:
         *,
         crash: Callable[[], StepUpError],
         crash_counts: bool = True,
-        reserve_lockout: bool = True,
     ) -> AsyncIterator[Places]:
         """Reserve, run the verifier's check in the ``async with`` body, then settle.
 
@@ -144,23 +145,18 @@ class Limits:
         - any other stepup error (a provider outage, a policy refusal): both places given back;
         - a crash: logged, and raised as ``crash()``; it counts as a wrong answer when
           ``crash_counts``, else both places are given back;
-        - a success: the lockout place given back, and the budget's when it says so; in one
-          step with the caller's own writes when the body sets ``places.deferred``
-          (:class:`Places`).
+        - a success: the lockout place given back (a window left with no failure closes, so the
+          next one starts at the next answer), and the budget's when it says so; in one step
+          with the caller's own writes when the body sets ``places.deferred`` (:class:`Places`).
 
-        With ``reserve_lockout`` False the lockout place is taken only when the answer is wrong
-        (enrolment completions and redirect callbacks, which :meth:`ensure_not_locked` guards).
+        Every answer runs here (a verification, an enrolment's confirmation, a redirect's
+        callback): checking the lockout and counting the failure afterwards would let answers
+        sent at once over many challenges all be checked before any failure is counted.
         """
-        used, place = await self._reserve(
-            scope.principal, budget, lockout=reserve_lockout, per_challenge=scope.challenge is not None
-        )
-        held = ([budget.key] if budget is not None else []) + (
-            [_failures_key(scope.principal.user_id)] if place is not None else []
-        )
-        release = [_failures_key(scope.principal.user_id)] if place is not None else []
-        if budget is not None and budget.refund_on_success:
-            release.append(budget.key)
-        places = Places(release)
+        used, place = await self._reserve(scope.principal, budget, per_challenge=scope.challenge is not None)
+        lockout_key = _failures_key(scope.principal.user_id)
+        held = [lockout_key] if budget is None else [budget.key, lockout_key]
+        places = Places([lockout_key] + ([budget.key] if budget is not None and budget.refund_on_success else []))
         try:
             yield places
         except VerificationFailed as exc:
@@ -179,18 +175,13 @@ class Limits:
             await self._give_back(places.release)
 
     async def _give_back(self, keys: list[str]) -> None:
-        if keys:
-            await self.store.settle(release=keys)
+        await self.store.settle(release=keys)
 
-    async def _record_failure(
-        self, scope: AttemptScope, exc: StepUpError, used: int, place: int | None
-    ) -> StepUpError:
-        """Count the failure toward the lockout unless its place was reserved, emit the
-        failure's events; the error to raise (``attempts_exhausted`` when this failure used up
-        the budget)."""
+    async def _record_failure(self, scope: AttemptScope, exc: StepUpError, used: int, place: int) -> StepUpError:
+        """Emit the events of a wrong answer whose places in the budget (``used``) and in the
+        user's lockout (``place``) were reserved before it was checked; the error to raise
+        (``attempts_exhausted`` when this failure used up the budget)."""
         principal, challenge = scope.principal, scope.challenge
-        if place is None:
-            place = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.lockout_window)
         remaining = max(self.config.max_attempts - used, 0)
         await self._emit(
             self._event(
@@ -216,6 +207,44 @@ class Limits:
         exc.details.setdefault("attemptsRemaining", remaining)
         return exc
 
+    # --- live records and begins --------------------------------------------------------
+
+    async def limit_begin(self, principal: Principal, method: str) -> None:
+        """Every method's begin limit, per user: challenges and enrolments alike."""
+        limit = RateLimit(self.config.begin_limit, self.config.begin_window)
+        await self.hit_rate_limit(make_key("begin-user", method, principal.user_id), limit)
+
+    async def claim_live_slot(self, record: Challenge) -> None:
+        """Take one of the user's places for open challenges (or pending enrolments) before the
+        record is made, or refuse with RateLimited when all are held.
+
+        Each place is a store record claimed with add-if-absent and living exactly as long as
+        the challenge's record (its lifetime plus the grace period), so the cap holds across
+        processes with no count to drift; using the challenge up frees its place at once
+        (:func:`free_live_slot`)."""
+        enrolment = record.purpose is ChallengePurpose.ENROLLMENT
+        limit = self.config.max_live_enrollments if enrolment else self.config.max_live_challenges
+        now = record.created_at
+        ttl = max(record.expires_at - now, 0) + GRACE_SECONDS
+        start = secrets.randbelow(limit)  # probing from a random place finds a free one at once
+        for i in range(limit):
+            key = _live_slot_key(record, (start + i) % limit)
+            if await self.store.add(key, repr(now + ttl), ttl=ttl):
+                record.live_slot = key
+                return
+        held = [float(v) for v in [await self.store.get(_live_slot_key(record, i)) for i in range(limit)] if v]
+        retry_after = max(min(held, default=now + ttl) - now, 1.0)
+        await self._emit(
+            self._event(
+                "rate_limited", "warning", user_id=record.user_id, method=record.method,
+                details={"limit": f"live-{record.purpose.value}", "max": limit},
+            )
+        )
+        what = "enrolments pending" if enrolment else "step-up challenges open"
+        raise RateLimited(
+            f"this user already has {limit} {what}; complete one or wait until one expires", retry_after=retry_after
+        )
+
     # --- rate limits --------------------------------------------------------------------
 
     async def hit_rate_limit(self, key: str, limit: RateLimit) -> None:
@@ -235,6 +264,16 @@ class Limits:
                 f"at most {limit.limit} per {limit.window:g} s; wait before asking again",
                 retry_after=limit.window,
             )
+
+
+def _live_slot_key(record: Challenge, index: int) -> str:
+    return make_key("live", record.purpose.value, record.user_id, str(index))
+
+
+async def free_live_slot(store: Store, record: Challenge) -> None:
+    """Give back the place a used-up (or never saved) challenge or enrolment held."""
+    if record.live_slot is not None:
+        await store.delete(record.live_slot)
 
 
 def plugin_crash(method: str, what: str) -> Callable[[], StepUpError]:

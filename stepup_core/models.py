@@ -127,6 +127,12 @@ class Credential:
         )
 
 
+#: A credential's alias: 1 to this many characters, not all blank.
+MAX_ALIAS_LENGTH = 64
+#: Matches an alias that is not all blank (the rule the server and its OpenAPI document share).
+ALIAS_NOT_BLANK = r"\S"
+
+
 @attrs.frozen
 class CredentialView:
     """The public face of a credential (never secrets). ``details`` is method-chosen public data,
@@ -143,6 +149,17 @@ class CredentialView:
     created_at: float = 0.0
     last_used_at: float | None = None
     details: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class CredentialRemoval:
+    """The answer to unlinking a credential when others had to go with it: the recovery codes
+    (a fallback, which cannot step up on its own) of a user who removed the last passkey or
+    authenticator app. ``reason`` says so in words a person can read."""
+
+    credential_id: str
+    also_removed: tuple[CredentialView, ...]
+    reason: str
 
 
 @attrs.define
@@ -167,6 +184,9 @@ class Challenge:
     #: Credential proven by a callback, waiting for the owner's status poll to mint the grant.
     verified_credential_id: str | None = None
     failure: str | None = None
+    #: The store key of the place this record holds among its user's live records (the cap on
+    #: open challenges and pending enrolments), freed when it is used up.
+    live_slot: str | None = None
 
 
 @attrs.frozen

@@ -22,6 +22,7 @@ import pluggy
 
 from .credentials import StoreCredentialRepository
 from .errors import CredentialNotFound, MethodNotAllowed, NoEligibleCredential, UnknownMethod
+from .install import install_hint
 from .models import Credential, Factor, MethodInfo, Principal, Route
 from .scopes import ScopePolicies
 from .verifier import CredentialFilter, Verifier
@@ -54,7 +55,8 @@ class Routing:
         if verifier is None:
             installed = ", ".join(sorted(self.verifiers)) or "none"
             raise UnknownMethod(
-                f"unknown method {method!r}; installed methods: {installed} (pip install stepup-{method})",
+                f"unknown method {method!r}; installed methods: {installed}; to add it: "
+                + install_hint(f"stepup-{method}"),
                 method=method,
             )
         return verifier
@@ -103,12 +105,16 @@ class Routing:
             known = self._filters[id(verifier)] = (verifier, isinstance(verifier, CredentialFilter))
         return cast(CredentialFilter, verifier).eligible(credential) if known[1] else True
 
-    def _is_primary_mfa(self, credential: Credential) -> bool:
+    def is_primary_mfa(self, credential: Credential) -> bool:
         verifier = self.verifiers[credential.method]
         return verifier.factor is Factor.MFA and not verifier.fallback
 
     def has_step_up_credential(self, credentials: Iterable[Credential]) -> bool:
-        return any(self.eligible(c) for c in credentials)
+        """Whether any of these credentials can step up: an eligible one that is not a fallback
+        (a fallback such as recovery codes steps up only beside primary MFA, which counts). A
+        user with none (no credential, or only recovery codes) could never mint a
+        ``credential:link`` token, so enrols without one."""
+        return any(self.eligible(c) and not self.verifiers[c.method].fallback for c in credentials)
 
     # --- the route and its default -------------------------------------------------------
 
@@ -118,10 +124,10 @@ class Routing:
         """The route, the credentials offered on it (primary MFA first, then fallbacks), and
         the default one."""
         credentials = [c for c in credentials if self.eligible(c)]
-        primary = [c for c in credentials if self._is_primary_mfa(c)]
+        primary = [c for c in credentials if self.is_primary_mfa(c)]
         if primary:
             fallback = [
-                c for c in credentials if self.verifiers[c.method].factor is Factor.MFA and not self._is_primary_mfa(c)
+                c for c in credentials if self.verifiers[c.method].factor is Factor.MFA and not self.is_primary_mfa(c)
             ]
             return Route.MFA, [*primary, *fallback], self.default_credential(principal, Factor.MFA, primary).id
         reauth = [c for c in credentials if self.verifiers[c.method].factor is Factor.REAUTH]
@@ -153,7 +159,10 @@ class Routing:
             return found
         if not candidates:
             return None
-        return self.default_credential(principal, verifier.factor, candidates)
+        # The default is an eligible credential when there is one (never, say, a phone number
+        # on a server that sends no SMS); with none, the method gives its own refusal.
+        eligible = [c for c in candidates if self.eligible(c)] or list(candidates)
+        return self.default_credential(principal, verifier.factor, eligible)
 
     @staticmethod
     def require_candidates(verifier: Verifier, candidates: Sequence[Credential]) -> None:
@@ -163,7 +172,7 @@ class Routing:
             )
 
     def ensure_may_mint(self, verifier: Verifier, credentials: Sequence[Credential], scopes: Iterable[str]) -> None:
-        has_mfa = any(self._is_primary_mfa(c) and self.eligible(c) for c in credentials)
+        has_mfa = any(self.is_primary_mfa(c) and self.eligible(c) for c in credentials)
         if verifier.factor is Factor.REAUTH and has_mfa:
             raise MethodNotAllowed(
                 f"this user has MFA, so re-authentication ({verifier.name}) cannot grant elevated access; "

@@ -130,6 +130,10 @@ class ScopePolicies:
     def is_known(self, scope: str) -> bool:
         return scope in TokenScope.BUILT_IN or scope in self.declared
 
+    def known_scopes(self) -> tuple[str, ...]:
+        """Every scope :meth:`validate` accepts: the built-in ones and the declared ones."""
+        return tuple(sorted(TokenScope.BUILT_IN | self.declared))
+
     def validate(self, scope: object, field: str = "scope") -> str:
         """Return ``scope`` if it is well-formed and known, else raise :class:`InvalidScope`."""
         if isinstance(scope, str) and scope in self._resolved:

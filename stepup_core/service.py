@@ -9,12 +9,14 @@ wrong; each rule has one home:
 - :mod:`stepup_core.challenges`: challenge ids, expiry, single use, user and session binding;
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
+- :mod:`stepup_core.delivery`: sending codes, and refusing a start that would print them;
 - here: starting and answering challenges, redirect callbacks, minting, audit events.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -27,15 +29,16 @@ from .clock import Clock, SystemClock
 from .config import StepUpConfig
 from .credentials import StoreCredentialRepository
 from .crypto import SecretKeys
+from .delivery import CodeDeliveries
 from .enrollment import Enrollments
 from .errors import (
     ChallengeNotFound,
     ChallengeUsed,
     CredentialNotFound,
-    DeliveryFailed,
     InvalidScope,
     MethodNotAllowed,
     PluginError,
+    SignInNotCompleted,
     StepUpError,
     StoreUnavailable,
     UnknownMethod,
@@ -44,7 +47,8 @@ from .errors import (
     VerifierCrashed,
 )
 from .gate import Gate
-from .limits import AttemptScope, Budget, Limits
+from .keyring import check_key_ledger
+from .limits import AttemptScope, Budget, Limits, free_live_slot
 from .models import (
     AuditEvent,
     Challenge,
@@ -58,6 +62,7 @@ from .models import (
     Credential,
     CredentialChange,
     CredentialChangeKind,
+    CredentialRemoval,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -75,6 +80,7 @@ from .observe import observe
 from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
 from .scopes import ScopePolicies
+from .startup import check_startup, close_quietly
 from .store import open_store
 from .store.base import Store, make_key
 from .tokens import TokenStore
@@ -83,17 +89,8 @@ from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, Verifie
 log = logging.getLogger("stepup")
 
 _DEV_KEY = "meta:dev-secret-key"
-
-
-async def _send(sender: Any, delivery: CodeDelivery) -> None:
-    try:
-        await sender.send(delivery)
-    except DeliveryFailed:
-        raise
-    except Exception as exc:
-        raise DeliveryFailed(
-            f"{getattr(sender, 'name', 'sender')} could not deliver the code over {delivery.channel}: {exc}"
-        ) from exc
+#: An OAuth ``error`` value safe to show (RFC 6749 error codes are short ASCII words).
+_PROVIDER_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 
 class StepUpService:
@@ -125,6 +122,7 @@ class StepUpService:
         self.routing = Routing(pm, self.verifiers, self.verifier_plugins, self.credentials, self.policies)
         self.challenges = ChallengeRecords(store, self.clock)
         self.limits = Limits(store, config.limits, self.emit, self._event)
+        self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
         self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event)
         self.ctx = VerifierContext(
             store=store,
@@ -163,25 +161,38 @@ class StepUpService:
         clock: Clock | None = None,
         store: Store | None = None,
     ) -> StepUpService:
+        """Open the configured store, register the methods, check the configuration against them
+        (:mod:`stepup_core.startup`), then run ``stepup_startup``. What a failed start opened is
+        closed before the error propagates: up to the checks, the store this call opened (a
+        ``store`` passed in stays the caller's); when a ``stepup_startup`` implementation fails,
+        the whole service (``stepup_shutdown`` fires, the store closes)."""
         config = config or StepUpConfig()
         pm = pm or get_plugin_manager()
         clock = clock or SystemClock()
+        opened = store is None
         store = store or await open_store(config.store, pm, clock)
-        master = config.secret_key_bytes()
-        if master is not None:
-            keys = SecretKeys(master)
-        else:
-            log.warning(
-                "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
-                "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
-                "for production."
-            )
-            await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
-            dev = await store.get(_DEV_KEY)
-            if dev is None:
-                raise StoreUnavailable("could not read the development secret key from the store")
-            keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
-        service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+        try:
+            configured = config.secret_keys_bytes()
+            if configured:
+                keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
+                await check_key_ledger(store, keys)
+            else:
+                log.warning(
+                    "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
+                    "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
+                    "for production."
+                )
+                await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
+                dev = await store.get(_DEV_KEY)
+                if dev is None:
+                    raise StoreUnavailable("could not read the development secret key from the store")
+                keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
+            service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
+            check_startup(config, pm, service.policies, service.verifiers)
+        except BaseException:
+            if opened:
+                await close_quietly(store)
+            raise
         try:
             await await_in_order(pm.hook.stepup_startup(service=service))
         except BaseException:
@@ -231,34 +242,14 @@ class StepUpService:
             fields.setdefault("session_id", principal.session_id)
         return AuditEvent(type=type, outcome=outcome, at=self.clock.now(), **fields)
 
+    def check_code_delivery(self) -> None:
+        """Refuse to serve when a method would send codes only to the console (see
+        :meth:`stepup_core.delivery.CodeDeliveries.check`). ``stepup serve --config`` calls this
+        at start; an application that mounts stepup calls it once its plugins are registered."""
+        self.deliveries.check(self.verifiers.values())
+
     async def deliver_code(self, delivery: CodeDelivery) -> None:
-        try:
-            sender = self.pm.hook.stepup_deliver_code(delivery=delivery, config=self.config)
-        except Exception as exc:
-            raise DeliveryFailed(f"code delivery failed: {exc}") from exc
-        if sender is None:
-            raise DeliveryFailed(f"no code sender for channel {delivery.channel!r}")
-        try:
-            await _send(sender, delivery)
-        except DeliveryFailed as failure:
-            await self.emit(
-                self._event(
-                    "code_delivery_failed",
-                    "failure",
-                    user_id=delivery.user_id,
-                    reason=failure.code,
-                    details={"channel": delivery.channel, "sender": getattr(sender, "name", None)},
-                )
-            )
-            raise
-        await self.emit(
-            self._event(
-                "code_delivered",
-                "info",
-                user_id=delivery.user_id,
-                details={"channel": delivery.channel, "sender": getattr(sender, "name", None)},
-            )
-        )
+        await self.deliveries.deliver(delivery)
 
     async def hit_rate_limit(self, key: str, limit: RateLimit) -> None:
         """Count one event under ``key`` in ``limit``'s fixed window; RateLimited past the limit.
@@ -310,6 +301,7 @@ class StepUpService:
         for limit in verifier.begin_limits:
             subject = credential.id if credential else principal.user_id
             await self.hit_rate_limit(make_key("begin", verifier.name, subject), limit)
+        await self.limits.limit_begin(principal, verifier.name)
         challenge = self.challenges.new(
             principal,
             verifier,
@@ -323,10 +315,15 @@ class StepUpService:
             principal, credential, candidates, dict(request.params), scratch, scopes,
             credential_requested=request.credential_id is not None,
         )
-        begun = Begun.of(await self._call_plugin(verifier, "begin", verifier.begin, attempt), scratch)
-        if begun.credential_id is not None:
-            if all(c.id != begun.credential_id for c in candidates):
+        await self.limits.claim_live_slot(challenge)
+        try:
+            begun = Begun.of(await self._call_plugin(verifier, "begin", verifier.begin, attempt), scratch)
+            if begun.credential_id is not None and all(c.id != begun.credential_id for c in candidates):
                 raise PluginError(f"method {verifier.name} bound its challenge to a credential of another user")
+        except BaseException:
+            await free_live_slot(self.store, challenge)
+            raise
+        if begun.credential_id is not None:
             challenge.credential_id = begun.credential_id
         challenge.state.update(begun.state)
         await self.challenges.save_new(challenge)
@@ -485,7 +482,11 @@ class StepUpService:
                 credential_id=credential.id,
                 challenge_id=challenge.id if challenge else None,
                 scopes=issued.scopes,
-                details={"singleUse": issued.single_use, "expiresAt": issued.expires_at},
+                details={
+                    "singleUse": issued.single_use,
+                    "expiresAt": issued.expires_at,
+                    "tokenId": TokenStore.id_of(issued.elevated_access_token),
+                },
             )
         )
         return issued
@@ -503,6 +504,16 @@ class StepUpService:
             raise UnknownMethod(f"method {method!r} has no callback", method=method)
         state = params.get("state")
         if not isinstance(state, str) or not state:
+            if params.get("error"):
+                # Some providers drop the state when they refuse: no challenge can be found, but
+                # the person in the browser is told what happened, not that a payload was invalid.
+                reason = params["error"] if _PROVIDER_ERROR.match(str(params["error"])) else "unknown"
+                raise SignInNotCompleted(
+                    f"the sign-in provider did not complete the sign-in ({reason}) and did not say which "
+                    "request it was answering; nothing was changed: close this window and start again "
+                    "from the application",
+                    reason,
+                )
             raise ValidationError("the callback has no state", [{"path": "state", "message": "required"}])
         challenge = await self.challenges.by_callback_state(method, state)
         principal = Principal(challenge.user_id, challenge.session_id)
@@ -542,7 +553,7 @@ class StepUpService:
             self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes)
         crash = lambda: VerifierCrashed(f"method {verifier.name} failed")  # noqa: E731
         scope = AttemptScope(principal, verifier.name, challenge)
-        async with self.limits.attempt(scope, None, crash=crash, reserve_lockout=False):
+        async with self.limits.attempt(scope, None, crash=crash):
             if challenge.purpose is ChallengePurpose.ENROLLMENT:
                 stored = await self.enrollments.complete_by_callback(principal, verifier, attempt)
                 return stored.id
@@ -601,8 +612,11 @@ class StepUpService:
     ) -> CredentialView:
         return await self.enrollments.update(principal, credential_id, update, token)
 
-    async def delete_credential(self, principal: Principal, credential_id: str, token: str | None = None) -> None:
-        await self.enrollments.delete(principal, credential_id, token)
+    async def delete_credential(
+        self, principal: Principal, credential_id: str, token: str | None = None
+    ) -> CredentialRemoval | None:
+        """Unlink a credential; what went with it, if anything (see :meth:`Enrollments.delete`)."""
+        return await self.enrollments.delete(principal, credential_id, token)
 
     async def revoke_grants(self, principal: Principal) -> int:
         count = await self.tokens.revoke_session(principal.user_id, principal.session_id)

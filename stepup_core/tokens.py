@@ -8,6 +8,8 @@ presentations exactly one succeeds.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable
 
 import attrs
@@ -21,6 +23,40 @@ from .store.base import GRACE_SECONDS, Store, Write, make_key
 #: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
 #: store is still read every time: revocation, expiry and single use are decided there.
 _PARSED_GRANTS_MAX = 1024
+
+
+#: What every issued token looks like: the prefix and 256 bits in unpadded base64url.
+TOKEN_SHAPE = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{43}\Z")
+
+
+class Refusal:
+    """Why a presented token was refused (the ``reason`` of a ``grant_refused`` event)."""
+
+    MALFORMED = "malformed"  # not the shape of any issued token
+    UNKNOWN = "unknown"  # never issued, revoked, used up (single use), or gone since it expired
+    EXPIRED = "expired"
+    OTHER_USER = "other_user"
+    OTHER_SESSION = "other_session"
+    SCOPE_NOT_GRANTED = "scope_not_granted"
+    ALREADY_USED = "already_used"  # a single-use token a concurrent request consumed first
+
+
+@attrs.frozen
+class Presentation:
+    """The outcome of presenting a token: the grant, or why it was refused."""
+
+    grant: Grant | None
+    refusal: str | None = None
+    #: A non-reversible id of a well-formed token (see :func:`token_id`), None for a malformed one.
+    token_id: str | None = None
+
+
+def token_id(digest: str) -> str:
+    """An id for audit events, from the token's stored hash: the first 16 hex digits of a
+    SHA-256 of that hash. It names the same token in every event (``grant_issued``,
+    ``grant_used``, ``grant_refused``) but is neither the token nor the key it is stored
+    under, so it can be neither used nor looked up."""
+    return hashlib.sha256(f"stepup-token-id:{digest}".encode()).hexdigest()[:16]
 
 
 def _grant_key(digest: str) -> str:
@@ -107,39 +143,65 @@ class TokenStore:
         )
         return issued, write
 
-    def _matches(self, grant: Grant, principal: Principal, scope: str) -> bool:
-        return (
-            grant.user_id == principal.user_id
-            and grant.session_id == principal.session_id
-            and scope in grant.scopes
-            and grant.expires_at > self.clock.now()
-        )
+    def _refusal(self, grant: Grant, principal: Principal, scope: str) -> str | None:
+        if grant.user_id != principal.user_id:
+            return Refusal.OTHER_USER
+        if grant.session_id != principal.session_id:
+            return Refusal.OTHER_SESSION
+        if grant.expires_at <= self.clock.now():
+            return Refusal.EXPIRED
+        if scope not in grant.scopes:
+            return Refusal.SCOPE_NOT_GRANTED
+        return None
+
+    @staticmethod
+    def id_of(token: str) -> str | None:
+        """The audit id of ``token`` (:func:`token_id`), None when it is not shaped like a token."""
+        return token_id(token_hash(token)) if TOKEN_SHAPE.match(token) else None
+
+    async def present(self, token: str, principal: Principal, scope: str, *, consume: bool) -> Presentation:
+        """Present ``token`` for ``scope``: its grant if valid for this user, session and scope,
+        else why not. With ``consume`` a single-use token is used up atomically (one winner of
+        many concurrent presentations); a refused presentation never consumes anything."""
+        if not TOKEN_SHAPE.match(token):
+            # Header bytes that are not UTF-8 arrive as surrogates: no match either.
+            return Presentation(None, Refusal.MALFORMED)
+        digest = token_hash(token)
+        presented_id = token_id(digest)
+        raw = await self.store.get(_grant_key(digest))
+        if raw is None:
+            return Presentation(None, Refusal.UNKNOWN, presented_id)
+        grant = self._parse(raw)
+        refusal = self._refusal(grant, principal, scope)
+        if refusal is not None:
+            return Presentation(None, refusal, presented_id)
+        if consume and grant.single_use:
+            taken = await self.store.take(_grant_key(digest))
+            if taken is None:
+                return Presentation(None, Refusal.ALREADY_USED, presented_id)
+            grant = loads(taken, Grant)
+            refusal = self._refusal(grant, principal, scope)
+            if refusal is not None:
+                return Presentation(None, refusal, presented_id)
+        return Presentation(grant, None, presented_id)
 
     async def peek(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
         """The grant if ``token`` is valid for this user, session and scope, without consuming it."""
-        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128 or not token.isascii():
-            return None  # issued tokens are ASCII; header bytes that are not UTF-8 arrive as surrogates
-        raw = await self.store.get(_grant_key(token_hash(token)))
-        if raw is None:
-            return None
-        grant = self._parse(raw)
-        return grant if self._matches(grant, principal, scope) else None
+        return (await self.present(token, principal, scope, consume=False)).grant if token else None
 
     async def validate(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
         """Validate for use: a single-use token is consumed atomically (one winner)."""
-        grant = await self.peek(token, principal, scope)
-        if grant is None or not grant.single_use:
-            return grant
-        assert token is not None
-        taken = await self.store.take(_grant_key(grant.token_hash))
-        if taken is None:
-            return None
-        grant = loads(taken, Grant)
-        return grant if self._matches(grant, principal, scope) else None
+        return (await self.present(token, principal, scope, consume=True)).grant if token else None
 
     async def list_session(self, user_id: str, session_id: str) -> list[Grant]:
         now = self.clock.now()
         grants = [loads(v, Grant) for v in (await self.store.list_index(_session_index(user_id, session_id))).values()]
+        return sorted((g for g in grants if g.expires_at > now), key=lambda g: g.issued_at)
+
+    async def list_user(self, user_id: str) -> list[Grant]:
+        """The user's live grants, every session, oldest first."""
+        now = self.clock.now()
+        grants = [loads(v, Grant) for v in (await self.store.list_index(_user_index(user_id))).values()]
         return sorted((g for g in grants if g.expires_at > now), key=lambda g: g.issued_at)
 
     async def _revoke_index(self, index: str) -> int:

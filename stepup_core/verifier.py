@@ -32,6 +32,7 @@ from .clock import Clock
 from .crypto import SecretKeys
 from .errors import ChallengeNotFound, EnrollmentFailed, InvalidResponse, NoEligibleCredential, ValidationError
 from .models import (
+    ALIAS_NOT_BLANK,
     AuditEvent,
     Challenge,
     CodeDelivery,
@@ -41,10 +42,13 @@ from .models import (
     Interaction,
     Principal,
 )
+from .models import MAX_ALIAS_LENGTH as MAX_ALIAS_LENGTH  # re-exported: methods cap their aliases with it
 from .store.base import Store
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+
+_NOT_BLANK = re.compile(ALIAS_NOT_BLANK)
 
 
 @attrs.frozen
@@ -100,7 +104,6 @@ class Attempt:
 
 
 #: The one limit on a credential's display name, wherever it comes from.
-MAX_ALIAS_LENGTH = 64
 
 
 def check_alias(alias: object, field: str = "alias") -> str | None:
@@ -108,7 +111,8 @@ def check_alias(alias: object, field: str = "alias") -> str | None:
     string of 1 to :data:`MAX_ALIAS_LENGTH` characters that is not only white space."""
     if alias is None:
         return None
-    if not isinstance(alias, str) or not alias.strip() or len(alias) > MAX_ALIAS_LENGTH:
+    # The same rule as the OpenAPI document's (``minLength``, ``maxLength`` and ``pattern``).
+    if not isinstance(alias, str) or not _NOT_BLANK.search(alias) or len(alias) > MAX_ALIAS_LENGTH:
         raise ValidationError(
             f"{field} must be 1 to {MAX_ALIAS_LENGTH} characters",
             [{"path": field, "message": f"1 to {MAX_ALIAS_LENGTH} characters"}],
@@ -330,6 +334,16 @@ class CredentialFilter(Protocol):
     def eligible(self, credential: Credential) -> bool: ...
 
 
+class CodeSendingVerifier(Protocol):
+    """Optional on a verifier that sends codes through ``ctx.deliver_code``:
+    ``delivery_channels`` names the channels it sends over (``email``, ``sms``). Outside
+    development mode the core refuses to start when one of them has no sender but the console
+    (see :meth:`~stepup_core.service.StepUpService.check_code_delivery`)."""
+
+    @property
+    def delivery_channels(self) -> Sequence[str]: ...
+
+
 @runtime_checkable
 class CredentialCleanup(Protocol):
     """Optional on a verifier: ``forget(ctx, credential)`` runs after the core deleted one of its
@@ -392,3 +406,23 @@ class BaseVerifier:
 
     async def forget(self, ctx: VerifierContext, credential: Credential) -> None:
         return None
+
+
+@attrs.frozen
+class Rekeyed:
+    """``rekey``'s answer: the credential's new ``data`` (None: nothing changed) and the older
+    secret keys it still needs after this, by id, each with the reason (a keyed hash of a value
+    the server never keeps cannot be recomputed). :data:`~stepup_core.crypto.LEGACY_KEY_ID`
+    names "whichever key wrote values from before key ids"."""
+
+    data: dict[str, Any] | None = None
+    still_uses: dict[str, str] = attrs.field(factory=dict)
+
+
+class CredentialRekey(Protocol):
+    """Optional on a verifier: ``rekey(ctx, credential)`` moves the credential's sealed secrets
+    to the current secret key (``ctx.keys.reseal``) for ``stepup keys rotate``, and says which
+    older keys it still needs. Without it the rotation only reads the key ids of values made by
+    ``ctx.keys.seal``/``keyed_hash`` in the credential's data and re-keys nothing."""
+
+    async def rekey(self, ctx: VerifierContext, credential: Credential) -> Rekeyed: ...

@@ -129,8 +129,10 @@ async def http_client() -> AsyncIterator[Callable[..., Awaitable[TestClient[Any,
 
     clients: list[TestClient[Any, Any]] = []
 
-    async def make(app: web.Application, prefix: str = "/stepup", app_name: str = "stepup") -> TestClient[Any, Any]:
-        validator = ResponseValidator(build_document(prefix, app_name=app_name), prefix=prefix)
+    async def make(
+        app: web.Application, prefix: str = "/stepup", app_name: str = "stepup", admin: bool = False
+    ) -> TestClient[Any, Any]:
+        validator = ResponseValidator(build_document(prefix, app_name=app_name, admin=admin), prefix=prefix)
         client: TestClient[Any, Any] = TestClient(TestServer(app), middlewares=[validator.middleware])
         await client.start_server()
         client.validator = validator  # type: ignore[attr-defined]

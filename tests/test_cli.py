@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey
@@ -151,10 +152,13 @@ async def test_serve_without_config_runs_a_labelled_development_server(tmp_path:
     assert (tmp_path / "stepup.sqlite3").exists()  # the SQLite default, in the working directory
 
 
-def _write_config(tmp_path: Path, identify: str) -> Path:
+def _write_config(tmp_path: Path, identify: str, *, allow_console_delivery: bool = True) -> Path:
+    """A stepup.toml. These tests are about identifying callers: the console sender is allowed
+    explicitly so that an installed code-sending method (otp) does not stop the start."""
     config = tmp_path / "stepup.toml"
+    allow = "allow_console_delivery = true\n" if allow_console_delivery else ""
     config.write_text(
-        f'store = "sqlite:{tmp_path / "serve.sqlite3"}"\nsecret_key = "{secrets.token_hex(32)}"\n\n{identify}',
+        f'store = "sqlite:{tmp_path / "serve.sqlite3"}"\nsecret_key = "{secrets.token_hex(32)}"\n{allow}\n{identify}',
         encoding="utf-8",
     )
     return config
@@ -224,6 +228,39 @@ async def test_serve_identifies_static_development_tokens(tmp_path: Path) -> Non
         assert status == 401 and body["code"] == "unauthenticated"
 
 
+async def test_serve_logs_one_line_per_request_and_never_a_secret(tmp_path: Path) -> None:
+    token = "static-" + secrets.token_hex(12)
+    elevated = "sut_" + secrets.token_urlsafe(32)
+    config = _write_config(tmp_path, f'[identify]\nmode = "tokens"\n\n[identify.tokens."{token}"]\nuser_id = "ann"\n')
+    async with serve("--config", str(config), "--log-level", "info", cwd=tmp_path) as served:
+        assert (await served.check(f"Bearer {token}"))[0] == 200
+        async with aiohttp.ClientSession() as http:
+            url = f"{served.base_url}/stepup/callback/social?code=CODE-{elevated}&state=STATE-{elevated}"
+            headers = {"Authorization": f"Bearer {token}", "X-Elevated-Access-Token": elevated}
+            async with http.get(url, headers=headers) as resp:
+                callback_status = resp.status
+            async with http.get(f"{served.base_url}/stepup/%0Afake%20line") as resp:
+                assert resp.status == 404
+    text = "".join(served.lines)
+    access = [line for line in text.splitlines() if " stepup.access: " in line]
+    assert len(access) == 3, text
+    assert re.search(r" INFO stepup\.access: POST /stepup/check 200 \d+\.\d ms$", access[0]), access
+    assert re.search(rf" INFO stepup\.access: GET /stepup/callback/social {callback_status} \d+\.\d ms$", access[1])
+    assert access[2].endswith(" ms") and "GET /stepup/%0Afake%20line 404 " in access[2]
+    assert token not in text and elevated not in text, "a header value or a query secret reached the log"
+    assert "CODE-" not in text and "STATE-" not in text
+
+
+async def test_serve_by_default_leaves_out_the_access_log(tmp_path: Path) -> None:
+    """The default level is warning: refusals and faults, no line per request."""
+    token = "static-" + secrets.token_hex(12)
+    config = _write_config(tmp_path, f'[identify]\nmode = "tokens"\n\n[identify.tokens."{token}"]\nuser_id = "ann"\n')
+    async with serve("--config", str(config), cwd=tmp_path) as served:
+        assert (await served.check(f"Bearer {token}"))[0] == 200
+    assert "stepup.access" not in "".join(served.lines)
+    assert "stepup stopped" in "".join(served.lines)
+
+
 def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> None:
     config = _write_config(tmp_path, '[identify]\nmode = "jwt"\nkey = "short"\n')
     result = _stepup("serve", "--config", str(config), "--port", "0", cwd=tmp_path)
@@ -234,6 +271,72 @@ def test_serve_with_a_bad_configuration_says_what_is_wrong(tmp_path: Path) -> No
     assert missing.returncode == 2 or "does not exist" in missing.stderr
 
 
+async def test_serve_logs_every_logger_with_secrets_redacted(tmp_path: Path) -> None:
+    secret = "sess" + secrets.token_urlsafe(24)
+    async with serve("--log-level", "debug", cwd=tmp_path) as served:
+        port = int(served.base_url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /stepup/credentials HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + secret.encode()
+                     + b"\x00\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        assert (await reader.read()).startswith(b"HTTP/1.0 400")
+        writer.close()
+    output = "".join(served.lines)
+    assert "ERROR aiohttp.server: Error handling request" in output
+    assert "DEBUG asyncio: Using selector" in output  # every logger, from DEBUG up
+    assert secret[:12] not in output and secret[-12:] not in output
+
+
+async def test_development_mode_accepts_passkeys_from_pages_on_its_own_port(tmp_path: Path) -> None:
+    """The page a developer opens is http://localhost:PORT: a passkey created there registers,
+    and one created on any other origin is refused with both origins named."""
+    pytest.importorskip("stepup_passkey", reason="needs stepup-passkey (installed with all plugins)")
+    from stepup_passkey.testing import SoftwareAuthenticator
+
+    from stepup_core.client import StepUpClient
+    from stepup_core.errors import VerificationFailed
+
+    async with serve(cwd=tmp_path) as served:
+        text = "".join(served.lines)
+        token = re.search(r"Development token: (\S+)", text).group(1)  # type: ignore[union-attr]
+        page = "http://localhost:" + served.base_url.rsplit(":", 1)[1]
+        assert f"Passkeys: pages on {page}" in text
+        async with StepUpClient(served.base_url, token) as client:
+            with pytest.raises(VerificationFailed) as refused:
+                await client.enroll("passkey", authenticator=SoftwareAuthenticator(origin="https://localhost"))
+            assert "'https://localhost'" in refused.value.message and f"'{page}'" in refused.value.message
+            view = await client.enroll("passkey", authenticator=SoftwareAuthenticator(origin=page))
+            assert view.method == "passkey"
+
+
+STATIC_TOKENS = '[identify]\nmode = "tokens"\n\n[identify.tokens."static-0123456789abcdef"]\nuser_id = "ann"\n'
+
+
+def test_serve_refuses_to_print_codes_to_the_console_outside_development_mode(tmp_path: Path) -> None:
+    pytest.importorskip("stepup_otp", reason="needs a method that sends codes (stepup-otp, with all plugins)")
+    config = _write_config(tmp_path, STATIC_TOKENS, allow_console_delivery=False)
+    result = _stepup("serve", "--config", str(config), "--port", "0", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "Error: method 'otp' sends codes by email, but no email sender is configured" in result.stderr
+    assert "allow_console_delivery = true" in result.stderr
+    assert "Traceback" not in result.stderr and "listening" not in result.stdout
+
+
+async def test_serve_starts_with_real_senders_or_the_console_allowed_explicitly(tmp_path: Path) -> None:
+    pytest.importorskip("stepup_otp", reason="needs a method that sends codes (stepup-otp, with all plugins)")
+    email_only = (
+        '[plugins.otp]\nchannels = ["email"]\n\n[plugins.otp.smtp]\nhost = "127.0.0.1"\nport = 2525\n'
+        'security = "none"\nsender = "no-reply@example.test"\n\n'
+    )
+    for number, (body, allow) in enumerate(((email_only + STATIC_TOKENS, False), (STATIC_TOKENS, True))):
+        # Each start gets its own store: a store remembers the secret keys its data needs.
+        directory = tmp_path / f"start-{number}"
+        directory.mkdir()
+        config = _write_config(directory, body, allow_console_delivery=allow)
+        async with serve("--config", str(config), cwd=directory) as served:
+            assert (await served.check("Bearer static-0123456789abcdef"))[0] == 200
+
+
 # --- docs/cli.md stays in step with the command ------------------------------------------------
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -242,7 +345,9 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 def test_help_texts_in_the_docs_match_the_command() -> None:
     text = DOCS.read_text(encoding="utf-8")
     blocks = re.findall(r"```text\n\$ stepup ((?:\w+ )?)--help\n(.*?)\n```", text, re.S)
-    assert {args.strip() for args, _ in blocks} == {"", "plugins", "serve", "demo"}
+    from stepup_core.cli import main
+
+    assert {args.strip() for args, _ in blocks} == {"", *main.commands}  # every command is documented
     for args, documented in blocks:
         actual = _stepup(*args.split(), "--help", env=_env(COLUMNS="80"))
         assert actual.stdout.rstrip() == documented, f"docs/cli.md: `stepup {args}--help` drifted"

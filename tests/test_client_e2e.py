@@ -259,14 +259,15 @@ async def test_no_eligible_method_says_what_to_enrol(stack: Stack) -> None:
 async def test_a_credential_whose_client_half_is_missing_names_the_package(stack: Stack) -> None:
     bare_pm = get_plugin_manager(load_entrypoints=False)  # no client halves at all
     async with stack.client("dave", pm=bare_pm) as dave:
-        with pytest.raises(errors.NoEligibleCredential, match="install stepup-wallet"):
+        needs_wallet = r"install stepup-wallet here \(from a stepup checkout: pip install \./plugins/stepup-wallet\)"
+        with pytest.raises(errors.NoEligibleCredential, match=needs_wallet):
             await dave.prompt_step_up_auth("user:update")
         await dave.check_step_up_auth("user:update")
-        with pytest.raises(errors.ClientMethodMissing, match="pip install stepup-wallet") as caught:
+        with pytest.raises(errors.ClientMethodMissing, match=r"pip install \./plugins/stepup-wallet") as caught:
             await dave.verify_wallet(stack.keys["dave"])
         assert caught.value.details["package"] == "stepup-wallet"
         assert dave.state.error is caught.value
-        with pytest.raises(errors.ClientMethodMissing, match="pip install stepup-passkey"):
+        with pytest.raises(errors.ClientMethodMissing, match=r"pip install \./plugins/stepup-passkey"):
             await dave.verify_passkey_mfa(requested_scopes=["user:update"])
 
 

@@ -130,6 +130,70 @@ async def test_terminal_prompter_numbers_choices_and_reads_codes_hidden() -> Non
     assert prompts[-1] == "secret:Code from your authenticator app: "
 
 
+NO_TERMINAL_PROBE = """
+import asyncio, json, sys
+from stepup_core.client import TerminalPrompter
+from stepup_core.errors import PromptUnavailable
+
+async def main():
+    out = {}
+    asks = (("choose", lambda p: p.choose("How?", ["Passkey", "PIN"])), ("code", lambda p: p.ask_code("PIN")))
+    for name, ask in asks:
+        try:
+            await ask(TerminalPrompter())
+        except PromptUnavailable as exc:
+            out[name] = [exc.code, str(exc)]
+        except BaseException as exc:
+            out[name] = [type(exc).__name__, str(exc)]
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_terminal_prompter_without_a_terminal_says_what_to_use_instead() -> None:
+    """Standard input closed (a service, CI, cron): not a raw EOFError, but an error naming the
+    unattended alternatives."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TERMINAL_PROBE],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    # input() wrote its prompt to standard output before it met the end of input.
+    answers = json.loads(result.stdout[result.stdout.index("{") :])
+    for name in ("choose", "code"):
+        code, message = answers[name]
+        assert code == "prompt_unavailable", answers
+        assert "ScriptedPrompter" in message and "credential_id" in message
+        assert "standard input is closed or not a terminal" in message
+    assert "a choice (How?)" in answers["choose"][1]
+    assert "a code (PIN)" in answers["code"][1]
+
+
+def test_dir_of_the_client_package_lists_every_exported_name() -> None:
+    """In a fresh interpreter, before any name was used (the package imports them lazily)."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys, stepup_core.client as c; "
+        "print(json.dumps({'dir': dir(c), 'all': c.__all__, 'loaded': 'stepup_core.client.client' in sys.modules}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(result.stdout)
+    assert set(report["all"]) <= set(report["dir"])
+    assert report["dir"] == sorted(report["dir"])
+    assert not report["loaded"], "dir() must not import the client module"
+
+
 # --- problems and challenges ------------------------------------------------------------------
 
 

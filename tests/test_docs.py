@@ -31,6 +31,40 @@ def test_every_hook_has_a_test():
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
 
 
+def test_the_conformance_suite_hooks_are_documented_with_their_signatures():
+    from stepup_core.testing.verifiers import VerifierConformanceSuite
+
+    text = (DOCS / "writing-plugins.md").read_text()
+    [block] = re.findall(r"```python\nclass VerifierConformanceSuite:\n(.*?)```", text, re.S)
+    documented = [line.strip() for line in block.splitlines() if "def " in line]
+    hooks = ["plugins", "plugin_config", "enroll", "valid_response", "wrong_response", "malformed_responses"]
+    expected = []
+    for name in hooks:
+        function = getattr(VerifierConformanceSuite, name)
+        prefix = "async def" if inspect.iscoroutinefunction(function) else "def"
+        expected.append(f"{prefix} {name}{inspect.signature(function)}".replace("'", ""))
+    assert documented == expected
+    assert "method: ClassVar[str]" in block
+
+
+def test_writing_plugins_names_the_pytest_settings_the_suites_need():
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    text = (DOCS / "writing-plugins.md").read_text()
+    section = text[text.index("## 5. Test with the conformance suite") :]
+    [settings] = re.findall(r"```toml\n(.*?)```", section, re.S)[:1]
+    documented = tomllib.loads(settings)["tool"]["pytest"]["ini_options"]
+    example = Path(__file__).resolve().parents[1] / "plugins" / "stepup-example" / "pyproject.toml"
+    actual = tomllib.loads(example.read_text())["tool"]["pytest"]["ini_options"]
+    assert documented == actual
+    assert documented["asyncio_mode"] == "auto"
+
+
 def test_every_prompt_screen_is_saved_by_a_browser_test_and_shown_in_the_docs() -> None:
     import ast
 

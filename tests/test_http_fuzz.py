@@ -15,7 +15,13 @@ Whatever is sent:
 - an anonymous or unknown caller gets 401 ``unauthenticated`` from every authenticated route;
 - another user's credential or challenge reads as 404;
 - no answer carries an ``elevatedAccessToken`` unless the request proved alice's PIN;
-- nobody's credentials change (no variant holds a ``credential:*`` token).
+- nobody's credentials change (no variant holds a ``credential:*`` token);
+- a request the document calls valid is never refused as invalid: schemathesis'
+  ``positive_data_acceptance`` ("schema-valid request rejected") runs on every positive case
+  that reaches the server as generated. A method's verdict on a proof (a wrong code is
+  ``400 verification_failed``; the method's own ``response`` and ``params`` members, typed as
+  objects in the core's document, ``400 invalid_response`` or ``enrollment_failed``; an expired
+  challenge ``410``) is an answer, not a rejection of the request's shape.
 
 Runs are derandomized (the same examples every time) and bounded so the module stays well under
 a minute.
@@ -44,6 +50,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from stepup_core.models import (
     ChallengeRequest,
@@ -52,7 +59,7 @@ from stepup_core.models import (
     Principal,
     VerifyRequest,
 )
-from stepup_core.server import build_document
+from stepup_core.server import document_for
 from stepup_core.server.routes import ROUTES
 from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
 from stepup_core.testing.stack import StepUpStack, session_token
@@ -146,8 +153,10 @@ def live() -> Iterator[LiveServer]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="stepup-fuzz-server", daemon=True)
     thread.start()
-    # Budgets and lockout are tested elsewhere; here they would only turn every later answer into 429.
-    config = {"limits": {"max_attempts": 1_000_000, "lockout_failures": 1_000_000}}
+    # Budgets, lockout and the caps on live challenges and begins are tested elsewhere
+    # (test_security_limits.py); here they would only turn every later answer into 429.
+    config = {"limits": {"max_attempts": 1_000_000, "lockout_failures": 1_000_000, "max_live_challenges": 1_000_000,
+                         "max_live_enrollments": 1_000_000, "begin_limit": 1_000_000}}
     context = StepUpStack.start(plugins=[ThrowawayPlugin([PIN, CODE])], config=config)
 
     def call(coro: Awaitable[T]) -> T:
@@ -172,10 +181,11 @@ def live() -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def api_schema(live: LiveServer) -> Any:
-    """The schema as the running server serves it (and it is the document the code builds)."""
+    """The schema as the running server serves it (and it is the document the code builds for
+    this service: its methods and scopes)."""
     served = requests.get(f"{live.base_url}{PREFIX}/openapi.json", timeout=10)
     assert served.status_code == 200
-    assert served.json() == json.loads(json.dumps(build_document(PREFIX)))
+    assert served.json() == json.loads(json.dumps(document_for(live.stack.service, PREFIX)))
     return schemathesis.openapi.from_url(f"{live.base_url}{PREFIX}/openapi.json")
 
 
@@ -207,6 +217,10 @@ VARIANTS = (
     "alice+token-for-another-scope",
     "alice+bobs-token",
 )
+
+#: A method's verdict on a proof: answers to well-formed requests, not rejections of their shape.
+VERDICTS = {"verification_failed", "invalid_response", "replay_detected", "verifier_error", "enrollment_failed",
+            "challenge_expired"}
 
 #: Ids a path parameter may be swapped for: real ones of alice and of bob.
 ID_CHOICES = ("generated", "alice-pin-credential", "alice-code-credential", "bob-pin-credential",
@@ -321,12 +335,14 @@ def test_fuzzed_requests_never_break_the_contract(
         if isinstance(case.body, dict) and isinstance(case.body.get("method"), str):
             # Reach past "unknown method": sometimes name an installed one.
             case.body["method"] = data.draw(st.sampled_from([case.body["method"], "pin", "code"]), label="method")
+        as_generated = True  # the case is still one the document calls valid (in positive mode)
         if isinstance(case.body, dict) and isinstance(case.body.get("params"), dict):
             # ...and sometimes a PIN the throwaway methods would enrol (or text that is no Unicode).
             pin = data.draw(st.sampled_from([None, "24682468", "\ud800\ud800\ud800\ud800"]) | st.text(min_size=4),
                             label="params.pin")
             if pin is not None:
                 case.body["params"]["pin"] = pin
+                as_generated = "\ud800" not in pin
         if case.path_parameters and "method" in case.path_parameters:
             case.path_parameters["method"] = data.draw(
                 st.sampled_from([case.path_parameters["method"], "pin", "code"]), label="callback method"
@@ -341,6 +357,9 @@ def test_fuzzed_requests_never_break_the_contract(
             response.headers.get("Content-Type", "").split(";")[0].strip(), response.content,
         )
         statuses[response.status_code] += 1
+        verdict = response.status_code in (400, 410) and isinstance(body, dict) and body.get("code") in VERDICTS
+        if mode is GenerationMode.POSITIVE and as_generated and not verdict:
+            case.validate_response(response, checks=[positive_data_acceptance])
 
         if path.endswith("/check") and response.status_code == 200:
             # The store and every hook are up: "check_failed" would mean an error inside the check.

@@ -252,3 +252,14 @@ def test_the_sample_notice_in_the_docs_is_what_the_template_renders() -> None:
         "credential_linked", app="Acme", at=at, credential_format="email", alias="m***@evil.example"
     )
     assert rendered.text == sample
+
+
+async def test_an_operator_reset_is_told_to_the_user(world_factory: Any) -> None:
+    """A reset talked out of support by someone posing as the user: the user still hears of it."""
+    from stepup_core.admin import Admin, Operator
+
+    world = await world_factory()
+    world.outbox.sent.clear()
+    done = await Admin(world.service).reset_mfa("alice", Operator("dana"))
+    assert [c.id for c in done.removed] == ["pin-1"]
+    assert world.outbox.to("credential_unlinked") == [OWNER]

@@ -230,6 +230,31 @@ async def test_surrogate_bytes_and_pairs(stack: StepUpStack) -> None:
     assert status == 201 and started["credential"]["alias"] == "\U0001f4f1 phone"
 
 
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig"],
+    ids=["utf-16 with BOM", "utf-16-le", "utf-16-be", "utf-32", "utf-8 with BOM"],
+)
+@pytest.mark.parametrize(("method", "path"), BODY_ROUTES)
+async def test_a_body_that_is_not_utf8_without_bom_is_a_malformed_request(
+    stack: StepUpStack, encoding: str, method: str, path: str
+) -> None:
+    """The docs promise UTF-8 JSON: other encodings (which Python's parser would guess from
+    the bytes) and a byte order mark are refused, whatever the route."""
+    before = await credentials(stack)
+    raw = json.dumps({"method": "code", "params": {"pin": PIN}, "scope": "user:update"}).encode(encoding)
+    status, _, body = await send(stack, method, path, raw)
+    assert status == 400 and body["code"] == "malformed_request", body
+    assert "UTF-8" in body["detail"]
+    assert await credentials(stack) == before
+
+
+async def test_the_same_documents_in_plain_utf8_are_accepted(stack: StepUpStack) -> None:
+    status, _, body = await send(stack, "POST", "/stepup/check", json.dumps({"scope": "user:update"}).encode())
+    assert status == 200, body
+    status, _, body = await send(stack, "POST", "/stepup/check", '{"scope": "user:update", "x": "\u00e9"}'.encode())
+    assert status == 422 and body["code"] == "validation_error"  # parsed: refused for the unknown member only
+
+
 async def _raw_http(
     stack: StepUpStack, request_line: bytes, headers: list[bytes], body: bytes = b""
 ) -> tuple[int, bytes]:

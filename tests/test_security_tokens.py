@@ -338,3 +338,78 @@ async def test_a_verified_token_is_never_wider_than_the_service_says(stack: Step
         )).challenge_id),
     )
     assert issued.single_use and issued.scopes == ("wallet:export",)
+
+
+# --- refused presentations are audited --------------------------------------------------------------
+
+
+def _events(stack: StepUpStack) -> ThrowawayPlugin:
+    plugin = stack.pm.get_plugin("stack-plugin-0")
+    assert isinstance(plugin, ThrowawayPlugin)
+    return plugin
+
+
+async def test_every_refused_token_presentation_is_audited_without_the_token(
+    stack: StepUpStack, handlers: Handlers
+) -> None:
+    """A token presented by another user, in another session or for another scope (a stolen or
+    leaked one, typically) leaves a ``grant_refused`` event with the reason and an id that names
+    the token in its ``grant_issued`` event, but is neither the token nor its stored hash."""
+    events = _events(stack)
+    alice_token = await token_for(stack, "alice", "user:update")
+    single = await token_for(stack, "alice", "wallet:export")
+    other_session = await stack.service.tokens.mint(
+        Principal("alice", "another-session"), ["user:update"], method="pin", ttl=600, single_use=False
+    )
+    short = await stack.service.tokens.mint(stack.principal("alice"), ["user:delete"], method="pin", ttl=5,
+                                            single_use=False)
+    assert (await call(stack, "POST", "/app/export-key", token=single))[0] == 200
+    stack.clock.advance(10)
+    before = len(events.events)
+
+    attempts = [
+        ("bob", "/app/profile", alice_token, "other_user"),
+        ("alice", "/app/profile", other_session.elevated_access_token, "other_session"),
+        ("alice", "/app/delete-account", alice_token, "scope_not_granted"),
+        ("alice", "/app/delete-account", short.elevated_access_token, "expired"),
+        ("alice", "/app/export-key", single, "unknown"),  # a used single-use token is gone
+        ("alice", "/app/profile", "sut_" + "A" * 43, "unknown"),
+        ("alice", "/app/profile", alice_token[:-1], "malformed"),
+        ("alice", "/app/profile", "not-a-token", "malformed"),
+    ]
+    for user, path, token, _ in attempts:
+        status, _, body = await call(stack, "POST", path, user=user, token=token)
+        assert status == 401 and body["code"] == "insufficient_user_authentication"
+    # A token-guarded stepup route audits the same way; a check, which uses nothing, does not.
+    status, _, _ = await call(stack, "POST", "/stepup/enrollments", user="alice", token=alice_token,
+                              body={"method": "code", "params": {"pin": PIN}})
+    assert status == 401
+    status, _, check = await call(stack, "POST", "/stepup/check", user="bob", token=alice_token,
+                                  body={"scope": "user:update"})
+    assert status == 200 and check["isRequired"] is True
+
+    refused = events.of_type("grant_refused")
+    assert [(e.user_id, e.reason, e.details["refusal"]) for e in refused] == [
+        (user, "token_not_valid", refusal) for user, _, _, refusal in attempts
+    ] + [("alice", "token_not_valid", "scope_not_granted")]
+    assert [e.scopes for e in refused[:3]] == [("user:update",), ("user:update",), ("user:delete",)]
+    issued_id = events.of_type("grant_issued")[0].details["tokenId"]  # alice_token's
+    assert refused[0].details["tokenId"] == issued_id == refused[2].details["tokenId"]
+    assert all(e.outcome == "failure" for e in refused)
+    assert [e.details["tokenId"] for e in refused if e.details["refusal"] == "malformed"] == [None, None]
+    # Neither the token, nor the hash the store keys it by, nor the key itself appears anywhere.
+    written = repr(events.events[before:])
+    for token in (alice_token, other_session.elevated_access_token, single, short.elevated_access_token):
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        assert token not in written and token[4:20] not in written and digest[:16] not in written
+    assert handlers.calls == ["/app/export-key"]
+
+
+async def test_no_token_and_a_valid_token_leave_no_refusal(stack: StepUpStack) -> None:
+    events = _events(stack)
+    token = await token_for(stack, "alice", "user:update")
+    assert (await call(stack, "POST", "/app/profile"))[0] == 401
+    assert (await call(stack, "POST", "/app/profile", token=token))[0] == 200
+    assert events.of_type("grant_refused") == []
+    used = events.of_type("grant_used")
+    assert used[-1].details["tokenId"] == events.of_type("grant_issued")[-1].details["tokenId"]

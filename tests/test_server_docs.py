@@ -40,3 +40,12 @@ def test_every_route_is_documented() -> None:
 
 def test_the_documented_challenge_is_the_one_the_server_sends() -> None:
     assert f"WWW-Authenticate: {step_up_challenge('wallet:export')}" in DOC.read_text(encoding="utf-8")
+
+
+def test_a_bad_token_is_documented_as_the_step_up_challenge_not_a_code_of_its_own() -> None:
+    """No route answers ``invalid_token``: a malformed or otherwise invalid token is answered like
+    no token (the RFC 9470 challenge) and audited; the docs say so and list no such code."""
+    text = DOC.read_text(encoding="utf-8")
+    assert "invalid_token" not in _error_table()
+    assert errors.error_for_code("invalid_token") is errors.StepUpError
+    assert "answered exactly like no token" in text and "grant_refused" in text

@@ -62,11 +62,6 @@ def protected_app(service: StepUpService, identify: Any, calls: list[str]) -> we
         calls.append("read")
         return web.json_response({"grant": grant_of(request) is not None})
 
-    @requires_scope("app:undeclared")
-    async def misconfigured(request: web.Request) -> web.Response:
-        calls.append("misconfigured")
-        return web.json_response({})
-
     class AccountView(web.View):
         @requires_scope("user:delete")
         async def delete(self) -> web.Response:
@@ -76,7 +71,6 @@ def protected_app(service: StepUpService, identify: Any, calls: list[str]) -> we
     app.router.add_post("/wallet/export", export_key)
     app.router.add_post("/profile", update_profile)
     app.router.add_get("/report", read_report)
-    app.router.add_get("/misconfigured", misconfigured)
     app.router.add_view("/account", AccountView)
     return app
 
@@ -282,9 +276,54 @@ async def test_a_scope_whose_policy_needs_no_step_up_lets_the_caller_through(cli
     assert calls == ["read"]
 
 
-async def test_an_undeclared_scope_is_a_server_error_and_never_runs_the_handler(
-    client: Any, calls: list[str], caplog: Any
+async def test_an_undeclared_scope_stops_the_application_start(service: Any, identify: Any, calls: list[str]) -> None:
+    """A typo in ``requires_scope`` is found when the application starts, not at the first request."""
+    app = protected_app(service, identify, calls)
+
+    @requires_scope("app:undeclared")
+    async def misconfigured(request: web.Request) -> web.Response:
+        calls.append("misconfigured")
+        return web.json_response({})
+
+    class Admin(web.View):
+        @requires_scope("admin:purge")
+        async def post(self) -> web.Response:
+            return web.json_response({})
+
+    app.router.add_get("/misconfigured", misconfigured)
+    reports = web.Application()
+    reports.router.add_view("/purge", Admin)
+    app.add_subapp("/reports", reports)
+    runner = web.AppRunner(app)
+    with pytest.raises(errors.ConfigError) as caught:
+        await runner.setup()
+    await runner.cleanup()
+    message = str(caught.value)
+    assert "GET/HEAD /misconfigured needs 'app:undeclared'" in message
+    assert "POST /reports/purge needs 'admin:purge'" in message
+    assert "declared_scopes" in message
+    # Known scopes (built-in, declared by a policy key) are not named.
+    assert "wallet:export" not in message and "app:read" not in message
+    assert calls == []
+
+
+async def test_a_guard_the_start_cannot_see_still_refuses_an_undeclared_scope(
+    service: Any, identify: Any, http_client: Any, calls: list[str], caplog: Any
 ) -> None:
+    """A guarded handler hidden behind a wrapper without ``functools.wraps``: the start cannot
+    see its scope, and each request is refused with a server error; the handler never runs."""
+    app = protected_app(service, identify, calls)
+
+    @requires_scope("app:undeclared")
+    async def misconfigured(request: web.Request) -> web.Response:
+        calls.append("misconfigured")
+        return web.json_response({})
+
+    async def hidden(request: web.Request) -> web.StreamResponse:
+        return await misconfigured(request)
+
+    app.router.add_get("/misconfigured", hidden)
+    client = await http_client(app)
     resp = await client.get("/misconfigured", headers=ALICE)
     assert resp.status == 500
     body = await resp.json()
@@ -325,7 +364,11 @@ async def test_store_unreachable_is_503_never_a_grant(client: Any, store: Any, c
 @pytest.fixture
 async def sqlite_service(pm: Any, clock: Any, tmp_path: Path) -> AsyncIterator[StepUpService]:
     config = config_from_mapping(
-        {"store": f"sqlite:{tmp_path / 'stepup.sqlite3'}", "secret_key": secrets.token_hex(32)}
+        {
+            "store": f"sqlite:{tmp_path / 'stepup.sqlite3'}",
+            "secret_key": secrets.token_hex(32),
+            "scopes": {"app:read": {"required": False}},  # protected_app guards /report with it
+        }
     )
     svc = await StepUpService.create(config, pm=pm, clock=clock)
     yield svc

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate as validate_openapi
 
 from stepup_core import errors
 from stepup_core.plugins import describe_plugins
-from stepup_core.server import build_app, build_document, mount
+from stepup_core.server import build_app, document_for, mount
 from stepup_core.testing.methods import RedirectVerifier
 
 ALICE = {"Authorization": "Bearer alice:s1"}
@@ -102,7 +102,8 @@ async def test_openapi_document_is_valid_and_covers_every_route(client: Any, ser
     document = await resp.json()
     validate_openapi(document)
     assert document["openapi"] == "3.1.0"
-    assert document == build_document("/stepup", app_name=service.config.app_name)
+    assert document == document_for(service, "/stepup")
+    assert document["components"]["schemas"]["MethodName"]["enum"] == sorted(m.name for m in service.methods())
 
     served = set()
     for route in client.app.router.routes():
@@ -442,6 +443,29 @@ async def test_callback_failure_is_a_problem_page_for_browsers_and_json_otherwis
     not_redirect = await client.get("/stepup/callback/pin", params={"state": "x"})
     assert not_redirect.status == 404
     assert (await not_redirect.json())["code"] == "unknown_method"
+
+
+async def test_a_provider_refusal_without_state_is_a_page_a_person_understands(client: Any) -> None:
+    """Some providers send the browser back with ``error=`` and no ``state``: the person sees what
+    happened (the sign-in was not completed, nothing changed, start again), not "Invalid payload"."""
+    page = await client.get(
+        "/stepup/callback/link",
+        params={"error": "access_denied", "error_description": "The user cancelled <b>here</b>"},
+        headers={"Accept": "text/html"},
+    )
+    assert page.status == 422 and page.content_type == "text/html"
+    text = await page.text()
+    assert "<h1>Sign-in not completed</h1>" in text
+    assert "did not complete the sign-in (access_denied)" in text
+    assert "start again from the application" in text
+    assert "Invalid payload" not in text and "validation_error" not in text
+    assert "cancelled" not in text  # the provider's free text is not echoed
+    problem = await client.get("/stepup/callback/link", params={"error": "<script>x</script>"})
+    assert problem.status == 422 and problem.content_type == "application/problem+json"
+    body = await problem.json()
+    assert body["code"] == "sign_in_not_completed" and body["providerError"] == "unknown"
+    assert body["errors"][0]["path"] == "state"
+    assert "<script>" not in json.dumps(body)
 
 
 # --- mounting ------------------------------------------------------------------------------------

@@ -374,8 +374,9 @@ async def test_verify_needs_scopes_and_challenge_for_challenge_methods(service, 
 
 
 async def test_unknown_method_names_the_package(service):
-    with pytest.raises(errors.UnknownMethod, match="pip install stepup-passkey"):
+    with pytest.raises(errors.UnknownMethod, match=r"pip install \./plugins/stepup-passkey") as caught:
         await service.begin(ALICE, ChallengeRequest(method="passkey"))
+    assert "--find-links dist stepup-passkey" in str(caught.value)
 
 
 # --- fail closed ------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import pytest
 
 from stepup_core.clock import ManualClock, SystemClock
 from stepup_core.store.memory import MemoryStore
-from stepup_core.testing.stores import StoreConformanceSuite
+from stepup_core.testing.stores import StoreConformanceSuite, StoreScanSuite
 
 
-class TestMemoryStore(StoreConformanceSuite):
+class TestMemoryStore(StoreConformanceSuite, StoreScanSuite):
     @pytest.fixture
     async def store(self) -> AsyncIterator[MemoryStore]:
         store = MemoryStore(clock=SystemClock())

@@ -17,18 +17,18 @@ from stepup_core.clock import ManualClock, SystemClock
 from stepup_core.errors import ConfigError, StoreUnavailable
 from stepup_core.plugins import get_plugin_manager
 from stepup_core.store import open_store
-from stepup_core.store.sqlite import SQLiteStore, open_sqlite_store
-from stepup_core.testing.stores import StoreConformanceSuite
+from stepup_core.store.sqlite import LATEST_VERSION, MIGRATIONS, SQLiteStore, open_sqlite_store
+from stepup_core.testing.stores import StoreConformanceSuite, StoreScanSuite
 
 
-class TestSQLiteFileStore(StoreConformanceSuite):
+class TestSQLiteFileStore(StoreConformanceSuite, StoreScanSuite):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         store = await open_sqlite_store(f"sqlite:{tmp_path / 'stepup.sqlite3'}", SystemClock())
         yield store
         await store.close()
 
-class TestSQLiteMemoryStore(StoreConformanceSuite):
+class TestSQLiteMemoryStore(StoreConformanceSuite, StoreScanSuite):
     @pytest.fixture
     async def store(self) -> AsyncIterator[SQLiteStore]:
         store = await open_sqlite_store("sqlite::memory:", SystemClock())
@@ -355,7 +355,7 @@ async def test_open_store_in_memory_url() -> None:
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.example:6380/0"])
 async def test_redis_url_without_the_plugin_names_the_package(url: str) -> None:
     pm = get_plugin_manager(load_entrypoints=False)
-    with pytest.raises(ConfigError, match=r"pip install stepup-redis") as info:
+    with pytest.raises(ConfigError, match=r"pip install \./plugins/stepup-redis") as info:
         await open_store(url, pm)
     assert "sqlite" in str(info.value)
 
@@ -368,3 +368,56 @@ async def test_unknown_scheme_lists_installed_schemes() -> None:
     assert "'postgres'" in message
     assert "memory" in message and "sqlite" in message
     assert "pip install" not in message
+
+
+# --- schema versions ---------------------------------------------------------------------------
+
+_VERSION_1_SCHEMA = """
+CREATE TABLE records (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at REAL);
+CREATE INDEX records_expires_at ON records (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE record_indexes (index_name TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (index_name, key)) WITHOUT ROWID;
+CREATE INDEX record_indexes_key ON record_indexes (key);
+INSERT INTO records VALUES ('cred:alice:c1', 'kept', NULL);
+INSERT INTO record_indexes VALUES ('creds:alice', 'cred:alice:c1');
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_new_database_records_every_migration(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "new.db"))
+    try:
+        assert store.version_at_open == 0
+        assert [m.version for m in store.applied_at_open] == [m.version for m in MIGRATIONS]
+        assert await store.schema_version() == LATEST_VERSION
+        assert await store.migrate() == []
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "new.db") as conn:
+        rows = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == [m.version for m in MIGRATIONS]
+
+
+async def test_a_version_1_database_is_migrated_forward_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_VERSION_1_SCHEMA)
+    store = await SQLiteStore.open(str(path))
+    try:
+        assert store.version_at_open == 1
+        assert [m.version for m in store.applied_at_open] == [2]
+        assert await store.get("cred:alice:c1") == "kept"
+        assert await store.list_index("creds:alice") == {"cred:alice:c1": "kept"}
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+        rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == [1, 2]
+
+
+async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    with pytest.raises(StoreUnavailable, match="newer than this stepup understands"):
+        await SQLiteStore.open(str(path))

@@ -80,3 +80,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{home}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The exported names too, before their first use imports them (``dir()``, completion)."""
+    return sorted(set(globals()) | set(__all__))

@@ -230,9 +230,11 @@ class StepUpApi:
         )
         return lenient(data, CredentialView)
 
-    async def delete_credential(self, credential_id: str, *, unlink_token: str | None = None) -> None:
-        """``DELETE /credentials/{id}``."""
-        await self.call("DELETE", f"/credentials/{credential_id}", headers=_token_header(unlink_token))
+    async def delete_credential(self, credential_id: str, *, unlink_token: str | None = None) -> list[CredentialView]:
+        """``DELETE /credentials/{id}``: the credentials that went with it (``alsoRemoved``), usually none."""
+        data = await self.call("DELETE", f"/credentials/{credential_id}", headers=_token_header(unlink_token))
+        removed = data.get("alsoRemoved") if isinstance(data, dict) else None
+        return [lenient(item, CredentialView) for item in removed or []]
 
     async def revoke_grants(self) -> int:
         """``DELETE /grants``: how many tokens the server revoked."""

@@ -437,9 +437,11 @@ class StepUpClient(HookVerifiers):
             )
         return await self.complete_enrollment(start.enrollment_id, response)
 
-    async def delete_credential(self, credential_id: str) -> None:
-        """Remove a credential; needs a ``credential:unlink`` token in the jar."""
-        await self.api.delete_credential(credential_id, unlink_token=self._held("credential:unlink"))
+    async def delete_credential(self, credential_id: str) -> list[CredentialView]:
+        """Remove a credential; needs a ``credential:unlink`` token in the jar. Returns the
+        credentials that went with it (the recovery codes, when this was the last passkey or
+        authenticator app), usually none."""
+        return await self.api.delete_credential(credential_id, unlink_token=self._held("credential:unlink"))
 
     async def revoke_grants(self) -> int:
         """Revoke every elevated token of this session, on the server and in the jar."""

@@ -25,6 +25,7 @@ from ..errors import (
     UnknownMethod,
     VerificationFailed,
 )
+from ..install import install_command
 from ..models import (
     ChallengeState,
     ChallengeStatus,
@@ -134,7 +135,11 @@ class MethodExchange:
         if candidates:
             return "enrol one of: " + ", ".join(candidates) + f" (POST {prefix}/enrollments)"
         packages = sorted({package_for(info.name, info.package) for info in offered})
-        advice = f"install {' or '.join(packages)} here" if packages else "the server offers none"
+        advice = (
+            f"install {' or '.join(packages)} here (from a stepup checkout: {install_command(*packages)})"
+            if packages
+            else "the server offers none"
+        )
         return f"the server offers no {_KIND[factor]} method this client can run ({advice})"
 
     # --- choosing ------------------------------------------------------------------------
@@ -182,7 +187,8 @@ class MethodExchange:
             needs = sorted({package_for(c.method, _package(infos, c.method)) for c in of_factor})
             return NoEligibleCredential(
                 f"no {kind} credential of this user can be used from this client: "
-                f"install {' or '.join(needs)} here, or {await self.what_to_enrol(factor, prefix)}",
+                f"install {' or '.join(needs)} here (from a stepup checkout: {install_command(*needs)}), "
+                f"or {await self.what_to_enrol(factor, prefix)}",
                 route=check.route.value,
                 packages=needs,
             )

@@ -1,7 +1,8 @@
 """Prompters: how the client talks to the person stepping up.
 
 :class:`TerminalPrompter` (the default) prints numbered choices and reads codes with hidden
-input. :class:`ScriptedPrompter` plays a fixed script, for tests and unattended runs.
+input; without a terminal it raises :class:`~stepup_core.errors.PromptUnavailable` naming what to
+do instead. :class:`ScriptedPrompter` plays a fixed script, for tests and unattended runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 import attrs
+
+from ..errors import PromptUnavailable
+
+#: What a program without a terminal does instead; in every "no terminal" error.
+NO_TERMINAL_HINT = (
+    "For unattended runs give StepUpClient a prompter=ScriptedPrompter(choices=[...], codes=[...]), "
+    "and name the credential with credential_id=... so no choice is asked"
+)
 
 
 class ScriptExhausted(AssertionError):
@@ -31,6 +40,15 @@ class TerminalPrompter:
     def _out(self) -> TextIO:
         return self.output or sys.stderr
 
+    async def _read(self, reader: Callable[[str], str], prompt: str, wanted: str) -> str:
+        try:
+            return await asyncio.to_thread(reader, prompt)
+        except EOFError:
+            raise PromptUnavailable(
+                f"TerminalPrompter needs a terminal to ask for {wanted}, but standard input is closed "
+                f"or not a terminal. {NO_TERMINAL_HINT}."
+            ) from None
+
     async def choose(self, title: str, options: Sequence[str]) -> int:
         if not options:
             raise ValueError("nothing to choose from")
@@ -40,14 +58,14 @@ class TerminalPrompter:
             print(f"  {number}. {option}", file=out)
         out.flush()
         while True:
-            raw = (await asyncio.to_thread(self.read_line, f"Choose 1-{len(options)}: ")).strip()
+            raw = (await self._read(self.read_line, f"Choose 1-{len(options)}: ", f"a choice ({title})")).strip()
             if raw.isdigit() and 1 <= int(raw) <= len(options):
                 return int(raw) - 1
             print(f"Please type a number from 1 to {len(options)}.", file=out, flush=True)
 
     async def ask_code(self, label: str) -> str:
         while True:
-            code = (await asyncio.to_thread(self.read_secret, f"{label}: ")).strip()
+            code = (await self._read(self.read_secret, f"{label}: ", f"a code ({label})")).strip()
             if code:
                 return code
             print("Nothing was typed; try again.", file=self._out(), flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pluggy
 
 from ..errors import ClientMethodMissing
+from ..install import install_hint
 from ..plugins import collect_registrations
 from .method import ClientMethod
 
@@ -27,7 +28,7 @@ def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
 def missing(method: str, hint: str | None = None) -> ClientMethodMissing:
     package = package_for(method, hint)
     return ClientMethodMissing(
-        f"the {method!r} method needs its client half, which is not installed: pip install {package}",
+        f"the {method!r} method needs its client half, which is not installed: {install_hint(package)}",
         method=method,
         package=package,
     )

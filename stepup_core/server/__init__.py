@@ -28,9 +28,10 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from ..errors import ConfigError, StepUpError
+from .admin_routes import ADMIN_IDENTIFY_KEY, ADMIN_ROUTES
 from .browser import ASSETS_KEY, AssetCache, cors_middleware
 from .http import DOCUMENT_KEY, IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
-from .openapi import build_document
+from .openapi import build_document, document_for
 from .problems import (
     PROBLEM_CONTENT_TYPE,
     error_from_http,
@@ -39,7 +40,15 @@ from .problems import (
     problem_response,
     step_up_challenge,
 )
-from .protect import GRANT_KEY, PRINCIPAL_KEY, grant_of, principal_from, requires_scope
+from .protect import (
+    GRANT_KEY,
+    PRINCIPAL_KEY,
+    check_guarded_scopes,
+    grant_of,
+    guarded_routes,
+    principal_from,
+    requires_scope,
+)
 from .routes import ROUTES, Handler
 from .serve import serve_app
 
@@ -57,7 +66,10 @@ __all__ = [
     "Identify",
     "build_app",
     "build_document",
+    "check_guarded_scopes",
+    "document_for",
     "grant_of",
+    "guarded_routes",
     "mount",
     "principal_from",
     "problem_middleware",
@@ -110,16 +122,23 @@ def mount(
     identify: Identify,
     *,
     prefix: str | None = None,
+    admin_identify: Identify | None = None,
 ) -> None:
     """Add the stepup routes to ``app`` under ``prefix`` (default ``server.prefix``: ``/stepup``).
 
     :param app: the application (not yet started).
     :param service: the :class:`~stepup_core.service.StepUpService`; the application closes it.
     :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
+    :param admin_identify: identifies operators for the admin API (``{prefix}/admin/...``),
+        whose principal's ``user_id`` names the operator. The admin API is mounted only with
+        one: given here, or built from ``[admin.identify]`` when ``[admin] enabled = true``. It
+        must not be ``identify``: a user's session never reaches the admin API.
 
     The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched. With ``[server] cors_origins`` set, the stepup routes answer
-    cross-origin calls from those origins (the application's own routes are its business).
+    other routes are untouched. When ``app`` starts, the scopes its ``requires_scope`` routes use
+    are checked (:func:`check_guarded_scopes`): an unknown scope stops the start. With
+    ``[server] cors_origins`` set, the stepup routes answer cross-origin calls from those origins
+    (the application's own routes are its business).
     """
     prefix = _normalise_prefix(prefix or service.config.server.prefix)
     if prefix != service.config.server.prefix:
@@ -140,21 +159,47 @@ def mount(
     sub[SERVICE_KEY] = service
     sub[IDENTIFY_KEY] = identify
     sub[PREFIX_KEY] = prefix
-    document: Callable[[], dict[str, Any]] = functools.partial(
-        build_document, prefix, app_name=service.config.app_name
-    )
-    sub[DOCUMENT_KEY] = document
     for spec in ROUTES:
         sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
+    if admin_identify is None and service.config.admin.enabled and service.config.admin.identify is not None:
+        from .identify import JwtIdentify, identify_from_config
+
+        built = identify_from_config(service.config.admin.identify, clock=service.clock)
+        if isinstance(built, JwtIdentify):
+
+            async def close_admin_identify(_: web.Application) -> None:
+                await built.close()
+
+            app.on_cleanup.append(close_admin_identify)
+        admin_identify = built
+    if admin_identify is not None:
+        if admin_identify is identify:
+            raise ConfigError("the admin API needs an identify of its own, never the users' identify")
+        sub[ADMIN_IDENTIFY_KEY] = admin_identify
+        for spec in ADMIN_ROUTES:
+            sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
+    # The admin API is documented where it is mounted, and only there.
+    document: Callable[[], dict[str, Any]] = functools.partial(
+        document_for, service, prefix, admin=admin_identify is not None
+    )
+    sub[DOCUMENT_KEY] = document
     app[SERVICE_KEY] = service
     app[IDENTIFY_KEY] = identify
     app[PREFIX_KEY] = prefix
     app.add_subapp(prefix, sub)
+    if existing is None:
+        app.on_startup.append(check_guarded_scopes)
 
 
-def build_app(service: StepUpService, identify: Identify, *, prefix: str | None = None) -> web.Application:
+def build_app(
+    service: StepUpService,
+    identify: Identify,
+    *,
+    prefix: str | None = None,
+    admin_identify: Identify | None = None,
+) -> web.Application:
     """A new application with stepup mounted; request bodies are capped at ``server.max_body_bytes``."""
     app = web.Application(client_max_size=service.config.server.max_body_bytes)
-    mount(app, service, identify, prefix=prefix)
+    mount(app, service, identify, prefix=prefix, admin_identify=admin_identify)
     return app
 

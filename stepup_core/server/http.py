@@ -95,7 +95,8 @@ async def read_json(request: web.Request, limit: int) -> Any:
 
     413 ``payload_too_large`` past ``limit`` bytes (by Content-Length, or while reading a
     body sent without one), 415 ``unsupported_media_type`` when the body is not declared
-    JSON, 400 ``malformed_request`` when it does not parse or repeats a key in an object.
+    JSON, 400 ``malformed_request`` when it is not UTF-8 (or starts with a byte order mark),
+    does not parse, or repeats a key in an object.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -119,8 +120,18 @@ async def read_json(request: web.Request, limit: int) -> Any:
     raw = b"".join(chunks)
     if not raw.strip():
         raise MalformedRequest("the request body is empty; send a JSON object")
+    # RFC 8259 section 8.1: JSON between systems is UTF-8, without a byte order mark. Python's
+    # json.loads would guess UTF-16 or UTF-32 from bytes and skip a BOM; stepup does neither.
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedRequest("the request body is not UTF-8; send JSON encoded as UTF-8") from None
+    if text.startswith("\ufeff"):
+        raise MalformedRequest("the request body starts with a byte order mark; send UTF-8 without one")
+    if "\x00" in text:  # never in JSON text; the mark of UTF-16 or UTF-32 sent without a BOM
+        raise MalformedRequest("the request body holds NUL bytes (UTF-16 or UTF-32?); send JSON encoded as UTF-8")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         # JSON can spell a lone surrogate (\ud800), which is no Unicode text: no method could
         # hash it and no store encode it. Re-encoding finds one anywhere in the document.
         json.dumps(value, ensure_ascii=False).encode("utf-8")

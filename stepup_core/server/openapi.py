@@ -2,8 +2,12 @@
 attrs models, so the contract cannot drift from the code.
 
 Response schemas list every member as required (the converter always writes every field);
-request schemas require the fields without a default and refuse unknown members, as the
-server does.
+request schemas require the fields without a default, refuse unknown members, and carry every
+constraint the server enforces on their shape, so that a request the document calls valid is
+never refused as invalid: the scope grammar and length (and, for a served document, the scopes
+the server knows), aliases of 1 to 64 characters that are not all blank, ``method`` as one of
+the installed methods, and which members ``POST /verify`` needs for which method. What a
+method makes of its own ``params`` and ``response`` objects is the method's to judge.
 """
 
 from __future__ import annotations
@@ -14,15 +18,20 @@ import functools
 import inspect
 import types
 import typing
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .. import __version__, models
+from ..scopes import MAX_SCOPE_LENGTH, SCOPE_PATTERN
 from ..serialization import camel
 from .http import JSON_CONTENT_TYPE, TOKEN_HEADER
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
 from .routes import NO_TOKEN, REQUIRED_TOKEN, ROUTES, ListOf, RouteSpec
+
+if TYPE_CHECKING:
+    from ..service import StepUpService
 
 _STATUS_TEXT = {
     200: "OK",
@@ -55,6 +64,7 @@ REQUEST_MODELS: tuple[type, ...] = (
 RESPONSE_MODELS: tuple[type, ...] = (
     models.CheckResult,
     models.CredentialView,
+    models.CredentialRemoval,
     models.MethodInfo,
     models.ChallengeStart,
     models.ChallengeState,
@@ -202,6 +212,51 @@ def component_schemas() -> dict[str, dict[str, Any]]:
     return schemas
 
 
+#: The scope grammar of :data:`~stepup_core.scopes.SCOPE_PATTERN` as a JSON Schema pattern.
+SCOPE_JSON_PATTERN = SCOPE_PATTERN.pattern.removesuffix("\\Z") + "$"
+
+
+def _constrain_requests(
+    schemas: dict[str, dict[str, Any]], methods: tuple[tuple[str, bool], ...], scopes: tuple[str, ...] | None
+) -> None:
+    """Add to the request schemas what the server enforces beyond the models' types."""
+    scope: dict[str, Any] = {
+        "type": "string",
+        "pattern": SCOPE_JSON_PATTERN,
+        "maxLength": MAX_SCOPE_LENGTH,
+        "description": "`resource:action` in lowercase, at most three segments and 64 characters"
+        + ("; one of the scopes this server knows." if scopes else "."),
+    }
+    if scopes:
+        scope["enum"] = sorted(scopes)
+    schemas["Scope"] = scope
+    method: dict[str, Any] = {"type": "string", "description": "An installed verification method."}
+    if methods:
+        method["enum"] = sorted(name for name, _ in methods)
+    schemas["MethodName"] = method
+    alias = {"type": "string", "minLength": 1, "maxLength": models.MAX_ALIAS_LENGTH, "pattern": models.ALIAS_NOT_BLANK}
+
+    schemas["CheckRequest"]["properties"]["scope"] = _ref("Scope")
+    for name in ("ChallengeRequest", "VerifyRequest", "EnrollmentRequest"):
+        schemas[name]["properties"]["method"] = _ref("MethodName")
+    for name in ("ChallengeRequest", "VerifyRequest"):
+        schemas[name]["properties"]["requestedScopes"] = {"type": "array", "items": _ref("Scope")}
+    for name in ("EnrollmentRequest", "CredentialUpdate"):
+        schemas[name]["properties"]["alias"] = {"anyOf": [alias, {"type": "null"}]}
+
+    with_challenge = {"required": ["challengeId"], "properties": {"challengeId": {"type": "string"}}}
+    named_scopes = {"required": ["requestedScopes"], "properties": {"requestedScopes": {"minItems": 1}}}
+    # Without a challenge the scopes to grant must be named.
+    rules: list[dict[str, Any]] = [{"anyOf": [with_challenge, named_scopes]}]
+    needs_challenge = sorted(name for name, requires in methods if requires)
+    if needs_challenge:
+        rules.append({
+            "if": {"required": ["method"], "properties": {"method": {"enum": needs_challenge}}},
+            "then": with_challenge,
+        })
+    schemas["VerifyRequest"]["allOf"] = rules
+
+
 def _body_schema(spec_response: Any) -> dict[str, Any]:
     if isinstance(spec_response, ListOf):
         return {"type": "array", "items": _body_schema(spec_response.item)}
@@ -218,7 +273,7 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": spec.operation_id,
         "summary": spec.summary,
-        "tags": ["stepup"],
+        "tags": ["stepup-admin" if spec.auth == "admin" else "stepup"],
     }
     if spec.description:
         operation["description"] = spec.description
@@ -235,6 +290,11 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     operation["responses"] = {str(spec.status): success}
     if spec.script:
         operation["responses"]["304"] = {"description": _STATUS_TEXT[304], "headers": success["headers"]}
+    for status, body, description in spec.also:
+        operation["responses"][str(status)] = {
+            "description": description,
+            "content": {JSON_CONTENT_TYPE: {"schema": _body_schema(body)}},
+        }
     for status in spec.error_statuses():
         operation["responses"][str(status)] = _error(spec, status)
     return operation
@@ -255,7 +315,7 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
     for name, required, description in spec.query:
         parameters.append(
             {"name": name, "in": "query", "required": required, "description": description,
-             "schema": {"type": "string"}}
+             "schema": {"type": "string", "minLength": 1} if required else {"type": "string"}}
         )
     if spec.script:
         parameters.append(
@@ -267,6 +327,8 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
 
 
 def _security(spec: RouteSpec) -> list[dict[str, list[str]]]:
+    if spec.auth == "admin":
+        return [{"admin": []}]
     if not spec.authenticated:
         return []
     session: dict[str, list[str]] = {"session": []}
@@ -319,11 +381,35 @@ def _error(spec: RouteSpec, status: int) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=16)
-def _document(prefix: str, app_name: str) -> dict[str, Any]:
+def _document(
+    prefix: str,
+    app_name: str,
+    methods: tuple[tuple[str, bool], ...],
+    scopes: tuple[str, ...] | None,
+    admin: bool = False,
+) -> dict[str, Any]:
+    from .admin_routes import ADMIN_RESPONSE_MODELS, ADMIN_ROUTES
+
+    schemas = component_schemas()
+    _constrain_requests(schemas, methods, scopes)
     paths: dict[str, dict[str, Any]] = {}
-    for spec in ROUTES:
+    for spec in (*ROUTES, *(ADMIN_ROUTES if admin else ())):
         paths.setdefault(prefix + spec.path, {})[spec.method.lower()] = _operation(spec)
-    return {
+    security_schemes: dict[str, Any] = {}
+    if admin:
+        builder = _SchemaBuilder()
+        builder.schemas = schemas
+        for cls in ADMIN_RESPONSE_MODELS:
+            builder.model(cls, request=False)
+        security_schemes["admin"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "An operator's credential, as the admin identify ([admin.identify]) reads it; "
+                "never a user's session."
+            ),
+        }
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": f"{app_name} step-up authentication",
@@ -336,7 +422,7 @@ def _document(prefix: str, app_name: str) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": component_schemas(),
+            "schemas": schemas,
             "securitySchemes": {
                 "session": {
                     "type": "http",
@@ -352,11 +438,38 @@ def _document(prefix: str, app_name: str) -> dict[str, Any]:
                     "name": TOKEN_HEADER,
                     "description": "An elevated access token (`sut_...`) from POST /verify.",
                 },
+                **security_schemes,
             },
         },
     }
+    return document
 
 
-def build_document(prefix: str, *, app_name: str = "stepup") -> dict[str, Any]:
-    """The OpenAPI 3.1 document for stepup mounted at ``prefix``."""
-    return copy.deepcopy(_document(prefix, app_name))
+def build_document(
+    prefix: str,
+    *,
+    app_name: str = "stepup",
+    methods: Iterable[models.MethodInfo] = (),
+    scopes: Iterable[str] | None = None,
+    admin: bool = False,
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for stepup mounted at ``prefix``. ``methods`` (the installed
+    ones) make ``method`` an enumeration, and ``scopes`` (the known ones) ``Scope``; without
+    them the document holds the grammar only. With ``admin`` it holds the admin API too (it is
+    documented only where it is mounted). :func:`document_for` passes a service's."""
+    shape = tuple(sorted((m.name, m.requires_challenge and m.interaction is not models.Interaction.REDIRECT)
+                         for m in methods))
+    known = tuple(sorted(set(scopes))) if scopes is not None else None
+    return copy.deepcopy(_document(prefix, app_name, shape, known, admin))
+
+
+def document_for(service: StepUpService, prefix: str | None = None, *, admin: bool = False) -> dict[str, Any]:
+    """The document ``GET {prefix}/openapi.json`` serves for ``service``: its installed methods
+    and the scopes it knows (and the admin API when it is mounted)."""
+    return build_document(
+        prefix or service.config.server.prefix,
+        app_name=service.config.app_name,
+        methods=service.methods(),
+        scopes=service.policies.known_scopes(),
+        admin=admin,
+    )

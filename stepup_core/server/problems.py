@@ -20,7 +20,6 @@ from aiohttp import web
 
 from ..errors import (
     HttpMethodNotAllowed,
-    InvalidToken,
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
@@ -119,10 +118,6 @@ def problem_headers(error: StepUpError) -> dict[str, str]:
     headers: dict[str, str] = {"Cache-Control": "no-store"}
     if isinstance(error, StepUpRequired):
         headers["WWW-Authenticate"] = step_up_challenge(error.scope)
-    elif isinstance(error, InvalidToken):
-        headers["WWW-Authenticate"] = (
-            f'Bearer error="invalid_token", error_description="{header_safe(error.message)}"'
-        )
     elif isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="stepup"'
     retry_after = error.retry_after if isinstance(error, RetryLater) else None

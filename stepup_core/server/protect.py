@@ -13,7 +13,7 @@ from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
 from ..observe import observe
 from ..scopes import validate_scope_syntax
-from .http import elevated_token, mounted, principal_of
+from .http import SERVICE_KEY, elevated_token, mounted, principal_of
 from .problems import internal_error, log_unexpected, problem_response
 
 log = logging.getLogger("stepup.server")
@@ -44,6 +44,10 @@ def principal_from(request: web.Request) -> Principal | None:
 
 F = TypeVar("F", bound=Callable[..., Awaitable[web.StreamResponse]])
 
+#: The attribute ``requires_scope`` sets on the handler it returns: the scope it guards. It
+#: survives further decorators that use ``functools.wraps``.
+SCOPE_ATTRIBUTE = "__stepup_scope__"
+
 
 def _request_of(args: tuple[Any, ...]) -> web.Request:
     for arg in reversed(args):
@@ -65,6 +69,12 @@ def requires_scope(scope: str) -> Callable[[F], F]:
     (:func:`grant_of`).
 
     Works on ``async def handler(request)`` and on :class:`aiohttp.web.View` methods.
+
+    When the application that :func:`~stepup_core.server.mount` was called on starts, every
+    guarded route in it (and in its sub-applications) is checked: a scope that is neither a
+    reference scope nor declared in the configuration stops the start
+    (:func:`check_guarded_scopes`). A guard the check cannot see (a handler wrapped without
+    ``functools.wraps``) still refuses each request with ``500 config_error``.
     """
     validate_scope_syntax(scope)
 
@@ -96,6 +106,61 @@ def requires_scope(scope: str) -> Callable[[F], F]:
             request[PRINCIPAL_KEY] = principal
             return await handler(*args, **kwargs)
 
+        setattr(guarded, SCOPE_ATTRIBUTE, scope)
         return cast(F, guarded)
 
     return decorator
+
+
+def _handler_scopes(method: str, handler: Any) -> list[tuple[str, str]]:
+    """``(method, scope)`` pairs ``requires_scope`` guards a route's handler with: a function, or
+    the methods of a ``web.View`` (``post`` -> ``POST``)."""
+    if isinstance(handler, type):
+        found = []
+        for name in dir(handler):
+            scope = getattr(getattr(handler, name, None), SCOPE_ATTRIBUTE, None)
+            if isinstance(scope, str):
+                found.append((name.upper(), scope))
+        return found
+    scope = getattr(handler, SCOPE_ATTRIBUTE, None)
+    return [(method, scope)] if isinstance(scope, str) else []
+
+
+def guarded_routes(app: web.Application) -> list[tuple[str, str, str]]:
+    """``(method, path, scope)`` of every ``requires_scope`` route in ``app`` and its sub-applications."""
+    out: list[tuple[str, str, str]] = []
+    for resource in app.router.resources():
+        sub = resource.get_info().get("app")
+        if isinstance(sub, web.Application):
+            out.extend(guarded_routes(sub))  # its paths already carry the prefix
+            continue
+        for route in resource:
+            guards = _handler_scopes(route.method, route.handler)
+            out.extend((method, resource.canonical, scope) for method, scope in guards)
+    return out
+
+
+async def check_guarded_scopes(app: web.Application) -> None:
+    """``on_startup`` of an application with stepup mounted: every scope a route is guarded with
+    is known to the service, else :class:`ConfigError` naming the routes, so the start fails."""
+    service = app[SERVICE_KEY]
+    unknown: dict[tuple[str, str], list[str]] = {}
+    for method, path, scope in guarded_routes(app):
+        if not _known(service, scope):
+            unknown.setdefault((path, scope), []).append(method)
+    if unknown:
+        routes = "; ".join(
+            f"{'/'.join(sorted(methods))} {path} needs {scope!r}" for (path, scope), methods in unknown.items()
+        )
+        raise ConfigError(
+            f"protected routes use scopes stepup does not know: {routes}. Declare application scopes "
+            "in stepup.toml (declared_scopes, or a [scopes.\"<scope>\"] table), or fix the name"
+        )
+
+
+def _known(service: Any, scope: str) -> bool:
+    try:
+        service.policies.validate(scope)
+    except InvalidScope:
+        return False
+    return True

@@ -15,6 +15,7 @@ from ..models import (
     ChallengeState,
     CheckRequest,
     CheckResult,
+    CredentialRemoval,
     CredentialUpdate,
     CredentialView,
     EnrollmentCompletion,
@@ -89,6 +90,11 @@ class RouteSpec:
     html: bool = False
     #: Query parameters (name, required, description).
     query: tuple[tuple[str, bool, str], ...] = ()
+    #: Who may call an authenticated route: ``session`` (a user, through ``identify``) or
+    #: ``admin`` (an operator, through the admin identify).
+    auth: str = "session"
+    #: Other success answers: (status, body as for ``response``, description).
+    also: tuple[tuple[int, Any, str], ...] = ()
     #: The success body is JavaScript for the browser, with an ETag (304 on If-None-Match).
     script: bool = False
     #: JSON schemas of path parameters that are narrower than any string, by name.
@@ -220,7 +226,9 @@ async def update_credential(request: web.Request) -> web.StreamResponse:
 async def delete_credential(request: web.Request) -> web.StreamResponse:
     service = service_of(request)
     principal = await principal_of(request)
-    await service.delete_credential(principal, request.match_info["id"], elevated_token(request))
+    removal = await service.delete_credential(principal, request.match_info["id"], elevated_token(request))
+    if removal is not None:  # more went than the credential named: say which and why
+        return json_response(removal)
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
 
@@ -307,8 +315,11 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "DELETE", "/credentials/{id}", delete_credential, "deleteCredential", "Unlink a credential",
-        "Needs an elevated access token for `credential:unlink`.",
+        "Needs an elevated access token for `credential:unlink`. Answers 204, or 200 with a "
+        "`CredentialRemoval` when other credentials went with it: removing the last passkey or "
+        "authenticator app also removes the recovery codes, which work only beside one.",
         status=204, token=REQUIRED_TOKEN, errors=(403, 404),
+        also=((200, CredentialRemoval, "Removed, with the credentials that went with it"),),
     ),
     RouteSpec(
         "POST", "/enrollments", begin_enrollment, "beginEnrollment", "Start enrolling a credential",

@@ -95,13 +95,14 @@ export interface StepUpState {
 /** The server's problem codes, and the client's own. */
 export type StepUpErrorCode =
   | "malformed_request" | "unsupported_media_type" | "http_method_not_allowed" | "payload_too_large"
-  | "validation_error" | "invalid_scope" | "not_found" | "unknown_method" | "credential_not_found"
+  | "validation_error" | "invalid_scope" | "sign_in_not_completed" | "not_found" | "unknown_method"
+  | "credential_not_found"
   | "challenge_not_found" | "unauthenticated" | "insufficient_user_authentication"
   | "challenge_expired" | "challenge_used" | "challenge_pending" | "verification_failed"
   | "invalid_response" | "verifier_error" | "replay_detected" | "attempts_exhausted" | "locked_out"
   | "rate_limited" | "method_not_allowed" | "origin_not_allowed" | "no_eligible_credential"
   | "enrollment_failed" | "delivery_failed" | "provider_unavailable" | "store_unavailable"
-  | "invalid_token" | "config_error" | "plugin_error" | "server_error" | "stepup_error"
+  | "config_error" | "plugin_error" | "server_error" | "stepup_error"
   // raised in the browser
   | "network_error" | "user_cancelled" | "prompt_unavailable" | "method_not_installed"
   | "unsupported" | "popup_blocked" | "authenticator_failed";

@@ -8,6 +8,7 @@ import pluggy
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError
+from ..install import install_hint
 from ..plugins import collect_registrations
 from .base import Counter, Reservation, Store, StoreFactory, Write, make_key
 
@@ -28,6 +29,6 @@ async def open_store(url: str, pm: pluggy.PluginManager, clock: Clock | None = N
     factories = store_factories(pm)
     if scheme not in factories:
         known = ", ".join(sorted(factories)) or "none"
-        hint = " (pip install stepup-redis)" if scheme.startswith("redis") else ""
-        raise ConfigError(f"no store backend for {url.split(':', 1)[0]!r}{hint}; installed schemes: {known}")
+        hint = f"; to add it: {install_hint('stepup-redis')}" if scheme.startswith("redis") else ""
+        raise ConfigError(f"no store backend for {url.split(':', 1)[0]!r}; installed schemes: {known}{hint}")
     return await factories[scheme](url, clock or SystemClock())

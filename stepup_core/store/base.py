@@ -8,6 +8,10 @@ frame a verification: ``reserve`` (places in the attempt budget and the lockout,
 neither, before a guess is evaluated) and ``settle`` (after a success, in one step: use the
 challenge up, give the places back, write the grant).
 
+Optional capabilities live in :mod:`stepup_core.store.migrations`: ``scan(prefix)`` (every
+shipped backend has it; ``stepup keys rotate`` needs it) and a versioned schema (SQLite,
+PostgreSQL; ``stepup migrate``).
+
 Backends raise :class:`~stepup_core.errors.StoreUnavailable` when they cannot reach their data;
 the service turns that into "step-up required" on the check path and 503 on protected routes.
 """

@@ -17,7 +17,7 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import attrs
 
@@ -241,6 +241,14 @@ class MemoryStore:
             if record is not None:
                 out[key] = record[0]
         return out
+
+    async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
+        """Every live record whose key starts with ``prefix``, in key order."""
+        self._open()
+        for key in sorted(k for k in self._data if k.startswith(prefix)):
+            record = self._live(key)
+            if record is not None:
+                yield key, record[0]
 
     async def ping(self) -> None:
         self._open()

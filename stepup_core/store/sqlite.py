@@ -40,15 +40,16 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..clock import Clock, SystemClock
 from ..errors import ConfigError, StoreUnavailable
 from .base import Counter, Reservation, Write
+from .migrations import Migration
 
-__all__ = ["SQLiteStore", "open_sqlite_store", "sqlite_path_from_url"]
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "SQLiteStore", "open_sqlite_store", "sqlite_path_from_url"]
 
 log = logging.getLogger("stepup.sqlite")
 
@@ -56,9 +57,14 @@ T = TypeVar("T")
 #: A store operation as the writer thread runs it: a function of the writing connection.
 Operation = Callable[[sqlite3.Connection], Any]
 
-_SCHEMA_VERSION = 1
-
-_SCHEMA = """
+#: The schema as forward migrations. Version 1 is the original layout, whose version lived only in
+#: ``PRAGMA user_version``; version 2 adds the ``schema_version`` table recording every
+#: migration (an existing version-1 database gets it, with a row for version 1, and keeps its data).
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "records with expiry; index memberships",
+        """
 CREATE TABLE IF NOT EXISTS records (
     key TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL,
@@ -71,12 +77,30 @@ CREATE TABLE IF NOT EXISTS record_indexes (
     PRIMARY KEY (index_name, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS record_indexes_key ON record_indexes (key);
-"""
+""",
+    ),
+    Migration(
+        2,
+        "the schema_version table",
+        """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER PRIMARY KEY NOT NULL,
+    description TEXT NOT NULL,
+    applied_at REAL NOT NULL
+);
+""",
+    ),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
 
 _SELECT_LIVE = "SELECT value FROM records WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _LIST_INDEX = (
     "SELECT r.key, r.value FROM record_indexes AS i JOIN records AS r ON r.key = i.key "
     "WHERE i.index_name = ? AND (r.expires_at IS NULL OR r.expires_at > ?) ORDER BY r.key"
+)
+_SCAN = (
+    "SELECT key, value FROM records WHERE key >= ? AND key < ? AND key > ? "
+    "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"
 )
 _SELECT_EXPIRED = (
     "SELECT key FROM records WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"
@@ -471,6 +495,10 @@ class SQLiteStore:
         self._next_sweep = float("-inf")
         self._sweeper: asyncio.Task[int] | None = None
         self._checkpointer: _Checkpointer | None = None
+        #: The schema version the file had when opened (0: a new database).
+        self.version_at_open: int | None = None
+        #: Migrations applied when the store was opened.
+        self.applied_at_open: list[Migration] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -508,13 +536,23 @@ class SQLiteStore:
         return store
 
     async def _initialise(self) -> None:
-        mode = await self._call(
+        mode, self.version_at_open, self.applied_at_open = await self._call(
             functools.partial(_initialise, self.path), "be initialised (is the path writable?)", in_transaction=False
         )
         if self.path != ":memory:" and mode != "wal":
             raise StoreUnavailable(
                 f"SQLite store {self.path!r} could not switch to WAL mode (journal mode is {mode!r})", path=self.path
             )
+
+    async def migrate(self) -> list[Migration]:
+        """Apply pending migrations (opening already did; another process may have left some)."""
+        return list(await self._call(_apply_migrations, "be migrated"))
+
+    async def schema_version(self) -> int:
+        rows = self._read_here("PRAGMA user_version", ())
+        if rows is None:
+            rows = await self._call(_user_version_rows, "be read", in_transaction=False)
+        return int(rows[0][0]) if rows else 0
 
     async def close(self) -> None:
         """Close the connections. Idempotent; later operations raise StoreUnavailable. Operations
@@ -663,6 +701,21 @@ class SQLiteStore:
             return {str(k): str(v) for k, v in rows}
         return await self._call(functools.partial(_list_index, index, now), "be read")  # type: ignore[no-any-return]
 
+    async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
+        """Every live record whose key starts with ``prefix``, in key order, read in pages."""
+        after = ""
+        upper = prefix + chr(0x10FFFF)
+        while True:
+            params = (prefix, upper, after, self.clock.now(), batch)
+            rows = self._read_here(_SCAN, params)
+            if rows is None:
+                rows = await self._call(functools.partial(_select_rows, _SCAN, params), "be read")
+            for row in rows:
+                yield str(row[0]), str(row[1])
+            if len(rows) < batch:
+                return
+            after = str(rows[-1][0])
+
     async def ping(self) -> None:
         if self._read_here("SELECT 1", ()) is None:
             await self._call(_select_one, "be read", in_transaction=False)
@@ -680,6 +733,37 @@ def _automatic_checkpoints(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 1000")
 
 
+def _select_rows(sql: str, params: tuple[Any, ...], conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _user_version_rows(conn: sqlite3.Connection) -> list[Any]:
+    return conn.execute("PRAGMA user_version").fetchall()
+
+
+def _apply_migrations(conn: sqlite3.Connection) -> list[Migration]:
+    """Inside a ``BEGIN IMMEDIATE`` transaction: apply what is pending (re-reading the version
+    under the lock, since another process may have migrated meanwhile)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    applied: list[Migration] = []
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        for statement in _statements(migration.sql):
+            conn.execute(statement)
+        applied.append(migration)
+    if applied:
+        now = time.time()
+        # Version 1 predates the table: record it too when an existing database gets it.
+        history = [m for m in MIGRATIONS if m.version <= LATEST_VERSION and (m in applied or m.version == 1)]
+        conn.executemany(
+            "INSERT OR IGNORE INTO schema_version (version, description, applied_at) VALUES (?, ?, ?)",
+            [(m.version, m.description, now) for m in history],
+        )
+        conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+    return applied
+
+
 def _select_one(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT 1").fetchall()
 
@@ -688,32 +772,36 @@ def _journal_mode(conn: sqlite3.Connection) -> str:
     return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
 
 
-def _initialise(path: str, conn: sqlite3.Connection) -> str:
-    """On the writer thread, before anything else: pragmas and the schema. The journal mode."""
+def _initialise(path: str, conn: sqlite3.Connection) -> tuple[str, int, list[Migration]]:
+    """On the writer thread, before anything else: pragmas and pending migrations. (The journal
+    mode, the schema version found, the migrations applied.)"""
     conn.execute("PRAGMA busy_timeout = 5000")
-    mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+    try:
+        mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise _unavailable(path, "be read: the file is not a SQLite database", exc) from exc
+        raise
     # FULL: a committed transaction is on disk before the call returns, so neither a restart
     # nor a power cut loses a credential or an issued grant.
     conn.execute("PRAGMA synchronous = FULL")
     # Checkpoints run on a connection of their own (_Checkpointer), not inside a commit.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > _SCHEMA_VERSION:
+    if version > LATEST_VERSION:
         raise StoreUnavailable(
             f"SQLite store {path!r} has schema version {version}, newer than this "
-            f"stepup understands ({_SCHEMA_VERSION}); upgrade stepup-core",
+            f"stepup understands ({LATEST_VERSION}); upgrade stepup-core",
             path=path,
         )
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in _statements(_SCHEMA):
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        applied = _apply_migrations(conn)
     except BaseException:
         conn.rollback()
         raise
     conn.execute("COMMIT")
-    return mode
+    return mode, version, applied
 
 
 def _connect(path: str) -> sqlite3.Connection:

@@ -105,7 +105,7 @@ class PinVerifier(ThrowawayVerifier):
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         code = read_code(attempt.params, "the PIN", lambda raw: raw or None)
         credential = attempt.require_credential()
-        if not constant_time_equals(credential.data.get("pinHash", ""), self._hash(ctx, code)):
+        if not ctx.keys.verify_keyed_hash(f"test-{self.name}", code, str(credential.data.get("pinHash", ""))):
             raise VerificationFailed("wrong PIN")
         return Verification(credential_id=credential.id)
 
@@ -123,10 +123,10 @@ class PinVerifier(ThrowawayVerifier):
         if not self.confirm:
             raise EnrollmentFailed(f"{self.name} enrolments complete at once")
         pin = attempt.params.get("pin")
-        digest = self._hash(ctx, pin) if isinstance(pin, str) else ""
-        if not constant_time_equals(digest, attempt.require_challenge().state["pinHash"]):
+        stored = str(attempt.require_challenge().state["pinHash"])
+        if not isinstance(pin, str) or not ctx.keys.verify_keyed_hash(f"test-{self.name}", pin, stored):
             raise VerificationFailed("the PINs differ")
-        return self._credential(attempt, digest)
+        return self._credential(attempt, self._hash(ctx, pin))
 
 
 def _mac(secret: bytes, nonce: str) -> str:

@@ -433,6 +433,16 @@ class StoreConformanceSuite:
         await asyncio.gather(*(bump(5) for _ in range(10)))
         assert await store.get("n") == "50"
 
+    async def test_compare_and_set_with_a_non_positive_ttl_removes_only_a_matching_record(self, store: Store) -> None:
+        # The service closes an empty lockout window this way: a delete that loses to any change.
+        assert await store.incr("window", ttl=self.long_ttl) == 1
+        assert await store.incr("window", ttl=self.long_ttl, amount=-1) == 0
+        assert await store.compare_and_set("window", "1", "1", ttl=0) is False
+        assert await store.get("window") == "0"
+        assert await store.compare_and_set("window", "0", "0", ttl=0) is True
+        assert await store.get("window") is None
+        assert await store.incr("window", ttl=self.long_ttl) == 1  # a new counter
+
     async def test_compare_and_set_sets_ttl_and_indexes(self, store: Store) -> None:
         await store.put("k", "a", ttl=self.long_ttl, indexes=["old"])
         assert await store.compare_and_set("k", "a", "b", ttl=self.long_ttl, indexes=["new"]) is True
@@ -613,3 +623,47 @@ class StoreConformanceSuite:
         await store.put("k", "v2", ttl=self.long_ttl, indexes=["new"])
         assert await store.list_index("old") == {}
         assert await store.list_index("new") == {"k": "v2"}
+
+
+@pytest.mark.asyncio
+class StoreScanSuite:
+    """The optional ``scan(prefix)`` capability (:class:`~stepup_core.store.migrations.ScanningStore`),
+    which ``stepup keys rotate`` uses to find every stored credential. A backend that offers it
+    subclasses this beside :class:`StoreConformanceSuite`, with the same ``store`` fixture."""
+
+    async def _scan(self, store: Any, prefix: str, batch: int = 500) -> dict[str, str]:
+        found: dict[str, str] = {}
+        async for key, value in store.scan(prefix, batch=batch):
+            assert key not in found, f"scan returned {key!r} twice"
+            found[key] = value
+        return found
+
+    async def test_scan_returns_every_live_record_under_the_prefix_and_nothing_else(self, store: Store) -> None:
+        expected = {make_key("cred", f"user-{i}", "c"): f"value-{i}" for i in range(40)}
+        for key, value in expected.items():
+            await store.put(key, value, ttl=300, indexes=["idx"])
+        await store.put("cre", "shorter")
+        await store.put("credential-lookalike", "no colon")
+        await store.put("other:cred:1", "elsewhere")
+        await store.put(make_key("cred", "expired", "c"), "gone", ttl=-1)
+        assert await self._scan(store, "cred:", batch=7) == expected
+
+    async def test_scan_treats_pattern_characters_in_the_prefix_literally(self, store: Store) -> None:
+        await store.put("a*b:1", "star")
+        await store.put("axb:1", "x")
+        await store.put("a[b]:1", "bracket")
+        await store.put("a%_:1", "percent")
+        await store.put("aZZ:1", "z")
+        assert await self._scan(store, "a*b:") == {"a*b:1": "star"}
+        assert await self._scan(store, "a[b]:") == {"a[b]:1": "bracket"}
+        assert await self._scan(store, "a%_:") == {"a%_:1": "percent"}
+
+    async def test_scan_of_an_empty_prefix_range_is_empty_and_unicode_keys_work(self, store: Store) -> None:
+        assert await self._scan(store, "nothing:") == {}
+        key = make_key("ユーザー", "🔑")
+        await store.put(key, "v")
+        await store.put(make_key("ユーザー", "x") + "\U0010fffe", "edge")
+        assert await self._scan(store, make_key("ユーザー") + ":") == {
+            key: "v",
+            make_key("ユーザー", "x") + "\U0010fffe": "edge",
+        }

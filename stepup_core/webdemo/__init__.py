@@ -348,6 +348,7 @@ async def running_demo(host: str = "127.0.0.1", port: int = 0, *, pm: Any = None
     from ..plugins import get_plugin_manager
     from ..server import serve_app
     from ..service import StepUpService
+    from ..startup import installed_plugin_names
 
     port = port or free_port(host)
     origin = f"http://localhost:{port}"
@@ -372,6 +373,9 @@ async def running_demo(host: str = "127.0.0.1", port: int = 0, *, pm: Any = None
                 plugins["social"] = {
                     "providers": {PROVIDER: demo.provider.provider_config(display_name=PROVIDER_NAME)}
                 }
+            # Tables only for the plugins installed here: a table no plugin reads stops the start.
+            installed = installed_plugin_names(pm)
+            plugins = {name: table for name, table in plugins.items() if name in installed}
             try:
                 config = config_from_mapping(
                     {

@@ -115,3 +115,18 @@ async def test_another_users_passkey_over_http(stack: StepUpStack) -> None:
         await alice.verify_passkey_mfa(Discoverable(), requested_scopes=["wallet:export"])
     refused = await alice.post("/wallet/export", scope="wallet:export")
     assert refused.status == 401 and stack.calls == []
+
+
+async def test_a_ceremony_on_another_origin_is_refused_naming_both_origins(stack: StepUpStack) -> None:
+    """The page ran at http://localhost:8080 while the server accepts only its configured origin:
+    the refusal says which origin the browser reported and which ones are allowed."""
+    alice = stack.client("alice")
+    elsewhere = SoftwareAuthenticator(origin="http://localhost:8080")
+    with pytest.raises(VerificationFailed) as refused:
+        await alice.enroll("passkey", authenticator=elsewhere)
+    message = refused.value.message
+    assert "'http://localhost:8080'" in message and f"'{ORIGIN}'" in message
+    assert "[plugins.passkey] origins" in message
+    assert refused.value.details["origin"] == "http://localhost:8080"
+    assert refused.value.details["allowedOrigins"] == [ORIGIN]
+    assert await alice.list_credentials() == []

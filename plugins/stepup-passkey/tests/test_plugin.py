@@ -90,6 +90,14 @@ def test_defaults() -> None:
     ({"allow_algorithms": []}, "at least one algorithm"),
     ({"allow_algorithms": ["ES256", "HS256"]}, "unknown ['HS256']"),
     ({"rp": "x"}, "plugins.passkey.rp: unknown field"),
+    # IP literals, which browsers refuse for passkeys (SecurityError), are refused at start.
+    ({"rp_id": "127.0.0.1"}, "rp_id must be a domain name, not an IP address"),
+    ({"rp_id": "10.1.2.3"}, "not an IP address"),
+    ({"rp_id": "127.1"}, "not an IP address"),  # what a browser's URL parser reads as 127.0.0.1
+    ({"rp_id": "0x7f000001"}, "not an IP address"),
+    ({"origins": ["http://127.0.0.1:8080"]}, "has an IP address for its host; browsers refuse passkeys"),
+    ({"origins": ["http://[::1]:8080"]}, "has an IP address for its host"),
+    ({"rp_id": "localhost", "origins": ["https://127.0.0.1"]}, "'https://localhost' for development"),
 ])
 async def test_configuration_errors(section: dict[str, Any], message: str) -> None:
     pm = get_plugin_manager(load_entrypoints=False)
@@ -98,3 +106,9 @@ async def test_configuration_errors(section: dict[str, Any], message: str) -> No
     with pytest.raises(ConfigError) as refused:
         await StepUpService.create(config, pm=pm, clock=ManualClock())
     assert message in str(refused.value)
+
+
+def test_localhost_and_its_subdomains_over_http_stay_allowed() -> None:
+    settings = PasskeySettings(origins=("http://localhost:8080", "http://app.localhost:3000"))
+    assert settings.effective_origins == ("http://localhost:8080", "http://app.localhost:3000")
+    assert PasskeySettings(rp_id="a1.example.com").rp_id == "a1.example.com"

@@ -18,8 +18,10 @@ from stepup_passkey.verification import (
 )
 
 from stepup_core.errors import VerificationFailed
-from stepup_core.testing.vectors import load_vectors
+from stepup_core.testing.vectors import load_vectors, vector_cases
 
+UPSTREAM = "webauthn_py_webauthn.json"
+DERIVED = "webauthn_derived_negative.json"
 GROUPS = ("registration_success", "registration_fail", "authentication_success", "authentication_fail")
 #: py_webauthn's algorithm names (as the vectors spell them) to this plugin's configuration names.
 ALGORITHM_NAMES = {"ML_DSA_44": "ML-DSA-44", "ML_DSA_65": "ML-DSA-65", "ML_DSA_87": "ML-DSA-87"}
@@ -50,13 +52,9 @@ REFUSED_BECAUSE = {
 
 
 def _cases() -> list[Any]:
-    try:
-        upstream = load_vectors("webauthn_py_webauthn.json")
-        derived = load_vectors("webauthn_derived_negative.json")
-    except pytest.skip.Exception as exc:  # no vectors here and not under CI
-        return [pytest.param(None, marks=pytest.mark.skip(reason=str(exc)), id="vectors-missing")]
-    cases = [case for group in GROUPS for case in upstream[group]] + list(derived["cases"])
-    return [pytest.param(case, id=case["id"]) for case in cases]
+    """Every case as a parameter; a missing file is one parameter whose test fails naming it."""
+    upstream = vector_cases(UPSTREAM, lambda data: [case for group in GROUPS for case in data[group]])
+    return upstream + vector_cases(DERIVED, lambda data: data["cases"])
 
 
 def _has_ml_dsa() -> bool:
@@ -151,8 +149,8 @@ def test_vector(case: dict[str, Any]) -> None:
 
 def test_every_case_is_collected() -> None:
     """189 checks in the README; the WebAuthn share is 30 upstream and 13 derived cases."""
-    upstream = load_vectors("webauthn_py_webauthn.json")
-    derived = load_vectors("webauthn_derived_negative.json")
+    upstream = load_vectors(UPSTREAM)
+    derived = load_vectors(DERIVED)
     assert sum(len(upstream[g]) for g in GROUPS) == 30
     assert len(derived["cases"]) == 13
     assert len(_cases()) == 43
@@ -160,7 +158,7 @@ def test_every_case_is_collected() -> None:
 
 def test_attestation_chain_fails_outside_its_validity_when_the_clock_is_not_pinned() -> None:
     """The android-key chain only validates at its recorded instant: checked now, it must fail."""
-    upstream = load_vectors("webauthn_py_webauthn.json")
+    upstream = load_vectors(UPSTREAM)
     case = next(c for c in upstream["registration_success"] if c["id"] == "reg-android-key-pixel-8a")
     later = dict(case, verification_time="2040-01-01T00:00:00Z")
     with pytest.raises(VerificationFailed):

@@ -18,10 +18,10 @@ from stepup_core.clock import ManualClock, SystemClock
 from stepup_core.errors import ConfigError, StoreUnavailable
 from stepup_core.plugins import get_plugin_manager
 from stepup_core.store import open_store, store_factories
-from stepup_core.testing.stores import StoreConformanceSuite
+from stepup_core.testing.stores import StoreConformanceSuite, StoreScanSuite
 
 
-class TestRedisStore(StoreConformanceSuite):
+class TestRedisStore(StoreConformanceSuite, StoreScanSuite):
     @pytest.fixture
     async def store(self, redis_url: str) -> AsyncIterator[RedisStore]:
         store = await open_redis_store(redis_url, SystemClock())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -18,33 +19,44 @@ from stepup_totp.otp import (
     verify_code,
 )
 
-from stepup_core.testing.vectors import load_vectors
+from stepup_core.testing.vectors import load_vectors, vector_cases
 
-RFC6238 = load_vectors("totp_rfc6238_appendix_b.json")
-RFC4226 = load_vectors("hotp_rfc4226_appendix_d.json")
-OTPAUTH = load_vectors("otpauth_uri_and_pyotp_vectors.json")
-SEED = RFC6238["keys"]["SHA1"]["base32_derived"]
+RFC6238_FILE = "totp_rfc6238_appendix_b.json"
+RFC4226_FILE = "hotp_rfc4226_appendix_d.json"
+OTPAUTH_FILE = "otpauth_uri_and_pyotp_vectors.json"
+#: The RFC 6238 Appendix A 20-byte seed, base32 (``test_seed_is_the_rfc_sha1_key`` checks it
+#: against the vectors); module-level parameters use it, so it is not read from a file.
+SEED = base64.b32encode(b"12345678901234567890").decode()
 
 
-def _rfc6238_cases() -> list[tuple[str, int, str, str]]:
-    return [
-        (RFC6238["keys"][case["mode"]]["base32_derived"], case["time"], case["mode"], case["totp"])
-        for case in RFC6238["cases"]
-    ]
+def rfc6238() -> Any:
+    return load_vectors(RFC6238_FILE)
+
+
+def otpauth() -> Any:
+    return load_vectors(OTPAUTH_FILE)
+
+
+def test_seed_is_the_rfc_sha1_key() -> None:
+    assert rfc6238()["keys"]["SHA1"]["base32_derived"] == SEED
 
 
 def test_vector_files_cover_every_mode() -> None:
-    cases = _rfc6238_cases()
-    assert len(cases) == 18
-    assert {mode for _, _, mode, _ in cases} == {"SHA1", "SHA256", "SHA512"}
+    vectors = rfc6238()
+    assert len(vectors["cases"]) == 18
+    assert {case["mode"] for case in vectors["cases"]} == {"SHA1", "SHA256", "SHA512"}
     for mode, length in (("SHA1", 20), ("SHA256", 32), ("SHA512", 64)):
-        key = RFC6238["keys"][mode]
+        key = vectors["keys"][mode]
         assert decode_secret(key["base32_derived"]) == key["ascii"].encode() == bytes.fromhex(key["hex"])
         assert len(decode_secret(key["base32_derived"])) == length
 
 
-@pytest.mark.parametrize(("secret", "at", "algorithm", "expected"), _rfc6238_cases())
-def test_rfc6238_appendix_b_verifies(secret: str, at: int, algorithm: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    "case", vector_cases(RFC6238_FILE, lambda data: data["cases"], ids=lambda c: f"{c['mode']}-{c['time']}")
+)
+def test_rfc6238_appendix_b_verifies(case: dict[str, Any]) -> None:
+    at, algorithm, expected = case["time"], case["mode"], case["totp"]
+    secret = rfc6238()["keys"][algorithm]["base32_derived"]
     step = at // 30
     assert code_at(secret, at, digits=8, algorithm=algorithm) == expected
     # With no drift only the exact step matches; with the default drift the same step is returned.
@@ -59,21 +71,23 @@ def test_rfc6238_appendix_b_verifies(secret: str, at: int, algorithm: str, expec
 
 def test_rfc6238_sha256_and_sha512_need_their_own_seeds() -> None:
     """The 20-byte seed with SHA-256/512 gives codes that do not match the RFC table."""
-    for case in RFC6238["cases"]:
+    for case in rfc6238()["cases"]:
         if case["mode"] == "SHA1":
             continue
         assert verify_code(SEED, case["totp"], case["time"], digits=8, algorithm=case["mode"], drift=0) is None
 
 
-@pytest.mark.parametrize("case", RFC4226["cases"], ids=lambda c: f"count{c['count']}")
+@pytest.mark.parametrize(
+    "case", vector_cases(RFC4226_FILE, lambda data: data["cases"], ids=lambda c: f"count{c['count']}")
+)
 def test_rfc4226_appendix_d_counters(case: dict[str, object]) -> None:
     """A TOTP time step is an HOTP counter: the RFC 4226 table through the same code path."""
-    secret = RFC4226["key"]["base32_derived"]
+    secret = load_vectors(RFC4226_FILE)["key"]["base32_derived"]
     assert code_for_step(secret, int(str(case["count"])), digits=6) == case["hotp"]
 
 
 def test_six_digit_rfc_rows_keep_leading_zeros() -> None:
-    vector = next(v for v in OTPAUTH["code_vectors"] if v["id"] == "pyotp-rfc-sha1-6digit")
+    vector = next(v for v in otpauth()["code_vectors"] if v["id"] == "pyotp-rfc-sha1-6digit")
     for at, expected in vector["codes_at_time"].items():
         assert code_at(vector["secret_base32"], int(at), digits=6) == expected
         assert verify_code(vector["secret_base32"], expected, int(at), drift=0) == int(at) // 30
@@ -182,7 +196,7 @@ def test_a_128_bit_secret_is_the_minimum_accepted() -> None:
 
 def test_lower_case_and_padded_secrets_decode_alike() -> None:
     assert decode_secret(SEED.lower()) == decode_secret(SEED)
-    padded = RFC6238["keys"]["SHA256"]["base32_derived"]
+    padded = rfc6238()["keys"]["SHA256"]["base32_derived"]
     assert decode_secret(padded) == decode_secret(padded.rstrip("="))
     with pytest.raises(ValueError, match="base32"):
         decode_secret("not base32!")
@@ -226,7 +240,7 @@ def test_default_parameters_are_left_out_of_the_uri() -> None:
 
 
 def test_valid_vector_uris_with_long_secrets_parse() -> None:
-    case = next(v for v in OTPAUTH["valid_uris"] if v["id"] == "gauth-wiki-all-params")
+    case = next(v for v in otpauth()["valid_uris"] if v["id"] == "gauth-wiki-all-params")
     key = parse_otpauth_uri(case["uri"])
     expected = case["expected"]
     assert key.issuer == expected["issuer"]
@@ -238,7 +252,7 @@ def test_valid_vector_uris_with_long_secrets_parse() -> None:
 def test_vector_labels_parse_when_the_secret_is_long_enough() -> None:
     """The label cases of the vectors, with their short secrets swapped for a 160-bit one."""
     checked = 0
-    for case in OTPAUTH["valid_uris"]:
+    for case in otpauth()["valid_uris"]:
         expected = case["expected"]
         if expected["type"] != "totp" or "account" not in expected:
             continue
@@ -253,7 +267,7 @@ def test_vector_labels_parse_when_the_secret_is_long_enough() -> None:
 
 def test_vector_uris_with_short_secrets_are_refused() -> None:
     refused = 0
-    for case in OTPAUTH["valid_uris"]:
+    for case in otpauth()["valid_uris"]:
         secret = parse_qs(urlparse(case["uri"]).query)["secret"][0]
         if len(base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))) * 8 >= MIN_SECRET_BITS:
             continue
@@ -263,7 +277,9 @@ def test_vector_uris_with_short_secrets_are_refused() -> None:
     assert refused == 10  # every vector URI except the wiki's all-parameters example
 
 
-@pytest.mark.parametrize("case", OTPAUTH["invalid_uris"], ids=lambda c: c["pyotp_error"][:30])
+@pytest.mark.parametrize(
+    "case", vector_cases(OTPAUTH_FILE, lambda data: data["invalid_uris"], ids=lambda c: c["pyotp_error"][:30])
+)
 def test_invalid_vector_uris_are_refused(case: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="not an acceptable otpauth URI"):
         parse_otpauth_uri(case["uri"])

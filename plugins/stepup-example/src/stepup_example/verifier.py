@@ -11,7 +11,6 @@ from typing import Any
 
 import attrs
 
-from stepup_core.crypto import constant_time_equals
 from stepup_core.errors import EnrollmentFailed, VerificationFailed
 from stepup_core.models import CredentialFormat, Factor
 from stepup_core.verifier import (
@@ -71,7 +70,9 @@ class PinVerifier(BaseVerifier):
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         pin = read_pin(attempt.params, "response.pin", self.settings)
         credential = attempt.require_credential()
-        if not constant_time_equals(ctx.keys.keyed_hash(HASH_PURPOSE, pin), credential.data["pinHash"]):
+        # The stored hash names the secret key it was made with; verify_keyed_hash uses that key,
+        # so the PIN still verifies after the operator rotates to a new key.
+        if not ctx.keys.verify_keyed_hash(HASH_PURPOSE, pin, str(credential.data["pinHash"])):
             raise VerificationFailed("wrong PIN")
         return Verification(credential.id)
 
@@ -84,8 +85,8 @@ class PinVerifier(BaseVerifier):
 
     async def complete_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> NewCredential:
         pin = read_pin(attempt.params, "response.pin", self.settings)
-        expected = attempt.require_challenge().state.get("pinHash", "")
-        if not constant_time_equals(ctx.keys.keyed_hash(HASH_PURPOSE, pin), expected):
+        expected = str(attempt.require_challenge().state.get("pinHash", ""))
+        if not ctx.keys.verify_keyed_hash(HASH_PURPOSE, pin, expected):
             raise VerificationFailed("the two PINs differ")
         if any(c.data.get("pinHash") == expected for c in attempt.candidates):
             raise EnrollmentFailed("this PIN is already enrolled")

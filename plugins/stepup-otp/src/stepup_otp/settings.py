@@ -1,13 +1,12 @@
 """``[plugins.otp]`` in ``stepup.toml``: code lifetime, send limits, SMTP and SMS gateway.
 
-Any string may be written ``${NAME}`` to read it from the environment (passwords, API keys).
+Any string may hold ``${NAME}`` to read it from the environment (passwords, API keys): the core
+expands references when it reads ``stepup.toml`` (``stepup_core.config.expand_env``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,21 +22,6 @@ DEFAULT_SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 DEFAULT_SMS_BODY_TEMPLATE = '{"to": "{to}", "text": "Your {app} verification code is {code}"}'
 DEFAULT_SMS_NOTICE_TEMPLATE = '{"to": "{to}", "text": "{text}"}'
 SMS_PLACEHOLDERS = ("{to}", "{code}", "{app}")
-_EMBEDDED_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(value: str) -> str:
-    """Replace each ``${NAME}`` inside ``value`` by the environment variable (``Bearer ${TOKEN}``)."""
-
-    def lookup(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ValueError(f"refers to ${{{name}}}, but {name} is not set")
-        return os.environ[name]
-
-    return _EMBEDDED_ENV_REF.sub(lookup, value)
-
-
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
@@ -89,11 +73,11 @@ class SmtpSettings:
 class HeaderSetting:
     """One HTTP header: ``{name = "Authorization", value = "Bearer ${SMS_TOKEN}"}``.
 
-    ``${NAME}`` anywhere in ``value`` is read from the environment.
+    ``${NAME}`` anywhere in ``value`` is read from the environment when the file is read.
     """
 
     name: str
-    value: str = attrs.field(repr=False, converter=expand_env)
+    value: str = attrs.field(repr=False)
 
 
 @attrs.frozen
@@ -151,9 +135,23 @@ def _substitute(node: Any, values: dict[str, str]) -> Any:
     return node
 
 
+#: The channels codes can go over.
+CHANNELS = ("email", "sms")
+
+
+def _channels(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    unknown = [c for c in value if c not in CHANNELS]
+    if not value or unknown or len(set(value)) != len(value):
+        raise ValueError(f"{attribute.name} must name one or both of {', '.join(CHANNELS)}, got {list(value)!r}")
+
+
 @attrs.frozen
 class OtpSettings:
     """``[plugins.otp]``."""
+
+    #: The channels this server sends codes over. A channel left out is never used: its
+    #: credentials are not offered for step-up and cannot be linked.
+    channels: tuple[str, ...] = attrs.field(default=CHANNELS, validator=_channels)
 
     #: Seconds a code (and its challenge) stays valid.
     code_ttl: float = attrs.field(default=600.0, validator=_positive)

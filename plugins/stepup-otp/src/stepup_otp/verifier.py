@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-from stepup_core.crypto import constant_time_equals
 from stepup_core.errors import (
     ChallengeExpired,
     EnrollmentFailed,
@@ -20,7 +19,7 @@ from stepup_core.errors import (
     ValidationError,
     VerificationFailed,
 )
-from stepup_core.models import Challenge, CodeDelivery, CredentialFormat, Factor
+from stepup_core.models import Challenge, CodeDelivery, Credential, CredentialFormat, Factor
 from stepup_core.store.base import GRACE_SECONDS, make_key
 from stepup_core.verifier import (
     Attempt,
@@ -96,7 +95,7 @@ async def _check_code(ctx: VerifierContext, challenge: Challenge, params: dict[s
         raise VerificationFailed("a newer code was sent since this one: enter the latest code")
     if code_expires_at <= ctx.clock.now():
         raise ChallengeExpired("the code expired; ask for a new one", challengeId=challenge.id)
-    if not constant_time_equals(code_hash(ctx, challenge, code), expected):
+    if not ctx.keys.verify_keyed_hash(HASH_PURPOSE, challenge.id + code, expected):
         raise VerificationFailed("the code is not correct")
 
 
@@ -113,6 +112,8 @@ class OtpVerifier(BaseVerifier):
 
     def __init__(self, settings: OtpSettings | None = None) -> None:
         self.settings = settings or OtpSettings()
+        #: The channels codes go over (the core checks each has a real sender at start).
+        self.delivery_channels: tuple[str, ...] = self.settings.channels
         self.challenge_ttl: float = self.settings.code_ttl
         self.begin_limits: Sequence[RateLimit] = (
             RateLimit(1, self.settings.resend_interval),
@@ -161,11 +162,19 @@ class OtpVerifier(BaseVerifier):
         for kind, subject, limit in checks:
             await ctx.hit_rate_limit(make_key("otp-enroll", kind, subject), limit)
 
+    def eligible(self, credential: Credential) -> bool:
+        """Only credentials whose channel this server sends over can step up."""
+        return CHANNELS.get(credential.format) in self.delivery_channels
+
     async def begin(self, ctx: VerifierContext, attempt: Attempt) -> Begun:
         challenge = attempt.require_challenge()
         credential = attempt.require_credential()
         if credential.format not in CHANNELS or not credential.identifier:
             raise NoEligibleCredential(f"credential {credential.id} cannot receive one-time codes")
+        if not self.eligible(credential):
+            raise NoEligibleCredential(
+                f"this server does not send codes by {CHANNELS[credential.format]}; choose another credential"
+            )
         try:
             identifier = normalize_identifier(credential.format, credential.identifier, "identifier")
         except ValidationError:
@@ -196,6 +205,10 @@ class OtpVerifier(BaseVerifier):
     async def begin_enrollment(self, ctx: VerifierContext, attempt: Attempt) -> EnrollmentStep:
         challenge = attempt.require_challenge()
         fmt, identifier = _enrollment_target(attempt.params)
+        if CHANNELS[fmt] not in self.delivery_channels:
+            field = next(key for key, value in ENROLLMENT_FIELDS.items() if value is fmt)
+            message = f"this server does not send codes by {CHANNELS[fmt]}; link an address it can reach"
+            raise ValidationError(message, [{"path": f"params.{field}", "message": message}])
         for existing in attempt.candidates:
             if existing.format is fmt and existing.identifier and same_identifier(fmt, existing.identifier, identifier):
                 raise EnrollmentFailed(

@@ -6,6 +6,7 @@ the plugin registers its verifier, and that must stay cheap.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 import attrs
@@ -33,18 +34,30 @@ USER_VERIFICATION_AT_REGISTRATION = ("required", "preferred")
 RESIDENT_KEY_REQUIREMENTS = ("discouraged", "preferred", "required")
 #: Origins of Android apps calling the platform's FIDO API (``android:apk-key-hash:<hash>``).
 ANDROID_ORIGIN_PREFIX = "android:apk-key-hash:"
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
 def _is_loopback(host: str) -> bool:
-    return host in _LOOPBACK_HOSTS or host.endswith(".localhost")
+    return host == "localhost" or host.endswith(".localhost")
+
+
+def is_ip_literal(host: str) -> bool:
+    """True for a host a browser reads as an IP address: IPv4 (also in the short, octal or
+    hexadecimal forms URL parsing accepts, such as ``127.1``: a last label that is a number) or
+    IPv6. WebAuthn needs a domain: browsers refuse passkeys on such hosts (``SecurityError``)."""
+    host = host.strip("[]").rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    last = host.rsplit(".", 1)[-1].lower()
+    return bool(last) and (last.isdigit() or (last.startswith("0x") and all(c in "0123456789abcdef" for c in last[2:])))
 
 
 def check_origin(origin: str, rp_id: str) -> None:
     """Raise ConfigError unless ``origin`` can carry passkeys for ``rp_id`` in a browser.
 
-    Browsers only run WebAuthn in a secure context (``https``, or ``http`` on loopback) and only
-    for an RP ID that equals the origin's host or is a registrable suffix of it.
+    Browsers only run WebAuthn in a secure context (``https``, or ``http`` on ``localhost``),
+    never on an IP address, and only for an RP ID that equals the origin's host or is a
+    registrable suffix of it.
     """
     if origin.startswith(ANDROID_ORIGIN_PREFIX):
         if len(origin) == len(ANDROID_ORIGIN_PREFIX):
@@ -60,6 +73,12 @@ def check_origin(origin: str, rp_id: str) -> None:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ConfigError(
             f"origins: {origin!r} must be an origin only (scheme://host[:port]), no path"
+        )
+    if is_ip_literal(host):
+        local = f"{parts.scheme}://localhost" + (f":{parts.port}" if parts.port else "")
+        raise ConfigError(
+            f"origins: {origin!r} has an IP address for its host; browsers refuse passkeys on IP "
+            f"addresses (SecurityError): serve the page on a domain name ({local!r} for development)"
         )
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigError(
@@ -113,6 +132,11 @@ class PasskeySettings:
             raise ConfigError(
                 f"rp_id must be a lower-case domain name without scheme or port "
                 f"(for example 'example.com'), got {self.rp_id!r}"
+            )
+        if is_ip_literal(rp_id):
+            raise ConfigError(
+                f"rp_id must be a domain name, not an IP address ({self.rp_id!r}): browsers refuse "
+                "passkeys for IP addresses (SecurityError); use 'localhost' for development"
             )
         if not self.rp_name.strip():
             raise ConfigError("rp_name must not be empty")

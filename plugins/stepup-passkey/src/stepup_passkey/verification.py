@@ -191,6 +191,22 @@ def _origins(origins: str | Sequence[str]) -> list[str]:
     return [origins] if isinstance(origins, str) else list(origins)
 
 
+def check_origin(credential: Mapping[str, Any], origins: str | Sequence[str]) -> None:
+    """Refuse a ceremony that ran on a page whose origin is not allowed, saying which origin the
+    browser reported and which ones this server accepts (what to put in ``origins``)."""
+    allowed = _origins(origins)
+    seen = _client_data(credential).get("origin")
+    if seen not in allowed:
+        shown = str(seen)[:200]
+        raise VerificationFailed(
+            f"the passkey was used on a page at {shown!r}, but this server accepts passkeys only from "
+            f"{', '.join(repr(o) for o in allowed)}; open the page there, or add its origin to "
+            "[plugins.passkey] origins",
+            origin=shown,
+            allowedOrigins=allowed,
+        )
+
+
 def _transports(credential: Mapping[str, Any]) -> tuple[str, ...]:
     # RegistrationResponseJSON puts them in response.transports; older clients at the top.
     value = credential["response"].get("transports", credential.get("transports"))
@@ -306,6 +322,7 @@ def verify_registration(
     except ValueError as exc:
         raise ValueError(f"unsupported algorithm or attestation format: {exc}") from exc
 
+    check_origin(credential, origins)
     _install_certificate_clock()
     token = _CERTIFICATE_TIME.set(_as_datetime(attestation_time))
     try:
@@ -378,6 +395,7 @@ def verify_authentication(
     :raises VerificationFailed: any other check failed (challenge, origin, RP ID, UV, signature).
     """
     check_credential_shape(credential, path, AUTHENTICATION_FIELDS)
+    check_origin(credential, origins)
 
     from webauthn import verify_authentication_response
 

@@ -13,7 +13,7 @@ from importlib.resources import files
 import attrs
 
 from stepup_core.config import StepUpConfig
-from stepup_core.crypto import constant_time_equals
+from stepup_core.crypto import LEGACY_KEY_ID, constant_time_equals
 from stepup_core.errors import ConfigError, ValidationError, VerificationFailed
 from stepup_core.models import Credential, CredentialFormat, Factor
 from stepup_core.store.base import make_key
@@ -23,6 +23,7 @@ from stepup_core.verifier import (
     Begun,
     EnrollmentStep,
     NewCredential,
+    Rekeyed,
     Verification,
     VerifierContext,
     read_code,
@@ -37,6 +38,10 @@ HASH_PURPOSE = "recovery"
 DEFAULT_ALIAS = "Recovery codes"
 MAX_COUNT = 100
 LOW_CODES_EVENT = "recovery_codes_low"
+NOT_REKEYABLE = (
+    "recovery codes: a code's keyed hash cannot be recomputed without the code; "
+    "re-keyed when the user generates new codes"
+)
 
 
 @attrs.frozen
@@ -69,6 +74,15 @@ def code_key(code_set: str, digest: str) -> str:
 def code_set_index(code_set: str) -> str:
     """The listing of a set's unused codes."""
     return make_key("recovery-codes", code_set)
+
+
+def _digests(ctx: VerifierContext, credential: Credential, code: str) -> list[str]:
+    """The names a code of this set may be stored under: its keyed hash under the key the set
+    was made with, or (a set from before key ids) the bare hash under every configured key."""
+    kid = credential.data.get("keyId")
+    if kid:
+        return [ctx.keys.keyed_hash(HASH_PURPOSE, code, key_id=str(kid))]
+    return ctx.keys.legacy_keyed_hashes(HASH_PURPOSE, code)
 
 
 #: What a recovery code looks like, for the person.
@@ -105,7 +119,11 @@ class RecoveryVerifier(BaseVerifier):
         code_set = str(credential.data["set"])
         # The record is found by a keyed hash of the code, so the lookup's timing says nothing
         # about how close a guess was; the value is compared in constant time as a binding check.
-        found = await ctx.store.take(code_key(code_set, ctx.keys.keyed_hash(HASH_PURPOSE, code)))
+        found = None
+        for digest in _digests(ctx, credential, code):
+            found = await ctx.store.take(code_key(code_set, digest))
+            if found is not None:
+                break
         if found is None or not constant_time_equals(found, code_set):
             raise VerificationFailed("not a recovery code of this account, or it was already used")
         remaining = len(await ctx.store.list_index(code_set_index(code_set)))
@@ -145,11 +163,19 @@ class RecoveryVerifier(BaseVerifier):
                 format=CredentialFormat.RECOVERY_CODE,
                 alias=DEFAULT_ALIAS,
                 type="recoveryCodes",
-                data={"set": code_set},
+                data={"set": code_set, "keyId": ctx.keys.current_id},
                 public={"remaining": count, "total": count},
                 replaces_existing=True,
             ),
         )
+
+    async def rekey(self, ctx: VerifierContext, credential: Credential) -> Rekeyed:
+        """Codes cannot be re-keyed: a code's keyed hash needs the code, which is never kept. The
+        set keeps verifying with the key it was made with until the user generates new codes."""
+        kid = str(credential.data.get("keyId") or LEGACY_KEY_ID)
+        if kid == ctx.keys.current_id:
+            return Rekeyed()
+        return Rekeyed(still_uses={kid: NOT_REKEYABLE})
 
     async def forget(self, ctx: VerifierContext, credential: Credential) -> None:
         """The core deleted this set (unlinked or regenerated): drop its code records."""

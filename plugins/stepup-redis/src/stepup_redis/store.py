@@ -37,7 +37,7 @@ import hashlib
 import logging
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -333,6 +333,11 @@ def parse_version(text: str) -> tuple[int, ...] | None:
     return tuple(int(p) for p in parts)
 
 
+def _glob_escape(text: str) -> str:
+    """``text`` as a literal in a Redis glob pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 def _ttl_ms(ttl: float | None) -> str:
     if ttl is None:
         return ""
@@ -472,6 +477,16 @@ class RedisStore:
             raise self._unavailable(operation, exc) from exc
         return self._reply(operation, reply)
 
+    async def _commands(self, operation: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several commands in one exchange (written at once, replies read in order)."""
+        if self._closed:
+            raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
+        try:
+            replies = await self._connections.exchange(commands)
+        except BaseException as exc:
+            raise self._unavailable(operation, exc) from exc
+        return [self._reply(operation, reply) for reply in replies]
+
     async def _script(self, operation: str, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError
 
@@ -579,6 +594,21 @@ class RedisStore:
         )
         pairs = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
         return dict(sorted(pairs.items()))
+
+    async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
+        """Every live record whose key starts with ``prefix`` (``SCAN MATCH``, then the values
+        in one pipeline per page); order unspecified."""
+        pattern = self._record_key(_glob_escape(prefix)) + "*"
+        start = len(self._record_key(""))
+        cursor: Any = 0
+        while True:
+            cursor, names = await self._command("scan", "SCAN", cursor, "MATCH", pattern, "COUNT", batch)
+            values = await self._commands("scan", [("HGET", name, "v") for name in names]) if names else []
+            for name, value in zip(names, values, strict=True):
+                if value is not None:
+                    yield str(name)[start:], str(value)
+            if int(cursor) == 0:
+                return
 
     async def ping(self) -> None:
         await self._command("ping", "PING")

@@ -21,6 +21,7 @@ from stepup_core.verifier import (
     Begun,
     EnrollmentStep,
     NewCredential,
+    Rekeyed,
     Verification,
     VerifierContext,
     check_alias,
@@ -133,6 +134,11 @@ class TotpVerifier(BaseVerifier):
             }
         )
 
+    async def rekey(self, ctx: VerifierContext, credential: Credential) -> Rekeyed:
+        """Re-seal the device secret under the current secret key (``stepup keys rotate``)."""
+        resealed = ctx.keys.reseal(SEAL_PURPOSE, str(credential.data["secret"]))
+        return Rekeyed() if resealed is None else Rekeyed(data={**credential.data, "secret": resealed})
+
     async def verify(self, ctx: VerifierContext, attempt: Attempt) -> Verification:
         device = attempt.require_credential()
         params = _device_parameters(device)
@@ -149,14 +155,32 @@ class TotpVerifier(BaseVerifier):
         )
         if step is None:
             raise VerificationFailed("the code does not match this authenticator app; check the device's clock")
-        if step <= int(device.data.get("enrolledStep", -1)):
-            raise ReplayDetected("this code was used to enrol the device; wait for the app's next code")
-        # Each time step is accepted once per device. The ledger entry outlives the last moment
-        # at which the step is still inside the drift window.
-        ttl = float((2 * self.settings.drift_steps + 2) * params.period)
-        if not await ctx.store.add(make_key("totp-step", device.id, str(step)), "1", ttl=ttl):
-            raise ReplayDetected("this code was already used; wait for the app's next code")
+        await self._advance_last_step(ctx, device, step)
         return Verification(credential_id=device.id, details={"timeStep": step})
+
+    async def _advance_last_step(self, ctx: VerifierContext, device: Credential, step: int) -> None:
+        """Accept ``step`` only if it is later than every step this device had accepted (RFC 6238
+        section 5.2: a code is used once, and none from before it afterwards), and make it the
+        device's high-water mark.
+
+        The mark lives in the store and moves by compare-and-set, so of concurrent submissions,
+        on any number of server instances sharing the store, only later steps ever win. Before
+        any step-up it is the step of the code that confirmed the enrolment."""
+        key = last_step_key(device.id)
+        enrolled = int(device.data.get("enrolledStep", -1))
+        for _ in range(_MAX_MARK_RACES):
+            current = await ctx.store.get(key)
+            last = enrolled if current is None else int(current)
+            if step <= last:
+                raise ReplayDetected(_replay_message(step, last, enrolled))
+            if await ctx.store.compare_and_set(key, current, str(step)):
+                return
+        # Every round lost to a submission that moved the mark: this one is as late as it gets.
+        raise ReplayDetected("a newer code from this app was accepted at the same moment; wait for the app's next code")
+
+    async def forget(self, ctx: VerifierContext, credential: Credential) -> None:
+        """Remove the device's high-water mark once the device is gone."""
+        await ctx.store.delete(last_step_key(credential.id))
 
     # --- enrolment -------------------------------------------------------------------------
 
@@ -277,6 +301,30 @@ class TotpVerifier(BaseVerifier):
             },
             public=public,
         )
+
+
+def last_step_key(device_id: str) -> str:
+    """The store key of a device's high-water mark: the last time step it accepted."""
+    return make_key("totp-last-step", device_id)
+
+
+#: Rounds of compare-and-set a submission may lose to others before it is refused.
+_MAX_MARK_RACES = 8
+
+
+def _replay_message(step: int, last: int, enrolled: int) -> str:
+    """Say what happened to a code at or before the device's last accepted step."""
+    wait = "wait for the app's next code"
+    if last == enrolled:
+        if step == enrolled:
+            return f"this code confirmed the device's enrolment and cannot also step up; {wait}"
+        return (
+            "this code is older than the one that confirmed the device's enrolment (codes are "
+            f"accepted only in the order the app shows them); {wait}"
+        )
+    if step == last:
+        return f"this code was already used; {wait}"
+    return f"this code is older than the last code accepted from this app; {wait}"
 
 
 def make_verifier(config: StepUpConfig) -> TotpVerifier:

@@ -1,6 +1,7 @@
-"""One stepup server process of the multi-instance tests.
+"""One stepup server process of the multi-instance tests (:mod:`stepup_core.testing.multi_instance`).
 
-``python instance_server.py CONFIG NAME`` serves the stepup routes under ``/stepup`` and two
+``python -m stepup_core.testing.instance_server CONFIG NAME`` serves the stepup routes under
+``/stepup`` and two
 application routes guarded by ``requires_scope`` on a free loopback port, prints
 ``LISTENING <port>`` once it accepts connections, and stops cleanly on SIGTERM.
 """
@@ -13,10 +14,10 @@ import sys
 
 from aiohttp import web
 
-from stepup_core.config import load_config
-from stepup_core.identify import identify_from_config
-from stepup_core.server import build_app, requires_scope, serve_app
-from stepup_core.service import StepUpService
+from ..config import load_config
+from ..identify import identify_from_config
+from ..server import build_app, requires_scope, serve_app
+from ..service import StepUpService
 
 
 async def main(config_path: str, name: str) -> None:
