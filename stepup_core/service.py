@@ -473,6 +473,8 @@ class StepUpService:
                 await self.store.settle(release=release)
             assert challenge is not None
             raise ChallengeUsed(used_message, challengeId=challenge.id)
+        if challenge is not None:
+            await free_live_slot(self.store, challenge)
         await self.emit(
             self._event(
                 "grant_issued",
