@@ -12,6 +12,8 @@ stepup route over its floor, a route in the same server that does only what cann
 ``protected / unprotected``
     a handler behind ``requires_scope`` (time-bound token) against the same handler unguarded.
 
+Stores: memory, SQLite, Redis and PostgreSQL (``--stores``; Redis is a throwaway ``redis-server``
+and PostgreSQL a throwaway cluster by ``initdb``, both on loopback, both stopped afterwards).
 Each store's server runs in its own process with every installed plugin loaded but stepup-otel,
 whose spans and metrics cost what ``protected_route.py`` measures on its own (``--with-otel``
 loads it too); Redis is a ``redis-server`` started for the run on loopback (its own CPU is not
@@ -20,13 +22,13 @@ measures every store and case in turn, the order flipping between rounds (:mod:`
 with ``protected_route.py``); the table shows the CPU per request of each round, and each ratio
 is shown overall and per round.
 
-    python benchmarks/verify.py [--stores memory,sqlite,redis] [--seconds 3] [--rounds 4]
+    python benchmarks/verify.py [--stores memory,sqlite,redis,postgres] [--seconds 3] [--rounds 4]
                                 [--concurrency 20] [--users 30000] [--with-otel] [--strict]
 
-Targets (ratios of server CPU per request): totp-verify/bare-totp <= 3 memory, <= 8 SQLite,
-<= 5 Redis; check/bare-post <= 2 memory and SQLite, <= 2.5 Redis; protected/unprotected
-<= 1.2 memory and SQLite, <= 1.8 Redis. ``--strict`` exits 1 when one is missed. The expiry
-benchmark is ``expiry.py`` beside this file.
+Targets (ratios of server CPU per request): totp-verify/bare-totp <= 3 memory, <= 8 SQLite and
+PostgreSQL, <= 5 Redis; check/bare-post <= 2 memory and SQLite, <= 2.5 Redis and PostgreSQL;
+protected/unprotected <= 1.2 memory and SQLite, <= 1.8 Redis and PostgreSQL. ``--strict`` exits
+1 when one is missed. The expiry benchmark is ``expiry.py`` beside this file.
 """
 
 from __future__ import annotations
@@ -52,11 +54,11 @@ from harness import Case, Server, cpu_ratio, measure, print_table, serve_until_t
 SCOPE = "user:update"
 PERIOD = 30
 #: Store kinds this benchmark knows, with the store URL each server is given.
-KINDS = ("memory", "sqlite", "redis")
+KINDS = ("memory", "sqlite", "redis", "postgres")
 TARGETS: dict[str, dict[str, float]] = {
-    "totp-verify/bare-totp": {"memory": 3.0, "sqlite": 8.0, "redis": 5.0},
-    "check/bare-post": {"memory": 2.0, "sqlite": 2.0, "redis": 2.5},
-    "protected/unprotected": {"memory": 1.2, "sqlite": 1.2, "redis": 1.8},
+    "totp-verify/bare-totp": {"memory": 3.0, "sqlite": 8.0, "redis": 5.0, "postgres": 8.0},
+    "check/bare-post": {"memory": 2.0, "sqlite": 2.0, "redis": 2.5, "postgres": 2.5},
+    "protected/unprotected": {"memory": 1.2, "sqlite": 1.2, "redis": 1.8, "postgres": 1.8},
 }
 COMPARISONS = (
     ("totp-verify/bare-totp", "totp-verify", "bare-totp"),
@@ -280,6 +282,7 @@ async def _main(args: argparse.Namespace) -> int:
     servers: list[Server] = []
     cases: list[Case] = []
     redis_server: Any = None
+    postgres_cluster: Any = None
     try:
         for kind in kinds:
             if kind == "memory":
@@ -292,6 +295,16 @@ async def _main(args: argparse.Namespace) -> int:
                 redis_server = RedisServer(directory=workdir / "redis")
                 redis_server.start()
                 url = redis_server.url
+            else:
+                from stepup_postgres.testing import PostgresCluster
+
+                postgres_cluster = PostgresCluster.create()
+                postgres_cluster.start()
+                # Over the cluster's unix socket, as an application reaches a database on its host.
+                url = (
+                    f"postgresql://stepup@/postgres?host={postgres_cluster.socket_dir}"
+                    f"&port={postgres_cluster.port}&max_size=20"
+                )
             server = await start(kind, __file__, kind, url, seed, str(args.users))
             servers.append(server)
             cases.extend(_cases(server, seed, args.users))
@@ -302,6 +315,8 @@ async def _main(args: argparse.Namespace) -> int:
             await stop(server.proc)
         if redis_server is not None:
             redis_server.stop()
+        if postgres_cluster is not None:
+            postgres_cluster.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print()
@@ -327,7 +342,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stores", default="memory,sqlite,redis")
+    parser.add_argument("--stores", default="memory,sqlite,redis,postgres")
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per case per round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--warmup", type=float, default=1.0)
