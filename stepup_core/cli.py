@@ -74,19 +74,23 @@ async def _serve(config_path: Path | None, host: str, port: int, ready: Any = No
     import attrs
 
     from .config import load_config
+    from .plugins import get_plugin_manager
     from .server.identify import DevelopmentIdentify, identify_from_config
     from .service import StepUpService
+    from .startup import installed_plugin_names
 
     development = config_path is None
     config = load_config(config_path)
     identify: Any = DevelopmentIdentify() if development else identify_from_config(config.identify)
-    # Bind first: development mode accepts passkeys from pages on the port actually served.
+    pm = get_plugin_manager()
+    # Bind first: development mode accepts passkeys from pages on the port actually served
+    # (when the passkey method is installed: a table for a missing plugin stops the start).
     sock = socket.create_server((host, port))
     with contextlib.closing(sock):
-        if development:
+        if development and "passkey" in installed_plugin_names(pm):
             bound = f"http://localhost:{sock.getsockname()[1]}"
             config = attrs.evolve(config, plugins={**config.plugins, "passkey": {"origins": [_dev_origin(bound)]}})
-        service = await StepUpService.create(config)
+        service = await StepUpService.create(config, pm=pm)
         await _run(service, identify, config, sock, development)
 
 

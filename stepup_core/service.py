@@ -1,11 +1,8 @@
-"""StepUpService: the facade over the core's parts.
-
-Everything that must be the same for every method lives in the core so no plugin can get it
-wrong; each rule has one home:
+"""StepUpService: the facade over the core's parts. What must be the same for every method
+lives in the core so no plugin can get it wrong; each rule has one home:
 
 - :mod:`stepup_core.gate`: the check and protected routes (``stepup_check`` votes, the token);
-- :mod:`stepup_core.routing`: installed methods, the user's credentials, MFA or re-auth route,
-  the default credential, "re-auth cannot mint when MFA exists";
+- :mod:`stepup_core.routing`: methods, credentials, route, default credential, may-mint;
 - :mod:`stepup_core.challenges`: challenge ids, expiry, single use, user and session binding;
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
