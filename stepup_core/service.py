@@ -44,6 +44,7 @@ from .errors import (
     VerifierCrashed,
 )
 from .gate import Gate
+from .grants import Grants
 from .keyring import check_key_ledger
 from .limits import AttemptScope, Budget, Limits, free_live_slot
 from .models import (
@@ -70,7 +71,6 @@ from .models import (
     IssuedToken,
     MethodInfo,
     Principal,
-    TokenBehavior,
     VerifyRequest,
 )
 from .observe import observe
@@ -121,6 +121,9 @@ class StepUpService:
         self.limits = Limits(store, config.limits, self.emit, self._event)
         self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
         self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event)
+        self.grants = Grants(
+            store, self.clock, self.policies, self.tokens, self.credentials, self.challenges, self.emit, self._event
+        )
         self.ctx = VerifierContext(
             store=store,
             clock=self.clock,
@@ -420,7 +423,7 @@ class StepUpService:
             self._ensure_held(verification, candidates)
             places.deferred = True  # given back below, in the grant's own store step
         proven = next(c for c in candidates if c.id == verification.credential_id)
-        return await self._grant(
+        return await self.grants.issue(
             principal, verifier, proven, scopes, challenge, verification.public, release=places.release
         )
 
@@ -428,67 +431,6 @@ class StepUpService:
     def _ensure_held(verification: Verification, candidates: Sequence[Credential]) -> None:
         if all(c.id != verification.credential_id for c in candidates):
             raise VerificationFailed("the response proves a credential this user does not hold")
-
-    async def _grant(
-        self,
-        principal: Principal,
-        verifier: Verifier,
-        credential: Credential,
-        scopes: Sequence[str],
-        challenge: Challenge | None,
-        public: dict[str, Any] | None = None,
-        *,
-        release: Sequence[str] = (),
-        used_message: str = "this challenge was already completed",
-    ) -> IssuedToken:
-        """Mint the token and record the use, in one store step (``settle``) that also uses up
-        ``challenge`` (when given: ChallengeUsed if another request used it first) and gives back
-        the attempt's places in ``release``. The use is a record of its own beside a stored
-        credential (its ``last_used_at``, written blind); the method's new public details, when it
-        reports any, rewrite the credential in the same step."""
-        behavior, ttl = self.policies.token_shape(scopes)
-        issued, grant_write = self.tokens.prepare(
-            principal,
-            scopes,
-            method=verifier.name,
-            ttl=ttl,
-            single_use=behavior is TokenBehavior.SINGLE_USE,
-            credential_id=credential.id,
-        )
-        writes = [grant_write]
-        if not credential.external:
-            writes.append(self.credentials.last_used_write(credential, self.clock.now()))
-            if public is not None:
-                stored = await self.credentials.get(credential.user_id, credential.id)
-                if stored is not None:
-                    writes.append(self.credentials.write(attrs.evolve(stored, public=dict(public))))
-        settled = await self.store.settle(
-            take=self.challenges.key(challenge) if challenge is not None else None, release=release, writes=writes
-        )
-        if not settled:  # another answer used the challenge first
-            if release:  # this one was no wrong answer: its places go back all the same
-                await self.store.settle(release=release)
-            assert challenge is not None
-            raise ChallengeUsed(used_message, challengeId=challenge.id)
-        if challenge is not None:
-            await free_live_slot(self.store, challenge)
-        await self.emit(
-            self._event(
-                "grant_issued",
-                "success",
-                principal,
-                method=verifier.name,
-                credential_id=credential.id,
-                challenge_id=challenge.id if challenge else None,
-                scopes=issued.scopes,
-                details={
-                    "singleUse": issued.single_use,
-                    "expiresAt": issued.expires_at,
-                    "tokenId": TokenStore.id_of(issued.elevated_access_token),
-                },
-            )
-        )
-        return issued
 
     # --- redirect methods -------------------------------------------------------------
 
@@ -587,7 +529,7 @@ class StepUpService:
             raise CredentialNotFound("the verified credential no longer exists")
         self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes)
         # The challenge is taken in the grant's own store step: of concurrent pollers one gets it.
-        issued = await self._grant(
+        issued = await self.grants.issue(
             principal, verifier, proven, challenge.requested_scopes, challenge,
             used_message="this challenge's grant was already picked up",
         )
