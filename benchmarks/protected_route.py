@@ -36,6 +36,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,11 @@ async def _main(args: argparse.Namespace) -> int:
             await _stop(server.proc)
         for backend in backends:
             backend.stop_and_remove()
+    return report(servers, TARGETS, args.strict)
+
+
+def report(servers: list[Server], targets: Mapping[str, float], strict: bool) -> int:
+    """Print each store's routes and its protected/unprotected verdict; the exit status."""
     rows = []
     verdicts = []
     for server in servers:
@@ -304,7 +310,7 @@ async def _main(args: argparse.Namespace) -> int:
         for name in ("unprotected", "protected"):
             rows.append((store_kind, name, totals[name]))
         ratio = totals["protected"].rate / totals["unprotected"].rate
-        target = TARGETS.get(store_kind, 0.0)
+        target = targets.get(store_kind, 0.0)
         pairs = zip(totals["protected"].round_rates, totals["unprotected"].round_rates, strict=True)
         per_round = [p / u for p, u in pairs if u]
         cpu_ratio = (
@@ -341,7 +347,7 @@ async def _main(args: argparse.Namespace) -> int:
     if failures:
         print(f"{failures} requests did not answer 200")
         return 1
-    return 1 if (missed and args.strict) else 0
+    return 1 if (missed and strict) else 0
 
 
 def main() -> int:

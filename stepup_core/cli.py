@@ -1,5 +1,6 @@
 """The ``stepup`` command: ``plugins``, ``serve`` and ``demo``; for operators ``migrate``,
-``keys`` and ``admin`` (in :mod:`stepup_core.cli_operations`).
+``keys`` and ``admin`` (in :mod:`stepup_core.cli_operations`); ``credential`` and ``jwks`` for the
+sidecar and signed grants (in :mod:`stepup_core.cli_sidecar`).
 
 Imports stay inside the commands: ``stepup plugins`` loads the plugin modules (cheap by
 contract) and nothing else.
@@ -203,8 +204,9 @@ def demo(web: bool, host: str, port: int) -> None:
 
 def _add_operations() -> None:
     from .cli_operations import COMMANDS
+    from .cli_sidecar import COMMANDS as SIDECAR_COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *SIDECAR_COMMANDS):
         main.add_command(command)
 
 

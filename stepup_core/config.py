@@ -83,6 +83,14 @@ class ScopePolicyConfig:
     ttl: float | None = None
     allowed_methods: tuple[str, ...] | None = None
     min_factor: Factor | None = None
+    #: RFC 9470: classes that satisfy the scope, sent in the challenge (see ``[acr]``).
+    acr_values: tuple[str, ...] = ()
+    #: RFC 9470: most seconds since the person authenticated, sent in the challenge.
+    max_age: float | None = None
+    #: A sign-in meeting ``acr_values`` within ``max_age`` is the step-up.
+    accept_sign_in: bool = False
+    #: Issue grants for this (time-bound) scope as JWTs verifiable with ``{prefix}/jwks.json``.
+    signed: bool = False
 
     def to_policy(self, base: ScopePolicy) -> ScopePolicy:
         return ScopePolicy(
@@ -91,6 +99,10 @@ class ScopePolicyConfig:
             ttl=self.ttl if self.ttl is not None else base.ttl,
             allowed_methods=self.allowed_methods,
             min_factor=self.min_factor,
+            acr_values=self.acr_values,
+            max_age=self.max_age,
+            accept_sign_in=self.accept_sign_in,
+            signed=self.signed,
         )
 
 
@@ -178,6 +190,54 @@ class IdentifyConfig:
             raise ConfigError("identify.mode = 'jwt' needs identify.jwks_url or identify.key")
 
 
+SIGNING_ALGORITHMS = ("ES256", "EdDSA")
+_CREDENTIAL_HASH = re.compile(r"^sha256:[0-9a-f]{64}\Z")
+
+
+@attrs.frozen
+class GrantsConfig:
+    """Signed grants (``signed = true`` in a scope policy): JWTs other services verify with the
+    keys at ``{prefix}/jwks.json``."""
+
+    #: ``ES256`` (P-256) or ``EdDSA`` (Ed25519).
+    algorithm: str = "ES256"
+    #: The ``iss`` claim; default ``server.public_url`` + prefix, else ``urn:stepup:<app_name>``.
+    issuer: str | None = None
+    #: An ``aud`` claim, when the verifying services expect one.
+    audience: str | None = None
+    #: Seconds a signing key signs before the next replaces it; a retired key stays published
+    #: until the last token it signed has expired.
+    key_rotation: float = 7 * 86_400.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.algorithm not in SIGNING_ALGORITHMS:
+            raise ConfigError(
+                f"grants.algorithm must be one of {', '.join(SIGNING_ALGORITHMS)}, got {self.algorithm!r}"
+            )
+        if not 60 <= self.key_rotation <= 366 * 86_400:
+            raise ConfigError(f"grants.key_rotation must be between 60 s and a year, got {self.key_rotation}")
+
+
+@attrs.frozen
+class IntrospectionConfig:
+    """Service credentials for ``POST {prefix}/introspect`` (applications beside ``stepup serve``).
+
+    ``clients`` maps a name (for audit events) to the SHA-256 of the credential, written
+    ``sha256:<hex>``; the credential itself is never configured. ``stepup introspection-credential``
+    makes one. No clients: every introspection call is refused.
+    """
+
+    clients: dict[str, str] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for name, digest in self.clients.items():
+            if not _CREDENTIAL_HASH.match(digest):
+                raise ConfigError(
+                    f"introspection.clients.{name}: give the credential's hash, 'sha256:' and 64 hex digits "
+                    "(stepup introspection-credential prints it), never the credential itself"
+                )
+
+
 @attrs.frozen
 class AdminConfig:
     """The admin HTTP API under the prefix (``{prefix}/admin/...``): off unless ``enabled``.
@@ -217,6 +277,11 @@ class StepUpConfig:
     declared_scopes: tuple[str, ...] = ()
     server: ServerConfig = ServerConfig()
     identify: IdentifyConfig = IdentifyConfig()
+    #: Authentication context classes (RFC 9470 ``acr`` values) and the methods that achieve
+    #: each, e.g. ``phr = ["passkey"]``; a scope's ``acr_values`` refer to them.
+    acr: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    grants: GrantsConfig = GrantsConfig()
+    introspection: IntrospectionConfig = IntrospectionConfig()
     admin: AdminConfig = AdminConfig()
     #: One table per plugin, ``[plugins.<name>]``; each plugin structures its own.
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
@@ -254,7 +319,7 @@ class StepUpConfig:
         for key, cfg in self.scopes.items():
             base = DEFAULT_POLICIES.get(key, DEFAULT_POLICY) if key.endswith("*") else builtin.policy_for(key)
             overrides[key] = cfg.to_policy(base)
-        return ScopePolicies.with_overrides(overrides, declared=self.declared_scopes)
+        return ScopePolicies.with_overrides(overrides, declared=self.declared_scopes, acr_methods=self.acr)
 
     def plugin_section(self, name: str, cls: type[T]) -> T:
         """Structure ``[plugins.<name>]`` into ``cls`` (an attrs class); errors name the key.

@@ -142,10 +142,26 @@ class StepUpRequired(StepUpError):
     status = 401
     title = "Step-up authentication required"
 
-    def __init__(self, message: str, scope: str, check: Any = None) -> None:
-        super().__init__(message, scope=scope)
+    def __init__(
+        self,
+        message: str,
+        scope: str,
+        check: Any = None,
+        *,
+        acr_values: tuple[str, ...] = (),
+        max_age: float | None = None,
+    ) -> None:
+        details: dict[str, Any] = {"scope": scope}
+        if acr_values:
+            details["acrValues"] = list(acr_values)
+        if max_age is not None:
+            details["maxAge"] = int(max_age) if float(max_age).is_integer() else max_age
+        super().__init__(message, **details)
         self.scope = scope
         self.check = check
+        #: RFC 9470: the classes and the most seconds since authentication that would satisfy.
+        self.acr_values = tuple(acr_values)
+        self.max_age = max_age
 
 
 # --- challenge and verification outcomes ---------------------------------------------
@@ -263,6 +279,14 @@ class StoreUnavailable(StepUpError):
     code = "store_unavailable"
     status = 503
     title = "Store unavailable"
+
+
+class InvalidClient(Unauthenticated):
+    """A service's credential for ``POST {prefix}/introspect`` is missing or not configured
+    (RFC 7662 section 2.3: RFC 6749's ``invalid_client``)."""
+
+    code = "invalid_client"
+    title = "Invalid service credential"
 
 
 class OriginNotAllowed(StepUpError):

@@ -3,6 +3,11 @@
 ``check`` (``POST /check``) and ``require_scope`` (a protected route) share one pure decision,
 :func:`decide`, over the ``stepup_check`` votes; each runs the hook once. Any error on the
 check path fails closed: "step-up required", never a grant.
+
+RFC 9470: a grant counts only when its authentication class and age meet the scope's policy
+(``acr_values``, ``max_age``) and, for a signed grant, its key is still published; a policy with
+``accept_sign_in`` takes a fresh, strong enough sign-in as the step-up (spent by its first use
+on a single-use scope). A refusal carries the policy's ``acr_values`` and ``max_age``.
 """
 
 from __future__ import annotations
@@ -13,15 +18,21 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import pluggy
 
+from .authn import grant_satisfies, sign_in_satisfies
+from .clock import Clock
 from .errors import PluginError, StepUpRequired
-from .models import AuditEvent, CheckResult, Grant, Principal, Route, StepUpVote
+from .models import AuditEvent, CheckResult, Grant, Principal, Route, StepUpVote, TokenBehavior
 from .routing import Routing
-from .scopes import ScopePolicies
+from .scopes import ScopePolicies, ScopePolicy
 from .serialization import unstructure
-from .store.base import Store
-from .tokens import Presentation, TokenStore
+from .signing import KeyRing
+from .store.base import Store, make_key
+from .tokens import GrantCheck, Presentation, TokenStore
 
 log = logging.getLogger("stepup")
+
+#: A spent sign-in's record outlives its freshness by this much.
+_SIGN_IN_GRACE = 120.0
 
 
 @attrs.frozen
@@ -63,8 +74,11 @@ class Gate:
         store: Store,
         emit: Callable[[AuditEvent], Awaitable[None]],
         event: Callable[..., AuditEvent],
+        keyring: KeyRing | None = None,
     ) -> None:
         self.pm = pm
+        self.clock: Clock = tokens.clock
+        self.keyring = keyring
         self.policies = policies
         self.routing = routing
         self.tokens = tokens
@@ -88,8 +102,10 @@ class Gate:
         scope = self.policies.validate(scope)
         try:
             votes = await self.votes(principal, scope)
-            grant = await self.tokens.peek(token, principal, scope) if token else None
-            return await self._result(principal, scope, decide(votes), grant is not None)
+            policy = self.policies.policy_for(scope)
+            grant = await self.tokens.peek(token, principal, scope, self.grant_check(policy)) if token else None
+            satisfied = grant is not None or await self._sign_in_available(principal, scope, policy)
+            return await self._result(principal, scope, decide(votes), satisfied)
         except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
             return await self._failed_closed(principal, scope, exc)
 
@@ -108,14 +124,18 @@ class Gate:
         if decision is not None and not decision.demanded:
             return None
         presented: Presentation | None = None
-        if decision is not None and token and decision.token_suffices:
-            presented = await self.tokens.present(token, principal, scope, consume=True)
-            grant = presented.grant
+        if decision is not None and decision.token_suffices:
+            policy = self.policies.policy_for(scope)
+            check = self.grant_check(policy)
+            presented = await self.tokens.present(token, principal, scope, consume=True, check=check) if token else None
+            grant = presented.grant if presented is not None else None
+            if grant is None:
+                grant = await self._use_sign_in(principal, scope, policy)
             if grant is not None:
                 await self._emit(
                     self._event(
                         "grant_used", "success", principal, method=grant.method, scopes=(scope,),
-                        details={"singleUse": grant.single_use, "tokenId": presented.token_id},
+                        details={"singleUse": grant.single_use, "tokenId": presented and presented.token_id},
                     )
                 )
                 return grant
@@ -128,18 +148,78 @@ class Gate:
                 result = await self._result(principal, scope, decision, False)
             except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
                 result = await self._failed_closed(principal, scope, exc)
-        raise StepUpRequired(f"step-up authentication is required for {scope}", scope, check=unstructure(result))
+        raise self._refusal(f"step-up authentication is required for {scope}", scope, result)
 
     async def require_token(self, principal: Principal, scope: str, token: str | None) -> Grant:
         """A valid token for ``scope``, whatever the votes (managing credentials needs one)."""
-        presented = await self.tokens.present(token, principal, scope, consume=True) if token else None
+        check = self.grant_check(self.policies.policy_for(scope))
+        presented = await self.tokens.present(token, principal, scope, consume=True, check=check) if token else None
         if presented is None or presented.grant is None:
             await self._grant_refused(principal, scope, token, presented)
-            result = await self.check(principal, scope)
-            raise StepUpRequired(
-                f"this action needs an elevated access token for {scope}", scope, check=unstructure(result)
-            )
+            message = f"this action needs an elevated access token for {scope}"
+            raise await self.step_up_required(principal, scope, message)
         return presented.grant
+
+    async def step_up_required(self, principal: Principal, scope: str, message: str) -> StepUpRequired:
+        """The refusal for ``scope``: the check result, and the policy's RFC 9470 parameters."""
+        return self._refusal(message, scope, await self.check(principal, scope))
+
+    def _refusal(self, message: str, scope: str, result: CheckResult) -> StepUpRequired:
+        policy = self.policies.policy_for(scope)
+        return StepUpRequired(
+            message, scope, check=unstructure(result), acr_values=policy.acr_values, max_age=policy.max_age
+        )
+
+    def grant_check(self, policy: ScopePolicy) -> GrantCheck:
+        """What a grant must also meet under ``policy``: its class and age, and a signed grant's
+        key still published."""
+
+        async def check(grant: Grant) -> bool:
+            if not grant_satisfies(policy, grant, self.clock.now()):
+                return False
+            if grant.key_id is None:
+                return True
+            return self.keyring is not None and await self.keyring.is_published(grant.key_id)
+
+        return check
+
+    @staticmethod
+    def _sign_in_key(principal: Principal, scope: str) -> str:
+        return make_key("sign-in-used", principal.user_id, principal.session_id, repr(principal.auth_time), scope)
+
+    async def _sign_in_available(self, principal: Principal, scope: str, policy: ScopePolicy) -> bool:
+        """The session's sign-in stands for the step-up now (on a single-use scope: not yet used)."""
+        if not sign_in_satisfies(policy, principal, self.clock.now()):
+            return False
+        if policy.token_behavior is not TokenBehavior.SINGLE_USE:
+            return True
+        return await self.store.get(self._sign_in_key(principal, scope)) is None
+
+    async def _use_sign_in(self, principal: Principal, scope: str, policy: ScopePolicy) -> Grant | None:
+        """A grant standing for a fresh, strong enough sign-in (``accept_sign_in``). On a
+        single-use scope the sign-in is spent atomically by its first use."""
+        now = self.clock.now()
+        if not sign_in_satisfies(policy, principal, now):
+            return None
+        assert principal.auth_time is not None and policy.max_age is not None
+        single_use = policy.token_behavior is TokenBehavior.SINGLE_USE
+        if single_use:
+            ttl = max(policy.max_age - (now - principal.auth_time), 1.0) + _SIGN_IN_GRACE
+            if not await self.store.add(self._sign_in_key(principal, scope), "1", ttl=ttl):
+                return None
+        return Grant(
+            token_hash="",
+            user_id=principal.user_id,
+            session_id=principal.session_id,
+            scopes=(scope,),
+            method="sign-in",
+            issued_at=principal.auth_time,
+            expires_at=principal.auth_time + policy.max_age,
+            single_use=single_use,
+            acr=principal.acr,
+            amr=principal.amr,
+            auth_time=principal.auth_time,
+        )
 
     async def _grant_refused(
         self, principal: Principal, scope: str, token: str | None, presented: Presentation | None

@@ -3,11 +3,12 @@ the success settles (see :meth:`Grants.issue`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from .authn import amr_of
 from .challenges import ChallengeRecords
 from .clock import Clock
 from .credentials import StoreCredentialRepository
@@ -15,6 +16,7 @@ from .errors import ChallengeUsed
 from .limits import free_live_slot
 from .models import AuditEvent, Challenge, Credential, IssuedToken, Principal, TokenBehavior
 from .scopes import ScopePolicies
+from .signing import KeyRing
 from .store.base import Store
 from .tokens import TokenStore
 from .verifier import Verifier
@@ -28,6 +30,10 @@ class Grants:
     tokens: TokenStore
     credentials: StoreCredentialRepository
     challenges: ChallengeRecords
+    keyring: KeyRing
+    #: The claims a signed grant carries besides its own (``iss``, ``aud``), asked for at each
+    #: grant: the issuer may be learnt from the first request.
+    claims: Callable[[], Mapping[str, Any]]
     emit: Callable[[AuditEvent], Awaitable[None]]
     event: Callable[..., AuditEvent]
 
@@ -49,13 +55,18 @@ class Grants:
         credential (its ``last_used_at``, written blind); the method's new public details, when it
         reports any, rewrite the credential in the same step."""
         behavior, ttl = self.policies.token_shape(scopes)
-        issued, grant_write = self.tokens.prepare(
+        signer = self.keyring.signer_for(self.policies, scopes)
+        issued, grant_write = await self.tokens.prepare(
             principal,
             scopes,
             method=verifier.name,
             ttl=ttl,
             single_use=behavior is TokenBehavior.SINGLE_USE,
             credential_id=credential.id,
+            acr=self.policies.acr_of(verifier.name, scopes),
+            amr=amr_of(verifier, credential.format),
+            signer=signer,
+            claims=self.claims() if signer is not None else None,
         )
         writes = [grant_write]
         if not credential.external:

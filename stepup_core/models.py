@@ -74,6 +74,13 @@ class Principal:
     user_id: str
     session_id: str
     sign_in_credential_id: str | None = None
+    #: How the session was signed in (RFC 9470, from the application's session token): the
+    #: authentication context class, the methods (RFC 8176 ``amr`` values) and when the person
+    #: authenticated (epoch seconds). A scope policy may accept a fresh, strong enough sign-in
+    #: as the step-up.
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    auth_time: float | None = None
 
 
 @attrs.define
@@ -202,6 +209,14 @@ class Grant:
     expires_at: float
     single_use: bool
     credential_id: str | None = None
+    #: The authentication the grant stands for (RFC 9470): the context class it satisfies, the
+    #: methods (RFC 8176 ``amr`` values) and when the person authenticated. For a step-up that
+    #: is the verification (``issued_at``); for an accepted sign-in, the sign-in.
+    acr: str | None = None
+    amr: tuple[str, ...] = ()
+    auth_time: float | None = None
+    #: The signing key of a grant issued as a JWT (None: an opaque ``sut_`` token).
+    key_id: str | None = None
 
 
 @attrs.frozen

@@ -163,25 +163,28 @@ def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:
     return pm.add_hookcall_monitoring(before, after)
 
 
+# Kept on the plugin manager, by hook: the implementations the narrowed callers were built for,
+# and those callers. A hook on the request path (``stepup_event`` for each grant used) reuses them until a
+# plugin is registered or unregistered.
+_NARROWED = "_stepup_narrowed"
+
+
 def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, Any]]:
     """``(plugin name, caller)`` for each plugin implementing ``hook_name``, where ``caller``
-    is ``pm.hook.<hook_name>`` narrowed to that one plugin (wrappers and tracing still apply).
-
-    The narrowed callers are built once per set of implementations and kept on the manager
-    (audit events take this path on every request); registering or removing a plugin changes
-    the implementations, and so builds them anew."""
-    impls = tuple(getattr(pm.hook, hook_name).get_hookimpls())
-    cache: dict[str, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = pm.__dict__.setdefault(
-        "_stepup_each_plugin", {}
-    )
-    cached = cache.get(hook_name)
-    if cached is None or cached[0] != impls:
-        callers = []
-        for impl in impls:
-            others = [other.plugin for other in impls if other is not impl]
-            callers.append((impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)))
-        cached = cache[hook_name] = (impls, callers)
-    return iter(cached[1])
+    is ``pm.hook.<hook_name>`` narrowed to that one plugin (wrappers and tracing still apply)."""
+    hook = getattr(pm.hook, hook_name)
+    impls = tuple(hook.get_hookimpls())
+    narrowed: dict[str, tuple[tuple[Any, ...], list[tuple[str, Any]]]] = pm.__dict__.setdefault(_NARROWED, {})
+    cached = narrowed.get(hook_name)
+    same = cached is not None and len(cached[0]) == len(impls)
+    if cached is not None and same and all(built is impl for built, impl in zip(cached[0], impls, strict=True)):
+        return iter(cached[1])
+    callers = []
+    for impl in impls:
+        others = [other.plugin for other in impls if other is not impl]
+        callers.append((impl.plugin_name, pm.subset_hook_caller(hook_name, remove_plugins=others)))
+    narrowed[hook_name] = (impls, callers)
+    return iter(callers)
 
 
 class Registrations(Generic[T]):

@@ -22,6 +22,9 @@ SCOPE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*){1,2}\Z")
 #: A policy key may end in ``*`` to cover every scope with that prefix (``wallet:*``).
 POLICY_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*){0,2}(:\*)?\Z")
 MAX_SCOPE_LENGTH = 64
+#: RFC 6750 allows these characters in a challenge's quoted values; an acr value is one token
+#: of the space-separated ``acr_values``.
+ACR_PATTERN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,200}\Z")
 
 
 class TokenScope:
@@ -69,6 +72,17 @@ class ScopePolicy:
     ``required``: step-up is needed at all. ``token_behavior`` and ``ttl`` (seconds) shape the
     elevated token. ``allowed_methods`` (None: any) and ``min_factor`` (None: any) confine which
     methods may mint it.
+
+    RFC 9470: ``acr_values`` are the authentication context classes that satisfy the scope (a
+    step-up method counts when ``[acr]`` lists it under one of them), ``max_age`` the most
+    seconds since the person authenticated; both travel in the 401 challenge. With
+    ``accept_sign_in`` a sign-in that meets them (its ``acr`` among ``acr_values`` when those
+    are set, its ``auth_time`` within ``max_age``) is the step-up: the person is not prompted
+    twice. On a single-use scope such a sign-in is spent by its first use, like a token.
+
+    ``signed``: grants for this scope are issued as JWTs (``{prefix}/jwks.json`` publishes the
+    keys) that other services can verify on their own. Only time-bound scopes: a single-use
+    scope stays checked by the server, which alone can spend a token once.
     """
 
     required: bool = True
@@ -76,15 +90,44 @@ class ScopePolicy:
     ttl: float = 600.0
     allowed_methods: tuple[str, ...] | None = None
     min_factor: Factor | None = None
+    acr_values: tuple[str, ...] = ()
+    max_age: float | None = None
+    accept_sign_in: bool = False
+    signed: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.ttl <= 86_400:
             raise ConfigError(f"ttl must be between 0 and 86400 seconds, got {self.ttl}")
+        if self.max_age is not None and not 0 < self.max_age <= 86_400:
+            raise ConfigError(f"max_age must be between 0 and 86400 seconds, got {self.max_age}")
+        for value in self.acr_values:
+            if not value or not ACR_PATTERN.match(value):
+                raise ConfigError(
+                    f"acr_values: {value[:80]!r} is not an authentication context class reference "
+                    "(printable ASCII without spaces, quotes or backslashes)"
+                )
+        if self.accept_sign_in and self.max_age is None:
+            raise ConfigError(
+                "accept_sign_in needs max_age: only a recent sign-in can stand for a step-up "
+                "(for example max_age = 60)"
+            )
+        if self.signed and self.token_behavior is TokenBehavior.SINGLE_USE:
+            raise ConfigError(
+                "signed grants are for time-bound scopes: a single-use token must be spent on the "
+                "server, which a signature checked elsewhere cannot do"
+            )
 
     def permits(self, method: str, factor: Factor) -> bool:
         if self.allowed_methods is not None and method not in self.allowed_methods:
             return False
         return not (self.min_factor is Factor.MFA and factor is not Factor.MFA)
+
+    def fresh_enough(self, auth_time: float | None, now: float) -> bool:
+        """``auth_time`` satisfies ``max_age`` (always, without one)."""
+        if self.max_age is None:
+            return True
+        return auth_time is not None and 0 <= now - auth_time <= self.max_age
+
 
 
 DEFAULT_POLICIES: Mapping[str, ScopePolicy] = {
@@ -102,6 +145,8 @@ class ScopePolicies:
     policies: Mapping[str, ScopePolicy] = attrs.field(factory=lambda: dict(DEFAULT_POLICIES))
     default: ScopePolicy = DEFAULT_POLICY
     declared: frozenset[str] = frozenset()
+    #: Authentication context classes and the methods that achieve each (``[acr]``).
+    acr_methods: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     #: Known scopes already validated, with their policy: every protected request looks its scope up.
     _resolved: dict[str, ScopePolicy] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
@@ -114,6 +159,17 @@ class ScopePolicies:
                 validate_scope_syntax(scope)
             except InvalidScope as exc:
                 raise ConfigError(f"declared scope: {exc}") from None
+        for value in self.acr_methods:
+            if not ACR_PATTERN.match(value):
+                raise ConfigError(f"[acr]: {value[:80]!r} is not an authentication context class reference")
+        for key, policy in self.policies.items():
+            if policy.acr_values and not policy.accept_sign_in and not any(
+                self.acr_methods.get(v) for v in policy.acr_values
+            ):
+                raise ConfigError(
+                    f"scope {key!r}: no method achieves acr_values {list(policy.acr_values)} (list methods under "
+                    "[acr]) and accept_sign_in is off, so nothing could ever satisfy the scope"
+                )
 
     @classmethod
     def with_overrides(
@@ -121,11 +177,17 @@ class ScopePolicies:
         overrides: Mapping[str, ScopePolicy],
         declared: Iterable[str] = (),
         default: ScopePolicy | None = None,
+        acr_methods: Mapping[str, Iterable[str]] | None = None,
     ) -> ScopePolicies:
         merged = dict(DEFAULT_POLICIES)
         merged.update(overrides)
         exact = {k for k in overrides if not k.endswith("*")}
-        return cls(policies=merged, default=default or DEFAULT_POLICY, declared=frozenset(declared) | exact)
+        return cls(
+            policies=merged,
+            default=default or DEFAULT_POLICY,
+            declared=frozenset(declared) | exact,
+            acr_methods={k: tuple(v) for k, v in (acr_methods or {}).items()},
+        )
 
     def is_known(self, scope: str) -> bool:
         return scope in TokenScope.BUILT_IN or scope in self.declared
@@ -167,8 +229,34 @@ class ScopePolicies:
         single = any(p.token_behavior is TokenBehavior.SINGLE_USE for p in chosen)
         return (TokenBehavior.SINGLE_USE if single else TokenBehavior.TIME_BOUND), min(p.ttl for p in chosen)
 
+    def longest_signed_ttl(self) -> float:
+        """The longest TTL a signed grant may have (how long a retired signing key stays published)."""
+        signed = [p.ttl for p in (*self.policies.values(), self.default) if p.signed]
+        return max(signed, default=self.default.ttl)
+
+    def signed(self, scopes: Iterable[str]) -> bool:
+        """A grant for ``scopes`` is issued as a JWT: every scope's policy asks for it."""
+        chosen = [self.policy_for(s) for s in scopes]
+        return bool(chosen) and all(p.signed for p in chosen)
+
+    def acr_of(self, method: str, scopes: Iterable[str] = ()) -> str | None:
+        """The authentication context class a step-up with ``method`` achieves: the first of the
+        scopes' ``acr_values`` that ``[acr]`` lists the method under, else the first class of
+        ``[acr]`` that lists it, else None."""
+        for scope in scopes:
+            for value in self.policy_for(scope).acr_values:
+                if method in self.acr_methods.get(value, ()):
+                    return value
+        return next((value for value, methods in self.acr_methods.items() if method in methods), None)
+
+    def method_meets_acr(self, policy: ScopePolicy, method: str) -> bool:
+        return not policy.acr_values or any(method in self.acr_methods.get(v, ()) for v in policy.acr_values)
+
     def ensure_method_allowed(self, scopes: Iterable[str], method: str, factor: Factor) -> None:
-        refused = [s for s in scopes if not self.policy_for(s).permits(method, factor)]
+        refused = [
+            s for s in scopes
+            if not self.policy_for(s).permits(method, factor) or not self.method_meets_acr(self.policy_for(s), method)
+        ]
         if refused:
             raise MethodNotAllowed(
                 f"method {method!r} may not grant {', '.join(refused)} under the scope policy",

@@ -34,6 +34,16 @@ def camel(name: str) -> str:
     return _CAMEL_RE.sub(lambda m: m.group(1).upper(), name)
 
 
+#: attrs field metadata naming a member on the wire as a standard spells it (``auth_time`` in
+#: RFC 7662 answers) instead of in camelCase: ``attrs.field(metadata={WIRE_NAME: "auth_time"})``.
+WIRE_NAME = "stepup_wire_name"
+
+
+def wire_name(field: attrs.Attribute[Any]) -> str:
+    """A field's member name in JSON: its ``WIRE_NAME`` metadata, else camelCase."""
+    return str(field.metadata.get(WIRE_NAME) or camel(field.name))
+
+
 def _structure_enum(value: Any, cls: type[enum.Enum]) -> enum.Enum:
     try:
         return cls(value)
@@ -58,7 +68,6 @@ def _strict(expected: type, name: str) -> Any:
 
 def make_converter(*, camel_case: bool = True) -> cattrs.Converter:
     """The JSON converter (camelCase); ``camel_case=False`` gives the configuration file's twin."""
-    rename = camel if camel_case else (lambda name: name)
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, _strict(str, "a string"))
     conv.register_structure_hook(int, _strict(int, "an integer"))
@@ -106,12 +115,15 @@ def make_converter(*, camel_case: bool = True) -> cattrs.Converter:
     def is_attrs(cls: Any) -> bool:
         return attrs.has(cls)
 
+    def name_of(field: attrs.Attribute[Any]) -> str:
+        return wire_name(field) if camel_case else field.name
+
     def unstructure_factory(cls: Any) -> Any:
-        overrides = {a.name: override(rename=rename(a.name)) for a in attrs.fields(cls)}
+        overrides = {a.name: override(rename=name_of(a)) for a in attrs.fields(cls)}
         return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]
 
     def structure_factory(cls: Any) -> Any:
-        overrides = {a.name: override(rename=rename(a.name)) for a in attrs.fields(cls)}
+        overrides = {a.name: override(rename=name_of(a)) for a in attrs.fields(cls)}
         return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
 
     conv.register_unstructure_hook_factory(is_attrs, unstructure_factory)

@@ -77,6 +77,7 @@ from .observe import observe
 from .plugins import await_in_order, call_each_plugin, collect_registrations, get_plugin_manager, settle
 from .routing import Routing
 from .scopes import ScopePolicies
+from .signing import KeyRing, grant_claims
 from .startup import check_startup, close_quietly
 from .store import open_store
 from .store.base import Store, make_key
@@ -109,6 +110,7 @@ class StepUpService:
         self.clock: Clock = clock or SystemClock()
         self.policies: ScopePolicies = config.scope_policies()
         self.tokens = TokenStore(store, self.clock)
+        self.keyring = KeyRing.for_config(store, self.clock, keys, config, self.policies)
         self.credentials = StoreCredentialRepository(store)
         self.public_url: str | None = config.server.public_url
         found = collect_registrations(
@@ -120,9 +122,10 @@ class StepUpService:
         self.challenges = ChallengeRecords(store, self.clock)
         self.limits = Limits(store, config.limits, self.emit, self._event)
         self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
-        self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event)
+        self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event, self.keyring)
         self.grants = Grants(
-            store, self.clock, self.policies, self.tokens, self.credentials, self.challenges, self.emit, self._event
+            store, self.clock, self.policies, self.tokens, self.credentials, self.challenges, self.keyring,
+            lambda: grant_claims(self.config, self.public_url), self.emit, self._event,
         )
         self.ctx = VerifierContext(
             store=store,

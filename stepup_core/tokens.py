@@ -1,6 +1,7 @@
 """The scope-token store: mint, validate, consume, revoke elevated access tokens.
 
-A token is ``sut_`` + 256 random bits; the store keeps only its SHA-256 with the grant's user,
+A token is ``sut_`` + 256 random bits, or for a scope whose policy asks for signed grants a JWT
+(:mod:`stepup_core.signing`); either way the store keeps only its SHA-256 with the grant's user,
 session, scopes, method, issue time, expiry and single-use flag. Validation is a hash lookup; a
 single-use token is consumed with the store's atomic ``take``, so of many concurrent
 presentations exactly one succeeds.
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 
 import attrs
 
@@ -25,8 +28,24 @@ from .store.base import GRACE_SECONDS, Store, Write, make_key
 _PARSED_GRANTS_MAX = 1024
 
 
-#: What every issued token looks like: the prefix and 256 bits in unpadded base64url.
+#: What every issued token looks like: the prefix and 256 bits in unpadded base64url, or a
+#: signed grant (a compact JWT of a sane length).
 TOKEN_SHAPE = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{43}\Z")
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\Z")
+_MAX_JWT_LENGTH = 4096
+
+#: Signs a grant's claims: ``await sign(claims)`` answers (the JWT, its key id).
+Signer = Callable[[dict[str, Any]], Awaitable[tuple[str, str]]]
+#: A further condition on a grant before it is used (the scope's acr and max_age, a live key).
+GrantCheck = Callable[[Grant], Awaitable[bool]]
+
+
+def shaped_like_token(token: str) -> bool:
+    """An opaque ``sut_`` token or a compact JWT. Header bytes that are not UTF-8 arrive as
+    surrogates and match neither."""
+    if TOKEN_SHAPE.match(token):
+        return True
+    return token.isascii() and len(token) <= _MAX_JWT_LENGTH and _JWT_SHAPE.match(token) is not None
 
 
 class Refusal:
@@ -39,6 +58,9 @@ class Refusal:
     OTHER_SESSION = "other_session"
     SCOPE_NOT_GRANTED = "scope_not_granted"
     ALREADY_USED = "already_used"  # a single-use token a concurrent request consumed first
+    #: Valid, but the authentication it stands for is not the class or age the scope's policy
+    #: asks for (RFC 9470), or its signing key was withdrawn.
+    INSUFFICIENT = "insufficient"
 
 
 @attrs.frozen
@@ -96,14 +118,20 @@ class TokenStore:
         ttl: float,
         single_use: bool,
         credential_id: str | None = None,
+        acr: str | None = None,
+        amr: Iterable[str] = (),
+        signer: Signer | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
-        issued, write = self.prepare(
-            principal, scopes, method=method, ttl=ttl, single_use=single_use, credential_id=credential_id
+        """Mint a token for ``scopes`` and store its grant (see :meth:`prepare`)."""
+        issued, write = await self.prepare(
+            principal, scopes, method=method, ttl=ttl, single_use=single_use, credential_id=credential_id,
+            acr=acr, amr=amr, signer=signer, claims=claims,
         )
         await self.store.put(write.key, write.value, ttl=write.ttl, indexes=write.indexes)
         return issued
 
-    def prepare(
+    async def prepare(
         self,
         principal: Principal,
         scopes: Iterable[str],
@@ -112,21 +140,55 @@ class TokenStore:
         ttl: float,
         single_use: bool,
         credential_id: str | None = None,
+        acr: str | None = None,
+        amr: Iterable[str] = (),
+        signer: Signer | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> tuple[IssuedToken, Write]:
-        """A new token and the write that stores its grant, for a caller that stores it in one
-        atomic step with other writes (:meth:`Store.settle`); :meth:`mint` stores it alone."""
-        token = new_elevated_token()
+        """A new token for ``scopes`` and the write that stores its grant, for a caller that
+        stores it in one atomic step with other writes (:meth:`Store.settle`); :meth:`mint`
+        stores it alone. With ``signer`` (time-bound grants only) the token is a JWT carrying
+        ``claims`` (``iss``, ``aud``) and the grant's own: ``sub``, ``sid``, ``scope``, ``exp``,
+        ``iat``, ``jti``, ``acr``, ``amr``, ``auth_time``."""
         now = self.clock.now()
+        scope_list = tuple(sorted(set(scopes)))
+        amr_list = tuple(amr)
+        key_id: str | None = None
+        if signer is not None:
+            if single_use:
+                raise ValueError("a single-use grant is never signed: only the server can spend it once")
+            payload: dict[str, Any] = {
+                **(claims or {}),
+                "sub": principal.user_id,
+                "sid": principal.session_id,
+                "scope": " ".join(scope_list),
+                "iat": int(now),
+                "exp": int(now + ttl),
+                "jti": secrets.token_urlsafe(16),
+                "auth_time": int(now),
+                "amr": list(amr_list),
+            }
+            if acr is not None:
+                payload["acr"] = acr
+            token, key_id = await signer(payload)
+            expires_at = float(payload["exp"])
+        else:
+            token = new_elevated_token()
+            expires_at = now + ttl
         grant = Grant(
             token_hash=token_hash(token),
             user_id=principal.user_id,
             session_id=principal.session_id,
-            scopes=tuple(sorted(set(scopes))),
+            scopes=scope_list,
             method=method,
             issued_at=now,
-            expires_at=now + ttl,
+            expires_at=expires_at,
             single_use=single_use,
             credential_id=credential_id,
+            acr=acr,
+            amr=amr_list,
+            auth_time=now,
+            key_id=key_id,
         )
         write = Write(
             _grant_key(grant.token_hash),
@@ -157,13 +219,16 @@ class TokenStore:
     @staticmethod
     def id_of(token: str) -> str | None:
         """The audit id of ``token`` (:func:`token_id`), None when it is not shaped like a token."""
-        return token_id(token_hash(token)) if TOKEN_SHAPE.match(token) else None
+        return token_id(token_hash(token)) if shaped_like_token(token) else None
 
-    async def present(self, token: str, principal: Principal, scope: str, *, consume: bool) -> Presentation:
-        """Present ``token`` for ``scope``: its grant if valid for this user, session and scope,
-        else why not. With ``consume`` a single-use token is used up atomically (one winner of
-        many concurrent presentations); a refused presentation never consumes anything."""
-        if not TOKEN_SHAPE.match(token):
+    async def present(
+        self, token: str, principal: Principal, scope: str, *, consume: bool, check: GrantCheck | None = None
+    ) -> Presentation:
+        """Present ``token`` for ``scope``: its grant if valid for this user, session and scope
+        (and ``check``), else why not. With ``consume`` a single-use token is used up atomically
+        (one winner of many concurrent presentations); a refused presentation never consumes
+        anything: ``check`` runs before."""
+        if not shaped_like_token(token):
             # Header bytes that are not UTF-8 arrive as surrogates: no match either.
             return Presentation(None, Refusal.MALFORMED)
         digest = token_hash(token)
@@ -175,6 +240,8 @@ class TokenStore:
         refusal = self._refusal(grant, principal, scope)
         if refusal is not None:
             return Presentation(None, refusal, presented_id)
+        if check is not None and not await check(grant):
+            return Presentation(None, Refusal.INSUFFICIENT, presented_id)
         if consume and grant.single_use:
             taken = await self.store.take(_grant_key(digest))
             if taken is None:
@@ -185,13 +252,17 @@ class TokenStore:
                 return Presentation(None, refusal, presented_id)
         return Presentation(grant, None, presented_id)
 
-    async def peek(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
+    async def peek(
+        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None = None
+    ) -> Grant | None:
         """The grant if ``token`` is valid for this user, session and scope, without consuming it."""
-        return (await self.present(token, principal, scope, consume=False)).grant if token else None
+        return (await self.present(token, principal, scope, consume=False, check=check)).grant if token else None
 
-    async def validate(self, token: str | None, principal: Principal, scope: str) -> Grant | None:
+    async def validate(
+        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None = None
+    ) -> Grant | None:
         """Validate for use: a single-use token is consumed atomically (one winner)."""
-        return (await self.present(token, principal, scope, consume=True)).grant if token else None
+        return (await self.present(token, principal, scope, consume=True, check=check)).grant if token else None
 
     async def list_session(self, user_id: str, session_id: str) -> list[Grant]:
         now = self.clock.now()

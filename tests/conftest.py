@@ -9,7 +9,9 @@
   backend can be made unreachable).
 - ``identify``: reads ``Authorization: Bearer <user>:<session>`` (a stand-in for the
   application's session); ``http_client``: an aiohttp test client for an application, checking
-  every answer against stepup's OpenAPI document.
+  every answer against stepup's OpenAPI document; ``asgi_client``: the same for an ASGI
+  application served by uvicorn; ``adapter_client``: either, by the ``adapter`` parameter, for
+  the stepup routes of ``service`` (a module parametrizes ``adapter`` to run against both).
 """
 
 from __future__ import annotations
@@ -18,38 +20,19 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import aiohttp
+import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from stepup_core import errors
 from stepup_core.clock import ManualClock
 from stepup_core.config import config_from_mapping
 from stepup_core.models import CredentialFormat, Factor, Principal
 from stepup_core.plugins import StepUpPluginManager, get_plugin_manager
 from stepup_core.service import StepUpService
 from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
-
-
-class SwitchableStore:
-    """Wraps a store; while ``down`` every operation raises StoreUnavailable, as a network store
-    does when its server is gone. ``close`` always reaches the wrapped store."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.down = False
-
-    def __getattr__(self, name: str) -> Any:
-        operation = getattr(self.inner, name)
-        if name == "close" or not callable(operation):
-            return operation
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
-                raise errors.StoreUnavailable("the store server does not answer")
-            return await operation(*args, **kwargs)
-
-        return call
+from stepup_core.testing.stores import SwitchableStore
 
 
 @pytest.fixture
@@ -142,3 +125,89 @@ async def http_client() -> AsyncIterator[Callable[..., Awaitable[TestClient[Any,
     yield make
     for client in clients:
         await client.close()
+
+
+@attrs.define
+class _Listening:
+    port: int
+
+
+@attrs.define
+class LoopbackClient:
+    """aiohttp's TestClient surface (relative paths, ``server.port``, ``app``, ``validator``) for a
+    server already listening on loopback."""
+
+    session: aiohttp.ClientSession
+    server: _Listening
+    app: Any
+    validator: Any
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.session.request(method, path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.session.get(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.session.post(path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.session.patch(path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.session.delete(path, **kwargs)
+
+
+@pytest.fixture
+async def asgi_client() -> AsyncIterator[Callable[..., Awaitable[LoopbackClient]]]:
+    """``await asgi_client(app, prefix="/stepup")``: ``app`` (ASGI) served by uvicorn on loopback,
+    and a client whose every answer is checked against stepup's OpenAPI document."""
+    from contextlib import AsyncExitStack
+    from urllib.parse import urlsplit
+
+    from stepup_core.server import build_document
+    from stepup_core.server.testing import ResponseValidator
+    from stepup_core.testing.servers import serve_asgi
+
+    async with AsyncExitStack() as stack:
+
+        async def make(app: Any, prefix: str = "/stepup", app_name: str = "stepup") -> LoopbackClient:
+            validator = ResponseValidator(build_document(prefix, app_name=app_name), prefix=prefix)
+            base_url = await stack.enter_async_context(serve_asgi(app))
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(base_url=base_url, middlewares=[validator.middleware])
+            )
+            return LoopbackClient(session, _Listening(urlsplit(base_url).port or 0), app, validator)
+
+        yield make
+
+
+@pytest.fixture
+def adapter() -> str:
+    """Which adapter serves ``adapter_client``: ``aiohttp`` or ``asgi`` (parametrize to run both)."""
+    return "aiohttp"
+
+
+@pytest.fixture
+async def adapter_client(
+    adapter: str, service: StepUpService, identify: Any, http_client: Any, asgi_client: Any
+) -> Any:
+    """The stepup routes of ``service`` served by the ``adapter`` (aiohttp's ``build_app`` or the
+    ASGI application under uvicorn), behind an OpenAPI-checking client."""
+    if adapter == "asgi":
+        from stepup_core.server.asgi import StepUpASGI
+
+        return await asgi_client(StepUpASGI(service, identify))
+    from stepup_core.server import build_app
+
+    return await http_client(build_app(service, identify))
+
+
+# The protected-route conformance table, printed at the end of a run that includes the suite.
+from stepup_core.testing.protected import (  # noqa: E402
+    pytest_runtest_logreport,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
+
+__all__ = ["pytest_runtest_logreport", "pytest_runtest_setup", "pytest_terminal_summary"]

@@ -363,3 +363,41 @@ def test_generated_samples_in_the_docs_match_the_code() -> None:
     assert _core_only_message() in text
     header = next(line for line in text.splitlines() if line.startswith("METHOD "))
     assert header.split() == ["METHOD", "USER", "PROTECTED", "ROUTE", "TOKEN", "RESULT", "MS"]
+
+
+def test_credential_prints_a_credential_and_only_its_hash_for_the_configuration(tmp_path: Path) -> None:
+    from stepup_core.config import load_config
+    from stepup_core.introspection import client_of
+
+    done = _stepup("credential", "--name", "billing")
+    assert done.returncode == 0, done.stderr
+    credential = re.search(r"^  (sis_\S+)$", done.stdout, re.M).group(1)  # type: ignore[union-attr]
+    table = done.stdout.split("Add to stepup.toml:", 1)[1]
+    assert credential not in table
+    config = tmp_path / "stepup.toml"
+    config.write_text(table.replace("\n  ", "\n"))
+    clients = load_config(config).introspection.clients
+    assert client_of(f"Bearer {credential}", clients) == "billing"
+
+
+def test_jwks_list_rotate_and_remove(tmp_path: Path) -> None:
+    config = tmp_path / "stepup.toml"
+    config.write_text(
+        f'store = "sqlite:{tmp_path / "stepup.sqlite3"}"\nsecret_key = "{secrets.token_hex(32)}"\n'
+        '[scopes."user:update"]\nsigned = true\n'
+    )
+    rotated = _stepup("jwks", "rotate", "--config", str(config))
+    assert rotated.returncode == 0, rotated.stderr
+    first = re.search(r"signing with key (\S+);", rotated.stdout).group(1)  # type: ignore[union-attr]
+    second = re.search(  # type: ignore[union-attr]
+        r"signing with key (\S+);", _stepup("jwks", "rotate", "--config", str(config)).stdout
+    ).group(1)
+    listed = json.loads(_stepup("jwks", "list", "--config", str(config)).stdout)
+    assert [(k["kid"], k["published"], k["retiredAt"] is None) for k in listed] == [
+        (first, True, False), (second, True, True),
+    ]
+    removed = _stepup("jwks", "remove", "--config", str(config), first)
+    assert removed.returncode == 0 and "removed key" in removed.stdout
+    assert [k["kid"] for k in json.loads(_stepup("jwks", "list", "--config", str(config)).stdout)] == [second]
+    missing = _stepup("jwks", "remove", "--config", str(config), "no-such-key")
+    assert missing.returncode == 1 and "no signing key" in missing.stderr

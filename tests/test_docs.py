@@ -31,6 +31,23 @@ def test_every_hook_has_a_test():
     assert not missing, f"hooks without a test_hook_<name> test: {missing}"
 
 
+def test_the_configuration_example_shows_rfc9470_signed_grants_and_introspection(monkeypatch, tmp_path) -> None:
+    import secrets
+
+    from stepup_core.config import load_config
+
+    text = (DOCS / "configuration.md").read_text()
+    example = tmp_path / "stepup.toml"
+    example.write_text(re.search(r"```toml\n(.*?)```", text, re.S).group(1))
+    monkeypatch.setenv("STEPUP_SECRET_KEY", secrets.token_hex(32))
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    config = load_config(example)
+    policy = config.scope_policies().policy_for("wallet:export")
+    assert (policy.acr_values, policy.max_age, policy.accept_sign_in) == (("phr",), 60, True)
+    assert config.scope_policies().policy_for("user:update").signed is True
+    assert list(config.introspection.clients) == ["billing"]
+
+
 def test_the_conformance_suite_hooks_are_documented_with_their_signatures():
     from stepup_core.testing.verifiers import VerifierConformanceSuite
 

@@ -195,6 +195,30 @@ async def test_hook_stepup_event(pm, caplog):
     assert "audit sink down" in caplog.text  # logged, never blocking
 
 
+async def test_stepup_event_reaches_plugins_registered_or_removed_later(pm):
+    """The callers narrowed to each plugin are reused between events: a plugin registered after
+    the first event hears the next ones exactly once, and one unregistered hears no more."""
+    heard: list[tuple[str, str]] = []
+
+    class Sink:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @hookimpl
+        def stepup_event(self, event):
+            heard.append((self.name, event.type))
+
+    first = Sink("first")
+    pm.register(first, name="first")
+    service = await make_service(pm)
+    await service.revoke_grants(P)
+    pm.register(Sink("second"), name="second")
+    await service.revoke_grants(P)
+    pm.unregister(first)
+    await service.revoke_grants(P)
+    assert heard == [("first", "grants_revoked")] * 2 + [("second", "grants_revoked")] * 2
+
+
 def test_hook_stepup_register_client_methods(pm):
     pm.register(ThrowawayPlugin(client_methods=[KeyClientMethod()]), name="keys")
     methods = client_methods(pm)

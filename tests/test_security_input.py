@@ -22,7 +22,7 @@ from stepup_core.scopes import ScopePolicies, validate_scope_syntax
 from stepup_core.server import requires_scope, step_up_challenge
 from stepup_core.server.routes import ROUTES
 from stepup_core.testing.methods import PinVerifier, ThrowawayPlugin
-from stepup_core.testing.stack import StepUpStack, session_token
+from stepup_core.testing.stack import SERVICE_CREDENTIAL, StepUpStack, session_token
 
 PIN = "2468"
 LIMIT = 64 * 1024
@@ -41,7 +41,9 @@ async def send(
 ) -> tuple[int, Any, Any]:
     sent = {"Content-Type": "application/json", **(headers or {})}
     if user is not None:
-        sent["Authorization"] = f"Bearer {session_token(user)}"
+        # Introspection is called by a service with its credential, every other route by a user.
+        caller = SERVICE_CREDENTIAL if path.endswith("/introspect") else session_token(user)
+        sent["Authorization"] = f"Bearer {caller}"
     data: Any = raw
     if chunked and raw is not None:
         async def stream() -> AsyncIterator[bytes]:

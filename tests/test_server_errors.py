@@ -81,9 +81,15 @@ def store(switchable_store: Any) -> Any:
     return switchable_store
 
 
+@pytest.fixture(params=["aiohttp", "asgi"])
+def adapter(request: pytest.FixtureRequest) -> str:
+    """Every test on ``client`` runs against both adapters of the one route table."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def client(service: Any, identify: Any, http_client: Any) -> Any:
-    return await http_client(build_app(service, identify))
+async def client(adapter_client: Any) -> Any:
+    return adapter_client
 
 
 async def problem_of(resp: Any, status: int, code: str) -> dict[str, Any]:

@@ -47,6 +47,10 @@ def _build(cls: type[StepUpError], message: str, extras: dict[str, Any], status:
     if isinstance(error, StepUpRequired):
         error.scope = str(extras.get("scope", ""))
         error.check = extras.get("check")
+        acr_values = extras.get("acrValues")
+        error.acr_values = tuple(str(v) for v in acr_values) if isinstance(acr_values, list) else ()
+        max_age = extras.get("maxAge")
+        error.max_age = float(max_age) if isinstance(max_age, int | float) and not isinstance(max_age, bool) else None
     if isinstance(error, RetryLater):
         retry = extras.get("retryAfter", 0)
         error.retry_after = float(retry) if isinstance(retry, int | float) else 0.0

@@ -1,6 +1,14 @@
-"""stepup over HTTP (aiohttp): the protocol's routes, ``requires_scope`` and ``openapi.json``.
+"""stepup over HTTP: the protocol's routes, guards for the application's own routes, ``openapi.json``.
 
-Mount the routes into an existing application with one call::
+The protocol is one route table (:mod:`~stepup_core.server.routes`) over a framework-neutral
+request and answer (:mod:`~stepup_core.server.http`); adapters serve it:
+
+- aiohttp: :func:`mount` adds the routes to an application under the prefix;
+- ASGI (Starlette, FastAPI, Django, Litestar, Quart, or a bare ASGI server):
+  :class:`~stepup_core.server.asgi.StepUpASGI`, with no framework dependency;
+- WSGI (Flask, Django): :class:`~stepup_core.server.wsgi.StepUpWSGI`.
+
+Mount the routes into an aiohttp application with one call::
 
     from aiohttp import web
     from stepup_core.server import mount, requires_scope
@@ -13,57 +21,86 @@ Mount the routes into an existing application with one call::
 
 ``identify`` is the application's ``async (request) -> Principal | None``: stepup never owns
 sessions. Every error is ``application/problem+json`` with a stable ``code``.
+
+Names are imported when first used, so ``stepup_core.server.asgi`` does not load aiohttp.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import logging
-from collections.abc import Callable
+import importlib
 from typing import TYPE_CHECKING, Any
 
-import attrs
-from aiohttp import web
-from aiohttp.typedefs import Middleware
-
-from ..errors import ConfigError, StepUpError
-from .admin_routes import ADMIN_IDENTIFY_KEY, ADMIN_ROUTES
-from .browser import ASSETS_KEY, AssetCache, cors_middleware
-from .http import DOCUMENT_KEY, IDENTIFY_KEY, PREFIX_KEY, SERVICE_KEY, TOKEN_HEADER, Identify
-from .openapi import build_document, document_for
-from .problems import (
-    PROBLEM_CONTENT_TYPE,
-    error_from_http,
-    internal_error,
-    log_unexpected,
-    problem_response,
-    step_up_challenge,
-)
-from .protect import (
-    GRANT_KEY,
-    PRINCIPAL_KEY,
-    check_guarded_scopes,
-    grant_of,
-    guarded_routes,
-    principal_from,
-    requires_scope,
-)
-from .routes import ROUTES, Handler
-from .serve import serve_app
-
 if TYPE_CHECKING:
-    from ..service import StepUpService
+    from .aiohttp_adapter import (
+        IDENTIFY_KEY,
+        MOUNTED_KEY,
+        PREFIX_KEY,
+        SERVICE_KEY,
+        build_app,
+        mount,
+        problem_middleware,
+    )
+    from .guard import Elevation, Gate, ServiceGate
+    from .http import TOKEN_HEADER, Answer, Identify, Mounted, Request
+    from .openapi import build_document, document_for
+    from .problems import PROBLEM_CONTENT_TYPE, step_up_challenge
+    from .protect import (
+        GRANT_KEY,
+        PRINCIPAL_KEY,
+        check_guarded_scopes,
+        grant_of,
+        guarded_routes,
+        principal_from,
+        requires_scope,
+    )
+    from .serve import serve_app
+
+_WHERE = {
+    "IDENTIFY_KEY": "aiohttp_adapter",
+    "MOUNTED_KEY": "aiohttp_adapter",
+    "PREFIX_KEY": "aiohttp_adapter",
+    "SERVICE_KEY": "aiohttp_adapter",
+    "build_app": "aiohttp_adapter",
+    "mount": "aiohttp_adapter",
+    "problem_middleware": "aiohttp_adapter",
+    "Elevation": "guard",
+    "Gate": "guard",
+    "ServiceGate": "guard",
+    "TOKEN_HEADER": "http",
+    "Answer": "http",
+    "Identify": "http",
+    "Mounted": "http",
+    "Request": "http",
+    "build_document": "openapi",
+    "document_for": "openapi",
+    "PROBLEM_CONTENT_TYPE": "problems",
+    "step_up_challenge": "problems",
+    "GRANT_KEY": "protect",
+    "PRINCIPAL_KEY": "protect",
+    "grant_of": "protect",
+    "check_guarded_scopes": "protect",
+    "guarded_routes": "protect",
+    "principal_from": "protect",
+    "requires_scope": "protect",
+    "serve_app": "serve",
+}
 
 __all__ = [
     "GRANT_KEY",
     "IDENTIFY_KEY",
+    "MOUNTED_KEY",
     "PREFIX_KEY",
     "PRINCIPAL_KEY",
     "PROBLEM_CONTENT_TYPE",
     "SERVICE_KEY",
     "TOKEN_HEADER",
+    "Answer",
+    "Elevation",
+    "Gate",
     "Identify",
+    "Mounted",
+    "Request",
+    "ServiceGate",
     "build_app",
     "build_document",
     "check_guarded_scopes",
@@ -78,128 +115,15 @@ __all__ = [
     "step_up_challenge",
 ]
 
-log = logging.getLogger("stepup.server")
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure under the prefix becomes problem+json: ours, aiohttp's (404, 405, 413) and
-    the unexpected (500, logged, with a generic detail)."""
-    try:
-        return await handler(request)
-    except StepUpError as exc:
-        if exc.status >= 500:
-            log.error("%s %s failed: %s: %s", request.method, request.path, exc.code, exc)
-        return problem_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return problem_response(error_from_http(exc))
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - never a traceback in a response
-        log_unexpected(request, exc)
-        return problem_response(internal_error())
-
-
-def _normalise_prefix(prefix: str) -> str:
-    cleaned = "/" + prefix.strip().strip("/")
-    if cleaned == "/":
-        raise ConfigError("the stepup prefix must be a path below the root, like '/stepup'")
-    return cleaned
-
-
-def _plugin_middlewares(service: StepUpService) -> list[Middleware]:
-    found: list[Middleware] = []
-    for answer in service.pm.hook.stepup_server_middlewares(config=service.config):
-        found.extend(answer or ())
-    return found
-
-
-def mount(
-    app: web.Application,
-    service: StepUpService,
-    identify: Identify,
-    *,
-    prefix: str | None = None,
-    admin_identify: Identify | None = None,
-) -> None:
-    """Add the stepup routes to ``app`` under ``prefix`` (default ``server.prefix``: ``/stepup``).
-
-    :param app: the application (not yet started).
-    :param service: the :class:`~stepup_core.service.StepUpService`; the application closes it.
-    :param identify: ``async (request) -> Principal | None``; None answers 401 ``unauthenticated``.
-    :param admin_identify: identifies operators for the admin API (``{prefix}/admin/...``),
-        whose principal's ``user_id`` names the operator. The admin API is mounted only with
-        one: given here, or built from ``[admin.identify]`` when ``[admin] enabled = true``. It
-        must not be ``identify``: a user's session never reaches the admin API.
-
-    The routes live in a sub-application with its own error middleware, so the application's
-    other routes are untouched. When ``app`` starts, the scopes its ``requires_scope`` routes use
-    are checked (:func:`check_guarded_scopes`): an unknown scope stops the start. With
-    ``[server] cors_origins`` set, the stepup routes answer cross-origin calls from those origins
-    (the application's own routes are its business).
-    """
-    prefix = _normalise_prefix(prefix or service.config.server.prefix)
-    if prefix != service.config.server.prefix:
-        # Redirect callbacks are built from the configured prefix: keep it in step with the mount.
-        service.config = attrs.evolve(service.config, server=attrs.evolve(service.config.server, prefix=prefix))
-    existing = app.get(SERVICE_KEY)
-    if existing is not None and existing is not service:
-        raise ConfigError("this application already has another stepup service mounted")
-    # CORS outermost, so that problems and 304s carry its headers too. With no origins listed
-    # it only answers preflights: 403 origin_not_allowed, saying what to configure.
-    middlewares: list[Middleware] = [
-        cors_middleware(service.config.server.cors_origins),
-        problem_middleware,
-        *_plugin_middlewares(service),
-    ]
-    sub = web.Application(middlewares=middlewares)
-    sub[ASSETS_KEY] = AssetCache()
-    sub[SERVICE_KEY] = service
-    sub[IDENTIFY_KEY] = identify
-    sub[PREFIX_KEY] = prefix
-    for spec in ROUTES:
-        sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
-    if admin_identify is None and service.config.admin.enabled and service.config.admin.identify is not None:
-        from .identify import JwtIdentify, identify_from_config
-
-        built = identify_from_config(service.config.admin.identify, clock=service.clock)
-        if isinstance(built, JwtIdentify):
-
-            async def close_admin_identify(_: web.Application) -> None:
-                await built.close()
-
-            app.on_cleanup.append(close_admin_identify)
-        admin_identify = built
-    if admin_identify is not None:
-        if admin_identify is identify:
-            raise ConfigError("the admin API needs an identify of its own, never the users' identify")
-        sub[ADMIN_IDENTIFY_KEY] = admin_identify
-        for spec in ADMIN_ROUTES:
-            sub.router.add_route(spec.method, spec.path, spec.handler, name=spec.operation_id)
-    # The admin API is documented where it is mounted, and only there.
-    document: Callable[[], dict[str, Any]] = functools.partial(
-        document_for, service, prefix, admin=admin_identify is not None
-    )
-    sub[DOCUMENT_KEY] = document
-    app[SERVICE_KEY] = service
-    app[IDENTIFY_KEY] = identify
-    app[PREFIX_KEY] = prefix
-    app.add_subapp(prefix, sub)
-    if existing is None:
-        app.on_startup.append(check_guarded_scopes)
-
-
-def build_app(
-    service: StepUpService,
-    identify: Identify,
-    *,
-    prefix: str | None = None,
-    admin_identify: Identify | None = None,
-) -> web.Application:
-    """A new application with stepup mounted; request bodies are capped at ``server.max_body_bytes``."""
-    app = web.Application(client_max_size=service.config.server.max_body_bytes)
-    mount(app, service, identify, prefix=prefix, admin_identify=admin_identify)
-    return app
-
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

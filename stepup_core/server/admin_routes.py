@@ -9,29 +9,31 @@ operator. Every action (reading included) and every refused caller is audited.
 
 from __future__ import annotations
 
-from aiohttp import web
+import inspect
 
 from ..admin import Admin, GrantsRevoked, MfaReset, Operator, Unlocked, UserReport
 from ..errors import Unauthenticated
 from ..models import AuditEvent, CredentialView, Principal
-from .http import Identify, json_response, service_of
+from .http import Answer, Request, identify_argument, json_answer
 from .routes import RouteSpec
 
-__all__ = ["ADMIN_IDENTIFY_KEY", "ADMIN_RESPONSE_MODELS", "ADMIN_ROUTES"]
-
-ADMIN_IDENTIFY_KEY: web.AppKey[Identify] = web.AppKey("stepup_admin_identify")
+__all__ = ["ADMIN_RESPONSE_MODELS", "ADMIN_ROUTES"]
 
 #: Response bodies of the admin routes, for openapi.json.
 ADMIN_RESPONSE_MODELS: tuple[type, ...] = (UserReport, Unlocked, GrantsRevoked, MfaReset, CredentialView)
 
 
-async def _operator(request: web.Request) -> tuple[Admin, Operator]:
-    service = service_of(request)
-    identify = request.config_dict[ADMIN_IDENTIFY_KEY]
-    try:
-        principal = await identify(request)
-    except Unauthenticated:
-        principal = None
+async def _operator(request: Request) -> tuple[Admin, Operator]:
+    service = request.service
+    identify = request.mounted.admin_identify
+    principal = None
+    if identify is not None:
+        try:
+            principal = identify(identify_argument(request))
+            if inspect.isawaitable(principal):
+                principal = await principal
+        except Unauthenticated:
+            principal = None
     if not isinstance(principal, Principal):
         await service.emit(
             AuditEvent(
@@ -45,36 +47,36 @@ async def _operator(request: web.Request) -> tuple[Admin, Operator]:
     return Admin(service), Operator(name=principal.user_id, via="http")
 
 
-async def show_user(request: web.Request) -> web.StreamResponse:
+async def show_user(request: Request) -> Answer:
     admin, operator = await _operator(request)
-    return json_response(await admin.show_user(request.match_info["userId"], operator))
+    return json_answer(await admin.show_user(request.params["userId"], operator))
 
 
-async def unlock_user(request: web.Request) -> web.StreamResponse:
+async def unlock_user(request: Request) -> Answer:
     admin, operator = await _operator(request)
-    return json_response(await admin.unlock(request.match_info["userId"], operator))
+    return json_answer(await admin.unlock(request.params["userId"], operator))
 
 
-async def revoke_user_grants(request: web.Request) -> web.StreamResponse:
+async def revoke_user_grants(request: Request) -> Answer:
     admin, operator = await _operator(request)
-    return json_response(await admin.revoke_grants(request.match_info["userId"], operator))
+    return json_answer(await admin.revoke_grants(request.params["userId"], operator))
 
 
-async def revoke_session_grants(request: web.Request) -> web.StreamResponse:
+async def revoke_session_grants(request: Request) -> Answer:
     admin, operator = await _operator(request)
-    info = request.match_info
-    return json_response(await admin.revoke_grants(info["userId"], operator, info["sessionId"]))
+    info = request.params
+    return json_answer(await admin.revoke_grants(info["userId"], operator, info["sessionId"]))
 
 
-async def delete_credential(request: web.Request) -> web.StreamResponse:
+async def delete_credential(request: Request) -> Answer:
     admin, operator = await _operator(request)
-    info = request.match_info
-    return json_response(await admin.delete_credential(info["userId"], info["credentialId"], operator))
+    info = request.params
+    return json_answer(await admin.delete_credential(info["userId"], info["credentialId"], operator))
 
 
-async def reset_mfa(request: web.Request) -> web.StreamResponse:
+async def reset_mfa(request: Request) -> Answer:
     admin, operator = await _operator(request)
-    return json_response(await admin.reset_mfa(request.match_info["userId"], operator))
+    return json_answer(await admin.reset_mfa(request.params["userId"], operator))
 
 
 ADMIN_ROUTES: tuple[RouteSpec, ...] = (

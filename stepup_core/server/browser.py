@@ -7,8 +7,9 @@
   names in ``browser_module``. ``GET {prefix}/methods`` lists its URL in ``browserModule``.
 - Both answer ``text/javascript`` with a strong ``ETag`` (``If-None-Match`` gets 304) and
   ``Cache-Control: no-cache``: a browser keeps the file and revalidates it.
-- ``cors_middleware``: with ``[server] cors_origins`` set, pages on those exact origins may call
-  the stepup routes (preflights answered, ``WWW-Authenticate`` and ``Retry-After`` exposed).
+- CORS: with ``[server] cors_origins`` set, pages on those exact origins may call the stepup
+  routes (preflights answered, ``WWW-Authenticate`` and ``Retry-After`` exposed).
+  :func:`preflight` and :func:`with_cors` do it for every adapter (aiohttp's as a middleware).
 """
 
 from __future__ import annotations
@@ -17,19 +18,15 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any, Protocol
 
 import attrs
-from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from ..errors import NotFound, OriginNotAllowed
-from .http import PREFIX_KEY, TOKEN_HEADER, service_of
-from .problems import problem_response
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from .http import TOKEN_HEADER, Answer, Request
+from .problems import problem_answer
 
 JAVASCRIPT = "text/javascript"
 #: The browser client's files served under ``{prefix}/static/``.
@@ -81,104 +78,97 @@ class AssetCache:
         return asset
 
 
-ASSETS_KEY: web.AppKey[AssetCache] = web.AppKey("stepup_assets", AssetCache)
-
-
-def _etag_matches(request: web.Request, etag: str) -> bool:
+def _etag_matches(request: Request, etag: str) -> bool:
     header = request.headers.get("If-None-Match", "")
     if header.strip() == "*":
         return True
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
-def script_response(request: web.Request, asset: Asset) -> web.Response:
-    headers = {
-        "ETag": asset.etag,
-        "Cache-Control": "no-cache",
-        "X-Content-Type-Options": "nosniff",
-    }
+def script_answer(request: Request, asset: Asset) -> Answer:
+    headers = (
+        ("ETag", asset.etag),
+        ("Cache-Control", "no-cache"),
+        ("X-Content-Type-Options", "nosniff"),
+    )
     if _etag_matches(request, asset.etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=asset.body, content_type=JAVASCRIPT, charset="utf-8", headers=headers)
+        return Answer(304, b"", headers)
+    return Answer(200, asset.body, (("Content-Type", f"{JAVASCRIPT}; charset=utf-8"), *headers))
 
 
-def _cache(request: web.Request) -> AssetCache:
-    cache = request.config_dict.get(ASSETS_KEY)
-    if cache is None:  # mounted by hand without mount(): read on every request
-        return AssetCache()
+def _cache(request: Request) -> AssetCache:
+    """Files are read once per mount."""
+    cache = request.mounted.cache.get("assets")
+    if not isinstance(cache, AssetCache):
+        cache = request.mounted.cache["assets"] = AssetCache()
     return cache
 
 
-async def static_file(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
+async def static_file(request: Request) -> Answer:
+    name = request.params["name"]
     if name not in STATIC_FILES:
         raise NotFound(f"no browser file {name[:60]!r}; the files are {', '.join(STATIC_FILES)}")
     source = files("stepup_core") / "static" / name
-    return script_response(request, _cache(request).get(f"static:{name}", source.read_bytes))
+    return script_answer(request, _cache(request).get(f"static:{name}", source.read_bytes))
 
 
-async def method_module(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    verifier = service_of(request).verifiers.get(name)
+async def method_module(request: Request) -> Answer:
+    name = request.params["name"]
+    verifier = request.service.verifiers.get(name)
     source = browser_module_of(verifier) if verifier is not None else None
     if source is None:
         raise NotFound(f"no browser module for method {name[:60]!r}")
-    return script_response(request, _cache(request).get(f"method:{name}", source.read_bytes))
+    return script_answer(request, _cache(request).get(f"method:{name}", source.read_bytes))
 
 
 # --- CORS ----------------------------------------------------------------------------------
 
 
-def cors_middleware(origins: Iterable[str]) -> Middleware:
-    """Let pages on ``origins`` (exact, normalised) call the stepup routes from another origin.
-
-    A request from a listed origin gets ``Access-Control-Allow-Origin`` with that origin (never
-    ``*``), ``Access-Control-Allow-Credentials: true`` and the exposed headers. A preflight
-    (``OPTIONS`` with ``Access-Control-Request-Method``) from a listed origin is answered 204;
-    from any other origin 403 ``origin_not_allowed``, without CORS headers, so the browser
-    refuses the call. Other requests from unlisted origins are served without CORS headers:
-    the browser does not let the page read the answer.
-    """
-    allowed = frozenset(origins)
-
-    @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
-        preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
-        if preflight:
-            if origin not in allowed:
-                refusal = problem_response(
-                    OriginNotAllowed(
-                        f"origin {str(origin)[:100]!r} may not call this server from a web page; "
-                        "list it in [server] cors_origins"
-                    )
-                )
-                refusal.headers["Vary"] = "Origin"
-                return refusal
-            return web.Response(status=204, headers=_preflight_headers(request, str(origin)))
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # redirects and the like pass through with the headers
-            _add_cors_headers(exc.headers, origin, allowed)
-            raise
-        _add_cors_headers(response.headers, origin, allowed)
-        return response
-
-    return cors
+def is_preflight(method: str, headers: Any) -> bool:
+    return method == "OPTIONS" and "Access-Control-Request-Method" in headers
 
 
-def _add_cors_headers(headers: Any, origin: str | None, allowed: frozenset[str]) -> None:
-    vary = [v.strip() for v in headers.get("Vary", "").split(",") if v.strip()]
-    if "Origin" not in vary:
-        headers["Vary"] = ", ".join([*vary, "Origin"])
+def preflight(method: str, headers: Any, allowed: frozenset[str]) -> Answer | None:
+    """The answer to a CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``), or
+    None for any other request. From a listed origin 204 with the grants; from any other 403
+    ``origin_not_allowed``, without CORS headers, so the browser refuses the call."""
+    if not is_preflight(method, headers):
+        return None
+    origin = headers.get("Origin")
+    if origin not in allowed:
+        refusal = problem_answer(
+            OriginNotAllowed(
+                f"origin {str(origin)[:100]!r} may not call this server from a web page; "
+                "list it in [server] cors_origins"
+            )
+        )
+        return attrs.evolve(refusal, headers=(*refusal.headers, ("Vary", "Origin")))
+    return Answer(204, b"", tuple(_preflight_headers(headers, str(origin)).items()))
+
+
+def cors_headers(existing_vary: str | None, origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
+    """The headers an answer to ``origin`` gets: ``Vary: Origin`` always; for a listed origin
+    ``Access-Control-Allow-Origin`` with that origin (never ``*``), credentials and the
+    exposed headers. An unlisted origin's page cannot read the answer."""
+    vary = [v.strip() for v in (existing_vary or "").split(",") if v.strip()]
+    out = {"Vary": ", ".join(vary if "Origin" in vary else [*vary, "Origin"])}
     if origin is not None and origin in allowed:
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Access-Control-Allow-Credentials"] = "true"
-        headers["Access-Control-Expose-Headers"] = ", ".join(EXPOSED_HEADERS)
+        out["Access-Control-Allow-Origin"] = origin
+        out["Access-Control-Allow-Credentials"] = "true"
+        out["Access-Control-Expose-Headers"] = ", ".join(EXPOSED_HEADERS)
+    return out
 
 
-def _preflight_headers(request: web.Request, origin: str) -> dict[str, str]:
-    asked = request.headers.get("Access-Control-Request-Headers", "")
+def with_cors(answer: Answer, origin: str | None, allowed: frozenset[str]) -> Answer:
+    """``answer`` with :func:`cors_headers` (replacing any ``Vary`` it had)."""
+    added = cors_headers(answer.header("Vary"), origin, allowed)
+    replaced = {name.lower() for name in added}
+    kept = tuple((k, v) for k, v in answer.headers if k.lower() not in replaced)
+    return attrs.evolve(answer, headers=(*kept, *added.items()))
+
+
+def _preflight_headers(headers: Any, origin: str) -> dict[str, str]:
+    asked = headers.get("Access-Control-Request-Headers", "")
     names = [n.strip().lower() for n in asked.split(",") if n.strip()]
     allowed_headers = [n for n in names if _HEADER_NAME.match(n)] or [
         "authorization",
@@ -199,7 +189,7 @@ def _preflight_headers(request: web.Request, origin: str) -> dict[str, str]:
 # --- the callback page of redirect methods -------------------------------------------------
 
 
-def callback_script_tag(request: web.Request, method: str) -> str:
+def callback_script_tag(request: Request, method: str) -> str:
     """The ``<script>`` that tells the page which opened the sign-in window that it finished.
 
     The script (``{prefix}/static/callback.js``, no inline code) posts ``{type:
@@ -208,8 +198,8 @@ def callback_script_tag(request: web.Request, method: str) -> str:
     message only when the opener's origin is exactly the target, so no other page hears it.
     The message carries no token: the opener then polls its challenge for the grant.
     """
-    prefix = request.config_dict[PREFIX_KEY]
-    targets = list(service_of(request).config.server.cors_origins)
+    prefix = request.prefix
+    targets = list(request.service.config.server.cors_origins)
     return (
         f'<script src="{html.escape(prefix)}/static/callback.js" '
         f'data-method="{html.escape(method)}" '

@@ -32,10 +32,12 @@ from ..errors import ConfigError, Unauthenticated
 from ..models import Principal
 
 if TYPE_CHECKING:
-    from aiohttp import ClientSession, web
+    from aiohttp import ClientSession
     from joserfc.jwk import Key, KeySet
 
-Identify = Callable[["web.Request"], Awaitable[Principal | None]]
+#: ``identify(request)``: the request of any framework (aiohttp, Starlette, Django, Flask) or
+#: stepup's own :class:`~stepup_core.server.http.Request`; each has ``headers.get(name)``.
+Identify = Callable[[Any], Awaitable[Principal | None]]
 
 #: Seconds a fetched JWKS is used before it is fetched again.
 JWKS_CACHE_SECONDS = 300.0
@@ -48,9 +50,9 @@ MAX_TOKEN_LENGTH = 8192
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 
 
-def bearer_token(request: web.Request) -> str | None:
+def bearer_token(request: Any) -> str | None:
     """The token of ``Authorization: Bearer <token>``, or None."""
-    header = request.headers.get("Authorization", "")
+    header = str(request.headers.get("Authorization") or "")
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -92,7 +94,7 @@ class StaticTokenIdentify:
                 )
         return cls(principals=principals)
 
-    async def __call__(self, request: web.Request) -> Principal | None:
+    async def __call__(self, request: Any) -> Principal | None:
         token = bearer_token(request)
         if token is None:
             return None
@@ -113,7 +115,7 @@ class DevelopmentIdentify:
     token: str = attrs.field(factory=lambda: "dev_" + secrets.token_urlsafe(24))
     principal: Principal = attrs.field(factory=lambda: Principal(user_id="dev-user", session_id="dev-session"))
 
-    async def __call__(self, request: web.Request) -> Principal | None:
+    async def __call__(self, request: Any) -> Principal | None:
         token = bearer_token(request)
         if token is None:
             return None
@@ -302,13 +304,31 @@ class JwtIdentify:
             user_id=str(claims["sub"]),
             session_id=session,
             sign_in_credential_id=sign_in if isinstance(sign_in, str) else None,
+            **authentication_claims(claims),
         )
 
-    async def __call__(self, request: web.Request) -> Principal | None:
+    async def __call__(self, request: Any) -> Principal | None:
         token = bearer_token(request)
         if token is None:
             return None
         return await self.principal_for(token)
+
+
+def authentication_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The session's ``acr``, ``amr`` and ``auth_time`` (OpenID Connect claims, RFC 9470) for a
+    :class:`Principal`. A claim of the wrong type is left out: it can only ever make a sign-in
+    count for less, never for more."""
+    out: dict[str, Any] = {}
+    acr = claims.get("acr")
+    if isinstance(acr, str) and acr:
+        out["acr"] = acr
+    amr = claims.get("amr")
+    if isinstance(amr, list) and all(isinstance(v, str) for v in amr):
+        out["amr"] = tuple(amr)
+    auth_time = claims.get("auth_time")
+    if isinstance(auth_time, int | float) and not isinstance(auth_time, bool) and auth_time > 0:
+        out["auth_time"] = float(auth_time)
+    return out
 
 
 def identify_from_config(config: IdentifyConfig, *, clock: Clock | None = None) -> JwtIdentify | StaticTokenIdentify:

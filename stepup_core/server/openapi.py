@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .. import __version__, models
+from ..introspection import Introspection, IntrospectionRequest
 from ..scopes import MAX_SCOPE_LENGTH, SCOPE_PATTERN
-from ..serialization import camel
+from ..serialization import wire_name
 from .http import JSON_CONTENT_TYPE, TOKEN_HEADER
 from .problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX
 from .routes import NO_TOKEN, REQUIRED_TOKEN, ROUTES, ListOf, RouteSpec
@@ -60,6 +61,7 @@ REQUEST_MODELS: tuple[type, ...] = (
     models.EnrollmentRequest,
     models.EnrollmentCompletion,
     models.CredentialUpdate,
+    IntrospectionRequest,
 )
 RESPONSE_MODELS: tuple[type, ...] = (
     models.CheckResult,
@@ -70,6 +72,7 @@ RESPONSE_MODELS: tuple[type, ...] = (
     models.ChallengeState,
     models.IssuedToken,
     models.EnrollmentStart,
+    Introspection,
 )
 
 
@@ -134,7 +137,7 @@ class _SchemaBuilder:
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in attrs.fields(cls):
-            name = camel(field.name)
+            name = wire_name(field)
             properties[name] = self.type_schema(hints[field.name], request=request)
             if not request or field.default is attrs.NOTHING:
                 required.append(name)
@@ -179,6 +182,14 @@ def component_schemas() -> dict[str, dict[str, Any]]:
             "errors": {"type": "array", "items": _ref("ValidationIssue")},
             "check": _ref("CheckResult"),
             "scope": {"type": "string"},
+            "acrValues": {
+                "type": "array", "items": {"type": "string"},
+                "description": "RFC 9470: authentication context classes that would satisfy the scope.",
+            },
+            "maxAge": {
+                "type": "number", "minimum": 0,
+                "description": "RFC 9470: the most seconds since authentication that would satisfy the scope.",
+            },
             "retryAfter": {"type": "number", "minimum": 0},
             "limit": {"type": "integer"},
             "allowed": {"type": "array", "items": {"type": "string"}},
@@ -202,6 +213,12 @@ def component_schemas() -> dict[str, dict[str, Any]]:
         },
         "required": ["name", "package", "version", "hooks"],
         "additionalProperties": False,
+    }
+    schemas["JsonWebKeySet"] = {
+        "type": "object",
+        "description": "RFC 7517 JSON Web Key Set: the public keys of signed grants.",
+        "properties": {"keys": {"type": "array", "items": {"type": "object", "required": ["kty", "kid"]}}},
+        "required": ["keys"],
     }
     schemas["OpenApiDocument"] = {
         "type": "object",
@@ -237,6 +254,7 @@ def _constrain_requests(
     alias = {"type": "string", "minLength": 1, "maxLength": models.MAX_ALIAS_LENGTH, "pattern": models.ALIAS_NOT_BLANK}
 
     schemas["CheckRequest"]["properties"]["scope"] = _ref("Scope")
+    schemas["IntrospectionRequest"]["properties"]["scope"] = _ref("Scope")
     for name in ("ChallengeRequest", "VerifyRequest", "EnrollmentRequest"):
         schemas[name]["properties"]["method"] = _ref("MethodName")
     for name in ("ChallengeRequest", "VerifyRequest"):
@@ -327,6 +345,8 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
 
 
 def _security(spec: RouteSpec) -> list[dict[str, list[str]]]:
+    if spec.service_credential:
+        return [{"serviceCredential": []}]
     if spec.auth == "admin":
         return [{"admin": []}]
     if not spec.authenticated:
@@ -368,7 +388,8 @@ def _error(spec: RouteSpec, status: int) -> dict[str, Any]:
             "WWW-Authenticate": {
                 "description": (
                     'For step-up: `Bearer error="insufficient_user_authentication", '
-                    'error_description="...", scope="<scope>"` (RFC 9470).'
+                    'error_description="...", scope="<scope>"` (RFC 9470), with `acr_values` '
+                    "and `max_age` when the scope's policy names them."
                 ),
                 "schema": {"type": "string"},
             }
@@ -430,6 +451,14 @@ def _document(
                     "description": (
                         "The application's own session, as its identify(request) reads it "
                         "(a bearer token, a cookie...)."
+                    ),
+                },
+                "serviceCredential": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A service credential (`sis_...`) whose SHA-256 is configured under "
+                        "[introspection.clients]: for applications beside the server."
                     ),
                 },
                 "elevatedToken": {

@@ -1,6 +1,8 @@
 """Errors on the wire: ``application/problem+json`` (RFC 9457) with a stable ``code``.
 
-Every error a stepup route answers goes through :func:`problem_response`. The body holds
+Every error a stepup route answers goes through :func:`problem_answer` (a framework-neutral
+:class:`~stepup_core.server.http.Answer`; :func:`problem_response` is the same as an aiohttp
+response). The body holds
 ``type``, ``title``, ``status``, ``detail`` and ``code``, then the error's own details
 (``errors`` for validation, ``check`` for step-up, ``retryAfter`` for rate limits). A step-up
 refusal also carries the RFC 9470 ``WWW-Authenticate`` challenge; a rate limit ``Retry-After``.
@@ -13,22 +15,24 @@ import json
 import logging
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from ..errors import (
     HttpMethodNotAllowed,
-    MalformedRequest,
     NotFound,
-    PayloadTooLarge,
     RetryLater,
     StepUpError,
     StepUpRequired,
     Unauthenticated,
 )
 from ..serialization import unstructure
+from .http import Answer, Request
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("stepup.server")
 
@@ -62,12 +66,18 @@ def header_safe(text: str) -> str:
     return _NOT_HEADER_SAFE.sub("", text)
 
 
-def step_up_challenge(scope: str) -> str:
-    """The RFC 9470 / RFC 6750 ``WWW-Authenticate`` value for a missing step-up."""
-    return (
+def step_up_challenge(scope: str, acr_values: tuple[str, ...] = (), max_age: float | None = None) -> str:
+    """The RFC 9470 / RFC 6750 ``WWW-Authenticate`` value for a missing step-up; ``acr_values``
+    and ``max_age`` (RFC 9470 section 3) say what authentication would satisfy."""
+    challenge = (
         f'Bearer error="insufficient_user_authentication", '
         f'error_description="{STEP_UP_DESCRIPTION}", scope="{header_safe(scope)}"'
     )
+    if acr_values:
+        challenge += f', acr_values="{header_safe(" ".join(acr_values))}"'
+    if max_age is not None:
+        challenge += f', max_age="{math.floor(max_age)}"'
+    return challenge
 
 
 def _wire(value: Any) -> Any:
@@ -117,7 +127,7 @@ def problem_body(error: StepUpError) -> dict[str, Any]:
 def problem_headers(error: StepUpError) -> dict[str, str]:
     headers: dict[str, str] = {"Cache-Control": "no-store"}
     if isinstance(error, StepUpRequired):
-        headers["WWW-Authenticate"] = step_up_challenge(error.scope)
+        headers["WWW-Authenticate"] = step_up_challenge(error.scope, error.acr_values, error.max_age)
     elif isinstance(error, Unauthenticated):
         headers["WWW-Authenticate"] = 'Bearer realm="stepup"'
     retry_after = error.retry_after if isinstance(error, RetryLater) else None
@@ -129,34 +139,26 @@ def problem_headers(error: StepUpError) -> dict[str, str]:
     return headers
 
 
-def problem_response(error: StepUpError) -> web.Response:
+PROBLEM_HEADER_VALUE = PROBLEM_CONTENT_TYPE + "; charset=utf-8"
+
+
+def problem_answer(error: StepUpError) -> Answer:
     """The ``application/problem+json`` answer for a stepup error."""
-    return web.Response(
-        status=error.status,
-        text=json.dumps(problem_body(error), separators=(",", ":")),
-        content_type=PROBLEM_CONTENT_TYPE,
-        headers=problem_headers(error),
-    )
+    body = json.dumps(problem_body(error), separators=(",", ":")).encode()
+    headers = (("Content-Type", PROBLEM_HEADER_VALUE), *problem_headers(error).items())
+    return Answer(error.status, body, headers)
+
+
+def problem_response(error: StepUpError) -> web.Response:
+    """The ``application/problem+json`` answer for a stepup error, as an aiohttp response."""
+    from aiohttp import web
+
+    answer = problem_answer(error)
+    return web.Response(status=answer.status, body=answer.body, headers=dict(answer.headers))
 
 
 def internal_error() -> InternalError:
     return InternalError(_GENERIC_5XX_DETAIL)
-
-
-def error_from_http(exc: web.HTTPException) -> StepUpError:
-    """aiohttp's own refusals (no route, wrong method, body too large) as stepup errors."""
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        allowed = sorted(exc.allowed_methods)
-        return HttpMethodNotAllowed(
-            f"{exc.method} is not allowed here; use {', '.join(allowed)}", allowed=allowed
-        )
-    if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return PayloadTooLarge("the request body is too large")
-    if isinstance(exc, web.HTTPNotFound):
-        return RouteNotFound("no stepup route at this path")
-    if exc.status == 400:
-        return MalformedRequest(exc.text or "malformed request")
-    return internal_error()
 
 
 # --- HTML pages for the browser leg of redirect methods ------------------------------------
@@ -180,28 +182,29 @@ code{{background:#f2f2f2;padding:0 .25rem}}</style></head>
 """
 
 
-def html_page(title: str, message: str, *, status: int = 200, extra: str = "", script: str = "") -> web.Response:
+def html_page(title: str, message: str, *, status: int = 200, extra: str = "", script: str = "") -> Answer:
     """An HTML page for a person; ``script`` is a ``<script src>`` tag of this server's own (the
     page's policy then allows scripts from its origin, never inline code)."""
     text = _PAGE.format(title=html.escape(title), message=html.escape(message), extra=extra + script)
     headers = dict(HTML_HEADERS)
     if script:
         headers["Content-Security-Policy"] += "; script-src 'self'"
-    return web.Response(status=status, text=text, content_type="text/html", headers=headers)
+    return Answer(status, text.encode(), (("Content-Type", "text/html; charset=utf-8"), *headers.items()))
 
 
-def problem_page(error: StepUpError) -> web.Response:
+def problem_page(error: StepUpError) -> Answer:
     """A problem for a person in a browser: the same facts as the JSON body, escaped."""
     extra = f"<p>Error code: <code>{html.escape(error.code)}</code></p>"
-    response = html_page(error.title, public_detail(error), status=error.status, extra=extra)
-    for name, value in problem_headers(error).items():
-        response.headers.setdefault(name, value)
-    return response
+    page = html_page(error.title, public_detail(error), status=error.status, extra=extra)
+    present = {name.lower() for name, _ in page.headers}
+    added = tuple((k, v) for k, v in problem_headers(error).items() if k.lower() not in present)
+    return attrs.evolve(page, headers=page.headers + added)
 
 
-def wants_html(request: web.Request) -> bool:
+def wants_html(request: Request | CIMultiDictProxy[str]) -> bool:
     """True when the caller is a browser (prefers ``text/html`` over JSON)."""
-    accept = request.headers.get("Accept", "")
+    headers = request.headers if isinstance(request, Request) else request
+    accept = headers.get("Accept", "")
     if not accept:
         return False
     best_html = best_json = -1.0
@@ -223,5 +226,5 @@ def wants_html(request: web.Request) -> bool:
     return best_html > 0 and best_html >= best_json
 
 
-def log_unexpected(request: web.Request, exc: BaseException) -> None:
+def log_unexpected(request: Request | web.BaseRequest, exc: BaseException) -> None:
     log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)

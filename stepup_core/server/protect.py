@@ -1,22 +1,28 @@
-"""``requires_scope``: guard the application's own handlers with an elevated access token."""
+"""``requires_scope``: guard the application's own aiohttp handlers with an elevated access token."""
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
-from ..errors import ConfigError, InvalidScope, StepUpError
 from ..models import Grant, Principal
-from ..observe import observe
 from ..scopes import validate_scope_syntax
-from .http import SERVICE_KEY, elevated_token, mounted, principal_of
-from .problems import internal_error, log_unexpected, problem_response
+from .aiohttp_adapter import SCOPE_ATTRIBUTE, aiohttp_response, check_guarded_scopes, guarded_routes, mounted_of
+from .guard import Elevation, Gate, ServiceGate, guard, refusal, token_from
+from .http import AnyIdentify
 
-log = logging.getLogger("stepup.server")
+__all__ = [
+    "GRANT_KEY",
+    "PRINCIPAL_KEY",
+    "check_guarded_scopes",
+    "grant_of",
+    "guarded_routes",
+    "principal_from",
+    "requires_scope",
+]
 
 #: Where a protected handler finds the grant that let the request through (None when the
 #: scope's policy does not require step-up) and the caller: ``request[GRANT_KEY]``, or
@@ -42,11 +48,9 @@ def principal_from(request: web.Request) -> Principal | None:
     principal = request.get(PRINCIPAL_KEY)
     return principal if isinstance(principal, Principal) else None
 
+
 F = TypeVar("F", bound=Callable[..., Awaitable[web.StreamResponse]])
 
-#: The attribute ``requires_scope`` sets on the handler it returns: the scope it guards. It
-#: survives further decorators that use ``functools.wraps``.
-SCOPE_ATTRIBUTE = "__stepup_scope__"
 
 
 def _request_of(args: tuple[Any, ...]) -> web.Request:
@@ -58,7 +62,7 @@ def _request_of(args: tuple[Any, ...]) -> web.Request:
     raise TypeError("requires_scope decorates aiohttp handlers: (request) or a web.View method")
 
 
-def requires_scope(scope: str) -> Callable[[F], F]:
+def requires_scope(scope: str, *, gate: Gate | None = None, identify: AnyIdentify | None = None) -> Callable[[F], F]:
     """Let a request through only with an elevated access token for ``scope``.
 
     The token comes from ``X-Elevated-Access-Token``; a single-use token is consumed. Without
@@ -67,6 +71,11 @@ def requires_scope(scope: str) -> Callable[[F], F]:
     (RFC 9470) and a problem body whose ``check`` holds the check result. When the store cannot
     be reached the answer is 503: never a grant. The grant is at ``request[GRANT_KEY]``
     (:func:`grant_of`).
+
+    :param gate: who decides: by default the service ``mount`` put on the application; a
+        :class:`~stepup_core.remote.RemoteGuard` asks a ``stepup serve`` beside it instead.
+    :param identify: the application's ``identify`` (default: the one given to ``mount``). With
+        both ``gate`` and ``identify`` the application need not mount stepup at all.
 
     Works on ``async def handler(request)`` and on :class:`aiohttp.web.View` methods.
 
@@ -82,85 +91,24 @@ def requires_scope(scope: str) -> Callable[[F], F]:
         @functools.wraps(handler)
         async def guarded(*args: Any, **kwargs: Any) -> web.StreamResponse:
             request = _request_of(args)
-            try:
-                service, identify = mounted(request)
-                with observe(service.pm, "guard", scope=scope) as operation:
-                    principal = await principal_of(request, identify)
-                    grant = await service.require_scope(principal, scope, elevated_token(request))
-                    operation.outcome = "not_required" if grant is None else "granted"
-            except InvalidScope as exc:
-                log.error("protected route %s uses scope %r, which stepup does not know: %s", request.path, scope, exc)
-                return problem_response(
-                    ConfigError(
-                        f"this route is guarded by scope {scope!r}, which is not declared on the server"
-                    )
-                )
-            except StepUpError as exc:
-                if exc.status >= 500:
-                    log.error("protected route %s refused: %s", request.path, exc)
-                return problem_response(exc)
-            except Exception as exc:  # noqa: BLE001 - fail closed: no handler call, no traceback out
-                log_unexpected(request, exc)
-                return problem_response(internal_error())
-            request[GRANT_KEY] = grant
-            request[PRINCIPAL_KEY] = principal
+            chosen_gate, chosen_identify = gate, identify
+            if chosen_gate is None or chosen_identify is None:
+                try:
+                    mounted = mounted_of(request)
+                except Exception as exc:  # noqa: BLE001 - fail closed: no handler call
+                    return aiohttp_response(refusal(exc, scope=scope, where=request.path))
+                chosen_gate = chosen_gate or ServiceGate(mounted.service)
+                chosen_identify = chosen_identify or mounted.identify
+            outcome = await guard(
+                chosen_gate, scope, chosen_identify, request, token_from(request.headers), where=request.path
+            )
+            if not isinstance(outcome, Elevation):
+                return aiohttp_response(outcome)
+            request[GRANT_KEY] = outcome.grant
+            request[PRINCIPAL_KEY] = outcome.principal
             return await handler(*args, **kwargs)
 
         setattr(guarded, SCOPE_ATTRIBUTE, scope)
         return cast(F, guarded)
 
     return decorator
-
-
-def _handler_scopes(method: str, handler: Any) -> list[tuple[str, str]]:
-    """``(method, scope)`` pairs ``requires_scope`` guards a route's handler with: a function, or
-    the methods of a ``web.View`` (``post`` -> ``POST``)."""
-    if isinstance(handler, type):
-        found = []
-        for name in dir(handler):
-            scope = getattr(getattr(handler, name, None), SCOPE_ATTRIBUTE, None)
-            if isinstance(scope, str):
-                found.append((name.upper(), scope))
-        return found
-    scope = getattr(handler, SCOPE_ATTRIBUTE, None)
-    return [(method, scope)] if isinstance(scope, str) else []
-
-
-def guarded_routes(app: web.Application) -> list[tuple[str, str, str]]:
-    """``(method, path, scope)`` of every ``requires_scope`` route in ``app`` and its sub-applications."""
-    out: list[tuple[str, str, str]] = []
-    for resource in app.router.resources():
-        sub = resource.get_info().get("app")
-        if isinstance(sub, web.Application):
-            out.extend(guarded_routes(sub))  # its paths already carry the prefix
-            continue
-        for route in resource:
-            guards = _handler_scopes(route.method, route.handler)
-            out.extend((method, resource.canonical, scope) for method, scope in guards)
-    return out
-
-
-async def check_guarded_scopes(app: web.Application) -> None:
-    """``on_startup`` of an application with stepup mounted: every scope a route is guarded with
-    is known to the service, else :class:`ConfigError` naming the routes, so the start fails."""
-    service = app[SERVICE_KEY]
-    unknown: dict[tuple[str, str], list[str]] = {}
-    for method, path, scope in guarded_routes(app):
-        if not _known(service, scope):
-            unknown.setdefault((path, scope), []).append(method)
-    if unknown:
-        routes = "; ".join(
-            f"{'/'.join(sorted(methods))} {path} needs {scope!r}" for (path, scope), methods in unknown.items()
-        )
-        raise ConfigError(
-            f"protected routes use scopes stepup does not know: {routes}. Declare application scopes "
-            "in stepup.toml (declared_scopes, or a [scopes.\"<scope>\"] table), or fix the name"
-        )
-
-
-def _known(service: Any, scope: str) -> bool:
-    try:
-        service.policies.validate(scope)
-    except InvalidScope:
-        return False
-    return True

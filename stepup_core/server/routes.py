@@ -1,4 +1,11 @@
-"""The stepup routes, described once: the table drives both the router and ``openapi.json``."""
+"""The stepup routes, described once: the table drives every adapter's router and ``openapi.json``.
+
+Each handler takes a framework-neutral :class:`~stepup_core.server.http.Request` and answers an
+:class:`~stepup_core.server.http.Answer` (or raises a :class:`~stepup_core.errors.StepUpError`,
+which :func:`~stepup_core.server.router.dispatch` turns into a problem). A route another part of
+stepup adds is one more :class:`RouteSpec` in :data:`ROUTES`: aiohttp, ASGI and WSGI serve it
+and the OpenAPI document describes it, with nothing else to change.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from aiohttp import web
 
-from ..errors import StepUpError
+from ..errors import ConfigError, StepUpError
+from ..introspection import Introspection, IntrospectionRequest, client_of
+from ..introspection import introspect as decide_introspection
 from ..models import (
     ChallengeRequest,
     ChallengeStart,
@@ -36,30 +44,32 @@ from .browser import (
     static_file,
 )
 from .http import (
-    DOCUMENT_KEY,
-    PREFIX_KEY,
+    Answer,
+    Request,
     elevated_token,
-    json_response,
+    empty_answer,
+    json_answer,
     principal_of,
     read_model,
-    service_of,
 )
 from .problems import (
     html_page,
     internal_error,
     log,
     log_unexpected,
+    problem_answer,
     problem_page,
-    problem_response,
     wants_html,
 )
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[Request], Awaitable[Answer]]
 
 #: Token use of a route: none, optional (needed in some cases) or required.
 NO_TOKEN, OPTIONAL_TOKEN, REQUIRED_TOKEN = "none", "optional", "required"
 
 _BODY_ERRORS = (400, 413, 415, 422)
+#: Seconds a verifier may cache ``jwks.json``: how long a removed key may still be trusted elsewhere.
+JWKS_MAX_AGE = 60
 
 
 @attrs.frozen
@@ -90,6 +100,8 @@ class RouteSpec:
     html: bool = False
     #: Query parameters (name, required, description).
     query: tuple[tuple[str, bool, str], ...] = ()
+    #: Called by a service with its credential (``serviceCredential``), not by a user's session.
+    service_credential: bool = False
     #: Who may call an authenticated route: ``session`` (a user, through ``identify``) or
     #: ``admin`` (an operator, through the admin identify).
     auth: str = "session"
@@ -102,56 +114,48 @@ class RouteSpec:
 
     def error_statuses(self) -> tuple[int, ...]:
         statuses = set(self.errors) | {500}
-        if self.authenticated:
+        if self.authenticated or self.service_credential:
             statuses |= {401, 503}
         if self.request is not None:
             statuses |= set(_BODY_ERRORS)
         return tuple(sorted(statuses))
 
 
-def _prefix(request: web.Request) -> str:
-    return request.config_dict[PREFIX_KEY]
-
-
 # --- handlers ------------------------------------------------------------------------------
 
 
-async def check(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def check(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, CheckRequest)
     with observe(service.pm, "check") as operation:
         result = await service.check(principal, body.scope, elevated_token(request))
         operation.attributes["scope"] = result.scope
         operation.outcome = "required" if result.is_required else "not_required"
-    return json_response(result)
+    return json_answer(result)
 
 
-async def list_methods(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
-    prefix = _prefix(request)
+async def list_methods(request: Request) -> Answer:
+    service = request.service
     infos = [
-        attrs.evolve(info, browser_module=module_url(prefix, info.name))
+        attrs.evolve(info, browser_module=module_url(request.prefix, info.name))
         if browser_module_of(service.verifiers.get(info.name)) is not None
         else info
         for info in service.methods()
     ]
-    return json_response(infos)
+    return json_answer(infos)
 
 
-def _fill_public_url(request: web.Request) -> None:
+def _fill_public_url(request: Request) -> None:
     """Set the service's public URL from the socket this server listens on, when unconfigured.
 
     The local socket address is the server's own; the Host header is the caller's word and is
     never used for it.
     """
-    service = service_of(request)
-    if service.public_url or request.transport is None:
+    service = request.service
+    if service.public_url or request.server is None:
         return
-    sockname = request.transport.get_extra_info("sockname")
-    if not isinstance(sockname, tuple) or len(sockname) < 2:
-        return
-    host, port = str(sockname[0]), int(sockname[1])
+    host, port = request.server
     if ":" in host:
         host = f"[{host}]"
     service.public_url = f"{'https' if request.secure else 'http'}://{host}:{port}"
@@ -162,43 +166,43 @@ def _fill_public_url(request: web.Request) -> None:
     )
 
 
-async def begin_challenge(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def begin_challenge(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, ChallengeRequest)
     _fill_public_url(request)
     start = await service.begin(principal, body)
-    location = f"{_prefix(request)}/challenges/{start.challenge_id}"
-    return json_response(start, status=201, headers={"Location": location})
+    location = f"{request.prefix}/challenges/{start.challenge_id}"
+    return json_answer(start, status=201, headers={"Location": location})
 
 
-async def verify(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def verify(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, VerifyRequest)
-    return json_response(await service.verify(principal, body))
+    return json_answer(await service.verify(principal, body))
 
 
-async def challenge_status(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def challenge_status(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    return json_response(await service.challenge_status(principal, request.match_info["id"]))
+    return json_answer(await service.challenge_status(principal, request.params["id"]))
 
 
-async def callback(request: web.Request) -> web.StreamResponse:
+async def callback(request: Request) -> Answer:
     """The browser leg of a redirect method: no session here, the ``state`` finds the challenge."""
-    service = service_of(request)
-    method = request.match_info["method"]
+    service = request.service
+    method = request.params["method"]
     try:
         await service.complete_callback(method, dict(request.query))
     except StepUpError as exc:
         if exc.status >= 500:
             log.error("callback for %s failed: %s: %s", method, exc.code, exc)
-        return problem_page(exc) if wants_html(request) else problem_response(exc)
+        return problem_page(exc) if wants_html(request) else problem_answer(exc)
     except Exception as exc:  # noqa: BLE001 - a person in a browser sees a page, never a traceback
         log_unexpected(request, exc)
         error = internal_error()
-        return problem_page(error) if wants_html(request) else problem_response(error)
+        return problem_page(error) if wants_html(request) else problem_answer(error)
     # Only the success page runs a script (its own origin's, never inline): it tells a page that
     # opened this window that the sign-in finished. Failure pages, which show what the URL
     # carried, run none; the opener learns of a failure by polling.
@@ -209,59 +213,78 @@ async def callback(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def list_credentials(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def list_credentials(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    return json_response(await service.list_credentials(principal))
+    return json_answer(await service.list_credentials(principal))
 
 
-async def update_credential(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def update_credential(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, CredentialUpdate)
-    view = await service.update_credential(principal, request.match_info["id"], body, elevated_token(request))
-    return json_response(view)
+    view = await service.update_credential(principal, request.params["id"], body, elevated_token(request))
+    return json_answer(view)
 
 
-async def delete_credential(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def delete_credential(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    removal = await service.delete_credential(principal, request.match_info["id"], elevated_token(request))
+    removal = await service.delete_credential(principal, request.params["id"], elevated_token(request))
     if removal is not None:  # more went than the credential named: say which and why
-        return json_response(removal)
-    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+        return json_answer(removal)
+    return empty_answer(204)
 
 
-async def begin_enrollment(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def begin_enrollment(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, EnrollmentRequest)
     _fill_public_url(request)
     start = await service.begin_enrollment(principal, body, elevated_token(request))
-    location = f"{_prefix(request)}/enrollments/{start.enrollment_id}"
-    return json_response(start, status=201, headers={"Location": location})
+    location = f"{request.prefix}/enrollments/{start.enrollment_id}"
+    return json_answer(start, status=201, headers={"Location": location})
 
 
-async def complete_enrollment(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def complete_enrollment(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
     body = await read_model(request, EnrollmentCompletion)
-    view = await service.complete_enrollment(principal, request.match_info["id"], body, elevated_token(request))
-    return json_response(view)
+    view = await service.complete_enrollment(principal, request.params["id"], body, elevated_token(request))
+    return json_answer(view)
 
 
-async def revoke_grants(request: web.Request) -> web.StreamResponse:
-    service = service_of(request)
+async def revoke_grants(request: Request) -> Answer:
+    service = request.service
     principal = await principal_of(request)
-    return json_response({"revoked": await service.revoke_grants(principal)})
+    return json_answer({"revoked": await service.revoke_grants(principal)})
 
 
-async def openapi_document(request: web.Request) -> web.StreamResponse:
-    return json_response(request.config_dict[DOCUMENT_KEY]())
+async def openapi_document(request: Request) -> Answer:
+    document = request.mounted.document
+    if document is None:
+        raise ConfigError("this stepup mount has no OpenAPI document builder")
+    return json_answer(document())
 
 
-async def list_plugins(request: web.Request) -> web.StreamResponse:
-    return json_response(describe_plugins(service_of(request).pm))
+async def introspect(request: Request) -> Answer:
+    """RFC 7662 for applications beside the server: a service credential, never a session."""
+
+    service = request.service
+    client = client_of(request.headers.get("Authorization"), service.config.introspection.clients)
+    body = await read_model(request, IntrospectionRequest)
+    return json_answer(await decide_introspection(service, body, client=client))
+
+
+async def jwks(request: Request) -> Answer:
+    """The keys of signed grants; a retired key stays until its last token has expired."""
+    answer = json_answer(await request.service.keyring.jwks())
+    headers = tuple((k, v) for k, v in answer.headers if k != "Cache-Control")
+    return attrs.evolve(answer, headers=(*headers, ("Cache-Control", f"public, max-age={JWKS_MAX_AGE}")))
+
+
+async def list_plugins(request: Request) -> Answer:
+    return json_answer(describe_plugins(request.service.pm))
 
 
 # --- the table -----------------------------------------------------------------------------
@@ -340,6 +363,21 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "GET", "/openapi.json", openapi_document, "getOpenApi", "This contract, machine-readable",
         response="OpenApiDocument", authenticated=False,
+    ),
+    RouteSpec(
+        "POST", "/introspect", introspect, "introspect", "Validate, and optionally spend, an elevated access token",
+        "RFC 7662 for an application beside the server (in any language): is this token valid for "
+        "this scope, user and session? `consume: true` spends a single-use token atomically, as a "
+        "guard does. `allow` says whether the guarded action may proceed; when it may not, "
+        "`challenge` holds the exact 401 to answer. Needs a service credential "
+        "(`[introspection.clients]`), never a user's session.",
+        request=IntrospectionRequest, response=Introspection, authenticated=False, service_credential=True,
+    ),
+    RouteSpec(
+        "GET", "/jwks.json", jwks, "getJwks", "Keys of signed grants",
+        "The JSON Web Key Set that verifies grants issued as JWTs (scopes with `signed = true`). "
+        "A retired key stays published until the last token it signed has expired.",
+        response="JsonWebKeySet", authenticated=False,
     ),
     RouteSpec(
         "GET", "/plugins", list_plugins, "listPlugins", "Installed stepup plugins",

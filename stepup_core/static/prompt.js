@@ -67,6 +67,7 @@ const ERRORS = {
   server_error: "error.server",
   plugin_error: "error.server",
   config_error: "error.server",
+  invalid_client: "error.server",
   enrollment_failed: "error.failed",
   security_key_not_found: "error.authenticator",
   not_found: "error.unavailable",

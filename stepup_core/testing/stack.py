@@ -39,6 +39,9 @@ from ..service import StepUpService
 from .responses import ResponseValidator
 
 DEFAULT_USERS = ("alice", "bob")
+#: The service credential :meth:`StepUpStack.start` configures for ``POST {prefix}/introspect``
+#: (client name ``stack``), unless the configuration names its own clients.
+SERVICE_CREDENTIAL = "sis_stack-test-service-credential-0000000000000"
 
 
 def session_token(user: str) -> str:
@@ -126,7 +129,13 @@ class StepUpStack:
         for index, plugin in enumerate(plugins):
             if not pm.is_registered(plugin):
                 pm.register(plugin, name=f"stack-plugin-{index}")
-        settings: dict[str, Any] = {"store": "memory:", "secret_key": secrets.token_hex(32)}
+        from ..introspection import credential_hash
+
+        settings: dict[str, Any] = {
+            "store": "memory:",
+            "secret_key": secrets.token_hex(32),
+            "introspection": {"clients": {"stack": credential_hash(SERVICE_CREDENTIAL)}},
+        }
         settings.update(config or {})
         service = await StepUpService.create(config_from_mapping(settings), pm=pm, clock=clock)
         try:

@@ -625,6 +625,27 @@ class StoreConformanceSuite:
         assert await store.list_index("new") == {"k": "v2"}
 
 
+class SwitchableStore:
+    """Wraps a store; while ``down`` every operation raises StoreUnavailable, as a network store
+    does when its server is gone. ``close`` always reaches the wrapped store."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        operation = getattr(self.inner, name)
+        if name == "close" or not callable(operation):
+            return operation
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailable("the store server does not answer")
+            return await operation(*args, **kwargs)
+
+        return call
+
+
 @pytest.mark.asyncio
 class StoreScanSuite:
     """The optional ``scan(prefix)`` capability (:class:`~stepup_core.store.migrations.ScanningStore`),
