@@ -194,10 +194,15 @@ def portal_target(base_url: str, service: StepUpService, store: SwitchableStore,
 
 @asynccontextmanager
 async def conformance_service(
-    directory: Path, *, clock: ManualClock | None = None, config: dict[str, Any] | None = None
+    directory: Path,
+    *,
+    clock: ManualClock | None = None,
+    config: dict[str, Any] | None = None,
+    plugins: Sequence[object] = (),
 ) -> AsyncIterator[tuple[StepUpService, SwitchableStore]]:
     """A service on SQLite in ``directory`` behind a :class:`SwitchableStore`, no methods, a
-    manual clock: what the suite's targets guard with."""
+    manual clock: what the suite's targets guard with. ``config`` may name another ``store``,
+    registered by one of ``plugins`` (a store plugin runs the suite on its own backend)."""
     from ..plugins import get_plugin_manager
     from ..service import StepUpService
     from ..store import open_store
@@ -207,6 +212,8 @@ async def conformance_service(
     settings.update(config or {})
     configured = config_from_mapping(settings)
     pm = get_plugin_manager(load_entrypoints=False)
+    for plugin in plugins:
+        pm.register(plugin)
     store = SwitchableStore(await open_store(configured.store, pm, clock))
     service = await StepUpService.create(configured, pm=pm, clock=clock, store=store)
     try:
