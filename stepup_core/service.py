@@ -7,13 +7,14 @@ lives in the core so no plugin can get it wrong; each rule has one home:
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
 - :mod:`stepup_core.delivery`: sending codes, and refusing a start that would print them;
-- here: starting and answering challenges, redirect callbacks, minting, audit events.
+- :mod:`stepup_core.grants`: minting a grant and recording the use, in one store step;
+- :mod:`stepup_core.callbacks`: redirect methods' callbacks, and handing their grant over;
+- here: starting and answering challenges, audit events.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import attrs
 import pluggy
 
+from .callbacks import Callbacks
 from .challenges import ChallengeRecords
 from .clock import Clock, SystemClock
 from .config import StepUpConfig
@@ -31,16 +33,12 @@ from .enrollment import Enrollments
 from .errors import (
     ChallengeNotFound,
     ChallengeUsed,
-    CredentialNotFound,
     InvalidScope,
     MethodNotAllowed,
     PluginError,
-    SignInNotCompleted,
     StepUpError,
     StoreUnavailable,
-    UnknownMethod,
     ValidationError,
-    VerificationFailed,
     VerifierCrashed,
 )
 from .gate import Gate
@@ -87,8 +85,6 @@ from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, Verifie
 log = logging.getLogger("stepup")
 
 _DEV_KEY = "meta:dev-secret-key"
-#: An OAuth ``error`` value safe to show (RFC 6749 error codes are short ASCII words).
-_PROVIDER_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
 
 
 class StepUpService:
@@ -151,6 +147,10 @@ class StepUpService:
             event=self._event,
             call_plugin=self._call_plugin,
             credential_changed=self.credential_changed,
+        )
+        self.callbacks = Callbacks(
+            pm, self.ctx, self.routing, self.challenges, self.limits, self.enrollments, self.grants, self.emit,
+            self._event,
         )
 
     # --- construction -----------------------------------------------------------------
@@ -423,120 +423,22 @@ class StepUpService:
         async with self.limits.attempt(scope, budget, crash=crash) as places:
             with observe(self.pm, "verifier.verify", method=verifier.name):
                 verification: Verification = await verifier.verify(self.ctx, attempt)
-            self._ensure_held(verification, candidates)
+            proven = verification.proven_among(candidates)
             places.deferred = True  # given back below, in the grant's own store step
-        proven = next(c for c in candidates if c.id == verification.credential_id)
         return await self.grants.issue(
             principal, verifier, proven, scopes, challenge, verification.public, release=places.release
         )
 
-    @staticmethod
-    def _ensure_held(verification: Verification, candidates: Sequence[Credential]) -> None:
-        if all(c.id != verification.credential_id for c in candidates):
-            raise VerificationFailed("the response proves a credential this user does not hold")
-
-    # --- redirect methods -------------------------------------------------------------
+    # --- redirect methods (see :mod:`stepup_core.callbacks`) -----------------------------
 
     async def complete_callback(self, method: str, params: dict[str, str]) -> ChallengeState:
-        """Finish a redirect method's challenge (or enrolment) from its callback query.
-
-        The ``state`` parameter finds the challenge and is used once. On success the challenge
-        becomes ``verified``; its owner picks the grant up with :meth:`challenge_status`.
-        """
-        verifier = self.routing.verifier(method)
-        if verifier.interaction is not Interaction.REDIRECT:
-            raise UnknownMethod(f"method {method!r} has no callback", method=method)
-        state = params.get("state")
-        if not isinstance(state, str) or not state:
-            if params.get("error"):
-                # Some providers drop the state when they refuse: no challenge can be found, but
-                # the person in the browser is told what happened, not that a payload was invalid.
-                reason = params["error"] if _PROVIDER_ERROR.match(str(params["error"])) else "unknown"
-                raise SignInNotCompleted(
-                    f"the sign-in provider did not complete the sign-in ({reason}) and did not say which "
-                    "request it was answering; nothing was changed: close this window and start again "
-                    "from the application",
-                    reason,
-                )
-            raise ValidationError("the callback has no state", [{"path": "state", "message": "required"}])
-        challenge = await self.challenges.by_callback_state(method, state)
-        principal = Principal(challenge.user_id, challenge.session_id)
-        if challenge.status is not ChallengeStatus.PENDING:
-            raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
-        try:
-            self.challenges.ensure_live(challenge)
-            await self.limits.ensure_not_locked(principal)
-            proven_id = await self._callback_proof(principal, verifier, challenge, params)
-        except Exception as exc:
-            challenge.status = ChallengeStatus.FAILED
-            challenge.failure = exc.code if isinstance(exc, StepUpError) else VerifierCrashed.code
-            await self.challenges.save(challenge)
-            raise
-        challenge.status = ChallengeStatus.VERIFIED
-        challenge.verified_credential_id = proven_id
-        await self.challenges.save(challenge)
-        await self.emit(
-            self._event("challenge_verified", "success", principal, method=method, challenge_id=challenge.id,
-                        credential_id=proven_id)
-        )
-        return ChallengeState(
-            challenge_id=challenge.id, method=method, status=challenge.status, expires_at=challenge.expires_at
-        )
-
-    async def _callback_proof(
-        self, principal: Principal, verifier: Verifier, challenge: Challenge, params: dict[str, str]
-    ) -> str:
-        """The credential a callback proves (or, for an enrolment, the one it links), checked
-        inside the attempt context: a wrong answer counts toward the user's lockout."""
-        credentials = await self.routing.user_credentials(principal)
-        candidates = tuple(c for c in credentials if c.method == verifier.name)
-        attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
-        if challenge.purpose is ChallengePurpose.STEP_UP:
-            attempt.credential = self.routing.pick_credential(principal, verifier, candidates, challenge.credential_id)
-            attempt.credential_requested = challenge.credential_id is not None
-            self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes)
-        crash = lambda: VerifierCrashed(f"method {verifier.name} failed")  # noqa: E731
-        scope = AttemptScope(principal, verifier.name, challenge)
-        async with self.limits.attempt(scope, None, crash=crash):
-            if challenge.purpose is ChallengePurpose.ENROLLMENT:
-                stored = await self.enrollments.complete_by_callback(principal, verifier, attempt)
-                return stored.id
-            with observe(self.pm, "verifier.verify", method=verifier.name):
-                verification = await verifier.verify(self.ctx, attempt)
-            self._ensure_held(verification, candidates)
-        return verification.credential_id
+        """Finish a redirect method's challenge (or enrolment) from its callback query."""
+        return await self.callbacks.complete(method, params)
 
     async def challenge_status(self, principal: Principal, challenge_id: str) -> ChallengeState:
-        """Status of a challenge or enrolment. A step-up challenge completed by callback hands
-        its grant to the owner exactly once (the challenge is taken atomically)."""
-        challenge = await self.challenges.load(principal, challenge_id, None)
-        state = ChallengeState(
-            challenge_id=challenge.id,
-            method=challenge.method,
-            status=challenge.status,
-            expires_at=challenge.expires_at,
-            failure=challenge.failure,
-        )
-        if challenge.status is ChallengeStatus.PENDING:
-            self.challenges.ensure_live(challenge)
-            return state
-        if challenge.purpose is ChallengePurpose.ENROLLMENT:
-            return attrs.evolve(state, credential_id=challenge.verified_credential_id)
-        if challenge.status is not ChallengeStatus.VERIFIED:
-            return state
-        self.challenges.ensure_live(challenge)  # the grant waits no longer than the challenge lives
-        verifier = self.routing.verifier(challenge.method)
-        credentials = await self.routing.user_credentials(principal)
-        proven = next((c for c in credentials if c.id == challenge.verified_credential_id), None)
-        if proven is None:
-            raise CredentialNotFound("the verified credential no longer exists")
-        self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes)
-        # The challenge is taken in the grant's own store step: of concurrent pollers one gets it.
-        issued = await self.grants.issue(
-            principal, verifier, proven, challenge.requested_scopes, challenge,
-            used_message="this challenge's grant was already picked up",
-        )
-        return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)
+        """Status of a challenge or enrolment; a step-up challenge completed by callback hands
+        its grant to the owner exactly once."""
+        return await self.callbacks.status(principal, challenge_id)
 
     # --- enrolment and credential management ----------------------------------------------
 
