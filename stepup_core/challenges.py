@@ -112,6 +112,11 @@ class ChallengeRecords:
         if challenge.expires_at <= self.clock.now():
             raise ChallengeExpired("the challenge expired; start a new one", challengeId=challenge.id)
 
+    @staticmethod
+    def key(challenge: Challenge) -> str:
+        """The store key of a challenge's record (for an operation that takes it with others)."""
+        return _challenge_key(challenge.id)
+
     async def take(self, challenge: Challenge, what: str) -> None:
         """Use the record up, atomically: of two concurrent answers only one gets here; its
         place among the user's live records is free again."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import secrets
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,6 @@ from .store.migrations import ScanningStore
 from .verifier import Rekeyed
 
 if TYPE_CHECKING:
-    from .config import StepUpConfig
     from .service import StepUpService
 
 __all__ = [
@@ -48,7 +46,6 @@ __all__ = [
     "RotationReport",
     "check_key_ledger",
     "describe_need",
-    "open_secret_keys",
     "read_key_ledger",
     "rotate_keys",
 ]
@@ -56,8 +53,6 @@ __all__ = [
 log = logging.getLogger("stepup")
 
 LEDGER_KEY = "meta:secret-keys"
-#: Development mode's key (no secret_key configured), kept in the store.
-_DEV_KEY = "meta:dev-secret-key"
 _CHALLENGE_PREFIX = make_key("challenge") + ":"
 _CURRENT = "the current key"
 _LEGACY_REASON = "may protect values written before key ids (run `stepup keys rotate`)"
@@ -133,27 +128,6 @@ async def check_key_ledger(store: Store, keys: SecretKeys) -> KeyLedger | None:
     except StoreUnavailable as exc:
         log.warning("stepup: could not check which secret keys stored data needs: %s", exc)
         return None
-
-
-async def open_secret_keys(config: StepUpConfig, store: Store) -> SecretKeys:
-    """The service's secret keys: the configured ones, once the ledger check passed
-    (:func:`check_key_ledger`); without any, development mode's key from the store (code hashes
-    keyed, method secrets stored unencrypted, and a warning saying so)."""
-    configured = config.secret_keys_bytes()
-    if configured:
-        keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
-        await check_key_ledger(store, keys)
-        return keys
-    log.warning(
-        "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
-        "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
-        "for production."
-    )
-    await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
-    dev = await store.get(_DEV_KEY)
-    if dev is None:
-        raise StoreUnavailable("could not read the development secret key from the store")
-    return SecretKeys(bytes.fromhex(dev), encrypting=False)
 
 
 # --- rotation ----------------------------------------------------------------------------------

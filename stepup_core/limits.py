@@ -10,10 +10,12 @@ guessing, in one place.
 - **Live records**: at most ``max_live_challenges`` open challenges and
   ``max_live_enrollments`` pending enrolments per user.
 
-Every answer to a verifier runs inside :meth:`Limits.attempt`, which counts the attempt and
-the user's lockout place *before* the verifier looks at it, atomically in the store, so answers
-sent at once cannot overrun either count; afterwards a success or an error that is not a wrong
-answer gives the places back, and a wrong answer is recorded with its audit events.
+Every answer to a verifier runs inside :meth:`Limits.attempt`, which takes the attempt's place
+in the budget and the user's lockout place *before* the verifier looks at it, both or neither
+in one atomic store operation (``reserve``), so answers sent at once cannot overrun either
+count; afterwards a success or an error that is not a wrong answer gives the places back (one
+``settle``, which a successful verification shares with its grant), and a wrong answer is
+recorded with its audit events.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import attrs
 from .config import LimitsConfig
 from .errors import AttemptsExhausted, LockedOut, PluginError, RateLimited, StepUpError, VerificationFailed
 from .models import AuditEvent, Challenge, ChallengePurpose, Credential, Principal
-from .store.base import GRACE_SECONDS, Store, make_key
+from .store.base import GRACE_SECONDS, Counter, Store, make_key
 from .verifier import RateLimit
 
 log = logging.getLogger("stepup")
@@ -46,6 +48,18 @@ class Budget:
     ttl: float
     #: A success gives its attempt back (per-credential budgets of challenge-less methods).
     refund_on_success: bool = False
+
+
+@attrs.define
+class Places:
+    """The places an attempt holds, handed to the ``async with`` body of :meth:`Limits.attempt`.
+
+    ``release`` lists the counters a success gives back. A caller that gives them back itself,
+    in the same store step as its own writes (a verification with its grant), sets ``deferred``
+    in the body; otherwise the context gives them back on success."""
+
+    release: list[str] = attrs.field(factory=list)
+    deferred: bool = False
 
 
 @attrs.define
@@ -91,39 +105,25 @@ class Limits:
         """Clear the user's lockout window (an operator's action); True if failures were counted."""
         return await self.store.delete(_failures_key(user_id))
 
-    async def _reserve_lockout_place(self, principal: Principal) -> int:
-        failures = await self.store.incr(_failures_key(principal.user_id), ttl=self.config.lockout_window)
-        if failures > self.config.lockout_failures:
-            raise self._locked_out()
-        return failures
-
-    async def _release_lockout_place(self, principal: Principal) -> None:
-        key = _failures_key(principal.user_id)
-        if await self.store.get(key) is None:  # an expired window has nothing to give back
-            return
-        left = await self.store.incr(key, ttl=self.config.lockout_window, amount=-1)
-        if left <= 0:
-            # No failure in this window: close it (only if no answer took a place meanwhile), so
-            # the lockout window starts at the next answer, not at this success.
-            await self.store.compare_and_set(key, str(left), str(left), ttl=0)
-
     # --- attempt budgets ----------------------------------------------------------------
 
-    async def _reserve_budget(self, budget: Budget | None, per_challenge: bool) -> int:
-        if budget is None:
-            return 1
-        used = await self.store.incr(budget.key, ttl=budget.ttl)
-        if used > self.config.max_attempts:
+    async def _reserve(self, principal: Principal, budget: Budget | None, *, per_challenge: bool) -> tuple[int, int]:
+        """Take one place in ``budget`` and one in the user's lockout window, both or neither in
+        one atomic step; (the attempt's number, its lockout place)."""
+        lockout = Counter(_failures_key(principal.user_id), self.config.lockout_failures, self.config.lockout_window)
+        counters = [lockout] if budget is None else [Counter(budget.key, self.config.max_attempts, budget.ttl), lockout]
+        reservation = await self.store.reserve(counters)
+        place = reservation.counts[-1]
+        used = 1 if budget is None else reservation.counts[0]
+        if not reservation.granted:
+            if place >= self.config.lockout_failures:
+                raise self._locked_out()
             raise AttemptsExhausted(
                 "too many wrong answers for this challenge; start a new one"
                 if per_challenge
                 else "too many wrong answers; wait before trying again"
             )
-        return used
-
-    async def _refund(self, budget: Budget | None) -> None:
-        if budget is not None:
-            await self.store.incr(budget.key, ttl=budget.ttl, amount=-1)
+        return used, place
 
     # --- one attempt --------------------------------------------------------------------
 
@@ -135,45 +135,47 @@ class Limits:
         *,
         crash: Callable[[], StepUpError],
         crash_counts: bool = True,
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[Places]:
         """Reserve, run the verifier's check in the ``async with`` body, then settle.
 
-        - before: one place in ``budget`` (AttemptsExhausted past it) and one in the user's
-          lockout window (LockedOut past it);
+        - before: one place in ``budget`` and one in the user's lockout window, both or neither
+          in one store operation (AttemptsExhausted or LockedOut when one is full);
         - a wrong answer (VerificationFailed): recorded with its events; the error raised says
           how many attempts remain, or becomes ``attempts_exhausted`` on the last one;
         - any other stepup error (a provider outage, a policy refusal): both places given back;
         - a crash: logged, and raised as ``crash()``; it counts as a wrong answer when
           ``crash_counts``, else both places are given back;
-        - a success: the lockout place given back, and the budget's when it says so.
+        - a success: the lockout place given back (a window left with no failure closes, so the
+          next one starts at the next answer), and the budget's when it says so; in one step
+          with the caller's own writes when the body sets ``places.deferred`` (:class:`Places`).
 
         Every answer runs here (a verification, an enrolment's confirmation, a redirect's
         callback): checking the lockout and counting the failure afterwards would let answers
         sent at once over many challenges all be checked before any failure is counted.
         """
-        used = await self._reserve_budget(budget, per_challenge=scope.challenge is not None)
-        place = await self._reserve_lockout_place(scope.principal)
+        used, place = await self._reserve(scope.principal, budget, per_challenge=scope.challenge is not None)
+        lockout_key = _failures_key(scope.principal.user_id)
+        held = [lockout_key] if budget is None else [budget.key, lockout_key]
+        places = Places([lockout_key] + ([budget.key] if budget is not None and budget.refund_on_success else []))
         try:
-            yield
+            yield places
         except VerificationFailed as exc:
             raise await self._record_failure(scope, exc, used, place) from None
         except StepUpError:
-            await self._give_back(scope.principal, budget)
+            await self._give_back(held)
             raise
         except Exception as exc:
             log.exception("method %s failed while checking an answer", scope.method)
             failure = crash()
             if not crash_counts:
-                await self._give_back(scope.principal, budget)
+                await self._give_back(held)
                 raise failure from exc
             raise await self._record_failure(scope, failure, used, place) from exc
-        await self._release_lockout_place(scope.principal)
-        if budget is not None and budget.refund_on_success:
-            await self._refund(budget)
+        if not places.deferred:
+            await self._give_back(places.release)
 
-    async def _give_back(self, principal: Principal, budget: Budget | None) -> None:
-        await self._release_lockout_place(principal)
-        await self._refund(budget)
+    async def _give_back(self, keys: list[str]) -> None:
+        await self.store.settle(release=keys)
 
     async def _record_failure(self, scope: AttemptScope, exc: StepUpError, used: int, place: int) -> StepUpError:
         """Emit the events of a wrong answer whose places in the budget (``used``) and in the

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import attrs
 import pluggy
@@ -43,6 +44,9 @@ class Routing:
         self.owners = owners
         self.credentials = credentials
         self.policies = policies
+        #: Whether each verifier filters credentials, by identity: an isinstance check against a
+        #: runtime protocol costs more than the rest of a check's routing.
+        self._filters: dict[int, tuple[Verifier, bool]] = {}
 
     # --- methods ------------------------------------------------------------------------
 
@@ -97,7 +101,10 @@ class Routing:
 
     def eligible(self, credential: Credential) -> bool:
         verifier = self.verifiers[credential.method]
-        return verifier.eligible(credential) if isinstance(verifier, CredentialFilter) else True
+        known = self._filters.get(id(verifier))
+        if known is None or known[0] is not verifier:
+            known = self._filters[id(verifier)] = (verifier, isinstance(verifier, CredentialFilter))
+        return cast(CredentialFilter, verifier).eligible(credential) if known[1] else True
 
     def is_primary_mfa(self, credential: Credential) -> bool:
         verifier = self.verifiers[credential.method]

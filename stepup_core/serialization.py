@@ -131,8 +131,23 @@ def make_converter(*, camel_case: bool = True) -> cattrs.Converter:
     return conv
 
 
+def make_stored_converter() -> cattrs.Converter:
+    """The converter for records stepup wrote itself (:func:`loads`): the same camelCase shape
+    and the same refusal of unknown keys, without the per-value type checks that guard the
+    wire, which would only re-check what :func:`dumps` wrote (about three times faster)."""
+    conv = cattrs.Converter(forbid_extra_keys=True)
+
+    def structure_factory(cls: Any) -> Any:
+        overrides = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
+
+    conv.register_structure_hook_factory(attrs.has, structure_factory)
+    return conv
+
+
 converter = make_converter()
 config_converter = make_converter(camel_case=False)
+stored_converter = make_stored_converter()
 
 
 def _describe(exc: BaseException) -> str:
@@ -172,7 +187,7 @@ def _collect(exc: BaseException, path: str, out: list[dict[str, str]], rename: A
 def structure(data: Any, cls: type[T], *, conv: cattrs.Converter | None = None) -> T:
     """Structure wire data into ``cls`` or raise one ValidationError naming every bad field."""
     conv = conv or converter
-    rename = camel if conv is converter else (lambda name: name)
+    rename = camel if conv is converter or conv is stored_converter else (lambda name: name)
     if attrs.has(cls) and not isinstance(data, dict):
         raise ValidationError(
             f"expected a JSON object for {cls.__name__}",
@@ -196,4 +211,5 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes, cls: type[T]) -> T:
-    return structure(json.loads(text), cls)
+    """A record stepup stored (written by :func:`dumps`) back as ``cls``."""
+    return structure(json.loads(text), cls, conv=stored_converter)

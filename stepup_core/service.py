@@ -7,20 +7,22 @@ lives in the core so no plugin can get it wrong; each rule has one home:
 - :mod:`stepup_core.limits`: lockout, attempt budgets, rate limits, one attempt context;
 - :mod:`stepup_core.enrollment`: linking, renaming and unlinking credentials;
 - :mod:`stepup_core.delivery`: sending codes, and refusing a start that would print them;
-- :mod:`stepup_core.issuance`: minting the grant a verification earns;
-- here: starting and answering challenges, redirect callbacks, audit events.
+- :mod:`stepup_core.grants`: minting a grant and recording the use, in one store step;
+- :mod:`stepup_core.callbacks`: redirect methods' callbacks, and handing their grant over;
+- here: starting and answering challenges, audit events.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 import pluggy
 
+from .callbacks import Callbacks
 from .challenges import ChallengeRecords
 from .clock import Clock, SystemClock
 from .config import StepUpConfig
@@ -31,19 +33,17 @@ from .enrollment import Enrollments
 from .errors import (
     ChallengeNotFound,
     ChallengeUsed,
-    CredentialNotFound,
     InvalidScope,
     MethodNotAllowed,
     PluginError,
-    SignInNotCompleted,
     StepUpError,
-    UnknownMethod,
+    StoreUnavailable,
     ValidationError,
     VerifierCrashed,
 )
 from .gate import Gate
-from .issuance import GrantIssuer
-from .keyring import open_secret_keys
+from .grants import Grants
+from .keyring import check_key_ledger
 from .limits import AttemptScope, Budget, Limits, free_live_slot
 from .models import (
     AuditEvent,
@@ -85,8 +85,7 @@ from .verifier import Attempt, Begun, RateLimit, Verification, Verifier, Verifie
 
 log = logging.getLogger("stepup")
 
-#: An OAuth ``error`` value safe to show (RFC 6749 error codes are short ASCII words).
-_PROVIDER_ERROR = re.compile(r"[A-Za-z0-9_.-]{1,64}\Z")
+_DEV_KEY = "meta:dev-secret-key"
 
 
 class StepUpService:
@@ -121,8 +120,8 @@ class StepUpService:
         self.limits = Limits(store, config.limits, self.emit, self._event)
         self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
         self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event, self.keyring)
-        self.issuer = GrantIssuer(
-            self.policies, self.tokens, self.keyring, self.credentials, self.clock,
+        self.grants = Grants(
+            store, self.clock, self.policies, self.tokens, self.credentials, self.challenges, self.keyring,
             lambda: grant_claims(self.config, self.public_url), self.emit, self._event,
         )
         self.ctx = VerifierContext(
@@ -150,6 +149,10 @@ class StepUpService:
             call_plugin=self._call_plugin,
             credential_changed=self.credential_changed,
         )
+        self.callbacks = Callbacks(
+            pm, self.ctx, self.routing, self.challenges, self.limits, self.enrollments, self.grants, self.emit,
+            self._event,
+        )
 
     # --- construction -----------------------------------------------------------------
 
@@ -173,7 +176,21 @@ class StepUpService:
         opened = store is None
         store = store or await open_store(config.store, pm, clock)
         try:
-            keys = await open_secret_keys(config, store)
+            configured = config.secret_keys_bytes()
+            if configured:
+                keys = SecretKeys(configured[0], previous=tuple(configured[1:]))
+                await check_key_ledger(store, keys)
+            else:
+                log.warning(
+                    "stepup: no secret_key configured (STEPUP_SECRET_KEY): code hashes use a development "
+                    "key kept in the store and method secrets are stored UNENCRYPTED. Set secret_key "
+                    "for production."
+                )
+                await store.add(_DEV_KEY, secrets.token_hex(32), ttl=None)
+                dev = await store.get(_DEV_KEY)
+                if dev is None:
+                    raise StoreUnavailable("could not read the development secret key from the store")
+                keys = SecretKeys(bytes.fromhex(dev), encrypting=False)
             service = cls(pm=pm, store=store, config=config, keys=keys, clock=clock)
             check_startup(config, pm, service.policies, service.verifiers)
         except BaseException:
@@ -256,13 +273,15 @@ class StepUpService:
 
     # --- the check, methods and credentials ---------------------------------------------
 
-    async def check(self, principal: Principal, scope: str, token: str | None = None,
-                    transaction: object = None) -> CheckResult:
+    async def check(
+        self, principal: Principal, scope: str, token: str | None = None, transaction: object = None
+    ) -> CheckResult:
         """The StepUpCheck (see :meth:`stepup_core.gate.Gate.check`)."""
         return await self.gate.check(principal, scope, token, transaction)
 
-    async def require_scope(self, principal: Principal, scope: str, token: str | None,
-                            transaction: object = None) -> Grant | None:
+    async def require_scope(
+        self, principal: Principal, scope: str, token: str | None, transaction: object = None
+    ) -> Grant | None:
         """Gate an action (see :meth:`stepup_core.gate.Gate.require_scope`)."""
         return await self.gate.require_scope(principal, scope, token, transaction)
 
@@ -298,7 +317,8 @@ class StepUpService:
             ChallengePurpose.STEP_UP,
             verifier.challenge_ttl or self.config.limits.challenge_ttl,
             requested_scopes=scopes,
-            credential_id=credential.id if credential else None, transaction=bound,
+            credential_id=credential.id if credential else None,
+            transaction=bound,
         )
         scratch = attrs.evolve(challenge, state={})
         attempt = Attempt(
@@ -328,7 +348,8 @@ class StepUpService:
             interaction=verifier.interaction,
             credential_id=challenge.credential_id,
             requested_scopes=scopes,
-            data=dict(begun.data), transaction=bound,
+            data=dict(begun.data),
+            transaction=bound,
         )
 
     async def _answered_challenge(
@@ -381,137 +402,53 @@ class StepUpService:
                 method=verifier.name,
             )
         scopes = self._validate_scopes(request.requested_scopes)
-        await self.limits.ensure_not_locked(principal)
-        challenge, scopes = await self._answered_challenge(principal, verifier, request, scopes)
-        if not scopes:
-            raise ValidationError(
-                "name the scopes to grant in requestedScopes",
-                [{"path": "requestedScopes", "message": "at least one scope is required"}],
-            )
-        credentials = await self.routing.user_credentials(principal)
-        candidates = tuple(c for c in credentials if c.method == verifier.name)
-        bound = challenge.credential_id if challenge else None
-        credential = self.routing.pick_credential(principal, verifier, candidates, request.credential_id or bound)
-        self.routing.require_candidates(verifier, candidates)
-        transaction = self.gate.binding(challenge, scopes, request.transaction)
-        self.routing.ensure_may_mint(verifier, credentials, scopes, transaction)
+        # The lockout is checked by the attempt's reservation, in the same store operation that
+        # counts it, so a verification that gets that far reads nothing first; one refused
+        # earlier still says "locked out" when the user is (every method, whatever else is wrong).
+        try:
+            challenge, scopes = await self._answered_challenge(principal, verifier, request, scopes)
+            if not scopes:
+                raise ValidationError(
+                    "name the scopes to grant in requestedScopes",
+                    [{"path": "requestedScopes", "message": "at least one scope is required"}],
+                )
+            credentials = await self.routing.user_credentials(principal)
+            candidates = tuple(c for c in credentials if c.method == verifier.name)
+            bound = challenge.credential_id if challenge else None
+            credential = self.routing.pick_credential(principal, verifier, candidates, request.credential_id or bound)
+            self.routing.require_candidates(verifier, candidates)
+            transaction = self.gate.binding(challenge, scopes, request.transaction)
+            self.routing.ensure_may_mint(verifier, credentials, scopes, transaction)
+        except StepUpError:
+            await self.limits.ensure_not_locked(principal)
+            raise
         attempt = Attempt(
             principal, credential, candidates, dict(request.response), challenge, scopes,
             credential_requested=request.credential_id is not None or bound is not None, transaction=transaction,
         )
         scope = AttemptScope(principal, verifier.name, challenge, credential)
         crash = lambda: VerifierCrashed(f"method {verifier.name} could not verify the response")  # noqa: E731
-        async with self.limits.attempt(scope, self._budget(principal, verifier, challenge, credential), crash=crash):
+        budget = self._budget(principal, verifier, challenge, credential)
+        async with self.limits.attempt(scope, budget, crash=crash) as places:
             with observe(self.pm, "verifier.verify", method=verifier.name):
                 verification: Verification = await verifier.verify(self.ctx, attempt)
-            self.routing.ensure_held(verification, candidates)
-        if challenge is not None:
-            await self.challenges.take(challenge, "challenge")
-        proven = next(c for c in candidates if c.id == verification.credential_id)
-        return await self.issuer.issue(principal, verifier, proven, scopes, challenge, verification.public, transaction)
+            proven = verification.proven_among(candidates)
+            places.deferred = True  # given back below, in the grant's own store step
+        return await self.grants.issue(
+            principal, verifier, proven, scopes, challenge, verification.public,
+            release=places.release, transaction=transaction,
+        )
 
-    # --- redirect methods -------------------------------------------------------------
+    # --- redirect methods (see :mod:`stepup_core.callbacks`) -----------------------------
 
     async def complete_callback(self, method: str, params: dict[str, str]) -> ChallengeState:
-        """Finish a redirect method's challenge (or enrolment) from its callback query.
-
-        The ``state`` parameter finds the challenge and is used once. On success the challenge
-        becomes ``verified``; its owner picks the grant up with :meth:`challenge_status`.
-        """
-        verifier = self.routing.verifier(method)
-        if verifier.interaction is not Interaction.REDIRECT:
-            raise UnknownMethod(f"method {method!r} has no callback", method=method)
-        state = params.get("state")
-        if not isinstance(state, str) or not state:
-            if params.get("error"):
-                # Some providers drop the state when they refuse: no challenge can be found, but
-                # the person in the browser is told what happened, not that a payload was invalid.
-                reason = params["error"] if _PROVIDER_ERROR.match(str(params["error"])) else "unknown"
-                raise SignInNotCompleted(
-                    f"the sign-in provider did not complete the sign-in ({reason}) and did not say which "
-                    "request it was answering; nothing was changed: close this window and start again "
-                    "from the application",
-                    reason,
-                )
-            raise ValidationError("the callback has no state", [{"path": "state", "message": "required"}])
-        challenge = await self.challenges.by_callback_state(method, state)
-        principal = Principal(challenge.user_id, challenge.session_id)
-        if challenge.status is not ChallengeStatus.PENDING:
-            raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
-        try:
-            self.challenges.ensure_live(challenge)
-            await self.limits.ensure_not_locked(principal)
-            proven_id = await self._callback_proof(principal, verifier, challenge, params)
-        except Exception as exc:
-            challenge.status = ChallengeStatus.FAILED
-            challenge.failure = exc.code if isinstance(exc, StepUpError) else VerifierCrashed.code
-            await self.challenges.save(challenge)
-            raise
-        challenge.status = ChallengeStatus.VERIFIED
-        challenge.verified_credential_id = proven_id
-        await self.challenges.save(challenge)
-        await self.emit(
-            self._event("challenge_verified", "success", principal, method=method, challenge_id=challenge.id,
-                        credential_id=proven_id)
-        )
-        return ChallengeState(
-            challenge_id=challenge.id, method=method, status=challenge.status, expires_at=challenge.expires_at
-        )
-
-    async def _callback_proof(
-        self, principal: Principal, verifier: Verifier, challenge: Challenge, params: dict[str, str]
-    ) -> str:
-        """The credential a callback proves (or, for an enrolment, the one it links), checked
-        inside the attempt context: a wrong answer counts toward the user's lockout."""
-        credentials = await self.routing.user_credentials(principal)
-        candidates = tuple(c for c in credentials if c.method == verifier.name)
-        attempt = Attempt(principal, None, candidates, dict(params), challenge, challenge.requested_scopes)
-        if challenge.purpose is ChallengePurpose.STEP_UP:
-            attempt.credential = self.routing.pick_credential(principal, verifier, candidates, challenge.credential_id)
-            attempt.credential_requested = challenge.credential_id is not None
-            self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
-        crash = lambda: VerifierCrashed(f"method {verifier.name} failed")  # noqa: E731
-        scope = AttemptScope(principal, verifier.name, challenge)
-        async with self.limits.attempt(scope, None, crash=crash):
-            if challenge.purpose is ChallengePurpose.ENROLLMENT:
-                stored = await self.enrollments.complete_by_callback(principal, verifier, attempt)
-                return stored.id
-            with observe(self.pm, "verifier.verify", method=verifier.name):
-                verification = await verifier.verify(self.ctx, attempt)
-            self.routing.ensure_held(verification, candidates)
-        return verification.credential_id
+        """Finish a redirect method's challenge (or enrolment) from its callback query."""
+        return await self.callbacks.complete(method, params)
 
     async def challenge_status(self, principal: Principal, challenge_id: str) -> ChallengeState:
-        """Status of a challenge or enrolment. A step-up challenge completed by callback hands
-        its grant to the owner exactly once (the challenge is taken atomically)."""
-        challenge = await self.challenges.load(principal, challenge_id, None)
-        state = ChallengeState(
-            challenge_id=challenge.id,
-            method=challenge.method,
-            status=challenge.status,
-            expires_at=challenge.expires_at,
-            failure=challenge.failure,
-        )
-        if challenge.status is ChallengeStatus.PENDING:
-            self.challenges.ensure_live(challenge)
-            return state
-        if challenge.purpose is ChallengePurpose.ENROLLMENT:
-            return attrs.evolve(state, credential_id=challenge.verified_credential_id)
-        if challenge.status is not ChallengeStatus.VERIFIED:
-            return state
-        self.challenges.ensure_live(challenge)  # the grant waits no longer than the challenge lives
-        try:
-            await self.challenges.take(challenge, "challenge")
-        except ChallengeUsed:
-            raise ChallengeUsed("this challenge's grant was already picked up", challengeId=challenge.id) from None
-        verifier = self.routing.verifier(challenge.method)
-        credentials = await self.routing.user_credentials(principal)
-        proven = next((c for c in credentials if c.id == challenge.verified_credential_id), None)
-        if proven is None:
-            raise CredentialNotFound("the verified credential no longer exists")
-        self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
-        issued = await self.issuer.issue(principal, verifier, proven, challenge.requested_scopes, challenge)
-        return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)
+        """Status of a challenge or enrolment; a step-up challenge completed by callback hands
+        its grant to the owner exactly once."""
+        return await self.callbacks.status(principal, challenge_id)
 
     # --- enrolment and credential management ----------------------------------------------
 

@@ -23,7 +23,7 @@ from .clock import Clock
 from .crypto import TOKEN_PREFIX, new_elevated_token, token_hash
 from .models import Grant, IssuedToken, Principal
 from .serialization import dumps, loads
-from .store.base import GRACE_SECONDS, Store, make_key
+from .store.base import GRACE_SECONDS, Store, Write, make_key
 
 #: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
 #: store is still read every time: revocation, expiry and single use are decided there.
@@ -130,10 +130,35 @@ class TokenStore:
         signer: Signer | None = None,
         claims: Mapping[str, Any] | None = None,
     ) -> IssuedToken:
-        """Mint a token for ``scopes``. With ``signer`` (time-bound grants only) the token is a JWT
-        carrying ``claims`` (``iss``, ``aud``) and the grant's own: ``sub``, ``sid``, ``scope``,
-        ``exp``, ``iat``, ``jti``, ``acr``, ``amr``, ``auth_time``. A grant bound to the
-        transaction with ``transaction_hash`` is single-use, and so never signed."""
+        """Mint a token for ``scopes`` and store its grant (see :meth:`prepare`)."""
+        issued, write = await self.prepare(
+            principal, scopes, method=method, ttl=ttl, single_use=single_use, credential_id=credential_id,
+            transaction_hash=transaction_hash, acr=acr, amr=amr, signer=signer, claims=claims,
+        )
+        await self.store.put(write.key, write.value, ttl=write.ttl, indexes=write.indexes)
+        return issued
+
+    async def prepare(
+        self,
+        principal: Principal,
+        scopes: Iterable[str],
+        *,
+        method: str,
+        ttl: float,
+        single_use: bool,
+        credential_id: str | None = None,
+        transaction_hash: str | None = None,
+        acr: str | None = None,
+        amr: Iterable[str] = (),
+        signer: Signer | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> tuple[IssuedToken, Write]:
+        """A new token for ``scopes`` and the write that stores its grant, for a caller that
+        stores it in one atomic step with other writes (:meth:`Store.settle`); :meth:`mint`
+        stores it alone. With ``signer`` (time-bound grants only) the token is a JWT carrying
+        ``claims`` (``iss``, ``aud``) and the grant's own: ``sub``, ``sid``, ``scope``, ``exp``,
+        ``iat``, ``jti``, ``acr``, ``amr``, ``auth_time``. A grant bound to the transaction with
+        ``transaction_hash`` is single-use, and so never signed."""
         single_use = single_use or transaction_hash is not None
         now = self.clock.now()
         scope_list = tuple(sorted(set(scopes)))
@@ -179,13 +204,13 @@ class TokenStore:
             auth_time=now,
             key_id=key_id,
         )
-        await self.store.put(
+        write = Write(
             _grant_key(grant.token_hash),
             dumps(grant),
             ttl=ttl + GRACE_SECONDS,
             indexes=(_session_index(grant.user_id, grant.session_id), _user_index(grant.user_id)),
         )
-        return IssuedToken(
+        issued = IssuedToken(
             elevated_access_token=token,
             scopes=grant.scopes,
             expires_at=grant.expires_at,
@@ -193,6 +218,7 @@ class TokenStore:
             method=method,
             transaction_hash=transaction_hash,
         )
+        return issued, write
 
     def _refusal(self, grant: Grant, principal: Principal, scope: str) -> str | None:
         if grant.user_id != principal.user_id:

@@ -30,7 +30,14 @@ import attrs
 
 from .clock import Clock
 from .crypto import SecretKeys
-from .errors import ChallengeNotFound, EnrollmentFailed, InvalidResponse, NoEligibleCredential, ValidationError
+from .errors import (
+    ChallengeNotFound,
+    EnrollmentFailed,
+    InvalidResponse,
+    NoEligibleCredential,
+    ValidationError,
+    VerificationFailed,
+)
 from .models import (
     ALIAS_NOT_BLANK,
     AuditEvent,
@@ -181,6 +188,14 @@ class Verification:
     #: New public details of the proven credential (recovery codes left); the core stores them
     #: with its ``last_used_at``. None leaves them as they are.
     public: dict[str, Any] | None = None
+
+    def proven_among(self, candidates: Sequence[Credential]) -> Credential:
+        """The proven credential, which must be one of the attempt's ``candidates``
+        (VerificationFailed otherwise: a method cannot grant on another user's credential)."""
+        for candidate in candidates:
+            if candidate.id == self.credential_id:
+                return candidate
+        raise VerificationFailed("the response proves a credential this user does not hold")
 
 
 @attrs.frozen

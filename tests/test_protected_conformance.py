@@ -6,49 +6,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
 from stepup_core.introspection import credential_hash
 from stepup_core.remote import RemoteGuard
-from stepup_core.server import build_app, grant_of, principal_from, requires_scope, serve_app, transaction_of
+from stepup_core.server import build_app, serve_app
 from stepup_core.testing.protected import (
-    PROTECTED_ROUTES,
-    TRANSACTION_ROUTES,
     ProtectedRouteSuite,
     ProtectedTarget,
+    aiohttp_target_app,
     conformance_service,
-    handler_body,
     header_identify,
-    json_body_details,
     service_target,
 )
 
 CREDENTIAL = "sis_conformance-test-credential-000000000000000"
-
-
-def protected_app(app: web.Application, **guard: Any) -> web.Application:
-    for path, scope in PROTECTED_ROUTES.items():
-
-        @requires_scope(scope, **guard)
-        async def handler(request: web.Request, scope: str = scope) -> web.Response:
-            return web.json_response(handler_body(principal_from(request), grant_of(request), scope))
-
-        app.router.add_post(path, handler)
-    for path, scope in TRANSACTION_ROUTES.items():
-
-        async def details(request: web.Request) -> Any:
-            return json_body_details(await request.read())
-
-        @requires_scope(scope, transaction=details, **guard)
-        async def pay(request: web.Request, scope: str = scope) -> web.Response:
-            body = handler_body(principal_from(request), grant_of(request), scope, transaction_of(request))
-            return web.json_response(body)
-
-        app.router.add_post(path, pay)
-    return app
 
 
 class TestAiohttpGuard(ProtectedRouteSuite):
@@ -57,7 +30,7 @@ class TestAiohttpGuard(ProtectedRouteSuite):
     @pytest.fixture
     async def target(self, tmp_path: Path) -> AsyncIterator[ProtectedTarget]:
         async with conformance_service(tmp_path) as (service, store):
-            app = protected_app(build_app(service, header_identify))
+            app = aiohttp_target_app(build_app(service, header_identify))
             async with serve_app(app) as base_url:
                 yield service_target(base_url, service, store)
 
@@ -74,7 +47,7 @@ class TestRemoteGuard(ProtectedRouteSuite):
             sidecar = build_app(service, header_identify)
             async with serve_app(sidecar) as sidecar_url:
                 gate = RemoteGuard(sidecar_url + "/stepup", CREDENTIAL)
-                app = protected_app(web.Application(), gate=gate, identify=header_identify)
+                app = aiohttp_target_app(gate=gate, identify=header_identify)
                 try:
                     async with serve_app(app) as base_url:
                         yield service_target(base_url, service, store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -150,12 +151,130 @@ async def test_expired_rows_are_swept_from_the_file(tmp_path: Path) -> None:
         assert await store.get("old0") is None  # reads never write
         with sqlite3.connect(path) as other:
             assert other.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 11
-        await store.put("new", "z")  # the next write sweeps
+        await store.put("new", "z")  # the next write starts a sweep, in the background
+        await store.sweep_finished()
         with sqlite3.connect(path) as other:
             assert {r[0] for r in other.execute("SELECT key FROM records")} == {"keep", "new"}
             assert other.execute("SELECT key FROM record_indexes").fetchall() == [("keep",)]
     finally:
         await store.close()
+
+
+async def test_a_sweep_runs_in_batches_and_writes_do_not_wait_for_all_of_it(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = tmp_path / "batches.sqlite3"
+    store = await open_sqlite_store(f"sqlite:{path}", clock)
+    store.sweep_batch = 100
+    expired = 5000
+    try:
+        await store.put("warm", "w")  # the first write's (empty) sweep
+        await store.sweep_finished()
+        with sqlite3.connect(path) as other:
+            other.executemany(
+                "INSERT INTO records (key, value, expires_at) VALUES (?, 'x', ?)",
+                [(f"old{i}", clock.now() + 5) for i in range(expired)],
+            )
+            other.executemany(
+                "INSERT INTO record_indexes (index_name, key) VALUES ('idx', ?)", [(f"old{i}",) for i in range(expired)]
+            )
+        clock.advance(store.sweep_interval + 1)
+        await store.put("trigger", "t")  # starts the sweep
+        await store.put("during", "d")  # queued behind at most one batch, not the whole sweep
+        with sqlite3.connect(path) as other:
+            left = other.execute("SELECT COUNT(*) FROM records WHERE key LIKE 'old%'").fetchone()[0]
+        assert left >= expired - 2 * store.sweep_batch
+        assert await store.get("during") == "d"
+        await store.sweep_finished()
+        with sqlite3.connect(path) as other:
+            assert other.execute("SELECT COUNT(*) FROM records WHERE key LIKE 'old%'").fetchone()[0] == 0
+            assert other.execute("SELECT COUNT(*) FROM record_indexes").fetchone()[0] == 0
+        assert await store.sweep() == 0
+    finally:
+        await store.close()
+
+
+async def test_the_write_ahead_log_is_checkpointed_off_the_write_path(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoint.sqlite3"
+    wal = tmp_path / "checkpoint.sqlite3-wal"
+    store = await open_sqlite_store(f"sqlite:{path}", SystemClock())
+    value = "v" * 4000
+    try:
+        for round_no in range(6):  # each round adds some 1.6 MB to the log: about 10 MB in all
+            for i in range(100):
+                await store.put(f"k{round_no}-{i}", value, indexes=["all"])
+            await asyncio.sleep(0.6)  # the checkpointing thread copies the log back meanwhile
+        # The writer never checkpoints (its automatic checkpoint is off), so without the
+        # checkpointing thread the log would hold all of it; checkpointed, it is reused.
+        assert wal.stat().st_size < 5_000_000
+        assert len(await store.list_index("all")) == 600
+    finally:
+        await store.close()
+
+
+async def test_each_operation_is_at_most_one_hop_to_the_writer_and_reads_none(tmp_path: Path) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'hops.sqlite3'}", SystemClock())
+    writer = store._writer
+    assert writer is not None
+    await store.put("warm", "w")
+    await store.sweep_finished()
+    store._next_sweep = float("inf")  # keep background sweeps out of the count
+    hops: list[str] = []
+    submit = writer.submit
+
+    def counting_submit(operation, **kwargs):  # type: ignore[no-untyped-def]
+        hops.append(getattr(operation, "func", operation).__name__)
+        return submit(operation, **kwargs)
+
+    writer.submit = counting_submit  # type: ignore[method-assign]
+    try:
+        operations = {
+            "put": lambda: store.put("k", "v", ttl=60, indexes=["a", "b"]),
+            "get": lambda: store.get("k"),
+            "list_index": lambda: store.list_index("a"),
+            "add": lambda: store.add("n", "1", ttl=60, indexes=["a"]),
+            "incr": lambda: store.incr("c", ttl=60),
+            "compare_and_set": lambda: store.compare_and_set("n", "1", "2", ttl=60),
+            "take": lambda: store.take("n"),
+            "delete": lambda: store.delete("k"),
+        }
+        for name, call in operations.items():
+            hops.clear()
+            await call()
+            assert len(hops) == (0 if name in ("get", "list_index") else 1), (name, hops)
+    finally:
+        writer.submit = submit  # type: ignore[method-assign]
+        await store.close()
+
+
+async def test_operations_that_commit_together_fail_alone(tmp_path: Path) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'group.sqlite3'}", SystemClock())
+    try:
+        await store.put("text", "not a number")
+        results = await asyncio.gather(
+            *(store.put(f"k{i}", str(i), indexes=["all"]) for i in range(20)),
+            store.incr("text", ttl=60),
+            *(store.incr("counter", ttl=60) for _ in range(20)),
+            return_exceptions=True,
+        )
+        assert isinstance(results[20], ValueError)
+        assert [r for i, r in enumerate(results) if i != 20 and isinstance(r, BaseException)] == []
+        assert sorted(r for r in results[21:] if isinstance(r, int)) == list(range(1, 21))
+        assert await store.get("text") == "not a number"
+        assert len(await store.list_index("all")) == 20
+    finally:
+        await store.close()
+
+
+async def test_a_closed_store_answers_queued_callers_and_refuses_new_ones(tmp_path: Path) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'closing.sqlite3'}", SystemClock())
+    pending = [asyncio.ensure_future(store.put(f"k{i}", "v")) for i in range(50)]
+    await asyncio.sleep(0)
+    await store.close()
+    for task in pending:  # each queued write either committed or was refused, none hangs
+        with contextlib.suppress(StoreUnavailable):
+            await asyncio.wait_for(task, 10)
+    with pytest.raises(StoreUnavailable):
+        await store.put("late", "v")
 
 
 # ------------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ async def test_token_format_and_only_hash_stored(tokens):
     token = issued.elevated_access_token
     assert token.startswith("sut_")
     assert len(base64.urlsafe_b64decode(token[4:] + "=")) == 32  # 256 random bits
-    records = tokens.store._data
-    assert all(token not in r.value and token not in k for k, r in records.items())
+    records = tokens.store.held_values()
+    assert all(token not in value and token not in k for k, value in records.items())
     assert any(hashlib.sha256(token.encode()).hexdigest() in k for k in records)
 
 

@@ -10,9 +10,9 @@ from ..clock import Clock, SystemClock
 from ..errors import ConfigError
 from ..install import install_hint
 from ..plugins import collect_registrations
-from .base import Store, StoreFactory, make_key
+from .base import Counter, Reservation, Store, StoreFactory, Write, make_key
 
-__all__ = ["Store", "StoreFactory", "make_key", "open_store", "store_factories"]
+__all__ = ["Counter", "Reservation", "Store", "StoreFactory", "Write", "make_key", "open_store", "store_factories"]
 
 
 def store_factories(pm: pluggy.PluginManager) -> dict[str, StoreFactory]:

@@ -60,7 +60,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -79,6 +79,8 @@ from ..transaction import transaction_hash
 from .stores import SwitchableStore
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from ..portal import HostedService, Portal
     from ..service import StepUpService
 
@@ -144,6 +146,37 @@ def handler_body(
 def json_body_details(body: bytes) -> Any:
     """The suite's transaction builders read the JSON body as the details (any framework)."""
     return json.loads(body) if body else None
+
+
+def aiohttp_target_app(app: web.Application | None = None, **guard: Any) -> web.Application:
+    """The suite's routes on an aiohttp application (a new one unless given), each guarded with
+    ``requires_scope(scope, **guard)`` (``gate=``, ``identify=``), the payment route with the
+    JSON body as its ``transaction``: the application aiohttp targets serve."""
+    from aiohttp import web
+
+    from ..server import grant_of, principal_from, requires_scope, transaction_of
+
+    app = app if app is not None else web.Application()
+    for path, scope in PROTECTED_ROUTES.items():
+
+        @requires_scope(scope, **guard)
+        async def handler(request: web.Request, scope: str = scope) -> web.Response:
+            return web.json_response(handler_body(principal_from(request), grant_of(request), scope))
+
+        app.router.add_post(path, handler)
+
+    async def details(request: web.Request) -> Any:
+        return json_body_details(await request.read())
+
+    for path, scope in TRANSACTION_ROUTES.items():
+
+        @requires_scope(scope, transaction=details, **guard)
+        async def pay(request: web.Request, scope: str = scope) -> web.Response:
+            body = handler_body(principal_from(request), grant_of(request), scope, transaction_of(request))
+            return web.json_response(body)
+
+        app.router.add_post(path, pay)
+    return app
 
 
 # --- the target --------------------------------------------------------------------------------
@@ -257,11 +290,16 @@ def portal_target(base_url: str, service: StepUpService, store: SwitchableStore,
 
 @asynccontextmanager
 async def conformance_service(
-    directory: Path, *, clock: ManualClock | None = None, config: dict[str, Any] | None = None
+    directory: Path,
+    *,
+    clock: ManualClock | None = None,
+    config: dict[str, Any] | None = None,
+    plugins: Sequence[object] = (),
 ) -> AsyncIterator[tuple[StepUpService, SwitchableStore]]:
     """A service on SQLite in ``directory`` behind a :class:`SwitchableStore`, no methods, a
     manual clock, the transaction routes' scopes (:data:`TRANSACTION_SCOPES`): what the suite's
-    targets guard with."""
+    targets guard with. ``config`` may name another ``store``, registered by one of ``plugins``
+    (a store plugin runs the suite on its own backend)."""
     from ..plugins import get_plugin_manager
     from ..service import StepUpService
     from ..store import open_store
@@ -275,6 +313,8 @@ async def conformance_service(
     settings.update(config or {})
     configured = config_from_mapping(settings)
     pm = get_plugin_manager(load_entrypoints=False)
+    for plugin in plugins:
+        pm.register(plugin)
     store = SwitchableStore(await open_store(configured.store, pm, clock))
     service = await StepUpService.create(configured, pm=pm, clock=clock, store=store)
     try:

@@ -33,17 +33,106 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 
 from ..errors import StoreUnavailable
-from ..store.base import Store, make_key
+from ..store.base import Counter, Reservation, Store, Write, make_key
 
-__all__ = ["StoreConformanceSuite"]
+__all__ = ["RecordingStore", "StoreConformanceSuite", "StoreOperation"]
 
 #: 64 KiB of mixed text, every character a single byte in UTF-8 except a tail of wider ones.
 _LARGE_VALUE = ("0123456789abcdef" * 4096)[: 64 * 1024 - 16] + "ä€😀" * 2 + "end."
+
+
+@attrs.frozen
+class StoreOperation:
+    """One call a :class:`RecordingStore` passed on: the operation's name and the keys it
+    read (``reads``) and wrote (``writes``)."""
+
+    name: str
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+
+
+@attrs.define
+class RecordingStore:
+    """A store that records every operation before passing it to ``inner``: tests count the
+    store operations a flow costs (``operations``, cleared with :meth:`clear`)."""
+
+    inner: Any
+    operations: list[StoreOperation] = attrs.field(factory=list)
+
+    def clear(self) -> None:
+        self.operations.clear()
+
+    @property
+    def write_count(self) -> int:
+        return sum(1 for op in self.operations if op.writes)
+
+    def _note(self, name: str, reads: Sequence[str] = (), writes: Sequence[str] = ()) -> None:
+        self.operations.append(StoreOperation(name, tuple(reads), tuple(writes)))
+
+    async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
+        self._note("put", writes=[key])
+        await self.inner.put(key, value, ttl=ttl, indexes=indexes)
+
+    async def get(self, key: str) -> str | None:
+        self._note("get", reads=[key])
+        return await self.inner.get(key)  # type: ignore[no-any-return]
+
+    async def delete(self, key: str) -> bool:
+        self._note("delete", reads=[key], writes=[key])
+        return await self.inner.delete(key)  # type: ignore[no-any-return]
+
+    async def take(self, key: str) -> str | None:
+        self._note("take", reads=[key], writes=[key])
+        return await self.inner.take(key)  # type: ignore[no-any-return]
+
+    async def add(self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()) -> bool:
+        self._note("add", reads=[key], writes=[key])
+        return await self.inner.add(key, value, ttl=ttl, indexes=indexes)  # type: ignore[no-any-return]
+
+    async def incr(self, key: str, *, ttl: float, amount: int = 1) -> int:
+        self._note("incr", reads=[key], writes=[key])
+        return await self.inner.incr(key, ttl=ttl, amount=amount)  # type: ignore[no-any-return]
+
+    async def compare_and_set(
+        self, key: str, expected: str | None, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()
+    ) -> bool:
+        self._note("compare_and_set", reads=[key], writes=[key])
+        return await self.inner.compare_and_set(  # type: ignore[no-any-return]
+            key, expected, value, ttl=ttl, indexes=indexes
+        )
+
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        keys = [c.key for c in counters]
+        self._note("reserve", reads=keys, writes=keys)
+        return await self.inner.reserve(counters)  # type: ignore[no-any-return]
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        touched = ([take] if take is not None else []) + list(release)
+        self._note("settle", reads=touched, writes=touched + [w.key for w in writes])
+        return await self.inner.settle(take=take, release=release, writes=writes)  # type: ignore[no-any-return]
+
+    async def list_index(self, index: str) -> dict[str, str]:
+        self._note("list_index", reads=[index])
+        return await self.inner.list_index(index)  # type: ignore[no-any-return]
+
+    async def ping(self) -> None:
+        self._note("ping")
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # a backend's own extras (scan, sweep ...)
+        return getattr(self.inner, name)
 
 
 @pytest.mark.asyncio
@@ -78,6 +167,8 @@ class StoreConformanceSuite:
             store.add("k", "v", ttl=None),
             store.incr("c", ttl=10),
             store.compare_and_set("k", None, "v"),
+            store.reserve([Counter("c", 5, 10)]),
+            store.settle(release=["c"], writes=[Write("k", "v")]),
             store.list_index("idx"),
             store.ping(),
         ):
@@ -209,6 +300,95 @@ class StoreConformanceSuite:
         await store.incr("c", ttl=self.long_ttl, amount=3)
         assert await store.delete("c") is True
         assert await store.incr("c", ttl=self.long_ttl) == 1
+
+    # ----------------------------------------------------------------------------------------
+    # reserve / settle
+    # ----------------------------------------------------------------------------------------
+
+    async def test_reserve_takes_a_place_in_every_counter(self, store: Store) -> None:
+        counters = [Counter("budget", 3, self.long_ttl), Counter("lockout", 10, self.long_ttl)]
+        first = await store.reserve(counters)
+        assert first.granted and first.counts == (1, 1)
+        await store.incr("lockout", ttl=self.long_ttl, amount=4)
+        second = await store.reserve(counters)
+        assert second.granted and second.counts == (2, 6)
+        assert await store.get("budget") == "2"
+
+    async def test_reserve_refuses_when_any_counter_is_full_and_changes_none(self, store: Store) -> None:
+        counters = [Counter("budget", 5, self.long_ttl), Counter("lockout", 2, self.long_ttl)]
+        await store.incr("lockout", ttl=self.long_ttl, amount=2)
+        refused = await store.reserve(counters)
+        assert not refused.granted and refused.counts == (0, 2)
+        assert await store.get("budget") is None
+        assert await store.get("lockout") == "2"
+
+    async def test_concurrent_reservations_never_overrun_a_limit(self, store: Store) -> None:
+        counters = [Counter("budget", 5, self.long_ttl), Counter("lockout", 7, self.long_ttl)]
+        results = await asyncio.gather(*(store.reserve(counters) for _ in range(50)))
+        granted = [r for r in results if r.granted]
+        assert len(granted) == 5
+        assert sorted(r.counts[0] for r in granted) == [1, 2, 3, 4, 5]
+        assert await store.get("budget") == "5"
+        assert await store.get("lockout") == "5"
+
+    async def test_a_reserved_counter_expires_after_its_window(self, store: Store) -> None:
+        started = time.monotonic()
+        assert (await store.reserve([Counter("window", 1, self.short_ttl)])).granted
+        assert not (await store.reserve([Counter("window", 1, self.short_ttl)])).granted
+        await self._sleep_until(started, self.expiry_wait)
+        again = await store.reserve([Counter("window", 1, self.short_ttl)])
+        assert again.granted and again.counts == (1,)
+
+    async def test_reserve_on_a_record_that_is_not_a_counter_is_a_value_error(self, store: Store) -> None:
+        await store.put("text", "not a number", ttl=self.long_ttl)
+        with pytest.raises(ValueError):
+            await store.reserve([Counter("text", 5, self.long_ttl)])
+
+    async def test_settle_takes_releases_and_writes_in_one_step(self, store: Store) -> None:
+        await store.put("challenge", "c", ttl=self.long_ttl, indexes=["open"])
+        await store.incr("lockout", ttl=self.long_ttl, amount=3)
+        await store.incr("budget", ttl=self.long_ttl, amount=1)
+        done = await store.settle(
+            take="challenge",
+            release=["lockout", "budget", "absent"],
+            writes=[
+                Write("grant", "g", self.long_ttl, ("session", "user")),
+                Write("last-used", "42", None, ("user",)),
+            ],
+        )
+        assert done is True
+        assert await store.get("challenge") is None
+        assert await store.list_index("open") == {}
+        assert await store.get("lockout") == "2"
+        assert await store.get("budget") is None  # back to zero: gone, its window starts again
+        assert await store.get("absent") is None
+        assert await store.list_index("session") == {"grant": "g"}
+        assert await store.list_index("user") == {"grant": "g", "last-used": "42"}
+        assert (await store.reserve([Counter("budget", 1, self.long_ttl)])).counts == (1,)
+
+    async def test_settle_without_its_record_to_take_does_nothing(self, store: Store) -> None:
+        await store.incr("lockout", ttl=self.long_ttl, amount=3)
+        done = await store.settle(take="gone", release=["lockout"], writes=[Write("grant", "g", self.long_ttl)])
+        assert done is False
+        assert await store.get("lockout") == "3"
+        assert await store.get("grant") is None
+
+    async def test_concurrent_settles_take_a_record_once(self, store: Store) -> None:
+        await store.put("challenge", "c", ttl=self.long_ttl)
+        results = await asyncio.gather(
+            *(store.settle(take="challenge", writes=[Write(f"grant-{i}", "g", self.long_ttl, ("grants",))])
+              for i in range(50))
+        )
+        assert results.count(True) == 1
+        assert len(await store.list_index("grants")) == 1
+
+    async def test_settle_without_a_take_releases_and_writes(self, store: Store) -> None:
+        await store.incr("c", ttl=self.long_ttl, amount=2)
+        assert await store.settle(release=["c"]) is True
+        assert await store.get("c") == "1"
+        assert await store.settle(writes=[Write("k", "v")]) is True
+        assert await store.get("k") == "v"
+        assert await store.settle() is True
 
     # ----------------------------------------------------------------------------------------
     # compare_and_set

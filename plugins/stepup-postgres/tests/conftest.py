@@ -66,3 +66,13 @@ async def postgres_url(postgres: PostgresCluster, schema_name: str) -> AsyncIter
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE')
     finally:
         await conn.close()
+
+
+# The protected-route conformance table, printed at the end of a run that includes the suite.
+from stepup_core.testing.protected import (  # noqa: E402
+    pytest_runtest_logreport,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
+
+__all__ = ["pytest_runtest_logreport", "pytest_runtest_setup", "pytest_terminal_summary"]

@@ -35,7 +35,7 @@ def code_forms(code: str) -> set[str]:
 
 
 def raw_values(memory) -> list[str]:
-    return [record.value for record in memory._data.values()]
+    return list(memory.held_values().values())
 
 
 def code_records(memory) -> list[str]:

@@ -67,3 +67,13 @@ def key_prefix() -> str:
 def redis_url(redis_server: RedisServer, key_prefix: str) -> str:
     """The shared server's URL with a key prefix no other test uses."""
     return f"{redis_server.url}?prefix={key_prefix}"
+
+
+# The protected-route conformance table, printed at the end of a run that includes the suite.
+from stepup_core.testing.protected import (  # noqa: E402
+    pytest_runtest_logreport,
+    pytest_runtest_setup,
+    pytest_terminal_summary,
+)
+
+__all__ = ["pytest_runtest_logreport", "pytest_runtest_setup", "pytest_terminal_summary"]

@@ -473,7 +473,7 @@ async def test_no_device_means_no_eligible_credential(service):
 
 
 def _raw_values(store: MemoryStore) -> list[str]:
-    return [record.value for record in store._data.values()]
+    return list(store.held_values().values())
 
 
 async def test_secret_is_sealed_at_rest_with_a_configured_key(flows, store, clock):
@@ -577,3 +577,65 @@ async def test_authenticator_app_reads_only_what_the_policy_allows(clock):
         app.add("otpauth://totp/Example:alice@google.com?secret=JBSWY3DPEHPK3PXP&issuer=Example")
     with pytest.raises(LookupError):
         app.code()
+
+
+# --- store operations per verification ------------------------------------------------------
+
+
+async def test_a_verification_costs_at_most_four_writes_and_no_read_before_a_write(make_service, flows_for, app, clock):
+    from stepup_core.testing.stores import RecordingStore
+
+    recording = RecordingStore(MemoryStore(clock=clock))
+    service = await make_service(store_=recording)
+    flows_ = flows_for(service)
+    await flows_.enrol(ALICE)
+    clock.advance(30)
+    for _ in range(3):  # the first verification and later ones alike
+        recording.clear()
+        issued = await flows_.verify(ALICE)
+        assert issued.elevated_access_token
+        operations = recording.operations
+        names = [op.name for op in operations]
+        assert recording.write_count <= 4, names
+        # One reservation for the attempt budget and the lockout, one settlement for the rest.
+        assert names.count("reserve") == 1 and names.count("settle") == 1, names
+        assert "incr" not in names, names
+        # A key read by one operation and written by another is written only by compare-and-set
+        # of what was read: the device's high-water mark, the method's own replay guard. The
+        # core's counters, challenge, grant and last use are never read first.
+        read_alone = {key for op in operations if not op.writes for key in op.reads}
+        written_blind = {key for op in operations if op.name != "compare_and_set" for key in op.writes}
+        assert not read_alone & written_blind, names
+        assert names.count("get") <= 1 and names.count("compare_and_set") <= 1, names
+        clock.advance(30)
+    credentials = await service.list_credentials(ALICE)
+    assert credentials[0].last_used_at == clock.now() - 30  # the last use is recorded with the grant
+
+
+async def test_a_wrong_code_keeps_its_places_and_an_outage_gives_them_back(
+    make_service, flows_for, app, clock, monkeypatch
+):
+    from stepup_core.store.base import make_key
+    from stepup_core.testing.stores import RecordingStore
+
+    recording = RecordingStore(MemoryStore(clock=clock))
+    service = await make_service(store_=recording)
+    flows_ = flows_for(service)
+    view = await flows_.enrol(ALICE)
+    clock.advance(30)
+    with pytest.raises(errors.VerificationFailed):
+        await flows_.verify(ALICE, code=other_code(app.code()))
+    failures = make_key("failures", ALICE.user_id)
+    budget = make_key("attempts", ALICE.user_id, "totp", view.id)
+    assert await recording.get(failures) == "1" and await recording.get(budget) == "1"
+
+    async def outage(*args: Any, **kwargs: Any) -> Any:
+        raise errors.DeliveryFailed("the method's provider is down")
+
+    monkeypatch.setattr(service.verifiers["totp"], "verify", outage)
+    recording.clear()
+    with pytest.raises(errors.DeliveryFailed):
+        await flows_.verify(ALICE)
+    assert [op.name for op in recording.operations].count("settle") == 1
+    assert await recording.get(failures) == "1" and await recording.get(budget) == "1"
+

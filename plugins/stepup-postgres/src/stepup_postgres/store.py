@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from stepup_core.errors import ConfigError, StoreUnavailable
+from stepup_core.store.base import Counter, Reservation, Write
 
 from .schema import LATEST_VERSION, MIGRATIONS, Migration
 
@@ -84,6 +85,12 @@ _REPLACE_IF = f"""
 UPDATE stepup_records SET value = $2, expires_at = {_EXPIRES}, indexes = $4
 WHERE key = $1 AND value = $5 AND {_LIVE} RETURNING 1
 """
+_LOCK_KEYS = "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k ORDER BY k"
+_COUNTERS = f"SELECT key, value FROM stepup_records WHERE key = ANY($1::text[]) AND {_LIVE}"
+_RELEASE = f"""
+UPDATE stepup_records SET value = (value::bigint - 1)::text WHERE key = $1 AND {_LIVE} RETURNING value::bigint
+"""
+_REMOVE = "DELETE FROM stepup_records WHERE key = $1"
 _LIST_INDEX = f"SELECT key, value FROM stepup_records WHERE indexes @> ARRAY[$1::text] AND {_LIVE} ORDER BY key"
 _SCAN = f"""
 SELECT key, value FROM stepup_records
@@ -178,6 +185,10 @@ def _ttl(ttl: float | None) -> float | None:
 
 def _indexes(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
+
+
+class _NothingToTake(Exception):
+    """Rolls a settlement back when its record to take is gone."""
 
 
 class PostgresStore:
@@ -437,6 +448,43 @@ class PostgresStore:
         async with self._connection("compare_and_set") as conn:
             written = await conn.fetchval(_REPLACE_IF, key, value, _ttl(ttl), _indexes(indexes), expected)
         return written is not None
+
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        """One transaction: the counters' keys locked (transaction-level advisory locks, in key
+        order), their values read, and all incremented only when none is full."""
+        keys = [c.key for c in counters]
+        async with self._connection("reserve") as conn, conn.transaction():
+            await conn.execute(_LOCK_KEYS, keys)
+            found = {str(row["key"]): int(row["value"]) for row in await conn.fetch(_COUNTERS, keys)}
+            counts = tuple(found.get(key, 0) for key in keys)
+            if any(count >= c.limit for count, c in zip(counts, counters, strict=True)):
+                return Reservation(False, counts)
+            for counter in counters:
+                await conn.fetchval(_INCR, counter.key, 1, _ttl(counter.ttl))
+        return Reservation(True, tuple(count + 1 for count in counts))
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        """One transaction: the record taken (none live: rolled back, False), each live counter
+        given one place back (removed at 0), every record written."""
+        try:
+            async with self._connection("settle") as conn, conn.transaction():
+                if release:
+                    await conn.execute(_LOCK_KEYS, list(release))
+                if take is not None:
+                    row = await conn.fetchrow(_TAKE, take)
+                    if row is None or not row["live"]:
+                        raise _NothingToTake
+                for key in release:
+                    left = await conn.fetchval(_RELEASE, key)
+                    if left is not None and left <= 0:
+                        await conn.execute(_REMOVE, key)
+                for write in writes:
+                    await conn.execute(_PUT, write.key, write.value, _ttl(write.ttl), _indexes(write.indexes))
+        except _NothingToTake:
+            return False
+        return True
 
     async def list_index(self, index: str) -> dict[str, str]:
         async with self._connection("list_index") as conn:

@@ -8,8 +8,9 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
     gone for every instance at the same moment and never returned.
 ``<prefix>i:<name>``
     a set per index holding the keys of its records. A member whose record has expired is
-    removed lazily, by the next ``list_index`` of that index; the set itself expires no earlier
-    than its longest-lived member.
+    removed lazily: by the next ``list_index`` of that index, and by writes into the index, each
+    of which checks two members drawn at random, so a set that lives on stays near the size of
+    its live members; the set itself expires no earlier than its longest-lived member.
 
 ``get`` is one ``HGET``. Every other operation is one Lua script, so it is atomic on the server:
 ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
@@ -17,24 +18,32 @@ is created: a fixed window) and ``compare_and_set``. Scripts touch keys derived 
 arguments, which a standalone Redis (7.0 or later: the scripts carry flags) allows and Redis
 Cluster does not.
 
-Connections come from one bounded pool per store. Any connection failure, timeout or a server
-that refuses to serve (loading, read-only replica, out of memory, missing ACL permission) raises
-:class:`~stepup_core.errors.StoreUnavailable`; the next operation opens fresh connections, so
-the store recovers by itself when Redis is back.
+Every operation is one exchange with Redis: one request written, one reply read, on a
+connection of the store's own bounded set (redis-py connections: its protocol, parser, TLS and
+authentication), taken from the idle ones without a lock or a pool checkout and given back at
+once; one timeout covers the whole exchange. Scripts are sent as ``EVALSHA`` (``EVAL`` once
+when Redis does not know them yet). Any connection failure, timeout or a server that refuses to
+serve (loading, read-only replica, out of memory, missing ACL permission) raises
+:class:`~stepup_core.errors.StoreUnavailable`; a connection that failed is dropped, and a pooled
+connection found dead (Redis restarted) is replaced once at once, so the store recovers by itself
+when Redis is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from stepup_core.clock import Clock
 from stepup_core.errors import ConfigError, StoreUnavailable
+from stepup_core.store.base import Counter, Reservation, Write
 
 __all__ = ["DEFAULT_PREFIX", "MIN_SERVER_VERSION", "RedisStore", "open_redis_store", "parse_store_url", "parse_version"]
 
@@ -67,9 +76,9 @@ local function unindex(rkey, key, iprefix)
   end
 end
 
--- Replace the record at rkey. ttl is '' (never expires) or milliseconds; the index names are
--- ARGV[first_index] onwards.
-local function write(rkey, key, iprefix, value, ttl, first_index)
+-- Replace the record at rkey. ttl is '' (never expires) or milliseconds; names lists the
+-- index names.
+local function write(rkey, key, iprefix, value, ttl, names)
   unindex(rkey, key, iprefix)
   redis.call('DEL', rkey)
   local ms = tonumber(ttl)
@@ -77,17 +86,25 @@ local function write(rkey, key, iprefix, value, ttl, first_index)
     return
   end
   local fields = {'v', value}
-  for i = first_index, #ARGV do
-    fields[#fields + 1] = 'i:' .. ARGV[i]
+  for _, name in ipairs(names) do
+    fields[#fields + 1] = 'i:' .. name
     fields[#fields + 1] = '1'
   end
   redis.call('HSET', rkey, unpack(fields))
   if ms ~= nil then
     redis.call('PEXPIRE', rkey, ms)
   end
-  for i = first_index, #ARGV do
-    local ikey = iprefix .. ARGV[i]
+  local rprefix = string.sub(rkey, 1, #rkey - #key)
+  for _, name in ipairs(names) do
+    local ikey = iprefix .. name
     local before = redis.call('PTTL', ikey)
+    -- Two members drawn at random leave the listing if their record has expired: every write
+    -- trims a little, so a listing that lives on stays near the size of its live records.
+    for _, member in ipairs(redis.call('SRANDMEMBER', ikey, 2)) do
+      if member ~= key and redis.call('EXISTS', rprefix .. member) == 0 then
+        redis.call('SREM', ikey, member)
+      end
+    end
     redis.call('SADD', ikey, key)
     if ms == nil then
       if before >= 0 then
@@ -105,7 +122,7 @@ _PUT = (
     _MAY_GROW
     + _COMMON
     + """
-write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 5)
+write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 return 1
 """
 )
@@ -118,7 +135,7 @@ _ADD = (
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 5)
+write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 return 1
 """
 )
@@ -136,7 +153,7 @@ if ARGV[5] == '0' then
 elseif (not current) or current ~= ARGV[6] then
   return 0
 end
-write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 7)
+write(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 7)})
 return 1
 """
 )
@@ -183,6 +200,87 @@ if ms > 0 then
   redis.call('PEXPIRE', KEYS[1], ms)
 end
 return tonumber(ARGV[1])
+"""
+)
+
+# KEYS: counters. ARGV: limit and ttl (milliseconds) of each counter, in turn. All or none.
+_RESERVE = (
+    _MAY_GROW
+    + """
+local counts = {}
+for i = 1, #KEYS do
+  local value = redis.call('HGET', KEYS[i], 'v')
+  local count = 0
+  if value then
+    count = tonumber(value)
+    if count == nil then
+      return redis.error_reply('ERR hash value is not an integer')
+    end
+  end
+  counts[i] = count
+end
+for i = 1, #KEYS do
+  if counts[i] >= tonumber(ARGV[2 * i - 1]) then
+    return {0, unpack(counts)}
+  end
+end
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'v', 1)
+  else
+    redis.call('HSET', KEYS[i], 'v', 1)
+    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i])
+  end
+  counts[i] = counts[i] + 1
+end
+return {1, unpack(counts)}
+"""
+)
+
+# KEYS: the record to take (when ARGV[2] is '1'), the counters to release, the records to
+# write. ARGV: index prefix, '1' or '0' (take or not), the taken record's key, number of
+# counters, number of writes, then per write: key, value, ttl, number of index names, names.
+_SETTLE = (
+    _MAY_GROW
+    + _COMMON
+    + """
+local iprefix = ARGV[1]
+local k = 1
+if ARGV[2] == '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+  end
+  unindex(KEYS[1], ARGV[3], iprefix)
+  redis.call('DEL', KEYS[1])
+  k = 2
+end
+for _ = 1, tonumber(ARGV[4]) do
+  local value = redis.call('HGET', KEYS[k], 'v')
+  if value then
+    local left = tonumber(value)
+    if left == nil then
+      return redis.error_reply('ERR hash value is not an integer')
+    end
+    if left - 1 <= 0 then
+      redis.call('DEL', KEYS[k])
+    else
+      redis.call('HSET', KEYS[k], 'v', left - 1)
+    end
+  end
+  k = k + 1
+end
+local a = 6
+for _ = 1, tonumber(ARGV[5]) do
+  local count = tonumber(ARGV[a + 3])
+  local names = {}
+  for j = 1, count do
+    names[j] = ARGV[a + 3 + j]
+  end
+  write(KEYS[k], ARGV[a], iprefix, ARGV[a + 1], ARGV[a + 2], names)
+  k = k + 1
+  a = a + 4 + count
+end
+return 1
 """
 )
 
@@ -248,93 +346,211 @@ def _ttl_ms(ttl: float | None) -> str:
     return str(max(1, math.ceil(ttl * 1000)))
 
 
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - redis-py depends on async-timeout there
+    from async_timeout import timeout as _timeout
+
+
+class _Script:
+    """A Lua script sent by its SHA-1 (``EVALSHA``), by its text when Redis does not know it yet."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+
+
+_PUT_SCRIPT = _Script(_PUT)
+_ADD_SCRIPT = _Script(_ADD)
+_COMPARE_AND_SET_SCRIPT = _Script(_COMPARE_AND_SET)
+_TAKE_SCRIPT = _Script(_TAKE)
+_DELETE_SCRIPT = _Script(_DELETE)
+_INCR_SCRIPT = _Script(_INCR)
+_LIST_INDEX_SCRIPT = _Script(_LIST_INDEX)
+_RESERVE_SCRIPT = _Script(_RESERVE)
+_SETTLE_SCRIPT = _Script(_SETTLE)
+
+
+class _Connections:
+    """At most ``limit`` connections to Redis, each carrying one exchange at a time.
+
+    An exchange takes an idle connection (or opens one), writes every command at once, reads
+    every reply, and gives the connection back. A connection that failed or timed out is
+    dropped; one taken from the idle set that turns out dead (Redis restarted) is replaced by a
+    fresh one and the exchange sent again, once.
+    """
+
+    def __init__(self, make: Callable[[], Any], limit: int, wait: float, timeout: float | None) -> None:
+        self._make = make
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(limit)
+        self._wait = wait
+        self._timeout = timeout
+
+    async def exchange(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with _timeout(self._wait):
+                    await slots.acquire()
+            except asyncio.TimeoutError:
+                raise RedisTimeoutError(f"no free connection to Redis within {self._wait:g} s") from None
+        else:
+            await slots.acquire()
+        try:
+            reused = bool(self._idle)
+            connection = self._idle.pop() if reused else self._make()
+            try:
+                replies = await self._send(connection, commands)
+            except (RedisConnectionError, OSError):
+                await connection.disconnect(nowait=True)
+                if not reused:
+                    raise
+                connection = self._make()
+                try:
+                    replies = await self._send(connection, commands)
+                except BaseException:
+                    await connection.disconnect(nowait=True)
+                    raise
+            except BaseException:  # a timeout or a cancellation: the connection's state is unknown
+                await connection.disconnect(nowait=True)
+                raise
+            self._idle.append(connection)
+            return replies
+        finally:
+            slots.release()
+
+    async def _send(self, connection: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        from redis.exceptions import ResponseError
+
+        if not connection.is_connected:
+            await connection.connect()
+        replies: list[Any] = []
+        async with _timeout(self._timeout):
+            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as exc:  # an error reply: the next reply is still to be read
+                    replies.append(exc)
+        return replies
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+
+
 class RedisStore:
     """A :class:`~stepup_core.store.base.Store` on Redis. Open with :func:`open_redis_store`."""
 
-    def __init__(self, client: Any, pool: Any, prefix: str, where: str) -> None:
+    def __init__(self, connections: _Connections, prefix: str, where: str) -> None:
         self.prefix = prefix
         self.where = where
-        self._client = client
-        self._pool = pool
+        self._connections = connections
         self._closed = False
-        self._put = client.register_script(_PUT)
-        self._add = client.register_script(_ADD)
-        self._cas = client.register_script(_COMPARE_AND_SET)
-        self._take = client.register_script(_TAKE)
-        self._delete = client.register_script(_DELETE)
-        self._incr = client.register_script(_INCR)
-        self._list_index = client.register_script(_LIST_INDEX)
+        self._record_prefix = f"{prefix}r:"
+        self._index_prefix = f"{prefix}i:"
 
     # -- keys ----------------------------------------------------------------------------
 
     def _record_key(self, key: str) -> str:
-        return f"{self.prefix}r:{key}"
+        return self._record_prefix + key
 
     def _index_key(self, index: str) -> str:
-        return f"{self.prefix}i:{index}"
+        return self._index_prefix + index
 
-    @property
-    def _index_prefix(self) -> str:
-        return f"{self.prefix}i:"
+    # -- exchanges ------------------------------------------------------------------------
 
-    # -- error handling -------------------------------------------------------------------
+    async def _command(self, operation: str, *command: Any) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
+        try:
+            (reply,) = await self._connections.exchange([command])
+        except BaseException as exc:
+            raise self._unavailable(operation, exc) from exc
+        return self._reply(operation, reply)
 
-    @contextlib.asynccontextmanager
-    async def _guard(self, operation: str) -> AsyncIterator[None]:
-        from redis import exceptions as rex
+    async def _commands(self, operation: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several commands in one exchange (written at once, replies read in order)."""
+        if self._closed:
+            raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
+        try:
+            replies = await self._connections.exchange(commands)
+        except BaseException as exc:
+            raise self._unavailable(operation, exc) from exc
+        return [self._reply(operation, reply) for reply in replies]
+
+    async def _script(self, operation: str, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        from redis.exceptions import NoScriptError
 
         if self._closed:
             raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
         try:
-            yield
-        except (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError) as exc:
-            raise StoreUnavailable(
+            (reply,) = await self._connections.exchange([("EVALSHA", script.sha, len(keys), *keys, *args)])
+            if isinstance(reply, NoScriptError):
+                (reply,) = await self._connections.exchange([("EVAL", script.source, len(keys), *keys, *args)])
+        except BaseException as exc:
+            raise self._unavailable(operation, exc) from exc
+        return self._reply(operation, reply)
+
+    def _unavailable(self, operation: str, exc: BaseException) -> BaseException:
+        from redis import exceptions as rex
+
+        if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError)):
+            return StoreUnavailable(
                 f"Redis store {self.where} is unreachable ({operation}): {exc or type(exc).__name__}",
                 store=self.where,
-            ) from exc
-        except rex.ResponseError as exc:
-            message = str(exc)
-            if "not an integer" in message:
-                raise ValueError(f"store record is not a counter: {message}") from exc
-            # Anything else is the server refusing to serve: out of memory under noeviction,
-            # a read-only replica, loading, missing ACL permissions, failed persistence.
-            raise StoreUnavailable(
-                f"Redis store {self.where} refused the operation ({operation}): {message or type(exc).__name__}",
-                store=self.where,
-            ) from exc
+            )
+        return exc
+
+    def _reply(self, operation: str, reply: Any) -> Any:
+        from redis.exceptions import ResponseError
+
+        if not isinstance(reply, ResponseError):
+            return reply
+        message = str(reply)
+        if "not an integer" in message:
+            raise ValueError(f"store record is not a counter: {message}") from reply
+        # Anything else is the server refusing to serve: out of memory under noeviction,
+        # a read-only replica, loading, missing ACL permissions, failed persistence.
+        raise StoreUnavailable(
+            f"Redis store {self.where} refused the operation ({operation}): {message or type(reply).__name__}",
+            store=self.where,
+        ) from reply
 
     # -- the Store protocol ----------------------------------------------------------------
 
     async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
-        async with self._guard("put"):
-            await self._put(keys=[self._record_key(key)], args=[key, self._index_prefix, value, _ttl_ms(ttl), *indexes])
+        await self._script(
+            "put", _PUT_SCRIPT, (self._record_key(key),), (key, self._index_prefix, value, _ttl_ms(ttl), *indexes)
+        )
 
     async def get(self, key: str) -> str | None:
-        async with self._guard("get"):
-            value = await self._client.hget(self._record_key(key), "v")
+        value = await self._command("get", "HGET", self._record_key(key), "v")
         return None if value is None else str(value)
 
     async def delete(self, key: str) -> bool:
-        async with self._guard("delete"):
-            removed = await self._delete(keys=[self._record_key(key)], args=[key, self._index_prefix])
-        return bool(removed)
+        return bool(await self._script("delete", _DELETE_SCRIPT, (self._record_key(key),), (key, self._index_prefix)))
 
     async def take(self, key: str) -> str | None:
-        async with self._guard("take"):
-            value = await self._take(keys=[self._record_key(key)], args=[key, self._index_prefix])
+        value = await self._script("take", _TAKE_SCRIPT, (self._record_key(key),), (key, self._index_prefix))
         return None if value is None else str(value)
 
     async def add(self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()) -> bool:
-        async with self._guard("add"):
-            written = await self._add(
-                keys=[self._record_key(key)], args=[key, self._index_prefix, value, _ttl_ms(ttl), *indexes]
-            )
+        written = await self._script(
+            "add", _ADD_SCRIPT, (self._record_key(key),), (key, self._index_prefix, value, _ttl_ms(ttl), *indexes)
+        )
         return bool(written)
 
     async def incr(self, key: str, *, ttl: float, amount: int = 1) -> int:
-        async with self._guard("incr"):
-            value = await self._incr(keys=[self._record_key(key)], args=[int(amount), _ttl_ms(ttl)])
-        return int(value)
+        return int(await self._script("incr", _INCR_SCRIPT, (self._record_key(key),), (int(amount), _ttl_ms(ttl))))
 
     async def compare_and_set(
         self,
@@ -346,13 +562,36 @@ class RedisStore:
         indexes: Sequence[str] = (),
     ) -> bool:
         args = [key, self._index_prefix, value, _ttl_ms(ttl), "0" if expected is None else "1", expected or ""]
-        async with self._guard("compare_and_set"):
-            written = await self._cas(keys=[self._record_key(key)], args=[*args, *indexes])
+        written = await self._script(
+            "compare_and_set", _COMPARE_AND_SET_SCRIPT, (self._record_key(key),), [*args, *indexes]
+        )
         return bool(written)
 
+    async def reserve(self, counters: Sequence[Counter]) -> Reservation:
+        keys = [self._record_key(c.key) for c in counters]
+        args: list[Any] = []
+        for counter in counters:
+            args += [int(counter.limit), _ttl_ms(counter.ttl)]
+        reply = await self._script("reserve", _RESERVE_SCRIPT, keys, args)
+        return Reservation(bool(int(reply[0])), tuple(int(v) for v in reply[1:]))
+
+    async def settle(
+        self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
+    ) -> bool:
+        keys = [self._record_key(take)] if take is not None else []
+        keys += [self._record_key(key) for key in release]
+        keys += [self._record_key(w.key) for w in writes]
+        args: list[Any] = [
+            self._index_prefix, "0" if take is None else "1", take or "", len(release), len(writes)
+        ]
+        for w in writes:
+            args += [w.key, w.value, _ttl_ms(w.ttl), len(w.indexes), *w.indexes]
+        return bool(await self._script("settle", _SETTLE_SCRIPT, keys, args))
+
     async def list_index(self, index: str) -> dict[str, str]:
-        async with self._guard("list_index"):
-            flat = await self._list_index(keys=[self._index_key(index)], args=[f"{self.prefix}r:", index])
+        flat = await self._script(
+            "list_index", _LIST_INDEX_SCRIPT, (self._index_key(index),), (self._record_prefix, index)
+        )
         pairs = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
         return dict(sorted(pairs.items()))
 
@@ -363,15 +602,8 @@ class RedisStore:
         start = len(self._record_key(""))
         cursor: Any = 0
         while True:
-            async with self._guard("scan"):
-                cursor, names = await self._client.scan(cursor=cursor, match=pattern, count=batch)
-                if names:
-                    async with self._client.pipeline(transaction=False) as pipe:
-                        for name in names:
-                            pipe.hget(name, "v")
-                        values = await pipe.execute()
-                else:
-                    values = []
+            cursor, names = await self._command("scan", "SCAN", cursor, "MATCH", pattern, "COUNT", batch)
+            values = await self._commands("scan", [("HGET", name, "v") for name in names]) if names else []
             for name, value in zip(names, values, strict=True):
                 if value is not None:
                     yield str(name)[start:], str(value)
@@ -379,24 +611,23 @@ class RedisStore:
                 return
 
     async def ping(self) -> None:
-        async with self._guard("ping"):
-            await self._client.ping()
+        await self._command("ping", "PING")
 
     async def server_version(self) -> tuple[int, ...] | None:
         """The server's version (``redis_version`` of ``INFO server``), None when it does not say."""
-        async with self._guard("info"):
-            info = await self._client.info("server")
-        return parse_version(str(info.get("redis_version", "")))
+        info = str(await self._command("info", "INFO", "server"))
+        for line in info.splitlines():
+            name, _, value = line.partition(":")
+            if name == "redis_version":
+                return parse_version(value)
+        return None
 
     async def close(self) -> None:
-        """Close the pool's connections. Idempotent; later operations raise StoreUnavailable."""
+        """Close the connections. Idempotent; later operations raise StoreUnavailable."""
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
-            await self._client.aclose()
-        with contextlib.suppress(Exception):
-            await self._pool.disconnect()
+        await self._connections.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -410,7 +641,7 @@ async def open_redis_store(url: str, clock: Clock | None = None, **_: Any) -> Re
     Opening does not need Redis to be up (operations raise StoreUnavailable until it is), but a
     failed first ping is logged so a wrong address shows at start-up.
     """
-    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio import BlockingConnectionPool
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -430,7 +661,18 @@ async def open_redis_store(url: str, clock: Clock | None = None, **_: Any) -> Re
         pool.connection_class(**pool.connection_kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid Redis store URL {where}: {exc}") from exc
-    store = RedisStore(Redis(connection_pool=pool), pool, prefix, where)
+    # The pool parsed and checked the URL's options; the store keeps its own connections, with
+    # one timeout per exchange instead of one per socket call.
+    connection_kwargs = dict(pool.connection_kwargs)
+    exchange_timeout = connection_kwargs.pop("socket_timeout", None)
+    connection_class = pool.connection_class
+    connections = _Connections(
+        lambda: connection_class(socket_timeout=None, **connection_kwargs),
+        limit=pool.max_connections,
+        wait=pool.timeout if pool.timeout is not None else _POOL_DEFAULTS["timeout"],
+        timeout=exchange_timeout,
+    )
+    store = RedisStore(connections, prefix, where)
     try:
         version = await store.server_version()
     except StoreUnavailable as exc:

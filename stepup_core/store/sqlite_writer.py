@@ -1,0 +1,215 @@
+"""The SQLite store's writer thread and checkpointing thread (see :mod:`stepup_core.store.sqlite`).
+
+One thread owns the writing connection and runs each store operation whole, joining the
+operations that queue up while it waits for the disk into one transaction, each in its own
+savepoint (group commit); a second thread with its own connection copies the write-ahead log
+back into the database, so no commit waits for a checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("stepup.sqlite")
+
+#: A store operation as the writer thread runs it: a function of the writing connection.
+Operation = Callable[[sqlite3.Connection], Any]
+
+
+class _Job:
+    __slots__ = ("future", "in_transaction", "operation")
+
+    def __init__(self, operation: Operation, future: asyncio.Future[Any], in_transaction: bool) -> None:
+        self.operation = operation
+        self.future = future
+        self.in_transaction = in_transaction
+
+
+class _WriterStopped(Exception):
+    """The writer thread is gone: its connection can no longer be used."""
+
+
+def _deliver(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """On the event loop: hand each caller its operation's result (or error)."""
+    for future, ok, value in outcomes:
+        if future.done():  # the caller was cancelled
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _Writer:
+    """The thread that owns the writing connection and runs operations in group commits."""
+
+    #: Operations joined into one transaction at most.
+    max_group = 200
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        #: Told after each commit when the database has a write-ahead log (a file database).
+        self.checkpointer: _Checkpointer | None = None
+        self.queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"stepup-sqlite-writer {path}", daemon=True)
+        self._thread.start()
+
+    def submit(self, operation: Operation, *, in_transaction: bool = True) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.stopped.is_set():
+            future.set_exception(_WriterStopped("the store's writer has stopped"))
+        else:
+            self.queue.put(_Job(operation, future, in_transaction))
+        return future
+
+    def stop(self) -> None:
+        self.queue.put(None)
+
+    async def wait_stopped(self) -> None:
+        await asyncio.to_thread(self._thread.join)
+
+    # -- on the thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        carried: _Job | None = None
+        has_carried = False
+        try:
+            while True:
+                if has_carried:
+                    job, has_carried = carried, False
+                else:
+                    job = self.queue.get()
+                if job is None:
+                    return
+                if not job.in_transaction:
+                    self._send([self._run_alone(job)])
+                    continue
+                group = [job]
+                while len(group) < self.max_group:
+                    try:
+                        following = self.queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None or not following.in_transaction:
+                        carried, has_carried = following, True  # next, after this group
+                        break
+                    group.append(following)
+                self._send(self._run_group(group))
+                if self.checkpointer is not None:
+                    self.checkpointer.committed()
+        finally:
+            self.stopped.set()
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+            self._fail_pending()
+
+    def _run_alone(self, job: _Job) -> tuple[asyncio.Future[Any], bool, Any]:
+        try:
+            return job.future, True, job.operation(self.conn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            return job.future, False, exc
+
+    def _run_group(self, group: list[_Job]) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        conn = self.conn
+        single = len(group) == 1
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            if conn.in_transaction:  # pragma: no cover - never left open, but never trusted either
+                conn.rollback()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for job in group:
+                    if not single:
+                        conn.execute("SAVEPOINT operation")
+                    try:
+                        value = job.operation(conn)
+                    except Exception as exc:
+                        if single:
+                            raise
+                        conn.execute("ROLLBACK TO operation")
+                        conn.execute("RELEASE operation")
+                        results.append((job.future, False, exc))
+                    else:
+                        if not single:
+                            conn.execute("RELEASE operation")
+                        results.append((job.future, True, value))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.rollback()
+                raise
+        except Exception as exc:  # noqa: BLE001 - nothing of the group was committed
+            return [(job.future, False, exc) for job in group]
+        return results
+
+    def _send(self, outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for outcome in outcomes:
+            by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(_deliver, items)
+
+    def _fail_pending(self) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        while True:
+            try:
+                job = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                outcomes.append((job.future, False, _WriterStopped("the store's writer has stopped")))
+        self._send(outcomes)
+
+
+class _Checkpointer:
+    """Copies the write-ahead log back into the database on a thread and connection of its own
+    (``PRAGMA wal_checkpoint(PASSIVE)``), at most every :attr:`interval` seconds after commits,
+    so no commit waits for a checkpoint: the writer's own automatic checkpoint is off."""
+
+    #: Seconds between checkpoints at most.
+    interval = 0.25
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._wanted = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"stepup-sqlite-checkpoint {path}", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wanted.wait()
+                if self._stopping:
+                    return
+                self._wanted.clear()
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next commit asks again
+                    log.warning("checkpointing the SQLite write-ahead log failed: %s", exc)
+                time.sleep(self.interval)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+
