@@ -15,6 +15,10 @@ replaced as if absent), ``compare_and_set`` an ``UPDATE ... WHERE value = $expec
 a statement that finds its row locked by another waits and re-checks the row's newest version,
 so of many concurrent ``take`` calls exactly one gets the value.
 
+``get`` calls made in one event-loop turn are answered together by one statement
+(``WHERE key = ANY(...)``, with the same liveness test; see :mod:`stepup_core.store.coalesce`),
+so concurrent requests share one pool checkout and one round trip.
+
 Expiry is the database's clock (``now()``), not the instance's, so every instance agrees. An
 expired row is never returned (every read filters on ``expires_at``) and is removed by a
 background purge that deletes at most :attr:`PostgresStore.purge_batch` rows per statement
@@ -48,6 +52,7 @@ import attrs
 
 from stepup_core.errors import ConfigError, StoreUnavailable
 from stepup_core.store.base import Counter, Reservation, Write
+from stepup_core.store.coalesce import ReadCoalescer
 
 from .schema import LATEST_VERSION, MIGRATIONS, Migration
 
@@ -62,7 +67,9 @@ _ADVISORY_LOCK = 0x5354_4550_5550  # "STEPUP"
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 _EXPIRES = "now() + $3::float8 * interval '1 second'"
 
-_GET = f"SELECT value FROM stepup_records WHERE key = $1 AND {_LIVE}"
+#: ``get``: the live records among several keys (``get`` calls are coalesced), also the
+#: counters ``reserve`` reads.
+_GET_MANY = f"SELECT key, value FROM stepup_records WHERE key = ANY($1::text[]) AND {_LIVE}"
 _PUT = f"""
 INSERT INTO stepup_records AS r (key, value, expires_at, indexes) VALUES ($1, $2, {_EXPIRES}, $4)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at,
@@ -86,7 +93,6 @@ UPDATE stepup_records SET value = $2, expires_at = {_EXPIRES}, indexes = $4
 WHERE key = $1 AND value = $5 AND {_LIVE} RETURNING 1
 """
 _LOCK_KEYS = "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k ORDER BY k"
-_COUNTERS = f"SELECT key, value FROM stepup_records WHERE key = ANY($1::text[]) AND {_LIVE}"
 _RELEASE = f"""
 UPDATE stepup_records SET value = (value::bigint - 1)::text WHERE key = $1 AND {_LIVE} RETURNING value::bigint
 """
@@ -208,6 +214,7 @@ class PostgresStore:
         self._closed = False
         self._schema_ready = False
         self._purger: asyncio.Task[None] | None = None
+        self._reads: ReadCoalescer[str] | None = None
         #: Schema version found when the store first reached the database (None: not yet).
         self.version_at_open: int | None = None
 
@@ -248,17 +255,20 @@ class PostgresStore:
             # Connection failures (class 08), shutdown and start-up (57P), too many connections,
             # a read-only standby, a disk full: the database cannot serve now.
             if self._closed:
-                return StoreUnavailable(f"PostgreSQL store {self.where} is closed", store=self.where)
+                return self._closed_error()
             return StoreUnavailable(
                 f"PostgreSQL store {self.where} is unavailable ({operation}): {exc or type(exc).__name__}",
                 store=self.where,
             )
         return None
 
+    def _closed_error(self) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL store {self.where} is closed", store=self.where)
+
     @contextlib.asynccontextmanager
     async def _guard(self, operation: str) -> AsyncIterator[None]:
         if self._closed:
-            raise StoreUnavailable(f"PostgreSQL store {self.where} is closed", store=self.where)
+            raise self._closed_error()
         try:
             yield
         except Exception as exc:
@@ -398,21 +408,30 @@ class PostgresStore:
             await conn.execute(_PUT, key, value, _ttl(ttl), _indexes(indexes))
 
     async def get(self, key: str) -> str | None:
+        if self._closed:
+            raise self._closed_error()
+        reads = self._reads
+        if reads is None or reads.loop is not asyncio.get_running_loop():
+            reads = self._reads = ReadCoalescer(self.fetch_many, closed=self._closed_error)
+        return await reads.get(key)
+
+    async def fetch_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """The live value of each of ``keys`` that has one, in one statement."""
         pool = self._pool
         if pool is None or not self._schema_ready or self._closed:
             async with self._connection("get") as conn:
-                value = await conn.fetchval(_GET, key)
+                rows = await conn.fetch(_GET_MANY, keys)
         else:
-            # The hot path (a protected route's token lookup): the pool's own acquire-and-fetch,
+            # The hot path (protected routes' token lookups): the pool's own acquire-and-fetch,
             # without the context managers of the other operations.
             try:
-                value = await pool.fetchval(_GET, key)
+                rows = await pool.fetch(_GET_MANY, keys)
             except Exception as exc:
                 translated = self._translate(exc, "get")
                 if translated is None:
                     raise
                 raise translated from exc
-        return None if value is None else str(value)
+        return {str(row[0]): str(row[1]) for row in rows}
 
     async def delete(self, key: str) -> bool:
         async with self._connection("delete") as conn:
@@ -455,7 +474,7 @@ class PostgresStore:
         keys = [c.key for c in counters]
         async with self._connection("reserve") as conn, conn.transaction():
             await conn.execute(_LOCK_KEYS, keys)
-            found = {str(row["key"]): int(row["value"]) for row in await conn.fetch(_COUNTERS, keys)}
+            found = {str(row["key"]): int(row["value"]) for row in await conn.fetch(_GET_MANY, keys)}
             counts = tuple(found.get(key, 0) for key in keys)
             if any(count >= c.limit for count, c in zip(counts, counters, strict=True)):
                 return Reservation(False, counts)
@@ -512,6 +531,8 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        if self._reads is not None:
+            await self._reads.close()
         purger, self._purger = self._purger, None
         if purger is not None:
             purger.cancel()

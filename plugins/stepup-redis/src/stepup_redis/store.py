@@ -12,7 +12,9 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
     of which checks two members drawn at random, so a set that lives on stays near the size of
     its live members; the set itself expires no earlier than its longest-lived member.
 
-``get`` is one ``HGET``. Every other operation is one Lua script, so it is atomic on the server:
+``get`` is one ``HGET``; the ``get`` calls of one event-loop turn share one exchange (one
+``HGET`` per distinct key, written at once: see :mod:`stepup_core.store.coalesce`). Every other
+operation is one Lua script, so it is atomic on the server:
 ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
 is created: a fixed window) and ``compare_and_set``. Scripts touch keys derived from their
 arguments, which a standalone Redis (7.0 or later: the scripts carry flags) allows and Redis
@@ -44,6 +46,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from stepup_core.clock import Clock
 from stepup_core.errors import ConfigError, StoreUnavailable
 from stepup_core.store.base import Counter, Reservation, Write
+from stepup_core.store.coalesce import ReadCoalescer
 
 __all__ = ["DEFAULT_PREFIX", "MIN_SERVER_VERSION", "RedisStore", "open_redis_store", "parse_store_url", "parse_version"]
 
@@ -455,6 +458,7 @@ class RedisStore:
         self.where = where
         self._connections = connections
         self._closed = False
+        self._reads: ReadCoalescer[str] | None = None
         self._record_prefix = f"{prefix}r:"
         self._index_prefix = f"{prefix}i:"
 
@@ -470,7 +474,7 @@ class RedisStore:
 
     async def _command(self, operation: str, *command: Any) -> Any:
         if self._closed:
-            raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
+            raise self._closed_error()
         try:
             (reply,) = await self._connections.exchange([command])
         except BaseException as exc:
@@ -479,19 +483,22 @@ class RedisStore:
 
     async def _commands(self, operation: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Several commands in one exchange (written at once, replies read in order)."""
+        return [self._reply(operation, reply) for reply in await self._exchange(operation, commands)]
+
+    async def _exchange(self, operation: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """The raw replies of several commands in one exchange (an error reply as it came)."""
         if self._closed:
-            raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
+            raise self._closed_error()
         try:
-            replies = await self._connections.exchange(commands)
+            return await self._connections.exchange(commands)
         except BaseException as exc:
             raise self._unavailable(operation, exc) from exc
-        return [self._reply(operation, reply) for reply in replies]
 
     async def _script(self, operation: str, script: _Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         from redis.exceptions import NoScriptError
 
         if self._closed:
-            raise StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
+            raise self._closed_error()
         try:
             (reply,) = await self._connections.exchange([("EVALSHA", script.sha, len(keys), *keys, *args)])
             if isinstance(reply, NoScriptError):
@@ -499,6 +506,9 @@ class RedisStore:
         except BaseException as exc:
             raise self._unavailable(operation, exc) from exc
         return self._reply(operation, reply)
+
+    def _closed_error(self) -> StoreUnavailable:
+        return StoreUnavailable(f"Redis store {self.where} is closed", store=self.where)
 
     def _unavailable(self, operation: str, exc: BaseException) -> BaseException:
         from redis import exceptions as rex
@@ -533,8 +543,27 @@ class RedisStore:
         )
 
     async def get(self, key: str) -> str | None:
-        value = await self._command("get", "HGET", self._record_key(key), "v")
-        return None if value is None else str(value)
+        if self._closed:
+            raise self._closed_error()
+        reads = self._reads
+        if reads is None or reads.loop is not asyncio.get_running_loop():
+            reads = self._reads = ReadCoalescer(self.fetch_many, closed=self._closed_error)
+        return await reads.get(key)
+
+    async def fetch_many(self, keys: Sequence[str]) -> dict[str, str | BaseException]:
+        """The live value of each of ``keys`` that has one, in one exchange (an ``HGET`` each).
+        An error reply for one key is that key's error alone, translated as for any operation."""
+        replies = await self._exchange("get", [("HGET", self._record_key(key), "v") for key in keys])
+        found: dict[str, str | BaseException] = {}
+        for key, reply in zip(keys, replies, strict=True):
+            try:
+                value = self._reply("get", reply)
+            except (StoreUnavailable, ValueError) as exc:
+                found[key] = exc
+            else:
+                if value is not None:
+                    found[key] = str(value)
+        return found
 
     async def delete(self, key: str) -> bool:
         return bool(await self._script("delete", _DELETE_SCRIPT, (self._record_key(key),), (key, self._index_prefix)))
@@ -627,6 +656,8 @@ class RedisStore:
         if self._closed:
             return
         self._closed = True
+        if self._reads is not None:
+            await self._reads.close()
         await self._connections.close()
 
     def __repr__(self) -> str:
