@@ -1,0 +1,108 @@
+"""Coalesced gets on a real PostgreSQL cluster: one statement serves many concurrent lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from stepup_postgres.store import PostgresStore, open_postgres_store
+from stepup_postgres.testing import PostgresCluster
+
+from stepup_core.clock import SystemClock
+from stepup_core.errors import StoreUnavailable
+from stepup_core.testing.coalescing import FetchRecorder, ReadCoalescingSuite
+
+from .conftest import require_postgres
+
+
+class TestPostgresReadCoalescing(ReadCoalescingSuite):
+    @pytest.fixture
+    async def store(self, postgres_url: str) -> AsyncIterator[PostgresStore]:
+        store = await open_postgres_store(postgres_url, SystemClock())
+        yield store
+        await store.close()
+
+
+@pytest.fixture
+def logging_cluster() -> Iterator[PostgresCluster]:
+    """A cluster of the test's own that logs every statement it runs."""
+    require_postgres()
+    cluster = PostgresCluster.create(settings={"log_statement": "all"})
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+async def own_store(logging_cluster: PostgresCluster) -> AsyncIterator[PostgresStore]:
+    store = await open_postgres_store(logging_cluster.url("postgres"), SystemClock())
+    yield store
+    await store.close()
+
+
+def statements_run(cluster: PostgresCluster, fragment: str) -> int:
+    """How many executions of statements containing ``fragment`` the server logged (``execute
+    <name>: ...`` for a prepared statement, ``statement: ...`` for a simple query)."""
+    lines = cluster.log_path.read_text(errors="replace").splitlines()
+    return sum(1 for line in lines if fragment in line and ("statement: " in line or " execute " in line))
+
+
+async def test_200_concurrent_gets_cost_one_statement_as_the_server_logs(
+    logging_cluster: PostgresCluster, own_store: PostgresStore
+) -> None:
+    await asyncio.gather(*(own_store.put(f"k{i}", f"v{i}", ttl=300) for i in range(40)))
+    await own_store.put("expired", "gone", ttl=0.001)
+    await asyncio.sleep(0.05)
+    fetches = FetchRecorder(own_store.fetch_many).install(own_store)
+    before = statements_run(logging_cluster, "key = ANY")
+    keys = [f"k{i % 50}" for i in range(190)] + ["expired"] * 10  # 40 present, 10 absent, one expired
+    results = await asyncio.gather(*(own_store.get(key) for key in keys))
+    assert results == [f"v{i % 50}" if i % 50 < 40 else None for i in range(190)] + [None] * 10
+    assert len(fetches.calls) == 1 and len(fetches.calls[0]) == 51
+    assert statements_run(logging_cluster, "key = ANY") - before == 1
+
+
+async def test_postgres_stopped_while_a_batch_waits_fails_every_waiter(
+    logging_cluster: PostgresCluster, own_store: PostgresStore
+) -> None:
+    import asyncpg
+
+    await asyncio.gather(*(own_store.put(f"k{i}", "v", ttl=300) for i in range(10)))
+    fetches = FetchRecorder(own_store.fetch_many).install(own_store)
+    locker = await asyncpg.connect(logging_cluster.url("postgres"))
+    try:
+        # Another session holds the table, so the batch's statement is sent and waits on it.
+        transaction = locker.transaction()
+        await transaction.start()
+        await locker.execute("LOCK TABLE stepup_records IN ACCESS EXCLUSIVE MODE")
+        waiters = [asyncio.ensure_future(own_store.get(f"k{i % 30}")) for i in range(200)]
+        deadline = time.monotonic() + 10
+        while not await locker.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%key = ANY%'"
+        ):
+            assert time.monotonic() < deadline, "the batch never reached the server"
+            await asyncio.sleep(0.02)
+        assert not any(w.done() for w in waiters)
+        started = time.monotonic()
+        await asyncio.to_thread(logging_cluster.stop)
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), {type(r) for r in results}
+        assert time.monotonic() - started < 10
+        assert len(fetches.calls) == 1
+    finally:
+        with contextlib.suppress(Exception):
+            locker.terminate()
+
+
+def test_the_coalesced_statement_keeps_the_liveness_test_of_every_other_read() -> None:
+    from stepup_postgres import store as module
+
+    live = "(expires_at IS NULL OR expires_at > now())"
+    assert module._GET_MANY == f"SELECT key, value FROM stepup_records WHERE key = ANY($1::text[]) AND {live}"
+    assert live in module._LIST_INDEX and live in module._SCAN
+
