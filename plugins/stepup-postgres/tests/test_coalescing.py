@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
-from stepup_postgres.store import PostgresStore, open_postgres_store
+from stepup_postgres.store import PostgresStore, open_postgres_store, parse_store_url
 from stepup_postgres.testing import PostgresCluster
 
 from stepup_core.clock import SystemClock
@@ -67,34 +67,65 @@ async def test_200_concurrent_gets_cost_one_statement_as_the_server_logs(
     assert statements_run(logging_cluster, "key = ANY") - before == 1
 
 
+async def hold_a_batch(cluster: PostgresCluster, store: PostgresStore) -> tuple[Any, list[asyncio.Future[Any]]]:
+    """200 gets whose one statement reached the server and waits on a table lock another
+    session holds; returns that session and the waiting gets."""
+    import asyncpg
+
+    await asyncio.gather(*(store.put(f"k{i}", "v", ttl=300) for i in range(10)))
+    locker = await asyncpg.connect(cluster.url("postgres"))
+    await locker.execute("BEGIN; LOCK TABLE stepup_records IN ACCESS EXCLUSIVE MODE")
+    waiters = [asyncio.ensure_future(store.get(f"k{i % 30}")) for i in range(200)]
+    deadline = time.monotonic() + 10
+    while not await locker.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%key = ANY%'"
+    ):
+        assert time.monotonic() < deadline, "the batch never reached the server"
+        await asyncio.sleep(0.02)
+    assert not any(w.done() for w in waiters)
+    return locker, waiters
+
+
 async def test_postgres_stopped_while_a_batch_waits_fails_every_waiter(
     logging_cluster: PostgresCluster, own_store: PostgresStore
 ) -> None:
-    import asyncpg
-
-    await asyncio.gather(*(own_store.put(f"k{i}", "v", ttl=300) for i in range(10)))
     fetches = FetchRecorder(own_store.fetch_many).install(own_store)
-    locker = await asyncpg.connect(logging_cluster.url("postgres"))
+    locker, waiters = await hold_a_batch(logging_cluster, own_store)
     try:
-        # Another session holds the table, so the batch's statement is sent and waits on it.
-        transaction = locker.transaction()
-        await transaction.start()
-        await locker.execute("LOCK TABLE stepup_records IN ACCESS EXCLUSIVE MODE")
-        waiters = [asyncio.ensure_future(own_store.get(f"k{i % 30}")) for i in range(200)]
-        deadline = time.monotonic() + 10
-        while not await locker.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%key = ANY%'"
-        ):
-            assert time.monotonic() < deadline, "the batch never reached the server"
-            await asyncio.sleep(0.02)
-        assert not any(w.done() for w in waiters)
         started = time.monotonic()
-        await asyncio.to_thread(logging_cluster.stop)
+        # Every server process quits at once: the lock is not released first, so the waiting
+        # statement cannot slip through on the way down.
+        await asyncio.to_thread(logging_cluster.stop, immediate=True)
         results = await asyncio.gather(*waiters, return_exceptions=True)
-        assert all(isinstance(r, StoreUnavailable) for r in results), {type(r) for r in results}
+        assert all(isinstance(r, StoreUnavailable) for r in results), {repr(r) for r in results}
         assert time.monotonic() - started < 10
         assert len(fetches.calls) == 1
     finally:
-        with contextlib.suppress(Exception):
-            locker.terminate()
+        locker.terminate()
 
+
+async def test_a_fast_shutdown_under_a_waiting_batch_never_leaks_a_driver_error(
+    logging_cluster: PostgresCluster, own_store: PostgresStore
+) -> None:
+    # A fast shutdown ends the sessions one by one: the waiting statement may still be answered
+    # (the lock's holder went first) or fail, in ways asyncpg reports differently (a dropped
+    # connection, or its own state broken mid-statement): every failure is StoreUnavailable.
+    locker, waiters = await hold_a_batch(logging_cluster, own_store)
+    try:
+        await asyncio.to_thread(logging_cluster.stop)
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        for i, result in enumerate(results):
+            assert isinstance(result, StoreUnavailable) or result == ("v" if i % 30 < 10 else None), repr(result)
+    finally:
+        locker.terminate()
+
+
+def test_the_drivers_broken_state_error_is_store_unavailable() -> None:
+    import asyncpg
+
+    store = PostgresStore(parse_store_url("postgresql://127.0.0.1:5432/app"))  # never connected
+
+    # What asyncpg raised when a fast shutdown dropped a connection mid-statement.
+    raw = asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
+    translated = store._translate(raw, "get")
+    assert isinstance(translated, StoreUnavailable) and translated.code == "store_unavailable"

@@ -251,7 +251,16 @@ class PostgresStore:
             return ValueError(f"store record is not a counter: {exc}")
         if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
             return ValueError(f"store counter out of range: {exc}")
-        if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)):
+        unavailable = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            # The driver's own state broken by a connection the server dropped mid-statement
+            # ("cannot switch to state ...; another operation is in progress").
+            asyncpg.InternalClientError,
+            OSError,
+            asyncio.TimeoutError,
+        )
+        if isinstance(exc, unavailable):
             # Connection failures (class 08), shutdown and start-up (57P), too many connections,
             # a read-only standby, a disk full: the database cannot serve now.
             if self._closed:

@@ -210,10 +210,12 @@ class PostgresCluster:
             time.sleep(0.05)
         raise RuntimeError(f"PostgreSQL did not accept connections on port {self.port} within {timeout} s")
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown: clients are disconnected); the data stays."""
+    def stop(self, *, immediate: bool = False) -> None:
+        """Stop the server (fast shutdown: clients are disconnected); the data stays. With
+        ``immediate`` every server process quits at once, mid-statement, as in a crash (nothing
+        is answered or committed on the way down; the next start recovers from the log)."""
         if (self.data_dir / "postmaster.pid").exists():
-            self._ctl("-m", "fast", "-w", "stop", check=False)
+            self._ctl("-m", "immediate" if immediate else "fast", "-w", "stop", check=False)
 
     def destroy(self) -> None:
         """Stop the server and remove the whole directory."""
