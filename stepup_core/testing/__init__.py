@@ -2,6 +2,8 @@
 
 - ``stepup_core.testing.stores.StoreConformanceSuite``: the pytest class a store backend subclasses
   (and ``StoreScanSuite`` when it offers ``scan``).
+- ``stepup_core.testing.coalescing.ReadCoalescingSuite``: for a store whose ``get`` goes through a
+  ``ReadCoalescer`` (concurrent gets share round trips and still see every completed write).
 - ``stepup_core.testing.multi_instance.MultiInstanceSuite``: two server processes on one shared
   store (Redis, PostgreSQL): sharing, single use, replay, lockout, outage and recovery.
 - ``stepup_core.testing.rotation.KeyRotationSuite``: live TOTP, passkeys and recovery codes
