@@ -53,12 +53,42 @@ async def test_gets_of_one_loop_turn_share_one_fetch_and_duplicates_are_fetched_
 async def test_a_lone_get_is_sent_in_the_next_loop_turn() -> None:
     backend = FakeBackend({"k": "v"})
     reads = await coalescer(backend)
-    task = asyncio.ensure_future(reads.get("k"))
-    await asyncio.sleep(0)  # the get runs and queues its key
+    answer = reads.get("k")  # queued, not sent yet
     assert backend.fetches == []
-    await asyncio.sleep(0)  # one more turn: the flush has sent it
+    await asyncio.sleep(0)  # one loop turn: the flush has sent it
     assert backend.fetches == [["k"]]
-    assert await task == "v"
+    assert await answer == "v"
+
+
+async def test_gets_made_while_a_fetch_is_on_its_way_go_out_together_when_it_is_answered() -> None:
+    backend = FakeBackend({f"k{i}": str(i) for i in range(10)})
+    backend.hold = asyncio.Event()
+    reads = await coalescer(backend)
+    first = reads.get("k0")
+    await backend.started.wait()  # the fetch of k0 is on its way
+    later = []
+    for i in range(1, 10):  # asked in several loop turns while it is
+        later.append(reads.get(f"k{i}"))
+        await asyncio.sleep(0)
+    assert backend.fetches == [["k0"]]  # none sent beside the open fetch
+    backend.hold.set()
+    assert await first == "0"
+    assert await asyncio.gather(*later) == [str(i) for i in range(1, 10)]
+    assert backend.fetches == [["k0"], [f"k{i}" for i in range(1, 10)]]
+
+
+async def test_a_full_batch_does_not_wait_for_the_fetch_on_its_way() -> None:
+    backend = FakeBackend({f"k{i}": str(i) for i in range(30)})
+    backend.hold = asyncio.Event()
+    reads = await coalescer(backend, max_batch=10)
+    first = reads.get("k0")
+    await backend.started.wait()
+    rest = [reads.get(f"k{i}") for i in range(1, 30)]  # 29 keys: two full batches and 9 more
+    await asyncio.sleep(0)
+    backend.hold.set()
+    assert await first == "0"
+    assert await asyncio.gather(*rest) == [str(i) for i in range(1, 30)]
+    assert [len(keys) for keys in backend.fetches] == [1, 10, 10, 9]
 
 
 async def test_more_keys_than_the_cap_make_several_fetches() -> None:
@@ -146,10 +176,9 @@ async def test_a_cancelled_waiter_does_not_break_the_batch() -> None:
 async def test_a_key_whose_waiters_were_all_cancelled_before_the_flush_is_not_fetched() -> None:
     backend = FakeBackend({"a": "1", "b": "2"})
     reads = await coalescer(backend)
-    a = asyncio.ensure_future(reads.get("a"))
-    b = asyncio.ensure_future(reads.get("b"))
-    await asyncio.sleep(0)  # both queued, flush not started
-    b.cancel()
+    a = reads.get("a")
+    b = reads.get("b")
+    b.cancel()  # before the flush
     assert await a == "1"
     assert backend.fetches == [["a"]]
     with pytest.raises(asyncio.CancelledError):
