@@ -85,6 +85,7 @@ async def test_a_full_batch_does_not_wait_for_the_fetch_on_its_way() -> None:
     await backend.started.wait()
     rest = [reads.get(f"k{i}") for i in range(1, 30)]  # 29 keys: two full batches and 9 more
     await asyncio.sleep(0)
+    assert [len(keys) for keys in backend.fetches] == [1, 10, 10]  # the full ones went out
     backend.hold.set()
     assert await first == "0"
     assert await asyncio.gather(*rest) == [str(i) for i in range(1, 30)]
@@ -93,10 +94,10 @@ async def test_a_full_batch_does_not_wait_for_the_fetch_on_its_way() -> None:
 
 async def test_more_keys_than_the_cap_make_several_fetches() -> None:
     backend = FakeBackend({f"k{i}": str(i) for i in range(600)})
-    reads = await coalescer(backend, max_batch=256)
+    reads = await coalescer(backend)  # the default cap
     results = await asyncio.gather(*(reads.get(f"k{i}") for i in range(600)))
     assert results == [str(i) for i in range(600)]
-    assert [len(f) for f in backend.fetches] == [256, 256, 88]
+    assert sorted(len(f) for f in backend.fetches) == [88, DEFAULT_MAX_BATCH, DEFAULT_MAX_BATCH]
     assert DEFAULT_MAX_BATCH == 256
 
 

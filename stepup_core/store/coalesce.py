@@ -6,8 +6,8 @@ most of that read's cost is the round trip itself, paid once per concurrent requ
 store's ``fetch_many(keys)`` (one Redis exchange, one SQL statement): the DataLoader pattern,
 also known as auto-pipelining.
 
-One fetch is on its way at a time (except that a full batch never waits): the keys asked for in
-one loop turn go in the next fetch, and so do the keys asked for while a fetch is on its way,
+One fetch is on its way at a time, except that a full batch goes out at once: the keys asked for
+in one loop turn go in the next fetch, and so do the keys asked for while a fetch is on its way,
 sent as soon as it is answered. So under load a batch holds what arrived during one round trip,
 however short the loop's turns, and the cost per lookup falls as the load rises; an idle store
 sends a lone lookup in the next loop turn.
@@ -23,9 +23,9 @@ Guarantees:
   so a lone request waits at most one loop turn longer than it would without coalescing. A
   ``get`` that arrives while a fetch is on its way waits for that fetch's answer, then goes out
   at once: at most one round trip more, in exchange for sharing it.
-- **Bounded batches.** One fetch carries at most :attr:`ReadCoalescer.max_batch` keys; more
-  make several fetches, sent together. A key asked for several times in one batch is fetched
-  once.
+- **Bounded batches.** One fetch carries at most :attr:`ReadCoalescer.max_batch` keys; the
+  key that fills a batch sends it (in the next loop turn, beside any fetch on its way). A key
+  asked for several times in one batch is fetched once.
 - **Failures reach every waiter.** An exception from a fetch is raised to every waiter of that
   batch, so the store's own translation (``StoreUnavailable``) keeps guards failing closed. A
   value in the fetch's answer that is an exception is raised to that key's waiters alone.
@@ -40,8 +40,8 @@ There is no global state: a store makes one coalescer, in the event loop it runs
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 __all__ = ["DEFAULT_MAX_BATCH", "FetchMany", "ReadCoalescer"]
 
@@ -93,36 +93,36 @@ class ReadCoalescer(Generic[T]):
         if self._closed:
             raise self._closed_error()
         future: asyncio.Future[T | None] = self.loop.create_future()
-        waiters = self._queued.get(key)
-        if waiters is None:
-            self._queued[key] = [future]
-        else:
+        queued = self._queued
+        waiters = queued.get(key)
+        if waiters is not None:
             waiters.append(future)
-        if self._sender is None:
+            return future
+        queued[key] = [future]
+        if len(queued) >= self.max_batch:  # a full batch goes out beside any fetch on its way
+            self._queued = {}
+            self._start(self._fetch(queued), queued)
+        elif self._sender is None:
             # The task is made directly (never started eagerly): its first step runs in the
             # next loop turn, when every get of this turn is queued.
-            self._sender = asyncio.Task(self._send(), loop=self.loop)
-            self._in_flight[self._sender] = {}
+            self._sender = self._start(self._send(), {})
         return future
+
+    def _start(self, work: Coroutine[Any, Any, None], waiters: _Waiters[T]) -> asyncio.Task[None]:
+        task = asyncio.Task(work, loop=self.loop)
+        self._in_flight[task] = waiters
+        task.add_done_callback(self._in_flight.pop)
+        return task
 
     async def _send(self) -> None:
         """Send the queue, then what queued up meanwhile, until nothing is left."""
         me = asyncio.current_task()
         try:
             while self._queued and not self._closed:
-                queued, self._queued = self._queued, {}
-                # A key whose every waiter was cancelled is not fetched.
-                keys = [key for key, waiters in queued.items() if not all(w.done() for w in waiters)]
-                size = self.max_batch
-                batches = [{key: queued[key] for key in keys[i : i + size]} for i in range(0, len(keys), size)]
-                for batch in batches[1:]:  # full batches beyond the first go out beside it
-                    task = asyncio.Task(self._fetch(batch), loop=self.loop)
-                    self._in_flight[task] = batch
-                    task.add_done_callback(self._in_flight.pop)
-                if batches:
-                    if me is not None:
-                        self._in_flight[me] = batches[0]
-                    await self._fetch(batches[0])
+                batch, self._queued = self._queued, {}
+                if me is not None:
+                    self._in_flight[me] = batch
+                await self._fetch(batch)
         except asyncio.CancelledError:  # the loop is shutting down: nothing will send the rest
             for waiters in self._queued.values():
                 for waiter in waiters:
@@ -130,12 +130,14 @@ class ReadCoalescer(Generic[T]):
             raise
         finally:
             self._sender = None
-            if me is not None:
-                self._in_flight.pop(me, None)
 
     async def _fetch(self, batch: _Waiters[T]) -> None:
+        # A key whose every waiter was cancelled is not fetched.
+        keys = [key for key, waiters in batch.items() if not all(w.done() for w in waiters)]
+        if not keys or self._closed:
+            return
         try:
-            found = await self._fetch_many(list(batch))
+            found = await self._fetch_many(keys)
         except asyncio.CancelledError:
             for waiters in batch.values():
                 for waiter in waiters:
