@@ -15,7 +15,8 @@ replaced as if absent), ``compare_and_set`` an ``UPDATE ... WHERE value = $expec
 a statement that finds its row locked by another waits and re-checks the row's newest version,
 so of many concurrent ``take`` calls exactly one gets the value.
 
-``get`` calls made in one event-loop turn are answered together by one statement
+``get`` calls made in one event-loop turn (or while the previous one is on its way) are answered
+together by one statement
 (``WHERE key = ANY(...)``, with the same liveness test; see :mod:`stepup_core.store.coalesce`),
 so concurrent requests share one pool checkout and one round trip.
 

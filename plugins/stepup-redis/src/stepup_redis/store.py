@@ -12,7 +12,8 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
     of which checks two members drawn at random, so a set that lives on stays near the size of
     its live members; the set itself expires no earlier than its longest-lived member.
 
-``get`` is one ``HGET``; the ``get`` calls of one event-loop turn share one exchange (one
+``get`` is one ``HGET``; the ``get`` calls of one event-loop turn (or made while the previous
+one is on its way) share one exchange (one
 ``HGET`` per distinct key, written at once: see :mod:`stepup_core.store.coalesce`). Every other
 operation is one Lua script, so it is atomic on the server:
 ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
