@@ -16,9 +16,9 @@ a statement that finds its row locked by another waits and re-checks the row's n
 so of many concurrent ``take`` calls exactly one gets the value.
 
 ``get`` calls made in one event-loop turn (or while the previous one is on its way) are answered
-together by one statement
-(``WHERE key = ANY(...)``, with the same liveness test; see :mod:`stepup_core.store.coalesce`),
-so concurrent requests share one pool checkout and one round trip.
+together by one statement (``WHERE key = ANY(...)``, with the same liveness test; see
+:mod:`stepup_core.store.coalesce`), so concurrent requests share one pool checkout and one round
+trip.
 
 Expiry is the database's clock (``now()``), not the instance's, so every instance agrees. An
 expired row is never returned (every read filters on ``expires_at``) and is removed by a

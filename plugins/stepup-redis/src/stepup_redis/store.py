@@ -13,10 +13,9 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
     its live members; the set itself expires no earlier than its longest-lived member.
 
 ``get`` is one ``HGET``; the ``get`` calls of one event-loop turn (or made while the previous
-one is on its way) share one exchange (one
-``HGET`` per distinct key, written at once: see :mod:`stepup_core.store.coalesce`). Every other
-operation is one Lua script, so it is atomic on the server:
-``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
+one is on its way) share one exchange (one ``HGET`` per distinct key, written at once: see
+:mod:`stepup_core.store.coalesce`). Every other operation is one Lua script, so it is atomic on
+the server: ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
 is created: a fixed window) and ``compare_and_set``. Scripts touch keys derived from their
 arguments, which a standalone Redis (7.0 or later: the scripts carry flags) allows and Redis
 Cluster does not.
