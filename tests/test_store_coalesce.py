@@ -208,3 +208,24 @@ async def test_close_fails_queued_and_in_flight_waiters_and_later_gets() -> None
 async def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         ReadCoalescer(FakeBackend().fetch_many, closed=closed_error, max_batch=0)
+
+
+def test_a_store_keeps_one_coalescer_per_running_loop() -> None:
+    backend_data = {"k": "v"}
+
+    async def fetch_many(keys: Sequence[str]) -> Mapping[str, str | BaseException | None]:
+        return {key: backend_data[key] for key in keys if key in backend_data}
+
+    async def first_loop() -> ReadCoalescer[str]:
+        reads = ReadCoalescer.serving(None, fetch_many, closed=closed_error)
+        assert ReadCoalescer.serving(reads, fetch_many, closed=closed_error) is reads
+        assert await reads.get("k") == "v"
+        return reads
+
+    async def second_loop(old: ReadCoalescer[str]) -> None:
+        reads = ReadCoalescer.serving(old, fetch_many, closed=closed_error)
+        assert reads is not old and reads.loop is asyncio.get_running_loop()
+        assert await reads.get("k") == "v"
+
+    old = asyncio.run(first_loop())
+    asyncio.run(second_loop(old))

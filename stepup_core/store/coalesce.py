@@ -86,6 +86,20 @@ class ReadCoalescer(Generic[T]):
         #: Fetches on their way, each with the waiters it answers.
         self._in_flight: dict[asyncio.Task[None], _Waiters[T]] = {}
 
+    @classmethod
+    def serving(
+        cls,
+        current: ReadCoalescer[T] | None,
+        fetch_many: Callable[[Sequence[str]], Awaitable[Mapping[str, T | BaseException | None]]],
+        *,
+        closed: Callable[[], BaseException],
+    ) -> ReadCoalescer[T]:
+        """``current`` when it serves the running event loop, else a new coalescer for it: a store
+        makes its coalescer on its first ``get``, in the loop it runs in."""
+        if current is not None and current.loop is asyncio.get_running_loop():
+            return current
+        return cls(fetch_many, closed=closed)
+
     def get(self, key: str) -> asyncio.Future[T | None]:
         """Queue ``key``; await the answer: the value ``fetch_many`` finds for it (None when
         absent), from a fetch sent after this call. (A future rather than a coroutine: one frame

@@ -420,9 +420,7 @@ class PostgresStore:
     async def get(self, key: str) -> str | None:
         if self._closed:
             raise self._closed_error()
-        reads = self._reads
-        if reads is None or reads.loop is not asyncio.get_running_loop():
-            reads = self._reads = ReadCoalescer(self.fetch_many, closed=self._closed_error)
+        reads = self._reads = ReadCoalescer.serving(self._reads, self.fetch_many, closed=self._closed_error)
         return await reads.get(key)
 
     async def fetch_many(self, keys: Sequence[str]) -> dict[str, str]:
