@@ -222,7 +222,8 @@ class StepUpService:
     async def emit(self, event: AuditEvent) -> None:
         """Send an audit event to every ``stepup_event`` implementation; failures are logged only."""
         for owner, result in call_each_plugin(self.pm, "stepup_event", event=event, service=self):
-            await settle(owner, "stepup_event", result)
+            if result is not None:  # most sinks answer None: nothing to await or report
+                await settle(owner, "stepup_event", result)
 
     async def credential_changed(
         self,

@@ -3,6 +3,7 @@ or reset, a user locked out. Cheap to import: the templates load when a service 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from ..hookspecs import hookimpl
@@ -36,11 +37,12 @@ async def stepup_credential_changed(change: CredentialChange, service: StepUpSer
 
 
 @hookimpl
-async def stepup_event(event: AuditEvent, service: StepUpService) -> None:
+def stepup_event(event: AuditEvent, service: StepUpService) -> Awaitable[None] | None:
+    # Plain, not a coroutine function: every audit event passes here (one per protected
+    # request), and only a lockout has work to await.
     if event.type != "locked_out":
-        return
+        return None
     from ..notifications import notifier_for
 
     notifier = notifier_for(service)
-    if notifier is not None:
-        await notifier.locked_out(event)
+    return None if notifier is None else notifier.locked_out(event)
