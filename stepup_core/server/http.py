@@ -245,8 +245,11 @@ def parse_json(raw: bytes) -> Any:
     try:
         value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         # JSON can spell a lone surrogate (\ud800), which is no Unicode text: no method could
-        # hash it and no store encode it. Re-encoding finds one anywhere in the document.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        # hash it and no store encode it. Re-encoding finds one anywhere in the document. Only
+        # an escape can spell one (the UTF-8 decoder refused any other), so a body without a
+        # ``\u`` escape has none.
+        if "\\u" in text:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except RecursionError:
         raise MalformedRequest("the request body is nested too deeply") from None
     except UnicodeError:

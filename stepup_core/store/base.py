@@ -34,9 +34,21 @@ _PLAIN_PART = re.compile(r"[A-Za-z0-9_.~-]*")
 GRACE_SECONDS = 120.0
 
 
+#: A key joined from plain parts only: one test of the whole key stands for one per part when
+#: it also holds exactly one ``:`` between each two parts.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.~:-]*")
+
+
 def make_key(*parts: str) -> str:
     """Join key parts with ``:``, escaping each part so ``("a:b", "c")`` and ``("a", "b:c")`` differ."""
-    return ":".join(p if _PLAIN_PART.fullmatch(p) else quote(p, safe="") for p in map(str, parts))
+    for part in parts:
+        if type(part) is not str:  # str() of each, as an f-string would (an enum member, a number)
+            parts = tuple(map(str, parts))
+            break
+    joined = ":".join(parts)
+    if _PLAIN_KEY.fullmatch(joined) and joined.count(":") == len(parts) - 1:
+        return joined
+    return ":".join(p if _PLAIN_PART.fullmatch(p) else quote(p, safe="") for p in parts)
 
 
 @attrs.frozen

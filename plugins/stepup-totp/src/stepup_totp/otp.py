@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -101,13 +102,29 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
-def _otp(secret: str, digits: int, algorithm: str, period: int) -> pyotp.TOTP:
+@functools.cache
+def _decoded_totp_class() -> type[pyotp.TOTP]:
     import pyotp
 
+    class DecodedTOTP(pyotp.TOTP):
+        """pyotp's TOTP over key bytes decoded once: pyotp decodes the base32 secret again for
+        every code it computes, which is most of a code's cost and is the same every time."""
+
+        def __init__(self, key: bytes, secret: str, **kwargs: Any) -> None:
+            self._key = key
+            super().__init__(secret, **kwargs)
+
+        def byte_secret(self) -> bytes:
+            return self._key
+
+    return DecodedTOTP
+
+
+def _otp(secret: str, digits: int, algorithm: str, period: int) -> pyotp.TOTP:
     check_parameters(digits, algorithm, period)
-    decode_secret(secret)  # our policy first: a clear error for short or malformed secrets
+    key = decode_secret(secret)  # our policy first: a clear error for short or malformed secrets
     normalized = secret.strip().upper().rstrip("=")
-    return pyotp.TOTP(normalized, digits=digits, digest=_DIGESTS[algorithm], interval=period)
+    return _decoded_totp_class()(key, normalized, digits=digits, digest=_DIGESTS[algorithm], interval=period)
 
 
 def time_step(at: float, period: int = 30) -> int:
