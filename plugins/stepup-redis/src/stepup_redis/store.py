@@ -306,6 +306,30 @@ return out
 """
 )
 
+# KEYS: index sets. ARGV: record prefix, then each index's name in the order of KEYS. One
+# listing per index, as _LIST_INDEX makes it (``list_index`` calls are coalesced).
+_LIST_INDEXES = (
+    _ONLY_SHRINKS
+    + """
+local out = {}
+for i = 1, #KEYS do
+  local listing = {}
+  local field = 'i:' .. ARGV[i + 1]
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    local got = redis.call('HMGET', ARGV[1] .. key, 'v', field)
+    if got[1] and got[2] then
+      listing[#listing + 1] = key
+      listing[#listing + 1] = got[1]
+    else
+      redis.call('SREM', KEYS[i], key)
+    end
+  end
+  out[i] = listing
+end
+return out
+"""
+)
+
 
 def parse_store_url(url: str) -> tuple[str, str, str]:
     """Split a store URL into (the URL for redis-py, the key prefix, a description without secrets)."""
@@ -349,6 +373,12 @@ def _ttl_ms(ttl: float | None) -> str:
     return str(max(1, math.ceil(ttl * 1000)))
 
 
+def _listing(flat: Sequence[Any]) -> dict[str, str]:
+    """A listing's flat reply (key, value, key, value...) as a dict in key order."""
+    pairs = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return dict(sorted(pairs.items()))
+
+
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
 else:  # pragma: no cover - redis-py depends on async-timeout there
@@ -372,18 +402,50 @@ _TAKE_SCRIPT = _Script(_TAKE)
 _DELETE_SCRIPT = _Script(_DELETE)
 _INCR_SCRIPT = _Script(_INCR)
 _LIST_INDEX_SCRIPT = _Script(_LIST_INDEX)
+_LIST_INDEXES_SCRIPT = _Script(_LIST_INDEXES)
 _RESERVE_SCRIPT = _Script(_RESERVE)
 _SETTLE_SCRIPT = _Script(_SETTLE)
 
 
-class _Connections:
-    """At most ``limit`` connections to Redis, each carrying one exchange at a time.
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis], a dependency
+    _hiredis_pack = None
 
-    An exchange takes an idle connection (or opens one), writes every command at once, reads
-    every reply, and gives the connection back. A connection that failed or timed out is
-    dropped; one taken from the idle set that turns out dead (Redis restarted) is replaced by a
-    fresh one and the exchange sent again, once.
+
+def _pack(connection: Any, commands: Sequence[Sequence[Any]]) -> Any:
+    """The commands in Redis's protocol, as the connection would write them: by hiredis's C
+    serializer when the connection encodes as it does (UTF-8, strict; redis-py's synchronous
+    client uses it too, its asyncio client packs in Python), else by the connection itself."""
+    encoder = connection.encoder
+    if _hiredis_pack is not None and encoder.encoding in _UTF8 and encoder.encoding_errors == "strict":
+        return [b"".join([_hiredis_pack(tuple(command)) for command in commands])]
+    return connection.pack_commands(commands)
+
+
+_UTF8 = ("utf-8", "utf8", "UTF-8", "UTF8")
+
+
+class _Connections:
+    """At most ``limit`` connections to Redis, each carrying one exchange at a time, and the
+    exchanges of concurrent operations written together (auto-pipelining).
+
+    An exchange asked for while none is being sent goes out in the next loop turn, with every
+    other exchange asked for in this turn; exchanges asked for while a batch is on its way go out
+    together when it is answered (a batch of :attr:`max_batch` commands or more goes at once,
+    beside the one on its way). Each operation stays one command (a script runs whole on the
+    server), so batching changes no operation's atomicity; a batch costs one write, one wake-up
+    and one read for all of them.
+
+    A batch takes an idle connection (or opens one), writes every command at once, reads every
+    reply, and gives the connection back. A connection that failed or timed out is dropped; one
+    taken from the idle set that turns out dead (Redis restarted) is replaced by a fresh one and
+    the batch sent again, once. A failure of the batch is every caller's failure; a caller
+    cancelled before its batch is sent is left out of it.
     """
+
+    #: Commands one batch carries before it goes out without waiting for the one on its way.
+    max_batch = 256
 
     def __init__(self, make: Callable[[], Any], limit: int, wait: float, timeout: float | None) -> None:
         self._make = make
@@ -391,8 +453,78 @@ class _Connections:
         self._slots = asyncio.Semaphore(limit)
         self._wait = wait
         self._timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Exchanges asked for and not sent yet, with the futures of their callers.
+        self._queued: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]] = []
+        self._queued_commands = 0
+        #: The task sending the queue, one batch after another, while there is one.
+        self._sender: asyncio.Task[None] | None = None
+        #: Batches on their way.
+        self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def exchange(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    def exchange(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        """Queue ``commands`` (written together, their replies read in order, an error reply as
+        it came) for the next batch; await their replies."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a store used from another event loop starts a queue there
+            self._loop, self._queued, self._queued_commands = loop, [], 0
+            self._sender, self._in_flight = None, set()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._queued.append((commands, future))
+        self._queued_commands += len(commands)
+        if self._queued_commands >= self.max_batch:
+            self._start(self._send_batch(self._take_queue()))
+        elif self._sender is None:
+            # Made directly, never started eagerly: its first step runs in the next loop turn,
+            # when every exchange of this turn is queued.
+            self._sender = self._start(self._send_queue())
+        return future
+
+    def _take_queue(self) -> list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]:
+        batch, self._queued, self._queued_commands = self._queued, [], 0
+        return batch
+
+    def _start(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.Task(work)
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        return task
+
+    async def _send_queue(self) -> None:
+        try:
+            while self._queued:
+                await self._send_batch(self._take_queue())
+        finally:
+            self._sender = None
+
+    async def _send_batch(self, batch: list[tuple[Sequence[Sequence[Any]], asyncio.Future[list[Any]]]]) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        live = [(commands, future) for commands, future in batch if not future.done()]
+        if not live:
+            return
+        flat = [command for commands, _ in live for command in commands]
+        try:
+            replies = await self._exchange_now(flat)
+        except asyncio.CancelledError:  # the store is closing, or the loop shutting down
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(RedisConnectionError("the store's exchange with Redis was stopped"))
+            raise
+        except BaseException as exc:  # handed to every caller of the batch, who raise it
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        at = 0
+        for commands, future in live:
+            if not future.done():  # cancelled while on its way
+                future.set_result(replies[at : at + len(commands)])
+            at += len(commands)
+
+    async def _exchange_now(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -435,7 +567,7 @@ class _Connections:
             await connection.connect()
         replies: list[Any] = []
         async with _timeout(self._timeout):
-            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            await connection.send_packed_command(_pack(connection, commands), check_health=False)
             for _ in commands:
                 try:
                     replies.append(await connection.read_response())
@@ -444,6 +576,16 @@ class _Connections:
         return replies
 
     async def close(self) -> None:
+        """Let the batches queued or on their way finish (for at most the exchange timeout; then
+        they are stopped and their callers fail), then close the idle connections."""
+        current = asyncio.get_running_loop()
+        in_flight = {task for task in self._in_flight if task.get_loop() is current}
+        if in_flight:
+            _, pending = await asyncio.wait(in_flight, timeout=self._timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
         idle, self._idle = self._idle, []
         for connection in idle:
             with contextlib.suppress(Exception):
@@ -459,6 +601,7 @@ class RedisStore:
         self._connections = connections
         self._closed = False
         self._reads: ReadCoalescer[str] | None = None
+        self._listings: ReadCoalescer[dict[str, str]] | None = None
         self._record_prefix = f"{prefix}r:"
         self._index_prefix = f"{prefix}i:"
 
@@ -616,11 +759,27 @@ class RedisStore:
         return bool(await self._script("settle", _SETTLE_SCRIPT, keys, args))
 
     async def list_index(self, index: str) -> dict[str, str]:
-        flat = await self._script(
-            "list_index", _LIST_INDEX_SCRIPT, (self._index_key(index),), (self._record_prefix, index)
+        if self._closed:
+            raise self._closed_error()
+        listings = self._listings = ReadCoalescer.serving(
+            self._listings, self.fetch_listings, closed=self._closed_error
         )
-        pairs = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return dict(sorted(pairs.items()))
+        found = await listings.get(index)
+        return {} if found is None else dict(found)  # a copy each: callers of one batch share none
+
+    async def fetch_listings(self, indexes: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The live records of each of ``indexes``, key to value in key order, in one exchange
+        (one script run, as atomic as one ``list_index``)."""
+        if len(indexes) == 1:
+            (index,) = indexes
+            flat = await self._script(
+                "list_index", _LIST_INDEX_SCRIPT, (self._index_key(index),), (self._record_prefix, index)
+            )
+            return {index: _listing(flat)}
+        replies = await self._script(
+            "list_index", _LIST_INDEXES_SCRIPT, [self._index_key(i) for i in indexes], (self._record_prefix, *indexes)
+        )
+        return {index: _listing(flat) for index, flat in zip(indexes, replies, strict=True)}
 
     async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
         """Every live record whose key starts with ``prefix`` (``SCAN MATCH``, then the values
@@ -654,8 +813,9 @@ class RedisStore:
         if self._closed:
             return
         self._closed = True
-        if self._reads is not None:
-            await self._reads.close()
+        for coalescer in (self._reads, self._listings):
+            if coalescer is not None:
+                await coalescer.close()
         await self._connections.close()
 
     def __repr__(self) -> str:
