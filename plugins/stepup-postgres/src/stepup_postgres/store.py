@@ -93,12 +93,13 @@ _REPLACE_IF = f"""
 UPDATE stepup_records SET value = $2, expires_at = {_EXPIRES}, indexes = $4
 WHERE key = $1 AND value = $5 AND {_LIVE} RETURNING 1
 """
-_LOCK_KEYS = "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k ORDER BY k"
-_RELEASE = f"""
-UPDATE stepup_records SET value = (value::bigint - 1)::text WHERE key = $1 AND {_LIVE} RETURNING value::bigint
-"""
-_REMOVE = "DELETE FROM stepup_records WHERE key = $1"
+#: ``reserve`` and ``settle``: server-side functions (schema version 2), one statement each.
+_RESERVE = "SELECT stepup_reserve($1::text[], $2::bigint[], $3::float8[])"
+_SETTLE = "SELECT stepup_settle($1, $2::text[], $3::text[], $4::text[], $5::float8[], $6::integer[], $7::text[])"
 _LIST_INDEX = f"SELECT key, value FROM stepup_records WHERE indexes @> ARRAY[$1::text] AND {_LIVE} ORDER BY key"
+#: The listings of several indexes (``list_index`` calls are coalesced): each row once, with
+#: the names it is listed under.
+_LIST_INDEXES = f"SELECT key, value, indexes FROM stepup_records WHERE indexes && $1::text[] AND {_LIVE} ORDER BY key"
 _SCAN = f"""
 SELECT key, value FROM stepup_records
 WHERE key >= $1 AND key < $1 || chr(1114111) AND key > $2 AND {_LIVE}
@@ -194,10 +195,6 @@ def _indexes(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class _NothingToTake(Exception):
-    """Rolls a settlement back when its record to take is gone."""
-
-
 class PostgresStore:
     """A :class:`~stepup_core.store.base.Store` on PostgreSQL. Open with :func:`open_postgres_store`."""
 
@@ -216,6 +213,7 @@ class PostgresStore:
         self._schema_ready = False
         self._purger: asyncio.Task[None] | None = None
         self._reads: ReadCoalescer[str] | None = None
+        self._listings: ReadCoalescer[dict[str, str]] | None = None
         #: Schema version found when the store first reached the database (None: not yet).
         self.version_at_open: int | None = None
 
@@ -411,11 +409,26 @@ class PostgresStore:
             await asyncio.sleep(0)
         return deleted
 
+    async def _run(self, operation: str, method: str, sql: str, *args: Any) -> Any:
+        """One statement (``method``: ``execute``, ``fetch``, ``fetchrow`` or ``fetchval``) on a
+        pooled connection: once the schema is ready, by the pool's own acquire-and-run, without
+        the context managers of the first contact."""
+        pool = self._pool
+        if pool is None or not self._schema_ready or self._closed:
+            async with self._connection(operation) as conn:
+                return await getattr(conn, method)(sql, *args)
+        try:
+            return await getattr(pool, method)(sql, *args)
+        except Exception as exc:
+            translated = self._translate(exc, operation)
+            if translated is None:
+                raise
+            raise translated from exc
+
     # -- the Store protocol ------------------------------------------------------------------
 
     async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
-        async with self._connection("put") as conn:
-            await conn.execute(_PUT, key, value, _ttl(ttl), _indexes(indexes))
+        await self._run("put", "execute", _PUT, key, value, _ttl(ttl), _indexes(indexes))
 
     async def get(self, key: str) -> str | None:
         if self._closed:
@@ -425,41 +438,22 @@ class PostgresStore:
 
     async def fetch_many(self, keys: Sequence[str]) -> dict[str, str]:
         """The live value of each of ``keys`` that has one, in one statement."""
-        pool = self._pool
-        if pool is None or not self._schema_ready or self._closed:
-            async with self._connection("get") as conn:
-                rows = await conn.fetch(_GET_MANY, keys)
-        else:
-            # The hot path (protected routes' token lookups): the pool's own acquire-and-fetch,
-            # without the context managers of the other operations.
-            try:
-                rows = await pool.fetch(_GET_MANY, keys)
-            except Exception as exc:
-                translated = self._translate(exc, "get")
-                if translated is None:
-                    raise
-                raise translated from exc
+        rows = await self._run("get", "fetch", _GET_MANY, keys)
         return {str(row[0]): str(row[1]) for row in rows}
 
     async def delete(self, key: str) -> bool:
-        async with self._connection("delete") as conn:
-            live = await conn.fetchval(_DELETE, key)
-        return bool(live)
+        return bool(await self._run("delete", "fetchval", _DELETE, key))
 
     async def take(self, key: str) -> str | None:
-        async with self._connection("take") as conn:
-            row = await conn.fetchrow(_TAKE, key)
+        row = await self._run("take", "fetchrow", _TAKE, key)
         return str(row["value"]) if row is not None and row["live"] else None
 
     async def add(self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()) -> bool:
-        async with self._connection("add") as conn:
-            written = await conn.fetchval(_ADD, key, value, _ttl(ttl), _indexes(indexes))
+        written = await self._run("add", "fetchval", _ADD, key, value, _ttl(ttl), _indexes(indexes))
         return written is not None
 
     async def incr(self, key: str, *, ttl: float, amount: int = 1) -> int:
-        async with self._connection("incr") as conn:
-            value = await conn.fetchval(_INCR, key, int(amount), _ttl(ttl))
-        return int(value)
+        return int(await self._run("incr", "fetchval", _INCR, key, int(amount), _ttl(ttl)))
 
     async def compare_and_set(
         self,
@@ -472,51 +466,56 @@ class PostgresStore:
     ) -> bool:
         if expected is None:
             return await self.add(key, value, ttl=ttl, indexes=indexes)
-        async with self._connection("compare_and_set") as conn:
-            written = await conn.fetchval(_REPLACE_IF, key, value, _ttl(ttl), _indexes(indexes), expected)
+        written = await self._run(
+            "compare_and_set", "fetchval", _REPLACE_IF, key, value, _ttl(ttl), _indexes(indexes), expected
+        )
         return written is not None
 
     async def reserve(self, counters: Sequence[Counter]) -> Reservation:
-        """One transaction: the counters' keys locked (transaction-level advisory locks, in key
-        order), their values read, and all incremented only when none is full."""
-        keys = [c.key for c in counters]
-        async with self._connection("reserve") as conn, conn.transaction():
-            await conn.execute(_LOCK_KEYS, keys)
-            found = {str(row["key"]): int(row["value"]) for row in await conn.fetch(_GET_MANY, keys)}
-            counts = tuple(found.get(key, 0) for key in keys)
-            if any(count >= c.limit for count, c in zip(counts, counters, strict=True)):
-                return Reservation(False, counts)
-            for counter in counters:
-                await conn.fetchval(_INCR, counter.key, 1, _ttl(counter.ttl))
-        return Reservation(True, tuple(count + 1 for count in counts))
+        """One statement (``stepup_reserve``): the counters' keys locked (transaction-level
+        advisory locks, in key order), their values read, and all incremented only when none
+        is full."""
+        reply = await self._run(
+            "reserve", "fetchval", _RESERVE,
+            [c.key for c in counters], [int(c.limit) for c in counters], [float(c.ttl) for c in counters],
+        )
+        return Reservation(bool(reply[0]), tuple(int(count) for count in reply[1:]))
 
     async def settle(
         self, *, take: str | None = None, release: Sequence[str] = (), writes: Sequence[Write] = ()
     ) -> bool:
-        """One transaction: the record taken (none live: rolled back, False), each live counter
-        given one place back (removed at 0), every record written."""
-        try:
-            async with self._connection("settle") as conn, conn.transaction():
-                if release:
-                    await conn.execute(_LOCK_KEYS, list(release))
-                if take is not None:
-                    row = await conn.fetchrow(_TAKE, take)
-                    if row is None or not row["live"]:
-                        raise _NothingToTake
-                for key in release:
-                    left = await conn.fetchval(_RELEASE, key)
-                    if left is not None and left <= 0:
-                        await conn.execute(_REMOVE, key)
-                for write in writes:
-                    await conn.execute(_PUT, write.key, write.value, _ttl(write.ttl), _indexes(write.indexes))
-        except _NothingToTake:
-            return False
-        return True
+        """One statement (``stepup_settle``): the record taken (none live: nothing changes,
+        False), each live counter given one place back (removed at 0), every record written."""
+        names = [_indexes(w.indexes) for w in writes]
+        settled = await self._run(
+            "settle", "fetchval", _SETTLE,
+            take, list(release), [w.key for w in writes], [w.value for w in writes], [_ttl(w.ttl) for w in writes],
+            [len(n) for n in names], [name for n in names for name in n],
+        )
+        return bool(settled)
 
     async def list_index(self, index: str) -> dict[str, str]:
-        async with self._connection("list_index") as conn:
-            rows = await conn.fetch(_LIST_INDEX, index)
-        return {str(row["key"]): str(row["value"]) for row in rows}
+        if self._closed:
+            raise self._closed_error()
+        listings = self._listings = ReadCoalescer.serving(
+            self._listings, self.fetch_listings, closed=self._closed_error
+        )
+        found = await listings.get(index)
+        return {} if found is None else dict(found)  # a copy each: callers of one batch share none
+
+    async def fetch_listings(self, indexes: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The live records of each of ``indexes``, key to value in key order, in one statement."""
+        if len(indexes) == 1:
+            (index,) = indexes
+            rows = await self._run("list_index", "fetch", _LIST_INDEX, index)
+            return {index: {str(row[0]): str(row[1]) for row in rows}}
+        listings: dict[str, dict[str, str]] = {index: {} for index in indexes}
+        for key, value, names in await self._run("list_index", "fetch", _LIST_INDEXES, list(indexes)):
+            for name in names:
+                listing = listings.get(name)
+                if listing is not None:
+                    listing[str(key)] = str(value)
+        return listings
 
     async def scan(self, prefix: str, *, batch: int = 500) -> AsyncIterator[tuple[str, str]]:
         """Every live record whose key starts with ``prefix``, in key order, read in pages."""
@@ -539,8 +538,9 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
-        if self._reads is not None:
-            await self._reads.close()
+        for coalescer in (self._reads, self._listings):
+            if coalescer is not None:
+                await coalescer.close()
         purger, self._purger = self._purger, None
         if purger is not None:
             purger.cancel()
