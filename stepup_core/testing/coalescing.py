@@ -8,6 +8,10 @@ found) and route ``get`` through a coalescer that calls the store's ``fetch_many
 made on the first ``get``: the suite wraps that attribute before the first ``get`` to count and
 hold fetches. Add the backend's own outage test (the server stopped while a fetch is on its
 way: every waiter gets ``StoreUnavailable``) to the subclass.
+
+:class:`ListingCoalescingSuite` does the same for ``list_index`` through a coalescer of index
+names that calls the store's ``fetch_listings(indexes)`` (one round trip, each index's live
+records, key to value).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pytest
 
 from ..errors import StoreUnavailable
 
-__all__ = ["FetchRecorder", "ReadCoalescingSuite"]
+__all__ = ["FetchRecorder", "ListingCoalescingSuite", "ReadCoalescingSuite"]
 
 
 class FetchRecorder:
@@ -35,8 +39,9 @@ class FetchRecorder:
         #: Set once a fetch has read its answer from the server.
         self.answered = asyncio.Event()
 
-    def install(self, store: Any) -> FetchRecorder:
-        store.fetch_many = self
+    def install(self, store: Any, attribute: str = "fetch_many") -> FetchRecorder:
+        """Wrap ``store``'s ``attribute`` (``fetch_many``, or ``fetch_listings`` for listings)."""
+        setattr(store, attribute, self)
         return self
 
     async def __call__(self, keys: Sequence[str]) -> Mapping[str, Any]:
@@ -126,3 +131,66 @@ class ReadCoalescingSuite:
         assert all(isinstance(r, StoreUnavailable) for r in results), results
         with pytest.raises(StoreUnavailable):
             await store.get("k")
+
+
+@pytest.mark.asyncio
+class ListingCoalescingSuite:
+    """Concurrent ``list_index`` calls share round trips, each caller gets its own listing, and
+    a listing asked for after a completed write sees it."""
+
+    async def test_concurrent_listings_share_one_round_trip_and_each_caller_owns_its_answer(
+        self, store: Any
+    ) -> None:
+        for user in range(8):
+            for item in range(user % 3 + 1):
+                await store.put(f"rec:{user}:{item}", f"v{user}.{item}", ttl=300, indexes=(f"user:{user}", "all"))
+        await store.put("other", "x", indexes=("elsewhere",))
+        fetches = FetchRecorder(store.fetch_listings).install(store, "fetch_listings")
+        names = [f"user:{i % 10}" for i in range(40)] + ["all", "all", "none"]
+        listings = await asyncio.gather(*(store.list_index(name) for name in names))
+        for name, listing in zip(names, listings, strict=True):
+            if name == "all":
+                expected = {f"rec:{u}:{i}": f"v{u}.{i}" for u in range(8) for i in range(u % 3 + 1)}
+            elif name == "none" or int(name.split(":")[1]) >= 8:
+                expected = {}
+            else:
+                user = int(name.split(":")[1])
+                expected = {f"rec:{user}:{i}": f"v{user}.{i}" for i in range(user % 3 + 1)}
+            assert listing == expected, name
+            assert list(listing) == sorted(listing)  # key order, as list_index answers
+        assert len(fetches.calls) == 1, fetches.calls
+        assert sorted(fetches.calls[0]) == sorted(set(names))  # each distinct index fetched once
+        listings[0]["injected"] = "by one caller"  # callers of one batch share no dict
+        assert "injected" not in listings[10] and "injected" not in await store.list_index("user:0")
+
+    @pytest.mark.parametrize("write", ["put", "delete", "take"])
+    async def test_a_listing_after_a_completed_write_sees_it(self, store: Any, write: str) -> None:
+        await store.put("a", "old", ttl=300, indexes=("idx",))
+        fetches = FetchRecorder(store.fetch_listings).install(store, "fetch_listings")
+        fetches.hold = True
+        before = asyncio.ensure_future(store.list_index("idx"))
+        await asyncio.wait_for(fetches.answered.wait(), 10)  # a fetch has read "old" and is still open
+        if write == "put":
+            await store.put("b", "new", ttl=300, indexes=("idx",))
+        elif write == "delete":
+            assert await store.delete("a") is True
+        else:
+            assert await store.take("a") == "old"
+        after = asyncio.ensure_future(store.list_index("idx"))
+        await asyncio.sleep(0.05)
+        fetches.release()
+        assert await before == {"a": "old"}
+        assert await after == ({"a": "old", "b": "new"} if write == "put" else {})
+        assert len(fetches.calls) == 2  # the later listing did not join the fetch already on its way
+
+    async def test_closing_the_store_fails_waiting_listings_with_store_unavailable(self, store: Any) -> None:
+        await store.put("k", "v", ttl=300, indexes=("idx",))
+        fetches = FetchRecorder(store.fetch_listings).install(store, "fetch_listings")
+        fetches.hold = True
+        waiters = [asyncio.ensure_future(store.list_index(name)) for name in ("idx", "idx", "none")]
+        await asyncio.wait_for(fetches.answered.wait(), 10)
+        await store.close()
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        with pytest.raises(StoreUnavailable):
+            await store.list_index("idx")

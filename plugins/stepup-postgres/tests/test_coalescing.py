@@ -13,12 +13,12 @@ from stepup_postgres.testing import PostgresCluster
 
 from stepup_core.clock import SystemClock
 from stepup_core.errors import StoreUnavailable
-from stepup_core.testing.coalescing import FetchRecorder, ReadCoalescingSuite
+from stepup_core.testing.coalescing import FetchRecorder, ListingCoalescingSuite, ReadCoalescingSuite
 
 from .conftest import require_postgres
 
 
-class TestPostgresReadCoalescing(ReadCoalescingSuite):
+class TestPostgresReadCoalescing(ReadCoalescingSuite, ListingCoalescingSuite):
     @pytest.fixture
     async def store(self, postgres_url: str) -> AsyncIterator[PostgresStore]:
         store = await open_postgres_store(postgres_url, SystemClock())

@@ -13,10 +13,10 @@ from stepup_redis.testing import RedisServer
 
 from stepup_core.clock import SystemClock
 from stepup_core.errors import StoreUnavailable
-from stepup_core.testing.coalescing import FetchRecorder, ReadCoalescingSuite
+from stepup_core.testing.coalescing import FetchRecorder, ListingCoalescingSuite, ReadCoalescingSuite
 
 
-class TestRedisReadCoalescing(ReadCoalescingSuite):
+class TestRedisReadCoalescing(ReadCoalescingSuite, ListingCoalescingSuite):
     @pytest.fixture
     async def store(self, redis_url: str) -> AsyncIterator[RedisStore]:
         store = await open_redis_store(redis_url, SystemClock())
