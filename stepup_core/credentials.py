@@ -52,20 +52,25 @@ class StoreCredentialRepository:
     store: Store
     _parsed: dict[str, Credential] = attrs.field(factory=dict, init=False, repr=False)
 
-    def _parse(self, raw: str) -> Credential:
+    def _parse(self, raw: str, shared: bool = False) -> Credential:
         credential = self._parsed.get(raw)
         if credential is None:
             credential = loads(raw, Credential)
             if len(self._parsed) >= _PARSED_MAX:
                 self._parsed.clear()
             self._parsed[raw] = credential
+        if shared:
+            return credential
         # A copy of its own for every caller: one that sets a field changes no one else's.
         return attrs.evolve(credential, data=dict(credential.data))
 
-    async def list_for_user(self, user_id: str) -> list[Credential]:
+    async def list_for_user(self, user_id: str, *, shared: bool = False) -> list[Credential]:
+        """The user's stored credentials, oldest first. Each is the caller's own copy, unless
+        ``shared``: then credentials parsed before may be handed out as they are, to a caller that
+        only reads them (a check, which builds views) and must change none."""
         records = await self.store.list_index(_user_index(user_id))
         last_used = _LAST_USED + ":"
-        credentials = [self._parse(raw) for key, raw in records.items() if not key.startswith(last_used)]
+        credentials = [self._parse(raw, shared) for key, raw in records.items() if not key.startswith(last_used)]
         merged = [_with_last_use(c, records.get(_last_used_key(user_id, c.id))) for c in credentials]
         return sorted(merged, key=lambda c: (c.created_at, c.id))
 

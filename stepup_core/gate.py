@@ -350,7 +350,7 @@ class Gate:
     async def _result(
         self, principal: Principal, scope: str, decision: Decision, holds_token: bool, bound: Transaction | None = None
     ) -> CheckResult:
-        credentials = await self.routing.user_credentials(principal)
+        credentials = await self.routing.user_credentials(principal, shared=True)  # read for views only
         route, eligible, default_id = self.routing.route(principal, credentials)
         eligible = self.routing.able_to_bind(scope, bound, eligible)
         required = decision.required(holds_token)

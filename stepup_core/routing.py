@@ -84,13 +84,17 @@ class Routing:
 
     # --- the user's credentials ----------------------------------------------------------
 
-    async def user_credentials(self, principal: Principal) -> list[Credential]:
+    async def user_credentials(self, principal: Principal, *, shared: bool = False) -> list[Credential]:
         """The user's stored credentials and those the application supplies
-        (``stepup_user_credentials``), of installed methods only."""
-        stored = await self.credentials.list_for_user(principal.user_id)
+        (``stepup_user_credentials``), of installed methods only. ``shared``: for a caller that
+        only reads them and changes none (see :meth:`StoreCredentialRepository.list_for_user`)."""
+        stored = await self.credentials.list_for_user(principal.user_id, shared=shared)
+        hook = self.pm.hook.stepup_user_credentials
+        if not hook.get_hookimpls():  # none registered: no call to make
+            return [c for c in stored if c.method in self.verifiers]
         seen = {c.id for c in stored}
         supplied: list[Credential] = []
-        for answer in self.pm.hook.stepup_user_credentials(principal=principal):
+        for answer in hook(principal=principal):
             for credential in (await answer if inspect.isawaitable(answer) else answer) or ():
                 if credential.id in seen:
                     continue

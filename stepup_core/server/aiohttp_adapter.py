@@ -56,13 +56,16 @@ def body_reader(request: web.BaseRequest) -> Callable[[int], Awaitable[bytes]]:
     async def read(limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
+        content = request.content
         while True:
-            chunk = await request.content.read(_READ_CHUNK)
+            chunk = await content.read(_READ_CHUNK)
             if not chunk:
                 break
             size += len(chunk)
             if size > limit:
                 raise payload_too_large(limit)
+            if not chunks and content.at_eof():  # the whole body in one chunk: no read to find its end
+                return chunk
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -102,11 +105,14 @@ def mounted_of(request: web.Request) -> Mounted:
         raise ConfigError(_NOT_MOUNTED) from None
 
 
-def _route_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _route_handler(spec: RouteSpec, mounted: Mounted) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     # Errors leave the handler as exceptions: the plugins' middlewares see them (their code and
     # status) before problem_middleware turns them into the same problems dispatch() answers.
+    # The route belongs to the sub-application of one mount: its Mounted is known here.
+    serve = spec.handler
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        return aiohttp_response(await spec.handler(neutral_request(request, mounted_of(request))))
+        return aiohttp_response(await serve(neutral_request(request, mounted)))
 
     handler.__name__ = handler.__qualname__ = spec.handler.__name__
     return handler
@@ -240,7 +246,7 @@ def mount(
     sub[PREFIX_KEY] = prefix
     sub[MOUNTED_KEY] = mounted
     for spec in routes_of(mounted):
-        sub.router.add_route(spec.method, spec.path, _route_handler(spec), name=spec.operation_id)
+        sub.router.add_route(spec.method, spec.path, _route_handler(spec, mounted), name=spec.operation_id)
     app[SERVICE_KEY] = service
     app[IDENTIFY_KEY] = identify
     app[PREFIX_KEY] = prefix
