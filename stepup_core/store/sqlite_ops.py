@@ -51,8 +51,8 @@ LATEST_VERSION = MIGRATIONS[-1].version
 _SELECT_LIVE = "SELECT value FROM records WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _LIST_INDEX = (
     "SELECT r.key, r.value FROM record_indexes AS i JOIN records AS r ON r.key = i.key "
-    "WHERE i.index_name = ? AND (r.expires_at IS NULL OR r.expires_at > ?) ORDER BY r.key"
-)
+    "WHERE i.index_name = ? AND (r.expires_at IS NULL OR r.expires_at > ?) ORDER BY i.key"
+)  # ordered by i.key (= r.key): the listing's own primary key order, no sort of the rows
 _SCAN = (
     "SELECT key, value FROM records WHERE key >= ? AND key < ? AND key > ? "
     "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"
