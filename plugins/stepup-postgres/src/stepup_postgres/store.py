@@ -8,7 +8,9 @@ One table holds every record::
 
 ``indexes`` names the listings a record belongs to (a GIN index answers ``list_index``), so a
 record and its index memberships change together in one row. Every operation is one SQL
-statement, so it is atomic without an explicit transaction: ``take`` is ``DELETE ... RETURNING``,
+statement, so it is atomic without an explicit transaction (``reserve`` and ``settle`` call the
+PL/pgSQL functions ``stepup_reserve`` and ``stepup_settle``, which run their steps in the one
+transaction of the call): ``take`` is ``DELETE ... RETURNING``,
 ``add`` and ``incr`` are ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` (an expired row is
 replaced as if absent), ``compare_and_set`` an ``UPDATE ... WHERE value = $expected`` (or the
 ``add`` statement when nothing is expected). Under PostgreSQL's default READ COMMITTED isolation
@@ -18,7 +20,7 @@ so of many concurrent ``take`` calls exactly one gets the value.
 ``get`` calls made in one event-loop turn (or while the previous one is on its way) are answered
 together by one statement (``WHERE key = ANY(...)``, with the same liveness test; see
 :mod:`stepup_core.store.coalesce`), so concurrent requests share one pool checkout and one round
-trip.
+trip; so are ``list_index`` calls (``WHERE indexes && ...``).
 
 Expiry is the database's clock (``now()``), not the instance's, so every instance agrees. An
 expired row is never returned (every read filters on ``expires_at``) and is removed by a

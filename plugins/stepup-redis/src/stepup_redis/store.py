@@ -14,16 +14,19 @@ Layout under the key prefix (default ``stepup:``, set with ``?prefix=`` in the U
 
 ``get`` is one ``HGET``; the ``get`` calls of one event-loop turn (or made while the previous
 one is on its way) share one exchange (one ``HGET`` per distinct key, written at once: see
-:mod:`stepup_core.store.coalesce`). Every other operation is one Lua script, so it is atomic on
-the server: ``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
-is created: a fixed window) and ``compare_and_set``. Scripts touch keys derived from their
+:mod:`stepup_core.store.coalesce`), and so do ``list_index`` calls (one script run lists every
+index asked for). Every other operation is one Lua script, so it is atomic on the server:
+``take`` (single use), ``add`` (replay ledgers), ``incr`` (the TTL is set only when the counter
+is created: a fixed window), ``compare_and_set``, ``reserve`` and ``settle``. Scripts touch keys derived from their
 arguments, which a standalone Redis (7.0 or later: the scripts carry flags) allows and Redis
 Cluster does not.
 
-Every operation is one exchange with Redis: one request written, one reply read, on a
-connection of the store's own bounded set (redis-py connections: its protocol, parser, TLS and
-authentication), taken from the idle ones without a lock or a pool checkout and given back at
-once; one timeout covers the whole exchange. Scripts are sent as ``EVALSHA`` (``EVAL`` once
+Operations started together share one exchange with Redis (auto-pipelining): those asked for
+in one event-loop turn, or while the previous batch is on its way, are written at once and their
+replies read in order, each still its own command or script. An exchange runs on a connection
+of the store's own bounded set (redis-py connections: its protocol, parser, TLS and
+authentication; commands packed by hiredis), taken from the idle ones without a lock or a pool
+checkout and given back at once; one timeout covers the whole exchange. Scripts are sent as ``EVALSHA`` (``EVAL`` once
 when Redis does not know them yet). Any connection failure, timeout or a server that refuses to
 serve (loading, read-only replica, out of memory, missing ACL permission) raises
 :class:`~stepup_core.errors.StoreUnavailable`; a connection that failed is dropped, and a pooled
@@ -407,6 +410,7 @@ _RESERVE_SCRIPT = _Script(_RESERVE)
 _SETTLE_SCRIPT = _Script(_SETTLE)
 
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis], a dependency

@@ -103,7 +103,7 @@ def decode_secret(secret: str) -> bytes:
 
 
 @functools.cache
-def _decoded_totp_class() -> type[pyotp.TOTP]:
+def _decoded_totp_class() -> Callable[..., pyotp.TOTP]:
     import pyotp
 
     class DecodedTOTP(pyotp.TOTP):
