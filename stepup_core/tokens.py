@@ -132,8 +132,17 @@ class TokenStore:
     ) -> IssuedToken:
         """Mint a token for ``scopes`` and store its grant (see :meth:`prepare`)."""
         issued, write = await self.prepare(
-            principal, scopes, method=method, ttl=ttl, single_use=single_use, credential_id=credential_id,
-            transaction_hash=transaction_hash, acr=acr, amr=amr, signer=signer, claims=claims,
+            principal,
+            scopes,
+            method=method,
+            ttl=ttl,
+            single_use=single_use,
+            credential_id=credential_id,
+            transaction_hash=transaction_hash,
+            acr=acr,
+            amr=amr,
+            signer=signer,
+            claims=claims,
         )
         await self.store.put(write.key, write.value, ttl=write.ttl, indexes=write.indexes)
         return issued
@@ -301,8 +310,14 @@ class TokenStore:
         return await self._grant(token, principal, scope, check, transaction_hash, consume=True)
 
     async def _grant(
-        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None,
-        transaction_hash: str | None, *, consume: bool,
+        self,
+        token: str | None,
+        principal: Principal,
+        scope: str,
+        check: GrantCheck | None,
+        transaction_hash: str | None,
+        *,
+        consume: bool,
     ) -> Grant | None:
         if not token:
             return None

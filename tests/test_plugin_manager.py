@@ -79,8 +79,9 @@ def test_misspelt_hook_fails_loudly(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delenv("STEPUP_LOAD_PLUGINS", raising=False)
-    monkeypatch.setattr(plugins, "_stepup_entry_points",
-                        lambda: [EntryPoint(name="typo", value="stepup_fake_typo", group="stepup")])
+    monkeypatch.setattr(
+        plugins, "_stepup_entry_points", lambda: [EntryPoint(name="typo", value="stepup_fake_typo", group="stepup")]
+    )
     with pytest.raises(PluginError, match="stepup_regster_verifiers"):
         plugins.get_plugin_manager()
 

@@ -6,7 +6,6 @@ from ..hookspecs import hookimpl
 from ..models import Principal, StepUpVote
 from ..scopes import ScopePolicy
 
-
 # Votes are frozen: the two answers are made once (this runs on every protected request).
 _REQUIRED = StepUpVote(required=True, reason="scope_policy")
 _NOT_GUARDED = StepUpVote(required=False, reason="scope_not_guarded")
