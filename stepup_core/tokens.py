@@ -25,8 +25,9 @@ from .models import Grant, IssuedToken, Principal
 from .serialization import dumps, loads
 from .store.base import GRACE_SECONDS, Store, Write, make_key
 
-#: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
-#: store is still read every time: revocation, expiry and single use are decided there.
+#: Parsed grants kept by their stored JSON (and audit ids by token hash), so a hot token is not
+#: re-parsed (re-hashed) on every request. The store is still read every time: revocation, expiry
+#: and single use are decided there.
 _PARSED_GRANTS_MAX = 1024
 
 
@@ -105,6 +106,7 @@ class TokenStore:
     store: Store
     clock: Clock
     _parsed: dict[str, Grant] = attrs.field(factory=dict, init=False, repr=False)
+    _ids: dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
 
     def _parse(self, raw: str) -> Grant:
         grant = self._parsed.get(raw)
@@ -114,6 +116,16 @@ class TokenStore:
                 self._parsed.clear()
             self._parsed[raw] = grant
         return grant
+
+    def _id(self, digest: str) -> str:
+        """:func:`token_id` of ``digest``, remembered for the tokens presented again and again."""
+        found = self._ids.get(digest)
+        if found is None:
+            found = token_id(digest)
+            if len(self._ids) >= _PARSED_GRANTS_MAX:
+                self._ids.clear()
+            self._ids[digest] = found
+        return found
 
     async def mint(
         self,
@@ -264,7 +276,7 @@ class TokenStore:
             # Header bytes that are not UTF-8 arrive as surrogates: no match either.
             return Presentation(None, Refusal.MALFORMED)
         digest = token_hash(token)
-        presented_id = token_id(digest)
+        presented_id = self._id(digest)
         raw = await self.store.get(_grant_key(digest))
         if raw is None:
             return Presentation(None, Refusal.UNKNOWN, presented_id)
