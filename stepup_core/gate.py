@@ -94,7 +94,7 @@ class Gate:
         self._emit = emit
         self._event = event
 
-    async def votes(self, principal: Principal, scope: str) -> list[StepUpVote]:
+    def votes(self, principal: Principal, scope: str) -> list[StepUpVote]:
         """Every ``stepup_check`` answer; PluginError when none answered or one is not a vote."""
         policy = self.policies.policy_for(scope)
         votes = [v for v in call_hook(self.pm, "stepup_check", principal=principal, scope=scope, policy=policy) if v]
@@ -131,7 +131,7 @@ class Gate:
         scope = self.policies.validate(scope)
         bound = self.bind((scope,), transaction)
         try:
-            votes = await self.votes(principal, scope)
+            votes = self.votes(principal, scope)
             policy = self.policies.policy_for(scope)
             expected = bound.hash if bound else None
             grant = await self.tokens.peek(token, principal, scope, self.grant_check(policy), expected)
@@ -159,7 +159,7 @@ class Gate:
         decision: Decision | None = None
         failure: BaseException = PluginError("no decision")
         try:
-            decision = decide(await self.votes(principal, scope))
+            decision = decide(self.votes(principal, scope))
         except Exception as exc:  # noqa: BLE001 - a failing vote means required
             log.warning("stepup_check failed for %s: %s", scope, exc)
             failure = exc
