@@ -25,9 +25,10 @@ import pluggy
 
 from .authn import grant_satisfies, sign_in_satisfies
 from .clock import Clock
+from .default_plugins import policy as policy_vote
 from .errors import PluginError, StepUpRequired, TransactionMismatch
 from .models import AuditEvent, Challenge, CheckResult, Grant, Principal, Route, StepUpVote, TokenBehavior, Transaction
-from .plugins import call_hook
+from .plugins import call_hook, direct_impls
 from .routing import Routing
 from .scopes import ScopePolicies, ScopePolicy
 from .serialization import unstructure
@@ -70,6 +71,10 @@ def decide(votes: Sequence[StepUpVote]) -> Decision:
     return Decision(demanded=bool(reasons), token_suffices=token_suffices, reasons=tuple(reasons))
 
 
+#: What :func:`decide` makes of the built-in vote alone, by ``policy.required``.
+_BY_POLICY_ALONE = {required: decide((vote,)) for required, vote in policy_vote.VOTES.items()}
+
+
 class Gate:
     """``check`` and ``require_scope`` over the votes, the user's credentials and the tokens."""
 
@@ -104,6 +109,14 @@ class Gate:
             if not isinstance(vote, StepUpVote):  # fails closed like an exception: "required"
                 raise PluginError(f"a stepup_check implementation answered a {type(vote).__name__}, not a StepUpVote")
         return votes
+
+    def decision(self, principal: Principal, scope: str) -> Decision:
+        """:func:`decide` over the votes. While the built-in vote is the only one (a function
+        of the scope's policy alone), its decision is known without running the hook."""
+        direct = direct_impls(self.pm, "stepup_check")
+        if direct is not None and len(direct) == 1 and direct[0].function is policy_vote.stepup_check:
+            return _BY_POLICY_ALONE[bool(self.policies.policy_for(scope).required)]
+        return decide(self.votes(principal, scope))
 
     def bind(self, scopes: Sequence[str], details: object) -> Transaction | None:
         """Validate, hash and summarise transaction details for a step-up to ``scopes`` (None
@@ -159,7 +172,7 @@ class Gate:
         decision: Decision | None = None
         failure: BaseException = PluginError("no decision")
         try:
-            decision = decide(self.votes(principal, scope))
+            decision = self.decision(principal, scope)
         except Exception as exc:  # noqa: BLE001 - a failing vote means required
             log.warning("stepup_check failed for %s: %s", scope, exc)
             failure = exc
