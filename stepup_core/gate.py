@@ -170,7 +170,7 @@ class Gate:
         scope = self.policies.validate(scope)
         expected = transaction_hash(transaction) if transaction is not None else None
         decision: Decision | None = None
-        failure: BaseException = PluginError("no decision")
+        failure: BaseException | None = None
         try:
             decision = self.decision(principal, scope)
         except Exception as exc:  # noqa: BLE001 - a failing vote means required
@@ -208,7 +208,7 @@ class Gate:
         self._refuse_bound(presented, scope, transaction, expected)
         bound = self.bind((scope,), transaction)
         if decision is None:
-            result = await self._failed_closed(principal, scope, failure, bound)
+            result = await self._failed_closed(principal, scope, failure or PluginError("no decision"), bound)
         else:
             try:
                 result = await self._result(principal, scope, decision, False, bound)
