@@ -211,5 +211,3 @@ class _Checkpointer:
         self._stopping = True
         self._wanted.set()
         self._thread.join()
-
-
