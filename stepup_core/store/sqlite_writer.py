@@ -63,6 +63,9 @@ class _Writer:
 
     #: Operations joined into one transaction at most.
     max_group = 200
+    #: Frames (pages) the write-ahead log may hold, by the checkpointing thread's last count,
+    #: before the writer finishes a checkpoint itself (1024 frames: 4 MiB with 4 KiB pages).
+    restart_frames = 1024
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
@@ -139,11 +142,27 @@ class _Writer:
                 self._send(self._run_group(group))
                 if self.checkpointer is not None:
                     self.checkpointer.committed()
+                    if self.checkpointer.log_frames >= self.restart_frames:
+                        self._finish_checkpoint(self.checkpointer)
         finally:
             self.stopped.set()
             with contextlib.suppress(sqlite3.Error):
                 self.conn.close()
             self._fail_pending()
+
+    def _finish_checkpoint(self, checkpointer: _Checkpointer) -> None:
+        """Between transactions, its callers answered: copy back what the checkpointing thread
+        has not yet, so the next transaction begins with the whole log copied back and SQLite
+        writes the log from its start again. The checkpointing thread copies the log while
+        commits go on, but while they follow each other without a pause no transaction ever
+        begins with all of it copied back, and the log would only grow. Here little is left to
+        copy and no commit can land meanwhile, so this checkpoint reaches the log's end and
+        syncs the database file."""
+        checkpointer.log_frames = 0  # asked again only once the checkpointing thread counts again
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # the next count asks again
+            log.warning("checkpointing the SQLite write-ahead log failed: %s", exc)
 
     def _run_alone(self, job: _Job) -> tuple[asyncio.Future[Any], bool, Any]:
         try:
@@ -231,6 +250,8 @@ class _Checkpointer:
         self._waiting: list[concurrent.futures.Future[CheckpointResult]] = []
         self._lock = threading.Lock()
         self._stopping = False
+        #: Frames the log held at the last checkpoint's start (read by the writer thread).
+        self.log_frames = 0
         self._thread = threading.Thread(target=self._run, name=f"stepup-sqlite-checkpoint {path}", daemon=True)
         self._thread.start()
 
@@ -255,6 +276,7 @@ class _Checkpointer:
         except sqlite3.Error as exc:  # the next commit asks again
             log.warning("checkpointing the SQLite write-ahead log failed: %s", exc)
             return (1, -1, -1)
+        self.log_frames = int(log_frames)
         return int(busy), int(log_frames), int(copied)
 
     def _run(self) -> None:
