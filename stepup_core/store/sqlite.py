@@ -107,17 +107,20 @@ class SQLiteStore:
     sweep_interval: float = 60.0
     #: Expired rows removed per sweep transaction at most: small enough that an operation queued
     #: behind one waits a few milliseconds, whatever has expired.
-    sweep_batch: int = 200
+    sweep_batch: int = 100
     #: Seconds one sweep transaction may spend deleting (checked every 8 rows).
     sweep_batch_seconds: float = 0.005
     #: Checkpoints the sweep waits for between two of its transactions (unless the log holds
     #: more than :attr:`sweep_log_frames` frames not copied back).
     sweep_checkpoints: int = 4
     #: Frames (pages) of the write-ahead log not yet copied back that the sweep tolerates
-    #: before its next transaction: 4096 frames, 16 MiB with the default page size.
-    sweep_log_frames: int = 4096
+    #: before its next transaction: 1024 frames, 4 MiB with the default page size.
+    sweep_log_frames: int = 1024
     #: Seconds the sweep waits before asking again for a checkpoint a reader holds back.
     sweep_wait: float = 0.05
+    #: After each transaction and its checkpoint, the sweep rests this many times as long as
+    #: they took (1.0: it keeps the writer and the disk busy half the time at most).
+    sweep_rest: float = 1.0
 
     def __init__(self, path: str, clock: Clock, writer: _Writer) -> None:
         self.path = path
@@ -266,9 +269,11 @@ class SQLiteStore:
 
         Each transaction removes at most :attr:`sweep_batch` rows and deletes for at most
         :attr:`sweep_batch_seconds`; it runs only when no other operation is waiting, and the
-        next one only once the write-ahead log has been copied back into the database."""
+        next one only once the write-ahead log has been copied back into the database and
+        :attr:`sweep_rest` times as long again has passed."""
         removed = 0
         while True:
+            began = time.monotonic()
             count = int(
                 await self._call(
                     functools.partial(_sweep_batch, self.clock.now(), self.sweep_batch, self.sweep_batch_seconds),
@@ -279,6 +284,9 @@ class SQLiteStore:
             removed += count
             if count == 0 or not await self._log_copied_back():
                 return removed
+            # Leave the disk to requests for a while: what a commit waits for when it syncs is
+            # whatever the disk was already given to write, the sweep's pages included.
+            await asyncio.sleep((time.monotonic() - began) * self.sweep_rest)
 
     async def _log_copied_back(self) -> bool:
         """Between two sweep transactions: let the checkpointing thread copy the write-ahead log

@@ -64,8 +64,9 @@ class _Writer:
     #: Operations joined into one transaction at most.
     max_group = 200
     #: Frames (pages) the write-ahead log may hold, by the checkpointing thread's last count,
-    #: before the writer finishes a checkpoint itself (1024 frames: 4 MiB with 4 KiB pages).
-    restart_frames = 1024
+    #: before the writer finishes a checkpoint itself (2048 frames: 8 MiB with 4 KiB pages;
+    #: twice what one expiry sweep transaction writes, so the sweep's own pauses come first).
+    restart_frames = 2048
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
@@ -142,7 +143,10 @@ class _Writer:
                 self._send(self._run_group(group))
                 if self.checkpointer is not None:
                     self.checkpointer.committed()
-                    if self.checkpointer.log_frames >= self.restart_frames:
+                    frames, copied = self.checkpointer.last_count
+                    # Only when the checkpointing thread has done most of the copying: what
+                    # a reader's snapshot holds back, this checkpoint could not copy either.
+                    if frames >= self.restart_frames and frames - copied <= self.restart_frames // 4:
                         self._finish_checkpoint(self.checkpointer)
         finally:
             self.stopped.set()
@@ -158,7 +162,7 @@ class _Writer:
         begins with all of it copied back, and the log would only grow. Here little is left to
         copy and no commit can land meanwhile, so this checkpoint reaches the log's end and
         syncs the database file."""
-        checkpointer.log_frames = 0  # asked again only once the checkpointing thread counts again
+        checkpointer.last_count = (0, 0)  # asked again only once the checkpointing thread counts again
         try:
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:  # the next count asks again
@@ -250,8 +254,9 @@ class _Checkpointer:
         self._waiting: list[concurrent.futures.Future[CheckpointResult]] = []
         self._lock = threading.Lock()
         self._stopping = False
-        #: Frames the log held at the last checkpoint's start (read by the writer thread).
-        self.log_frames = 0
+        #: Frames in the log at the last checkpoint's start, and frames copied back by its end
+        #: (read by the writer thread).
+        self.last_count = (0, 0)
         self._thread = threading.Thread(target=self._run, name=f"stepup-sqlite-checkpoint {path}", daemon=True)
         self._thread.start()
 
@@ -276,7 +281,7 @@ class _Checkpointer:
         except sqlite3.Error as exc:  # the next commit asks again
             log.warning("checkpointing the SQLite write-ahead log failed: %s", exc)
             return (1, -1, -1)
-        self.log_frames = int(log_frames)
+        self.last_count = (int(log_frames), int(copied))
         return int(busy), int(log_frames), int(copied)
 
     def _run(self) -> None:
