@@ -633,3 +633,16 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None
         conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
     with pytest.raises(StoreUnavailable, match="newer than this stepup understands"):
         await SQLiteStore.open(str(path))
+
+
+def test_the_operations_guide_states_the_sweep_and_log_limits_the_store_uses() -> None:
+    from stepup_core.store.sqlite_ops import JOURNAL_SIZE_LIMIT
+    from stepup_core.store.sqlite_writer import _Writer
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text().split())
+    milliseconds = SQLiteStore.sweep_batch_seconds * 1000
+    assert f"at most {SQLiteStore.sweep_batch} rows and stops deleting after {milliseconds:g} ms" in text
+    assert f"once the log holds {_Writer.restart_frames} pages ({_Writer.restart_frames * 4 // 1024} MiB)" in text
+    assert f"more than {SQLiteStore.sweep_log_frames} pages ({SQLiteStore.sweep_log_frames * 4 // 1024} MiB)" in text
+    assert f"past {JOURNAL_SIZE_LIMIT // 2**20} MiB" in text
+    assert SQLiteStore.sweep_rest == 1.0 and "rests as long again" in text

@@ -17,14 +17,19 @@ costs one query and no write.
 Durability: ``PRAGMA synchronous = FULL``, so a committed transaction is on disk before its
 callers are answered; neither a restart nor a power cut loses a credential or an issued grant.
 The write-ahead log is copied back into the database by a checkpointing thread with its own
-connection, so a commit never waits for a checkpoint.
+connection, so a commit never waits for a checkpoint. SQLite writes the log from its start again
+only when a write transaction begins with all of it copied back: the sweep waits for a checkpoint
+between its transactions, and when writes follow each other without a pause the writer finishes
+a checkpoint itself, its callers answered, once the log holds ``restart_frames`` pages (see
+:mod:`stepup_core.store.sqlite_writer`), so the log stays small instead of growing.
 
 Expiry follows the injected clock: a row carries ``expires_at`` (seconds since the epoch) and a
 row whose ``expires_at`` is not after ``clock.now()`` is never returned. Expired rows are swept
 in the background, at most once per :attr:`SQLiteStore.sweep_interval` seconds (started by a
-write), in transactions of at most :attr:`SQLiteStore.sweep_batch` rows queued like any other
-operation, so no request waits behind more than one batch however much has expired. A key
-written again replaces its expired row at once.
+write), in transactions of at most :attr:`SQLiteStore.sweep_batch` rows that run only when no
+other operation is waiting, each followed by a checkpoint and a rest, so no request waits behind
+more than one small transaction however much has expired, and the disk is left to requests at
+least half the time. A key written again replaces its expired row at once.
 
 URLs: ``sqlite:relative/path.db``, ``sqlite:///absolute/path.db``, ``sqlite::memory:``.
 """
