@@ -423,6 +423,25 @@ async def test_commits_are_synced_and_a_grown_log_is_cut_back(tmp_path: Path) ->
         await store.close()
 
 
+async def test_waiters_that_give_up_on_a_checkpoint_leave_the_checkpointing_thread_working(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'cancel.sqlite3'}", SystemClock())
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    try:
+        await store.put("k", "v")
+        for _ in range(50):  # waiters that give up, some before the thread answers them
+            waiting = asyncio.ensure_future(asyncio.wrap_future(checkpointer.request()))
+            await asyncio.sleep(0)
+            waiting.cancel()
+        await store.put("k2", "v")
+        busy, frames, copied = await asyncio.wait_for(asyncio.wrap_future(checkpointer.request()), 10)
+        assert (busy, frames) == (0, copied)
+    finally:
+        await store.close()
+
+
 async def test_each_operation_is_at_most_one_hop_to_the_writer_and_reads_none(tmp_path: Path) -> None:
     store = await open_sqlite_store(f"sqlite:{tmp_path / 'hops.sqlite3'}", SystemClock())
     writer = store._writer

@@ -234,6 +234,12 @@ class _Writer:
 CheckpointResult = tuple[int, int, int]
 
 
+def _answer(waiting: list[concurrent.futures.Future[CheckpointResult]], result: CheckpointResult) -> None:
+    for future in waiting:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # its waiter gave up
+            future.set_result(result)
+
+
 class _Checkpointer:
     """Copies the write-ahead log back into the database on a thread and connection of its own
     (``PRAGMA wal_checkpoint(PASSIVE)``), at most every :attr:`interval` seconds after commits,
@@ -293,12 +299,10 @@ class _Checkpointer:
                     self._requested.clear()
                     self._wanted.clear()
                     if self._stopping:
-                        for future in waiting:
-                            future.set_result((1, -1, -1))
+                        _answer(waiting, (1, -1, -1))
                         return
                 result = self._checkpoint()
-                for future in waiting:
-                    future.set_result(result)
+                _answer(waiting, result)
                 self._requested.wait(self.interval)  # a request cuts the pause short
         finally:
             with contextlib.suppress(sqlite3.Error):
