@@ -11,9 +11,12 @@ The SQLite file is filled in one transaction straight into the store's tables (a
 ``synchronous = FULL`` transactions would take hours), then checkpointed and synced as a
 database in service would be; the memory store is filled through its own ``put``. For SQLite
 the run also reports the largest size its write-ahead log reached. The run ends when the store
-holds no expired record any more, or after ``--max-seconds``.
+holds no expired record any more, or after ``--max-seconds``. Before the clock moves, the same
+writes run on the SQLite file for ``--baseline-seconds`` with nothing to sweep: the waits the
+machine's disk alone causes (a synced commit on a shared disk now and then takes a while).
 
     python benchmarks/expiry.py [--stores memory,sqlite] [--tokens 1000000] [--max-seconds 120]
+                                [--baseline-seconds 30]
 
 Target: the longest write wait <= 100 ms on every store.
 """
@@ -77,6 +80,8 @@ class Result:
     ran: float = 0.0
     #: SQLite: the largest size of the write-ahead log seen (sampled with each count).
     wal_peak: int | None = None
+    #: SQLite: write waits over ``--baseline-seconds`` before anything expired (no sweep).
+    baseline: list[float] | None = None
 
 
 async def _drive(
@@ -147,7 +152,7 @@ async def _memory(tokens: int, max_seconds: float) -> Result:
     return result
 
 
-async def _sqlite(tokens: int, max_seconds: float, workdir: Path) -> Result:
+async def _sqlite(tokens: int, max_seconds: float, workdir: Path, baseline_seconds: float) -> Result:
     from stepup_core.store.sqlite import SQLiteStore
 
     path = workdir / "expiry.sqlite3"
@@ -175,6 +180,16 @@ async def _sqlite(tokens: int, max_seconds: float, workdir: Path) -> Result:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     result = Result("sqlite", tokens, time.perf_counter() - began)
     await store.put(LIVE_KEY, "live", ttl=100 * FILL_TTL)
+    if baseline_seconds > 0:
+        # The same requests on the same file before anything expired: what the machine's disk
+        # costs them with nothing to sweep, to read the sweep's own effect against.
+        before = Result("sqlite", 0, 0.0)
+
+        async def nothing_expired() -> int:
+            return 1
+
+        await _drive(before, store, nothing_expired, baseline_seconds, clock)
+        result.baseline = before.writes
     clock.advance(10 * FILL_TTL)
     counter = sqlite3.connect(path, check_same_thread=False)
 
@@ -211,6 +226,12 @@ def _report(result: Result) -> bool:
         print(f"  every expired record gone after {result.swept_after:.1f} s")
     else:
         print(f"  after {result.ran:.1f} s, {result.expired_left} expired records are still held")
+    if result.baseline:
+        base = sorted(result.baseline)
+        print(
+            f"  before anything expired (no sweep): writes {len(base)}, median {_ms(statistics.median(base))} ms, "
+            f"p99 {_ms(base[min(len(base) - 1, int(len(base) * 0.99))])} ms, longest {_ms(base[-1])} ms"
+        )
     for name, values in (("write", writes), ("read", reads)):
         if not values:
             print(f"  {name}s: none finished")
@@ -241,7 +262,7 @@ async def _main(args: argparse.Namespace) -> int:
             if kind == "memory":
                 result = await _memory(args.tokens, args.max_seconds)
             elif kind == "sqlite":
-                result = await _sqlite(args.tokens, args.max_seconds, workdir)
+                result = await _sqlite(args.tokens, args.max_seconds, workdir, args.baseline_seconds)
             else:
                 raise SystemExit(f"unknown store {kind!r}: memory or sqlite")
             print()
@@ -257,6 +278,12 @@ def main() -> int:
     parser.add_argument("--stores", default="memory,sqlite")
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=30.0,
+        help="SQLite: time the same writes this long before anything expires (0: skip)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args()
     return asyncio.run(_main(args))
