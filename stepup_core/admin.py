@@ -161,9 +161,7 @@ class Admin:
             count = await self.service.tokens.revoke_user(user_id)
         else:
             count = await self.service.tokens.revoke_session(user_id, check_id(session_id, "sessionId"))
-        await self._audit(
-            "admin_grants_revoked", operator, user_id, session_id=session_id, details={"revoked": count}
-        )
+        await self._audit("admin_grants_revoked", operator, user_id, session_id=session_id, details={"revoked": count})
         return GrantsRevoked(user_id=user_id, revoked=count, session_id=session_id)
 
     async def credential(self, user_id: str, credential_id: str) -> Credential:

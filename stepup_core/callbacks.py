@@ -91,8 +91,14 @@ class Callbacks:
         challenge.verified_credential_id = proven_id
         await self.challenges.save(challenge)
         await self.emit(
-            self.event("challenge_verified", "success", principal, method=method, challenge_id=challenge.id,
-                       credential_id=proven_id)
+            self.event(
+                "challenge_verified",
+                "success",
+                principal,
+                method=method,
+                challenge_id=challenge.id,
+                credential_id=proven_id,
+            )
         )
         return ChallengeState(
             challenge_id=challenge.id, method=method, status=challenge.status, expires_at=challenge.expires_at
@@ -148,7 +154,11 @@ class Callbacks:
         self.routing.ensure_may_mint(verifier, credentials, challenge.requested_scopes, challenge.transaction)
         # The challenge is taken in the grant's own store step: of concurrent pollers one gets it.
         issued = await self.grants.issue(
-            principal, verifier, proven, challenge.requested_scopes, challenge,
+            principal,
+            verifier,
+            proven,
+            challenge.requested_scopes,
+            challenge,
             used_message="this challenge's grant was already picked up",
         )
         return attrs.evolve(state, status=ChallengeStatus.CONSUMED, grant=issued)

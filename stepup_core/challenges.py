@@ -77,9 +77,7 @@ class ChallengeRecords:
                 ttl=challenge.expires_at - self.clock.now() + GRACE_SECONDS,
             )
 
-    async def load(
-        self, principal: Principal | None, challenge_id: str, purpose: ChallengePurpose | None
-    ) -> Challenge:
+    async def load(self, principal: Principal | None, challenge_id: str, purpose: ChallengePurpose | None) -> Challenge:
         raw = await self.store.get(_challenge_key(challenge_id))
         if raw is None:
             raise ChallengeNotFound("unknown, used or exhausted challenge", challengeId=challenge_id)

@@ -322,9 +322,10 @@ def reset_mfa(config_path: Path, operator: str | None, yes: bool, user_id: str) 
     )
     done = _admin_action(config_path, lambda a: a.reset_mfa(user_id, who))
     removed = ", ".join(f"{c.method} {c.id}" for c in done.removed) or "none"
-    click.echo(f"reset MFA of {user_id}: removed {len(done.removed)} credentials ({removed}); "
-               f"revoked {done.grants_revoked} grants")
+    click.echo(
+        f"reset MFA of {user_id}: removed {len(done.removed)} credentials ({removed}); "
+        f"revoked {done.grants_revoked} grants"
+    )
 
 
 COMMANDS: tuple[click.Command, ...] = (admin, keys, migrate)
-

@@ -23,7 +23,7 @@ def credential(name: str) -> None:
 
     made, digest = new_service_credential()
     click.echo(f"Give the service this credential (shown once; stepup keeps only its hash):\n\n  {made}\n")
-    click.echo(f"Add to stepup.toml:\n\n  [introspection.clients]\n  {json.dumps(name)} = \"{digest}\"")
+    click.echo(f'Add to stepup.toml:\n\n  [introspection.clients]\n  {json.dumps(name)} = "{digest}"')
 
 
 def _with_keyring(config_path: Path, action: Any) -> Any:
@@ -47,8 +47,12 @@ def jwks_list(config_path: Path) -> None:
     async def action(keyring: KeyRing, now: float) -> list[dict[str, Any]]:
         return [
             {
-                "kid": k.kid, "alg": k.alg, "createdAt": k.created_at, "retiredAt": k.retired_at,
-                "publishedUntil": k.publish_until, "published": k.publish_until is None or k.publish_until > now,
+                "kid": k.kid,
+                "alg": k.alg,
+                "createdAt": k.created_at,
+                "retiredAt": k.retired_at,
+                "publishedUntil": k.publish_until,
+                "published": k.publish_until is None or k.publish_until > now,
             }
             for k in await keyring.stored()
         ]

@@ -208,7 +208,11 @@ class Enrollments:
         await self.credentials.save(credential)
         await self._emit(
             self._event(
-                "credential_enrolled", "success", principal, method=verifier.name, credential_id=credential.id,
+                "credential_enrolled",
+                "success",
+                principal,
+                method=verifier.name,
+                credential_id=credential.id,
                 details={"replaced": len(replaced)} if replaced else {},
             )
         )
@@ -291,8 +295,13 @@ class Enrollments:
         await self._forget(self.routing.verifiers.get(credential.method), credential)
         await self._emit(
             self._event(
-                "credential_deleted", "success", principal, method=credential.method, credential_id=credential.id,
-                reason=reason, details=details or {},
+                "credential_deleted",
+                "success",
+                principal,
+                method=credential.method,
+                credential_id=credential.id,
+                reason=reason,
+                details=details or {},
             )
         )
         await self._credential_changed(CredentialChangeKind.UNLINKED, principal, credential)

@@ -25,8 +25,10 @@ import pluggy
 
 from .authn import grant_satisfies, sign_in_satisfies
 from .clock import Clock
+from .default_plugins import policy as policy_vote
 from .errors import PluginError, StepUpRequired, TransactionMismatch
 from .models import AuditEvent, Challenge, CheckResult, Grant, Principal, Route, StepUpVote, TokenBehavior, Transaction
+from .plugins import call_hook, direct_impls
 from .routing import Routing
 from .scopes import ScopePolicies, ScopePolicy
 from .serialization import unstructure
@@ -60,12 +62,17 @@ class Decision:
 def decide(votes: Sequence[StepUpVote]) -> Decision:
     """The decision over ``stepup_check`` votes: step-up is demanded when any vote requires it,
     and a held token suffices only when every such vote accepts an existing token."""
-    demanding = [v for v in votes if v.required]
-    return Decision(
-        demanded=bool(demanding),
-        token_suffices=all(v.accept_existing_token for v in demanding),
-        reasons=tuple(v.reason for v in demanding),
-    )
+    reasons: list[str] = []
+    token_suffices = True
+    for vote in votes:  # a loop, not three generators: this runs on every protected request
+        if vote.required:
+            reasons.append(vote.reason)
+            token_suffices = token_suffices and vote.accept_existing_token
+    return Decision(demanded=bool(reasons), token_suffices=token_suffices, reasons=tuple(reasons))
+
+
+#: What :func:`decide` makes of the built-in vote alone, by ``policy.required``.
+_BY_POLICY_ALONE = {required: decide((vote,)) for required, vote in policy_vote.VOTES.items()}
 
 
 class Gate:
@@ -92,16 +99,24 @@ class Gate:
         self._emit = emit
         self._event = event
 
-    async def votes(self, principal: Principal, scope: str) -> list[StepUpVote]:
+    def votes(self, principal: Principal, scope: str) -> list[StepUpVote]:
         """Every ``stepup_check`` answer; PluginError when none answered or one is not a vote."""
         policy = self.policies.policy_for(scope)
-        votes = [v for v in self.pm.hook.stepup_check(principal=principal, scope=scope, policy=policy) if v]
+        votes = [v for v in call_hook(self.pm, "stepup_check", principal=principal, scope=scope, policy=policy) if v]
         if not votes:
             raise PluginError("no stepup_check implementation answered")
-        odd = next((v for v in votes if not isinstance(v, StepUpVote)), None)
-        if odd is not None:  # fails closed like an exception: "required"
-            raise PluginError(f"a stepup_check implementation answered a {type(odd).__name__}, not a StepUpVote")
+        for vote in votes:
+            if not isinstance(vote, StepUpVote):  # fails closed like an exception: "required"
+                raise PluginError(f"a stepup_check implementation answered a {type(vote).__name__}, not a StepUpVote")
         return votes
+
+    def decision(self, principal: Principal, scope: str) -> Decision:
+        """:func:`decide` over the votes. While the built-in vote is the only one (a function
+        of the scope's policy alone), its decision is known without running the hook."""
+        direct = direct_impls(self.pm, "stepup_check")
+        if direct is not None and len(direct) == 1 and direct[0].function is policy_vote.stepup_check:
+            return _BY_POLICY_ALONE[bool(self.policies.policy_for(scope).required)]
+        return decide(self.votes(principal, scope))
 
     def bind(self, scopes: Sequence[str], details: object) -> Transaction | None:
         """Validate, hash and summarise transaction details for a step-up to ``scopes`` (None
@@ -129,7 +144,7 @@ class Gate:
         scope = self.policies.validate(scope)
         bound = self.bind((scope,), transaction)
         try:
-            votes = await self.votes(principal, scope)
+            votes = self.votes(principal, scope)
             policy = self.policies.policy_for(scope)
             expected = bound.hash if bound else None
             grant = await self.tokens.peek(token, principal, scope, self.grant_check(policy), expected)
@@ -155,9 +170,9 @@ class Gate:
         scope = self.policies.validate(scope)
         expected = transaction_hash(transaction) if transaction is not None else None
         decision: Decision | None = None
-        failure: BaseException = PluginError("no decision")
+        failure: BaseException | None = None
         try:
-            decision = decide(await self.votes(principal, scope))
+            decision = self.decision(principal, scope)
         except Exception as exc:  # noqa: BLE001 - a failing vote means required
             log.warning("stepup_check failed for %s: %s", scope, exc)
             failure = exc
@@ -168,9 +183,7 @@ class Gate:
             policy = self.policies.policy_for(scope)
             check = self.grant_check(policy)
             presented = (
-                await self.tokens.present(
-                    token, principal, scope, consume=True, check=check, transaction_hash=expected
-                )
+                await self.tokens.present(token, principal, scope, consume=True, check=check, transaction_hash=expected)
                 if token
                 else None
             )
@@ -180,7 +193,11 @@ class Gate:
             if grant is not None:
                 await self._emit(
                     self._event(
-                        "grant_used", "success", principal, method=grant.method, scopes=(scope,),
+                        "grant_used",
+                        "success",
+                        principal,
+                        method=grant.method,
+                        scopes=(scope,),
                         details={"singleUse": grant.single_use, "tokenId": presented and presented.token_id}
                         | audit_details(grant.transaction_hash),
                     )
@@ -191,7 +208,7 @@ class Gate:
         self._refuse_bound(presented, scope, transaction, expected)
         bound = self.bind((scope,), transaction)
         if decision is None:
-            result = await self._failed_closed(principal, scope, failure, bound)
+            result = await self._failed_closed(principal, scope, failure or PluginError("no decision"), bound)
         else:
             try:
                 result = await self._result(principal, scope, decision, False, bound)
@@ -255,8 +272,7 @@ class Gate:
             "this elevated access token is bound to other transaction details than this request carries; "
             "it was not used: step up again for these details"
             if transaction is not None
-            else "this elevated access token is bound to one transaction, and this action states none; "
-            "it was not used",
+            else "this elevated access token is bound to one transaction, and this action states none; it was not used",
             scope=scope,
             **({"transaction": self.bind((scope,), transaction)} if transaction is not None else {}),
         )
@@ -338,8 +354,12 @@ class Gate:
             details = {"tokenId": self.tokens.id_of(token)}
         elif presented.refusal == Refusal.TRANSACTION_MISMATCH:
             reason, outcome = "transaction_mismatch", "failure"
-            details = {"refusal": presented.refusal, "tokenId": presented.token_id,
-                       "transactionHash": expected, "grantTransactionHash": presented.bound_to}
+            details = {
+                "refusal": presented.refusal,
+                "tokenId": presented.token_id,
+                "transactionHash": expected,
+                "grantTransactionHash": presented.bound_to,
+            }
         else:
             reason, outcome = "token_not_valid", "failure"
             details = {"refusal": presented.refusal, "tokenId": presented.token_id}

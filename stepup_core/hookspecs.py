@@ -286,5 +286,3 @@ def stepup_register_client_methods(register: Callable[[ClientMethod], None]) -> 
 
 
 HOOK_NAMES: tuple[str, ...] = tuple(sorted(n for n in list(globals()) if n.startswith("stepup_")))
-
-

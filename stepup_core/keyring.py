@@ -287,4 +287,3 @@ async def rotate_keys(service: StepUpService, *, operator: str) -> RotationRepor
         )
     )
     return report
-

@@ -199,8 +199,13 @@ class Limits:
             await self._emit(self._event("locked_out", "warning", principal, method=scope.method))
         if remaining == 0:
             await self._emit(
-                self._event("attempts_exhausted", "warning", principal, method=scope.method,
-                            challenge_id=challenge.id if challenge else None)
+                self._event(
+                    "attempts_exhausted",
+                    "warning",
+                    principal,
+                    method=scope.method,
+                    challenge_id=challenge.id if challenge else None,
+                )
             )
             advice = "start a new challenge" if challenge is not None else "wait before trying again"
             return AttemptsExhausted(f"{exc.message}; no attempts left, {advice}")
@@ -236,7 +241,10 @@ class Limits:
         retry_after = max(min(held, default=now + ttl) - now, 1.0)
         await self._emit(
             self._event(
-                "rate_limited", "warning", user_id=record.user_id, method=record.method,
+                "rate_limited",
+                "warning",
+                user_id=record.user_id,
+                method=record.method,
                 details={"limit": f"live-{record.purpose.value}", "max": limit},
             )
         )
@@ -256,7 +264,8 @@ class Limits:
             # may hold ids or addresses, stays out of the event.
             await self._emit(
                 self._event(
-                    "rate_limited", "warning",
+                    "rate_limited",
+                    "warning",
                     details={"limit": key.split(":", 1)[0], "max": limit.limit, "window": limit.window},
                 )
             )

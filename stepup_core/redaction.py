@@ -57,7 +57,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     # this way. Whatever the line holds (a header, a folded continuation, a request line with a
     # query), it is dropped whole.
     (re.compile(r"""(?<![A-Za-z0-9_])b'(?:[^'\\\n]|\\.)*'?"""), f"b'{REDACTED}'"),
-    (re.compile(r'''(?<![A-Za-z0-9_])b"(?:[^"\\\n]|\\.)*"?'''), f'b"{REDACTED}"'),
+    (re.compile(r"""(?<![A-Za-z0-9_])b"(?:[^"\\\n]|\\.)*"?"""), f'b"{REDACTED}"'),
     # Elevated access tokens anywhere, whole or in part.
     (re.compile(r"sut_[A-Za-z0-9_-]*"), f"sut_{REDACTED}"),
     # A credential header and its value, in a raw request, a dict repr or prose.

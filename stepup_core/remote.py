@@ -111,8 +111,11 @@ class RemoteGuard:
     ) -> tuple[int, Any]:
         """One ``POST {prefix}/introspect`` call: the status and the parsed JSON body."""
         payload: dict[str, Any] = {
-            "scope": scope, "sub": principal.user_id, "sid": principal.session_id,
-            "token": token, "consume": consume,
+            "scope": scope,
+            "sub": principal.user_id,
+            "sid": principal.session_id,
+            "token": token,
+            "consume": consume,
         }
         if transaction is not None:
             payload["transaction"] = dict(transaction)

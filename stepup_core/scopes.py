@@ -118,8 +118,7 @@ class ScopePolicy:
                 )
         if self.accept_sign_in and self.max_age is None:
             raise ConfigError(
-                "accept_sign_in needs max_age: only a recent sign-in can stand for a step-up "
-                "(for example max_age = 60)"
+                "accept_sign_in needs max_age: only a recent sign-in can stand for a step-up (for example max_age = 60)"
             )
         if self.signed and self.token_behavior is TokenBehavior.SINGLE_USE:
             raise ConfigError(
@@ -142,7 +141,6 @@ class ScopePolicy:
         if self.max_age is None:
             return True
         return auth_time is not None and 0 <= now - auth_time <= self.max_age
-
 
 
 DEFAULT_POLICIES: Mapping[str, ScopePolicy] = {
@@ -178,8 +176,10 @@ class ScopePolicies:
             if not ACR_PATTERN.match(value):
                 raise ConfigError(f"[acr]: {value[:80]!r} is not an authentication context class reference")
         for key, policy in self.policies.items():
-            if policy.acr_values and not policy.accept_sign_in and not any(
-                self.acr_methods.get(v) for v in policy.acr_values
+            if (
+                policy.acr_values
+                and not policy.accept_sign_in
+                and not any(self.acr_methods.get(v) for v in policy.acr_values)
             ):
                 raise ConfigError(
                     f"scope {key!r}: no method achieves acr_values {list(policy.acr_values)} (list methods under "
@@ -244,9 +244,7 @@ class ScopePolicies:
         single = any(p.token_behavior is TokenBehavior.SINGLE_USE for p in chosen)
         return (TokenBehavior.SINGLE_USE if single else TokenBehavior.TIME_BOUND), min(p.ttl for p in chosen)
 
-    def ensure_transaction_allowed(
-        self, scopes: Iterable[str], method: str, *, bound: bool, commits: bool
-    ) -> None:
+    def ensure_transaction_allowed(self, scopes: Iterable[str], method: str, *, bound: bool, commits: bool) -> None:
         """Refuse a step-up to ``scopes`` by ``method`` that the transaction policies forbid:
         unbound where a scope requires details (:class:`TransactionRequired`), or bound by a
         method that cannot commit where a scope requires one (:class:`CommittingMethodRequired`)."""
@@ -295,7 +293,8 @@ class ScopePolicies:
 
     def ensure_method_allowed(self, scopes: Iterable[str], method: str, factor: Factor) -> None:
         refused = [
-            s for s in scopes
+            s
+            for s in scopes
             if not self.policy_for(s).permits(method, factor) or not self.method_meets_acr(self.policy_for(s), method)
         ]
         if refused:

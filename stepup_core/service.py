@@ -110,9 +110,7 @@ class StepUpService:
         self.keyring = KeyRing.for_config(store, self.clock, keys, config, self.policies)
         self.credentials = StoreCredentialRepository(store)
         self.public_url: str | None = config.server.public_url
-        found = collect_registrations(
-            pm, "stepup_register_verifiers", "method", lambda v: (v.name, v), config=config
-        )
+        found = collect_registrations(pm, "stepup_register_verifiers", "method", lambda v: (v.name, v), config=config)
         self.verifiers: dict[str, Verifier] = found.items
         self.verifier_plugins: dict[str, str] = found.owners
         self.routing = Routing(pm, self.verifiers, self.verifier_plugins, self.credentials, self.policies)
@@ -121,8 +119,16 @@ class StepUpService:
         self.deliveries = CodeDeliveries(pm, config, self.clock, self.emit, self._event)
         self.gate = Gate(pm, self.policies, self.routing, self.tokens, store, self.emit, self._event, self.keyring)
         self.grants = Grants(
-            store, self.clock, self.policies, self.tokens, self.credentials, self.challenges, self.keyring,
-            lambda: grant_claims(self.config, self.public_url), self.emit, self._event,
+            store,
+            self.clock,
+            self.policies,
+            self.tokens,
+            self.credentials,
+            self.challenges,
+            self.keyring,
+            lambda: grant_claims(self.config, self.public_url),
+            self.emit,
+            self._event,
         )
         self.ctx = VerifierContext(
             store=store,
@@ -150,7 +156,14 @@ class StepUpService:
             credential_changed=self.credential_changed,
         )
         self.callbacks = Callbacks(
-            pm, self.ctx, self.routing, self.challenges, self.limits, self.enrollments, self.grants, self.emit,
+            pm,
+            self.ctx,
+            self.routing,
+            self.challenges,
+            self.limits,
+            self.enrollments,
+            self.grants,
+            self.emit,
             self._event,
         )
 
@@ -323,7 +336,12 @@ class StepUpService:
         )
         scratch = attrs.evolve(challenge, state={})
         attempt = Attempt(
-            principal, credential, candidates, dict(request.params), scratch, scopes,
+            principal,
+            credential,
+            candidates,
+            dict(request.params),
+            scratch,
+            scopes,
             credential_requested=request.credential_id is not None,
         )
         await self.limits.claim_live_slot(challenge)
@@ -339,8 +357,16 @@ class StepUpService:
         challenge.state.update(begun.state)
         await self.challenges.save_new(challenge)
         await self.emit(
-            self._event("challenge_issued", "info", principal, method=verifier.name, challenge_id=challenge.id,
-                        credential_id=challenge.credential_id, scopes=scopes, details=audit_details(bound))
+            self._event(
+                "challenge_issued",
+                "info",
+                principal,
+                method=verifier.name,
+                challenge_id=challenge.id,
+                credential_id=challenge.credential_id,
+                scopes=scopes,
+                details=audit_details(bound),
+            )
         )
         return ChallengeStart(
             challenge_id=challenge.id,
@@ -372,8 +398,9 @@ class StepUpService:
             raise ChallengeUsed("this challenge was already completed", challengeId=challenge.id)
         self.challenges.ensure_live(challenge)
         if scopes and challenge.requested_scopes and not set(scopes) <= set(challenge.requested_scopes):
-            raise InvalidScope("requestedScopes must be among the scopes the challenge was issued for",
-                               "requestedScopes")
+            raise InvalidScope(
+                "requestedScopes must be among the scopes the challenge was issued for", "requestedScopes"
+            )
         if request.credential_id and challenge.credential_id and request.credential_id != challenge.credential_id:
             raise ValidationError(
                 "credentialId differs from the challenge's credential",
@@ -381,8 +408,9 @@ class StepUpService:
             )
         return challenge, scopes or challenge.requested_scopes
 
-    def _budget(self, principal: Principal, verifier: Verifier, challenge: Challenge | None,
-                credential: Credential | None) -> Budget:
+    def _budget(
+        self, principal: Principal, verifier: Verifier, challenge: Challenge | None, credential: Credential | None
+    ) -> Budget:
         """Per challenge; for a method that needs none, per credential for a challenge's lifetime
         (a success gives its attempt back)."""
         if challenge is not None:
@@ -424,8 +452,14 @@ class StepUpService:
             await self.limits.ensure_not_locked(principal)
             raise
         attempt = Attempt(
-            principal, credential, candidates, dict(request.response), challenge, scopes,
-            credential_requested=request.credential_id is not None or bound is not None, transaction=transaction,
+            principal,
+            credential,
+            candidates,
+            dict(request.response),
+            challenge,
+            scopes,
+            credential_requested=request.credential_id is not None or bound is not None,
+            transaction=transaction,
         )
         scope = AttemptScope(principal, verifier.name, challenge, credential)
         crash = lambda: VerifierCrashed(f"method {verifier.name} could not verify the response")  # noqa: E731
@@ -436,8 +470,14 @@ class StepUpService:
             proven = verification.proven_among(candidates)
             places.deferred = True  # given back below, in the grant's own store step
         return await self.grants.issue(
-            principal, verifier, proven, scopes, challenge, verification.public,
-            release=places.release, transaction=transaction,
+            principal,
+            verifier,
+            proven,
+            scopes,
+            challenge,
+            verification.public,
+            release=places.release,
+            transaction=transaction,
         )
 
     # --- redirect methods (see :mod:`stepup_core.callbacks`) -----------------------------

@@ -90,7 +90,11 @@ class KeyRing:
     ) -> KeyRing:
         """The key ring ``[grants]`` describes; retired keys stay as long as a signed scope's TTL."""
         return cls(
-            store, clock, secrets, algorithm=config.grants.algorithm, rotation=config.grants.key_rotation,
+            store,
+            clock,
+            secrets,
+            algorithm=config.grants.algorithm,
+            rotation=config.grants.key_rotation,
             max_ttl=policies.longest_signed_ttl,
         )
 
@@ -131,9 +135,7 @@ class KeyRing:
     def _retire(self, keys: list[SigningKey], now: float) -> list[SigningKey]:
         until = now + self.max_ttl() + PUBLISH_LEEWAY
         kept = [k for k in keys if k.publish_until is None or k.publish_until > now]
-        return [
-            attrs.evolve(k, retired_at=now, publish_until=until) if k.retired_at is None else k for k in kept
-        ]
+        return [attrs.evolve(k, retired_at=now, publish_until=until) if k.retired_at is None else k for k in kept]
 
     @staticmethod
     def _current(keys: list[SigningKey]) -> SigningKey | None:

@@ -25,8 +25,9 @@ from .models import Grant, IssuedToken, Principal
 from .serialization import dumps, loads
 from .store.base import GRACE_SECONDS, Store, Write, make_key
 
-#: Parsed grants kept by their stored JSON, so a hot token is not re-parsed on every request. The
-#: store is still read every time: revocation, expiry and single use are decided there.
+#: Parsed grants kept by their stored JSON (and audit ids by token hash), so a hot token is not
+#: re-parsed (re-hashed) on every request. The store is still read every time: revocation, expiry
+#: and single use are decided there.
 _PARSED_GRANTS_MAX = 1024
 
 
@@ -105,6 +106,7 @@ class TokenStore:
     store: Store
     clock: Clock
     _parsed: dict[str, Grant] = attrs.field(factory=dict, init=False, repr=False)
+    _ids: dict[str, str] = attrs.field(factory=dict, init=False, repr=False)
 
     def _parse(self, raw: str) -> Grant:
         grant = self._parsed.get(raw)
@@ -114,6 +116,16 @@ class TokenStore:
                 self._parsed.clear()
             self._parsed[raw] = grant
         return grant
+
+    def _id(self, digest: str) -> str:
+        """:func:`token_id` of ``digest``, remembered for the tokens presented again and again."""
+        found = self._ids.get(digest)
+        if found is None:
+            found = token_id(digest)
+            if len(self._ids) >= _PARSED_GRANTS_MAX:
+                self._ids.clear()
+            self._ids[digest] = found
+        return found
 
     async def mint(
         self,
@@ -132,8 +144,17 @@ class TokenStore:
     ) -> IssuedToken:
         """Mint a token for ``scopes`` and store its grant (see :meth:`prepare`)."""
         issued, write = await self.prepare(
-            principal, scopes, method=method, ttl=ttl, single_use=single_use, credential_id=credential_id,
-            transaction_hash=transaction_hash, acr=acr, amr=amr, signer=signer, claims=claims,
+            principal,
+            scopes,
+            method=method,
+            ttl=ttl,
+            single_use=single_use,
+            credential_id=credential_id,
+            transaction_hash=transaction_hash,
+            acr=acr,
+            amr=amr,
+            signer=signer,
+            claims=claims,
         )
         await self.store.put(write.key, write.value, ttl=write.ttl, indexes=write.indexes)
         return issued
@@ -255,7 +276,7 @@ class TokenStore:
             # Header bytes that are not UTF-8 arrive as surrogates: no match either.
             return Presentation(None, Refusal.MALFORMED)
         digest = token_hash(token)
-        presented_id = token_id(digest)
+        presented_id = self._id(digest)
         raw = await self.store.get(_grant_key(digest))
         if raw is None:
             return Presentation(None, Refusal.UNKNOWN, presented_id)
@@ -301,8 +322,14 @@ class TokenStore:
         return await self._grant(token, principal, scope, check, transaction_hash, consume=True)
 
     async def _grant(
-        self, token: str | None, principal: Principal, scope: str, check: GrantCheck | None,
-        transaction_hash: str | None, *, consume: bool,
+        self,
+        token: str | None,
+        principal: Principal,
+        scope: str,
+        check: GrantCheck | None,
+        transaction_hash: str | None,
+        *,
+        consume: bool,
     ) -> Grant | None:
         if not token:
             return None

@@ -163,15 +163,12 @@ def summarize(pm: pluggy.PluginManager, scopes: Sequence[str], details: Mapping[
     line = clean_line(answer)
     if not line or len(line) > MAX_SUMMARY_LENGTH:
         raise PluginError(
-            f"stepup_transaction_summary must answer one line of 1 to {MAX_SUMMARY_LENGTH} characters, "
-            f"got {len(line)}"
+            f"stepup_transaction_summary must answer one line of 1 to {MAX_SUMMARY_LENGTH} characters, got {len(line)}"
         )
     return line
 
 
-def bind(
-    pm: pluggy.PluginManager, scopes: Sequence[str], details: object, field: str = "transaction"
-) -> Transaction:
+def bind(pm: pluggy.PluginManager, scopes: Sequence[str], details: object, field: str = "transaction") -> Transaction:
     """A :class:`~stepup_core.models.Transaction` for ``details``: validated, hashed, summarised.
 
     The details kept are the canonical form read back, so what is stored and echoed is exactly

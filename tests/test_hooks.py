@@ -116,6 +116,33 @@ async def test_hook_stepup_check(pm):
     assert seen == [("u", "user:update"), ("u", "credential:update")]
 
 
+async def test_a_vote_registered_or_removed_later_gates_protected_actions_at_once(pm):
+    """While the built-in vote is the only one the gate decides from the policy alone; a
+    plugin's vote counts from the next request after it is registered, and stops after it
+    is removed."""
+    service = await make_service(pm, scopes={"user:update": {"required": False}})
+    issued = await service.tokens.mint(P, ["credential:update"], method="benchmark", ttl=600, single_use=False)
+    token = issued.elevated_access_token
+    assert await service.require_scope(P, "user:update", None) is None  # not guarded
+    assert (await service.require_scope(P, "credential:update", token)).method == "benchmark"
+
+    class FreshOnly:
+        @hookimpl
+        def stepup_check(self, principal, scope, policy):
+            return StepUpVote(required=True, reason="risk", accept_existing_token=False)
+
+    fresh_only = FreshOnly()
+    pm.register(fresh_only, name="fresh-only")
+    with pytest.raises(errors.StepUpRequired) as refused:
+        await service.require_scope(P, "credential:update", token)
+    assert refused.value.check["reasons"] == ["risk", "scope_policy"]
+    with pytest.raises(errors.StepUpRequired):
+        await service.require_scope(P, "user:update", None)  # the plugin guards it now
+    pm.unregister(fresh_only)
+    assert await service.require_scope(P, "user:update", None) is None
+    assert (await service.require_scope(P, "credential:update", token)).method == "benchmark"
+
+
 async def test_hook_stepup_user_credentials(pm):
     class App:
         @hookimpl

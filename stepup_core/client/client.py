@@ -63,6 +63,7 @@ Details = Mapping[str, Any]
 def _hash(transaction: Details | None) -> str | None:
     return transaction_hash(transaction) if transaction is not None else None
 
+
 __all__ = [
     "ELEVATED_TOKEN_HEADER",
     "STEP_UP_ERROR",
@@ -391,8 +392,15 @@ class StepUpClient(HookVerifiers):
         Records a failure in ``state.error`` and raises it.
         """
         return await self._guarded(
-            self._run(method, requested_scopes, credential_id=credential_id, options=options, params=params,
-                      timeout=timeout, transaction=transaction)
+            self._run(
+                method,
+                requested_scopes,
+                credential_id=credential_id,
+                options=options,
+                params=params,
+                timeout=timeout,
+                transaction=transaction,
+            )
         )
 
     async def _run(

@@ -174,8 +174,13 @@ class MethodExchange:
             chosen = usable[await self._prompter().choose("How do you want to confirm it's you?", labels)]
         summary = check.transaction.summary if check.transaction is not None else None
         return await self.run(
-            chosen.method, scopes, credential_id=chosen.id, options=options, timeout=timeout,
-            transaction=transaction, summary=summary,
+            chosen.method,
+            scopes,
+            credential_id=chosen.id,
+            options=options,
+            timeout=timeout,
+            transaction=transaction,
+            summary=summary,
         )
 
     async def _nothing_usable(
@@ -324,9 +329,7 @@ class MethodExchange:
 
     # --- completed elsewhere -------------------------------------------------------------
 
-    async def poll(
-        self, challenge_id: str, timeout: float, settled: Callable[[ChallengeState], Awaitable[Any]]
-    ) -> Any:
+    async def poll(self, challenge_id: str, timeout: float, settled: Callable[[ChallengeState], Awaitable[Any]]) -> Any:
         """Poll a challenge or enrolment completed elsewhere (a browser callback) until
         ``settled`` answers something other than None, it fails, it expires, or ``timeout``
         seconds pass (:class:`ChallengePending`). The interval grows to ``max_poll_interval``."""

@@ -43,9 +43,7 @@ class TokenJar:
 
     def _best(self, scope: str, transaction_hash: str | None) -> tuple[_Key, IssuedToken] | None:
         self._drop_expired()
-        covering = [
-            (k, t) for k, t in self._tokens.items() if scope in k[0] and t.transaction_hash == transaction_hash
-        ]
+        covering = [(k, t) for k, t in self._tokens.items() if scope in k[0] and t.transaction_hash == transaction_hash]
         if not covering:
             return None
         return min(covering, key=lambda item: (item[1].single_use, -item[1].expires_at))

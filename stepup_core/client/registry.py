@@ -19,6 +19,7 @@ def package_for(method: str, hint: str | None = None) -> str:
 def client_methods(pm: pluggy.PluginManager) -> dict[str, ClientMethod]:
     """Every registered client method by name; a name registered twice is an error naming both
     plugins."""
+
     def entry(method: ClientMethod) -> tuple[str, ClientMethod]:
         return method.name, method
 

@@ -34,7 +34,6 @@ class OtpSent:
     destination: str | None = None
 
 
-
 class HookVerifiers:
     """The named verifiers of the hook; :class:`StepUpClient` provides the state they use."""
 

@@ -227,7 +227,10 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - a notice that fails never fails the change
             log.warning(
                 "could not send the %s notice over %s with %s: %s",
-                message.kind, message.channel, getattr(sender, "name", "no sender"), type(exc).__name__,
+                message.kind,
+                message.channel,
+                getattr(sender, "name", "no sender"),
+                type(exc).__name__,
             )
             outcome, event_type, reason = "failure", "notification_failed", getattr(exc, "code", type(exc).__name__)
         else:

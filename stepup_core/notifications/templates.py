@@ -146,7 +146,7 @@ class NoticeTemplates:
         return Rendered(
             subject=" ".join(fill("subject", values).split()),
             text=fill("text", values) + "\n",
-            html=f"<!DOCTYPE html>\n<html><body style=\"font-family: sans-serif;\">\n{fill('html', escaped)}\n"
+            html=f'<!DOCTYPE html>\n<html><body style="font-family: sans-serif;">\n{fill("html", escaped)}\n'
             "</body></html>\n",
             sms=" ".join(fill("sms", values).split()),
         )

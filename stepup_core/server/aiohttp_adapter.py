@@ -116,9 +116,7 @@ def error_from_http(exc: web.HTTPException) -> StepUpError:
     """aiohttp's own refusals (no route, wrong method, body too large) as stepup errors."""
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = sorted(exc.allowed_methods)
-        return HttpMethodNotAllowed(
-            f"{exc.method} is not allowed here; use {', '.join(allowed)}", allowed=allowed
-        )
+        return HttpMethodNotAllowed(f"{exc.method} is not allowed here; use {', '.join(allowed)}", allowed=allowed)
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return PayloadTooLarge("the request body is too large")
     if isinstance(exc, web.HTTPNotFound):
@@ -308,7 +306,7 @@ async def check_guarded_scopes(app: web.Application) -> None:
         )
         raise ConfigError(
             f"protected routes use scopes stepup does not know: {routes}. Declare application scopes "
-            "in stepup.toml (declared_scopes, or a [scopes.\"<scope>\"] table), or fix the name"
+            'in stepup.toml (declared_scopes, or a [scopes."<scope>"] table), or fix the name'
         )
 
 

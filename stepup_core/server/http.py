@@ -149,9 +149,7 @@ class Answer:
 def json_answer(value: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Answer:
     """``value`` (attrs classes included) as camelCase JSON, never cached."""
     body = json.dumps(unstructure(value), separators=(",", ":")).encode()
-    return Answer(
-        status, body, (("Content-Type", JSON_HEADER_VALUE), NO_STORE, *(headers or {}).items())
-    )
+    return Answer(status, body, (("Content-Type", JSON_HEADER_VALUE), NO_STORE, *(headers or {}).items()))
 
 
 def empty_answer(status: int = 204) -> Answer:
@@ -239,9 +237,7 @@ def parse_json(raw: bytes) -> Any:
     if text.startswith("\ufeff"):
         raise MalformedRequest("the request body starts with a byte order mark; send UTF-8 without one")
     if "\x00" in text:  # never in JSON text; the mark of UTF-16 or UTF-32 sent without a BOM
-        raise MalformedRequest(
-            "the request body holds NUL bytes (UTF-16 or UTF-32?); send JSON encoded as UTF-8"
-        )
+        raise MalformedRequest("the request body holds NUL bytes (UTF-16 or UTF-32?); send JSON encoded as UTF-8")
     try:
         value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
         # JSON can spell a lone surrogate (\ud800), which is no Unicode text: no method could

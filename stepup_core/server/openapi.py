@@ -117,9 +117,11 @@ class _SchemaBuilder:
 
     def union_schema(self, args: tuple[Any, ...], *, request: bool) -> dict[str, Any]:
         inner = [a for a in args if a is not type(None)]
-        schema = self.type_schema(inner[0], request=request) if len(inner) == 1 else {
-            "anyOf": [self.type_schema(a, request=request) for a in inner]
-        }
+        schema = (
+            self.type_schema(inner[0], request=request)
+            if len(inner) == 1
+            else {"anyOf": [self.type_schema(a, request=request) for a in inner]}
+        )
         return _nullable(schema) if len(inner) < len(args) else schema
 
     def enum(self, cls: type[enum.Enum]) -> None:
@@ -184,11 +186,13 @@ def component_schemas() -> dict[str, dict[str, Any]]:
             "transaction": _ref("Transaction"),
             "scope": {"type": "string"},
             "acrValues": {
-                "type": "array", "items": {"type": "string"},
+                "type": "array",
+                "items": {"type": "string"},
                 "description": "RFC 9470: authentication context classes that would satisfy the scope.",
             },
             "maxAge": {
-                "type": "number", "minimum": 0,
+                "type": "number",
+                "minimum": 0,
                 "description": "RFC 9470: the most seconds since authentication that would satisfy the scope.",
             },
             "retryAfter": {"type": "number", "minimum": 0},
@@ -295,10 +299,12 @@ def _constrain_requests(
     rules: list[dict[str, Any]] = [{"anyOf": [with_challenge, named_scopes]}]
     needs_challenge = sorted(name for name, requires in methods if requires)
     if needs_challenge:
-        rules.append({
-            "if": {"required": ["method"], "properties": {"method": {"enum": needs_challenge}}},
-            "then": with_challenge,
-        })
+        rules.append(
+            {
+                "if": {"required": ["method"], "properties": {"method": {"enum": needs_challenge}}},
+                "then": with_challenge,
+            }
+        )
     schemas["VerifyRequest"]["allOf"] = rules
 
 
@@ -359,14 +365,23 @@ def _parameters(spec: RouteSpec) -> list[dict[str, Any]]:
     ]
     for name, required, description in spec.query:
         parameters.append(
-            {"name": name, "in": "query", "required": required, "description": description,
-             "schema": {"type": "string", "minLength": 1} if required else {"type": "string"}}
+            {
+                "name": name,
+                "in": "query",
+                "required": required,
+                "description": description,
+                "schema": {"type": "string", "minLength": 1} if required else {"type": "string"},
+            }
         )
     if spec.script:
         parameters.append(
-            {"name": "If-None-Match", "in": "header", "required": False,
-             "description": "The ETag of the copy the caller holds: 304 when it is current.",
-             "schema": {"type": "string"}}
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag of the copy the caller holds: 304 when it is current.",
+                "schema": {"type": "string"},
+            }
         )
     return parameters
 
@@ -422,9 +437,7 @@ def _error(spec: RouteSpec, status: int) -> dict[str, Any]:
             }
         }
     if status == 429:
-        error["headers"] = {
-            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-        }
+        error["headers"] = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
     return error
 
 
@@ -453,8 +466,7 @@ def _document(
             "type": "http",
             "scheme": "bearer",
             "description": (
-                "An operator's credential, as the admin identify ([admin.identify]) reads it; "
-                "never a user's session."
+                "An operator's credential, as the admin identify ([admin.identify]) reads it; never a user's session."
             ),
         }
     document = {
@@ -513,8 +525,9 @@ def build_document(
     ones) make ``method`` an enumeration, and ``scopes`` (the known ones) ``Scope``; without
     them the document holds the grammar only. With ``admin`` it holds the admin API too (it is
     documented only where it is mounted). :func:`document_for` passes a service's."""
-    shape = tuple(sorted((m.name, m.requires_challenge and m.interaction is not models.Interaction.REDIRECT)
-                         for m in methods))
+    shape = tuple(
+        sorted((m.name, m.requires_challenge and m.interaction is not models.Interaction.REDIRECT) for m in methods)
+    )
     known = tuple(sorted(set(scopes))) if scopes is not None else None
     return copy.deepcopy(_document(prefix, app_name, shape, known, admin))
 

@@ -43,7 +43,7 @@ STEP_UP_DESCRIPTION = "Step-up authentication is required for this action"
 
 _BASE_MEMBERS = frozenset({"type", "title", "status", "detail", "code"})
 # RFC 6750 section 3: error_description and scope use %x20-21 / %x23-5B / %x5D-7E.
-_NOT_HEADER_SAFE = re.compile(r'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+_NOT_HEADER_SAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
 class RouteNotFound(NotFound):

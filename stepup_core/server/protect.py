@@ -125,8 +125,13 @@ def requires_scope(
                 chosen_gate = chosen_gate or ServiceGate(mounted.service)
                 chosen_identify = chosen_identify or mounted.identify
             outcome = await guard(
-                chosen_gate, scope, chosen_identify, request, token_from(request.headers),
-                where=request.path, transaction=transaction,
+                chosen_gate,
+                scope,
+                chosen_identify,
+                request,
+                token_from(request.headers),
+                where=request.path,
+                transaction=transaction,
             )
             if not isinstance(outcome, Elevation):
                 return aiohttp_response(outcome)

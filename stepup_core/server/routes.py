@@ -291,119 +291,220 @@ async def list_plugins(request: Request) -> Answer:
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
-        "POST", "/check", check, "checkStepUp", "Is step-up required for a scope?",
+        "POST",
+        "/check",
+        check,
+        "checkStepUp",
+        "Is step-up required for a scope?",
         "The StepUpCheck. Send the elevated token you hold in X-Elevated-Access-Token; "
         "`isRequired` is false only when it covers the scope (and, with `transaction`, is bound "
         "to those details; without, to none). Any failure on this path answers "
         "`isRequired: true`. With `transaction` the answer echoes it with its hash and the "
         "summary to show the person.",
-        request=CheckRequest, response=CheckResult, token=OPTIONAL_TOKEN,
+        request=CheckRequest,
+        response=CheckResult,
+        token=OPTIONAL_TOKEN,
     ),
     RouteSpec(
-        "GET", "/methods", list_methods, "listMethods", "Installed verification methods",
-        response=ListOf(MethodInfo), authenticated=False,
+        "GET",
+        "/methods",
+        list_methods,
+        "listMethods",
+        "Installed verification methods",
+        response=ListOf(MethodInfo),
+        authenticated=False,
     ),
     RouteSpec(
-        "POST", "/challenges", begin_challenge, "beginChallenge", "Start a verification challenge",
+        "POST",
+        "/challenges",
+        begin_challenge,
+        "beginChallenge",
+        "Start a verification challenge",
         "Issues a challenge for one method (a code is sent, options or a message to sign are "
         "returned, or a URL to follow). The method's public data is in `data`. With "
         "`transaction` the challenge, and the grant it leads to, are bound to those details; "
         "a method that commits (`commitsTransaction` in `GET /methods`) makes its proof cover "
         "them.",
-        request=ChallengeRequest, response=ChallengeStart, status=201,
+        request=ChallengeRequest,
+        response=ChallengeStart,
+        status=201,
         errors=(403, 404, 409, 429, 502),
     ),
     RouteSpec(
-        "POST", "/verify", verify, "verify", "Verify a response and receive an elevated access token",
+        "POST",
+        "/verify",
+        verify,
+        "verify",
+        "Verify a response and receive an elevated access token",
         "The token is returned once; the server keeps only its hash. A token bound to "
         "transaction details (`transactionHash`) is single-use and lets through only a request "
         "carrying the same details.",
-        request=VerifyRequest, response=IssuedToken, errors=(403, 404, 409, 410, 429, 502),
-    ),
-    RouteSpec(
-        "GET", "/challenges/{id}", challenge_status, "getChallenge", "Status of a challenge",
-        "For redirect methods: once the callback completed the challenge, the first poll by its "
-        "owner carries the grant (`grant`), exactly once.",
-        response=ChallengeState, errors=(403, 404, 409, 410),
-    ),
-    RouteSpec(
-        "GET", "/callback/{method}", callback, "completeCallback", "Redirect target of redirect methods",
-        "The provider sends the person's browser here. On success an HTML page says the window "
-        "can be closed; on failure a problem (an HTML page for browsers, else problem+json).",
-        authenticated=False, html=True, errors=(400, 401, 403, 404, 409, 410, 422, 429, 502, 503),
-        query=(("state", True, "The value the method put in its URL; finds the challenge."),),
-    ),
-    RouteSpec(
-        "GET", "/credentials", list_credentials, "listCredentials", "The caller's credentials (never secrets)",
-        response=ListOf(CredentialView),
-    ),
-    RouteSpec(
-        "PATCH", "/credentials/{id}", update_credential, "updateCredential",
-        "Rename a credential or make it the default",
-        "Needs an elevated access token for `credential:update`.",
-        request=CredentialUpdate, response=CredentialView, token=REQUIRED_TOKEN, errors=(403, 404),
-    ),
-    RouteSpec(
-        "DELETE", "/credentials/{id}", delete_credential, "deleteCredential", "Unlink a credential",
-        "Needs an elevated access token for `credential:unlink`. Answers 204, or 200 with a "
-        "`CredentialRemoval` when other credentials went with it: removing the last passkey or "
-        "authenticator app also removes the recovery codes, which work only beside one.",
-        status=204, token=REQUIRED_TOKEN, errors=(403, 404),
-        also=((200, CredentialRemoval, "Removed, with the credentials that went with it"),),
-    ),
-    RouteSpec(
-        "POST", "/enrollments", begin_enrollment, "beginEnrollment", "Start enrolling a credential",
-        "A user who already holds a credential usable for step-up needs an elevated access token "
-        "for `credential:link`; the first credential needs none.",
-        request=EnrollmentRequest, response=EnrollmentStart, status=201, token=OPTIONAL_TOKEN,
-        errors=(403, 404, 409, 429, 502),
-    ),
-    RouteSpec(
-        "POST", "/enrollments/{id}", complete_enrollment, "completeEnrollment", "Complete an enrolment",
-        request=EnrollmentCompletion, response=CredentialView, token=OPTIONAL_TOKEN,
+        request=VerifyRequest,
+        response=IssuedToken,
         errors=(403, 404, 409, 410, 429, 502),
     ),
     RouteSpec(
-        "DELETE", "/grants", revoke_grants, "revokeGrants", "Revoke this session's elevated access tokens",
+        "GET",
+        "/challenges/{id}",
+        challenge_status,
+        "getChallenge",
+        "Status of a challenge",
+        "For redirect methods: once the callback completed the challenge, the first poll by its "
+        "owner carries the grant (`grant`), exactly once.",
+        response=ChallengeState,
+        errors=(403, 404, 409, 410),
+    ),
+    RouteSpec(
+        "GET",
+        "/callback/{method}",
+        callback,
+        "completeCallback",
+        "Redirect target of redirect methods",
+        "The provider sends the person's browser here. On success an HTML page says the window "
+        "can be closed; on failure a problem (an HTML page for browsers, else problem+json).",
+        authenticated=False,
+        html=True,
+        errors=(400, 401, 403, 404, 409, 410, 422, 429, 502, 503),
+        query=(("state", True, "The value the method put in its URL; finds the challenge."),),
+    ),
+    RouteSpec(
+        "GET",
+        "/credentials",
+        list_credentials,
+        "listCredentials",
+        "The caller's credentials (never secrets)",
+        response=ListOf(CredentialView),
+    ),
+    RouteSpec(
+        "PATCH",
+        "/credentials/{id}",
+        update_credential,
+        "updateCredential",
+        "Rename a credential or make it the default",
+        "Needs an elevated access token for `credential:update`.",
+        request=CredentialUpdate,
+        response=CredentialView,
+        token=REQUIRED_TOKEN,
+        errors=(403, 404),
+    ),
+    RouteSpec(
+        "DELETE",
+        "/credentials/{id}",
+        delete_credential,
+        "deleteCredential",
+        "Unlink a credential",
+        "Needs an elevated access token for `credential:unlink`. Answers 204, or 200 with a "
+        "`CredentialRemoval` when other credentials went with it: removing the last passkey or "
+        "authenticator app also removes the recovery codes, which work only beside one.",
+        status=204,
+        token=REQUIRED_TOKEN,
+        errors=(403, 404),
+        also=((200, CredentialRemoval, "Removed, with the credentials that went with it"),),
+    ),
+    RouteSpec(
+        "POST",
+        "/enrollments",
+        begin_enrollment,
+        "beginEnrollment",
+        "Start enrolling a credential",
+        "A user who already holds a credential usable for step-up needs an elevated access token "
+        "for `credential:link`; the first credential needs none.",
+        request=EnrollmentRequest,
+        response=EnrollmentStart,
+        status=201,
+        token=OPTIONAL_TOKEN,
+        errors=(403, 404, 409, 429, 502),
+    ),
+    RouteSpec(
+        "POST",
+        "/enrollments/{id}",
+        complete_enrollment,
+        "completeEnrollment",
+        "Complete an enrolment",
+        request=EnrollmentCompletion,
+        response=CredentialView,
+        token=OPTIONAL_TOKEN,
+        errors=(403, 404, 409, 410, 429, 502),
+    ),
+    RouteSpec(
+        "DELETE",
+        "/grants",
+        revoke_grants,
+        "revokeGrants",
+        "Revoke this session's elevated access tokens",
         response="RevokedGrants",
     ),
     RouteSpec(
-        "GET", "/openapi.json", openapi_document, "getOpenApi", "This contract, machine-readable",
-        response="OpenApiDocument", authenticated=False,
+        "GET",
+        "/openapi.json",
+        openapi_document,
+        "getOpenApi",
+        "This contract, machine-readable",
+        response="OpenApiDocument",
+        authenticated=False,
     ),
     RouteSpec(
-        "POST", "/introspect", introspect, "introspect", "Validate, and optionally spend, an elevated access token",
+        "POST",
+        "/introspect",
+        introspect,
+        "introspect",
+        "Validate, and optionally spend, an elevated access token",
         "RFC 7662 for an application beside the server (in any language): is this token valid for "
         "this scope, user and session? `consume: true` spends a single-use token atomically, as a "
         "guard does. `allow` says whether the guarded action may proceed; when it may not, "
         "`challenge` holds the exact answer to send (the 401; a 403 `transaction_mismatch` for a "
         "token bound to other `transaction` details than the request's, which is not spent). "
         "Needs a service credential (`[introspection.clients]`), never a user's session.",
-        request=IntrospectionRequest, response=Introspection, authenticated=False, service_credential=True,
+        request=IntrospectionRequest,
+        response=Introspection,
+        authenticated=False,
+        service_credential=True,
     ),
     RouteSpec(
-        "GET", "/jwks.json", jwks, "getJwks", "Keys of signed grants",
+        "GET",
+        "/jwks.json",
+        jwks,
+        "getJwks",
+        "Keys of signed grants",
         "The JSON Web Key Set that verifies grants issued as JWTs (scopes with `signed = true`). "
         "A retired key stays published until the last token it signed has expired.",
-        response="JsonWebKeySet", authenticated=False,
+        response="JsonWebKeySet",
+        authenticated=False,
     ),
     RouteSpec(
-        "GET", "/plugins", list_plugins, "listPlugins", "Installed stepup plugins",
+        "GET",
+        "/plugins",
+        list_plugins,
+        "listPlugins",
+        "Installed stepup plugins",
         "Name, distribution, version and hooks of each plugin (what `stepup plugins` prints).",
-        response=ListOf("PluginInfo"), authenticated=False,
+        response=ListOf("PluginInfo"),
+        authenticated=False,
     ),
     RouteSpec(
-        "GET", "/static/{name}", static_file, "getBrowserFile", "The browser client",
+        "GET",
+        "/static/{name}",
+        static_file,
+        "getBrowserFile",
+        "The browser client",
         "`stepup.js` (the browser client, an ES module), `react.js` (its React adapter) and "
         "`callback.js` (the script of the redirect callback page). Revalidate with If-None-Match.",
-        authenticated=False, script=True, errors=(404,),
+        authenticated=False,
+        script=True,
+        errors=(404,),
         path_schemas=(("name", {"type": "string", "enum": list(STATIC_FILES)}),),
     ),
     RouteSpec(
-        "GET", "/methods/{name}/browser.js", method_module, "getMethodModule", "A method's browser half",
+        "GET",
+        "/methods/{name}/browser.js",
+        method_module,
+        "getMethodModule",
+        "A method's browser half",
         "The ES module the method's plugin ships for the browser; `GET /methods` lists its URL in "
         "`browserModule`. Revalidate with If-None-Match.",
-        authenticated=False, script=True, errors=(404,),
+        authenticated=False,
+        script=True,
+        errors=(404,),
         path_schemas=(("name", {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}),),
     ),
 )

@@ -134,8 +134,13 @@ class SyncProtocol:
 
     @classmethod
     def create(
-        cls, service: StepUpService, portal: Portal, identify: AnyIdentify, *,
-        prefix: str | None = None, routes: Iterable[RouteSpec] = ROUTES,
+        cls,
+        service: StepUpService,
+        portal: Portal,
+        identify: AnyIdentify,
+        *,
+        prefix: str | None = None,
+        routes: Iterable[RouteSpec] = ROUTES,
     ) -> SyncProtocol:
         return cls(service, portal, identify, adopt_prefix(service, prefix), Router.of(routes))
 
@@ -155,9 +160,14 @@ class SyncProtocol:
         """Answer one request. ``read(n)`` reads at most ``n`` body bytes (in this thread);
         ``native`` is what ``identify`` receives."""
         request = Request(
-            method=method.upper(), path=path, headers=headers_from(headers),
-            mounted=self.mounted, query=query,
-            native=native, scheme=scheme, server=server,
+            method=method.upper(),
+            path=path,
+            headers=headers_from(headers),
+            mounted=self.mounted,
+            query=query,
+            native=native,
+            scheme=scheme,
+            server=server,
         )
         allowed = cors_origins(request)
         answered = preflight(request.method, request.headers, allowed)

@@ -17,6 +17,7 @@ __all__ = ["Counter", "Reservation", "Store", "StoreFactory", "Write", "make_key
 
 def store_factories(pm: pluggy.PluginManager) -> dict[str, StoreFactory]:
     """Every registered backend by scheme; a scheme registered twice is an error."""
+
     def entry(scheme: str, factory: StoreFactory) -> tuple[str, StoreFactory]:
         return scheme, factory
 

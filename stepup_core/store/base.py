@@ -73,9 +73,7 @@ class Write:
 
 @runtime_checkable
 class Store(Protocol):
-    async def put(
-        self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()
-    ) -> None:
+    async def put(self, key: str, value: str, *, ttl: float | None = None, indexes: Sequence[str] = ()) -> None:
         """Write ``value`` (replacing any), expiring after ``ttl`` seconds (None: never). ``indexes``
         names listings (``list_index``) the record belongs to; a replacement's indexes replace the old."""
 
@@ -88,9 +86,7 @@ class Store(Protocol):
     async def take(self, key: str) -> str | None:
         """Get and delete in one step: of many concurrent callers exactly one receives the value."""
 
-    async def add(
-        self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()
-    ) -> bool:
+    async def add(self, key: str, value: str, *, ttl: float | None, indexes: Sequence[str] = ()) -> bool:
         """Write only if no live record exists; True if written (add-if-absent)."""
 
     async def incr(self, key: str, *, ttl: float, amount: int = 1) -> int:

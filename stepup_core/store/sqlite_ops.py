@@ -60,10 +60,7 @@ _SCAN = (
     "SELECT key, value FROM records WHERE key >= ? AND key < ? AND key > ? "
     "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?"
 )
-_SELECT_EXPIRED = (
-    "SELECT key FROM records WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"
-)
-
+_SELECT_EXPIRED = "SELECT key FROM records WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"
 
 
 def _unavailable(path: str, action: str, exc: BaseException) -> StoreUnavailable:
@@ -219,6 +216,7 @@ def _sweep_batch(now: float, limit: int, seconds: float, conn: sqlite3.Connectio
 class _CounterError(ValueError):
     """``incr`` on a record that does not hold an integer."""
 
+
 def _automatic_checkpoints(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 1000")
 
@@ -295,6 +293,7 @@ def _initialise(path: str, conn: sqlite3.Connection) -> tuple[str, int, list[Mig
         raise
     conn.execute("COMMIT")
     return mode, version, applied
+
 
 def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))

@@ -407,9 +407,15 @@ class MultiInstanceSuite:
         codes = await user.enrol_recovery(cluster.a, cluster.b)
         payment = {"amount": "120.00", "payee": "ACME Ltd"}
         minted = await user.call(
-            cluster.a, "POST", "/stepup/verify",
-            {"method": "recovery", "response": {"code": codes[0]}, "requestedScopes": ["wallet:sign"],
-             "transaction": payment},
+            cluster.a,
+            "POST",
+            "/stepup/verify",
+            {
+                "method": "recovery",
+                "response": {"code": codes[0]},
+                "requestedScopes": ["wallet:sign"],
+                "transaction": payment,
+            },
         )
         assert minted.status == 200 and minted.body["singleUse"] is True, minted.body
         token = minted.body["elevatedAccessToken"]
@@ -432,10 +438,7 @@ class MultiInstanceSuite:
         user = User(http, cluster, "recovery")
         codes = await user.enrol_recovery(cluster.a, cluster.b)
         answers = await asyncio.gather(
-            *(
-                user.verify(cluster.a if i % 2 else cluster.b, "recovery", codes[0], ["user:update"])
-                for i in range(10)
-            )
+            *(user.verify(cluster.a if i % 2 else cluster.b, "recovery", codes[0], ["user:update"]) for i in range(10))
         )
         granted = [a for a in answers if a.status == 200]
         assert len(granted) == 1, [(a.status, a.code) for a in answers]
@@ -484,11 +487,14 @@ class MultiInstanceSuite:
         assert older.status == 400 and older.code == "replay_detected", older.body
         assert "older than the last code accepted" in older.body["detail"]
         # Both codes sent to both instances at once: nothing more is accepted.
-        answers = await asyncio.gather(*(
-            user.verify(cluster.a if i % 2 else cluster.b, "totp", app.at((current + i % 4 // 2) * PERIOD),
-                        ["user:update"])
-            for i in range(8)
-        ))
+        answers = await asyncio.gather(
+            *(
+                user.verify(
+                    cluster.a if i % 2 else cluster.b, "totp", app.at((current + i % 4 // 2) * PERIOD), ["user:update"]
+                )
+                for i in range(8)
+            )
+        )
         assert [a.status for a in answers] == [400] * 8, [(a.status, a.code) for a in answers]
         assert {a.code for a in answers} == {"replay_detected"}
 

@@ -101,9 +101,19 @@ CONCURRENT_REQUESTS = 100
 #: The headers every guard's answer is compared on (besides status and body).
 COMPARED_HEADERS = ("Content-Type", "Cache-Control", "WWW-Authenticate")
 CASES = (
-    "valid", "no_token", "wrong_scope", "other_user", "other_session", "expired",
-    "single_use_reuse", "store_down", "anonymous",
-    "transaction_once", "transaction_changed", "transaction_reordered", "transaction_concurrent",
+    "valid",
+    "no_token",
+    "wrong_scope",
+    "other_user",
+    "other_session",
+    "expired",
+    "single_use_reuse",
+    "store_down",
+    "anonymous",
+    "transaction_once",
+    "transaction_changed",
+    "transaction_reordered",
+    "transaction_concurrent",
 )
 
 
@@ -230,7 +240,11 @@ async def expected_mint(
     """A real token from ``service``'s token store (bound to ``transaction`` when given)."""
     behavior, _ = service.policies.token_shape([scope])
     issued = await service.tokens.mint(
-        principal, [scope], method="conformance", ttl=ttl, single_use=behavior.value == "single_use",
+        principal,
+        [scope],
+        method="conformance",
+        ttl=ttl,
+        single_use=behavior.value == "single_use",
         transaction_hash=transaction_hash(transaction) if transaction is not None else None,
     )
     return issued.elevated_access_token
@@ -385,8 +399,13 @@ class ProtectedRouteSuite:
             yield session
 
     async def post(
-        self, http: aiohttp.ClientSession, target: ProtectedTarget, path: str,
-        principal: Principal | None = ALICE, token: str | None = None, body: bytes | None = None,
+        self,
+        http: aiohttp.ClientSession,
+        target: ProtectedTarget,
+        path: str,
+        principal: Principal | None = ALICE,
+        token: str | None = None,
+        body: bytes | None = None,
     ) -> Seen:
         headers = session_header(principal) if principal is not None else {}
         if token is not None:
@@ -398,8 +417,12 @@ class ProtectedRouteSuite:
             return Seen(resp.status, {h: resp.headers.get(h) for h in COMPARED_HEADERS}, body)
 
     async def assert_refused(
-        self, http: aiohttp.ClientSession, target: ProtectedTarget, path: str,
-        principal: Principal = ALICE, token: str | None = None,
+        self,
+        http: aiohttp.ClientSession,
+        target: ProtectedTarget,
+        path: str,
+        principal: Principal = ALICE,
+        token: str | None = None,
     ) -> None:
         seen = await self.post(http, target, path, principal, token)
         scope = PROTECTED_ROUTES[path]
@@ -407,7 +430,11 @@ class ProtectedRouteSuite:
         assert seen == _expected(await target.refusal(principal, scope))
 
     async def assert_granted(
-        self, http: aiohttp.ClientSession, target: ProtectedTarget, path: str, token: str,
+        self,
+        http: aiohttp.ClientSession,
+        target: ProtectedTarget,
+        path: str,
+        token: str,
         principal: Principal = ALICE,
     ) -> dict[str, Any]:
         seen = await self.post(http, target, path, principal, token)
@@ -497,15 +524,23 @@ class ProtectedRouteSuite:
     # --- transaction binding -------------------------------------------------------------------
 
     async def pay(
-        self, http: aiohttp.ClientSession, target: ProtectedTarget, details: Any,
-        token: str | None, principal: Principal = ALICE,
+        self,
+        http: aiohttp.ClientSession,
+        target: ProtectedTarget,
+        details: Any,
+        token: str | None,
+        principal: Principal = ALICE,
     ) -> Seen:
         """``POST /payments/send`` with ``details`` (bytes as they are, else compact JSON)."""
         raw = details if isinstance(details, bytes) else json.dumps(details, separators=(",", ":")).encode()
         return await self.post(http, target, PAYMENT_PATH, principal, token, raw)
 
     async def assert_paid(
-        self, http: aiohttp.ClientSession, target: ProtectedTarget, details: Any, token: str,
+        self,
+        http: aiohttp.ClientSession,
+        target: ProtectedTarget,
+        details: Any,
+        token: str,
     ) -> None:
         seen = await self.pay(http, target, details, token)
         assert seen.status == 200, seen
@@ -550,9 +585,7 @@ class ProtectedRouteSuite:
 
     async def test_transaction_concurrent(self, target: ProtectedTarget, http: aiohttp.ClientSession) -> None:
         bound = await target.mint(ALICE, PAYMENT_SCOPE, 300, transaction=PAYMENT)
-        answers = await asyncio.gather(
-            *(self.pay(http, target, PAYMENT, bound) for _ in range(CONCURRENT_REQUESTS))
-        )
+        answers = await asyncio.gather(*(self.pay(http, target, PAYMENT, bound) for _ in range(CONCURRENT_REQUESTS)))
         assert sorted(a.status for a in answers) == [200] + [401] * (CONCURRENT_REQUESTS - 1)
         refused = _expected(await target.refusal(ALICE, PAYMENT_SCOPE, PAYMENT))
         assert all(a == refused for a in answers if a.status == 401)
@@ -619,5 +652,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         _PRINTED.append(True)
         terminalreporter.section("protected-route conformance (adapter x case)")
         terminalreporter.write_line(conformance_table())
-
-

@@ -103,8 +103,9 @@ class ResponseValidator:
         if content_type not in documented:
             raise ResponseMismatch(f"{where}: content type {content_type!r} not documented ({sorted(documented)})")
         if is_json:
-            pointer = "/" + _pointer("paths", template or "", method, "responses", str(status), "content",
-                                     content_type, "schema")
+            pointer = "/" + _pointer(
+                "paths", template or "", method, "responses", str(status), "content", content_type, "schema"
+            )
             self._validate(body, pointer, where)
 
     async def middleware(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:

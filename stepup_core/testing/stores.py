@@ -376,8 +376,10 @@ class StoreConformanceSuite:
     async def test_concurrent_settles_take_a_record_once(self, store: Store) -> None:
         await store.put("challenge", "c", ttl=self.long_ttl)
         results = await asyncio.gather(
-            *(store.settle(take="challenge", writes=[Write(f"grant-{i}", "g", self.long_ttl, ("grants",))])
-              for i in range(50))
+            *(
+                store.settle(take="challenge", writes=[Write(f"grant-{i}", "g", self.long_ttl, ("grants",))])
+                for i in range(50)
+            )
         )
         assert results.count(True) == 1
         assert len(await store.list_index("grants")) == 1

@@ -279,8 +279,9 @@ class VerifierConformanceSuite:
             with pytest.raises((errors.CredentialNotFound, errors.VerificationFailed)):
                 await harness.service.verify(
                     BOB,
-                    VerifyRequest(method=self.method, credential_id=mine[0], response=response,
-                                  requested_scopes=(SCOPE,)),
+                    VerifyRequest(
+                        method=self.method, credential_id=mine[0], response=response, requested_scopes=(SCOPE,)
+                    ),
                 )
         issued = await self.submit(harness, ALICE, challenge, response)
         assert (await harness.service.check(BOB, SCOPE, issued.elevated_access_token)).is_required

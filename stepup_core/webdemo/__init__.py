@@ -130,16 +130,29 @@ class WebDemo:
         made = user.signed_in_at
         found = [
             Credential(
-                id=f"{user.user_id}-email", user_id=user.user_id, method="", format=CredentialFormat.EMAIL,
-                factor=Factor.REAUTH, created_at=made, alias=_mask(user.email), sign_in=True, identifier=user.email,
+                id=f"{user.user_id}-email",
+                user_id=user.user_id,
+                method="",
+                format=CredentialFormat.EMAIL,
+                factor=Factor.REAUTH,
+                created_at=made,
+                alias=_mask(user.email),
+                sign_in=True,
+                identifier=user.email,
             )
         ]
         if not user.mfa and self.wallet is not None:
             found.append(
                 Credential(
-                    id=f"{user.user_id}-wallet", user_id=user.user_id, method="", format=CredentialFormat.BLOCKCHAIN,
-                    factor=Factor.REAUTH, created_at=made, type="eip155:1",
-                    alias=f"{self.wallet.address[:6]}…{self.wallet.address[-4:]}", identifier=self.wallet.address,
+                    id=f"{user.user_id}-wallet",
+                    user_id=user.user_id,
+                    method="",
+                    format=CredentialFormat.BLOCKCHAIN,
+                    factor=Factor.REAUTH,
+                    created_at=made,
+                    type="eip155:1",
+                    alias=f"{self.wallet.address[:6]}…{self.wallet.address[-4:]}",
+                    identifier=self.wallet.address,
                     data={"walletProvider": "external"},
                 )
             )
@@ -148,8 +161,14 @@ class WebDemo:
 
             found.append(
                 Credential(
-                    id=f"{user.user_id}-social", user_id=user.user_id, method="", format=CredentialFormat.OAUTH,
-                    factor=Factor.REAUTH, created_at=made, type=PROVIDER, alias=PROVIDER_NAME,
+                    id=f"{user.user_id}-social",
+                    user_id=user.user_id,
+                    method="",
+                    format=CredentialFormat.OAUTH,
+                    factor=Factor.REAUTH,
+                    created_at=made,
+                    type=PROVIDER,
+                    alias=PROVIDER_NAME,
                     identifier=subject_identifier(self.provider.issuer, self.provider.subject),
                     data={"public": {"provider": PROVIDER, "providerName": PROVIDER_NAME}},
                 )
@@ -166,8 +185,13 @@ class WebDemo:
         spec = USERS[kind]
         user_id = f"{kind}-{secrets.token_hex(4)}"
         user = DemoUser(
-            kind=kind, user_id=user_id, session_id=f"web-{secrets.token_hex(8)}", name=str(spec["name"]),
-            mfa=bool(spec["mfa"]), email=str(spec["email"]), signed_in_at=self.service.clock.now(),
+            kind=kind,
+            user_id=user_id,
+            session_id=f"web-{secrets.token_hex(8)}",
+            name=str(spec["name"]),
+            mfa=bool(spec["mfa"]),
+            email=str(spec["email"]),
+            signed_in_at=self.service.clock.now(),
         )
         token = secrets.token_urlsafe(32)
         self.users[token] = user
@@ -317,8 +341,12 @@ def build_demo_app(demo: WebDemo) -> web.Application:
     async def export_key(request: web.Request) -> web.Response:
         principal = principal_from(request)
         return web.json_response(
-            {"exported": True, "user": principal and principal.user_id, "key": "0x" + secrets.token_hex(32),
-             "note": "a made-up key: the demo holds no real wallet"}
+            {
+                "exported": True,
+                "user": principal and principal.user_id,
+                "key": "0x" + secrets.token_hex(32),
+                "note": "a made-up key: the demo holds no real wallet",
+            }
         )
 
     @requires_scope("user:update")
@@ -370,9 +398,7 @@ async def running_demo(host: str = "127.0.0.1", port: int = 0, *, pm: Any = None
                 from stepup_social.testing import LoopbackProvider
 
                 demo.provider = await LoopbackProvider(subject="demo-user").start()
-                plugins["social"] = {
-                    "providers": {PROVIDER: demo.provider.provider_config(display_name=PROVIDER_NAME)}
-                }
+                plugins["social"] = {"providers": {PROVIDER: demo.provider.provider_config(display_name=PROVIDER_NAME)}}
             # Tables only for the plugins installed here: a table no plugin reads stops the start.
             installed = installed_plugin_names(pm)
             plugins = {name: table for name, table in plugins.items() if name in installed}

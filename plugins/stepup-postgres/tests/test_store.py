@@ -215,6 +215,7 @@ async def test_an_outage_raises_store_unavailable_and_the_store_recovers_by_itse
     try:
         await store.put("k", "before", indexes=["idx"])
         await asyncio.gather(*(store.incr("warm", ttl=60) for _ in range(20)))  # several pooled connections
+        assert await store.get("k") == "before"  # the reads' own connection, held, dies too
         await asyncio.to_thread(cluster.stop)
         for operation in (
             store.get("k"),
@@ -235,6 +236,25 @@ async def test_an_outage_raises_store_unavailable_and_the_store_recovers_by_itse
         assert await store.incr("warm", ttl=60) == 21
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("max_size", [1, 2])
+async def test_reads_keep_a_connection_without_starving_writes(postgres_url: str, max_size: int) -> None:
+    # The token lookups keep one pooled connection for themselves; a pool of one keeps none,
+    # and a pool of two leaves the other to every write, however they interleave.
+    store = await open_postgres_store(f"{postgres_url}&min_size=1&max_size={max_size}", SystemClock())
+    try:
+        await store.put("k", "v")
+        for round_no in range(3):
+            assert await asyncio.wait_for(store.get("k"), 5) == "v"
+            await asyncio.wait_for(store.put(f"w{round_no}", "x", indexes=["idx"]), 5)
+        mixed = await asyncio.wait_for(
+            asyncio.gather(*(store.get("k") for _ in range(30)), *(store.incr("c", ttl=60) for _ in range(30))), 10
+        )
+        assert mixed[:30] == ["v"] * 30 and sorted(mixed[30:]) == list(range(1, 31))
+        assert await asyncio.wait_for(store.list_index("idx"), 5) == {"w0": "x", "w1": "x", "w2": "x"}
+    finally:
+        await asyncio.wait_for(store.close(), 10)
 
 
 async def test_opening_while_the_database_is_down_warns_and_serves_once_it_is_up(
