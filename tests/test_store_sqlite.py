@@ -265,6 +265,30 @@ async def test_a_sweep_transaction_stops_at_its_row_limit_or_its_time_limit(tmp_
         await store.close()
 
 
+async def test_a_sweep_transaction_finds_and_deletes_rows_through_indexes_not_scans(tmp_path: Path) -> None:
+    from stepup_core.store.sqlite_ops import _SELECT_EXPIRED
+
+    path = tmp_path / "plan.sqlite3"
+    store = await open_sqlite_store(f"sqlite:{path}", SystemClock())
+    await store.close()
+    plans = {}
+    with sqlite3.connect(path) as conn:
+        for sql, params in (
+            (_SELECT_EXPIRED, (0.0, 100)),
+            ("DELETE FROM record_indexes WHERE key = ?", ("k",)),
+            ("DELETE FROM records WHERE key = ?", ("k",)),
+        ):
+            plans[sql.split()[0] + " " + sql.split("FROM ")[1].split()[0]] = " ".join(
+                str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            )
+    # Finding the oldest expired rows reads the expiry index in order: no scan, no sort.
+    assert "USING INDEX records_expires_at" in plans["SELECT records"], plans
+    assert "TEMP B-TREE" not in plans["SELECT records"], plans
+    assert "USING COVERING INDEX record_indexes_key" in plans["DELETE record_indexes"], plans
+    assert "USING INDEX sqlite_autoindex_records_1" in plans["DELETE records"], plans
+    assert not any(plan.startswith("SCAN") for plan in plans.values()), plans
+
+
 async def test_a_write_waiting_for_the_writer_goes_before_the_next_sweep_transaction(tmp_path: Path) -> None:
     store = await open_sqlite_store(f"sqlite:{tmp_path / 'priority.sqlite3'}", SystemClock())
     writer = store._writer

@@ -65,7 +65,8 @@ class _Writer:
     max_group = 200
     #: Frames (pages) the write-ahead log may hold, by the checkpointing thread's last count,
     #: before the writer finishes a checkpoint itself (2048 frames: 8 MiB with 4 KiB pages;
-    #: twice what one expiry sweep transaction writes, so the sweep's own pauses come first).
+    #: several times what one expiry sweep transaction writes, so the sweep's own pauses for a
+    #: checkpoint let the log be reused first).
     restart_frames = 2048
 
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
