@@ -8,11 +8,15 @@ answer, so time spent waiting for a busy event loop counts as well as time in th
 clock is a manual one, so "expired" is exact and nothing expires by itself during the fill.
 
 The SQLite file is filled in one transaction straight into the store's tables (a million
-``synchronous = FULL`` transactions would take hours); the memory store is filled through its
-own ``put``. The run ends when the store holds no expired record any more, or after
-``--max-seconds``.
+``synchronous = FULL`` transactions would take hours), then checkpointed and synced as a
+database in service would be; the memory store is filled through its own ``put``. For SQLite
+the run also reports the largest size its write-ahead log reached. The run ends when the store
+holds no expired record any more, or after ``--max-seconds``. Before the clock moves, the same
+writes run on the SQLite file for ``--baseline-seconds`` with nothing to sweep: the waits the
+machine's disk alone causes (a synced commit on a shared disk now and then takes a while).
 
     python benchmarks/expiry.py [--stores memory,sqlite] [--tokens 1000000] [--max-seconds 120]
+                                [--baseline-seconds 30]
 
 Target: the longest write wait <= 100 ms on every store.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import hashlib
 import os
@@ -73,6 +78,10 @@ class Result:
     swept_after: float | None = None
     expired_left: int = 0
     ran: float = 0.0
+    #: SQLite: the largest size of the write-ahead log seen (sampled with each count).
+    wal_peak: int | None = None
+    #: SQLite: write waits over ``--baseline-seconds`` before anything expired (no sweep).
+    baseline: list[float] | None = None
 
 
 async def _drive(
@@ -143,7 +152,7 @@ async def _memory(tokens: int, max_seconds: float) -> Result:
     return result
 
 
-async def _sqlite(tokens: int, max_seconds: float, workdir: Path) -> Result:
+async def _sqlite(tokens: int, max_seconds: float, workdir: Path, baseline_seconds: float) -> Result:
     from stepup_core.store.sqlite import SQLiteStore
 
     path = workdir / "expiry.sqlite3"
@@ -165,14 +174,30 @@ async def _sqlite(tokens: int, max_seconds: float, workdir: Path) -> Result:
             )
         conn.commit()
         # As a database in service would be: its write-ahead log checkpointed, not holding the
-        # whole fill for the store's first commit to copy back.
+        # whole fill for the store's first commit to copy back, and the file synced (as the
+        # store's own checkpoints sync it), not a gigabyte waiting in the page cache.
+        conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     result = Result("sqlite", tokens, time.perf_counter() - began)
     await store.put(LIVE_KEY, "live", ttl=100 * FILL_TTL)
+    if baseline_seconds > 0:
+        # The same requests on the same file before anything expired: what the machine's disk
+        # costs them with nothing to sweep, to read the sweep's own effect against.
+        before = Result("sqlite", 0, 0.0)
+
+        async def nothing_expired() -> int:
+            return 1
+
+        await _drive(before, store, nothing_expired, baseline_seconds, clock)
+        result.baseline = before.writes
     clock.advance(10 * FILL_TTL)
     counter = sqlite3.connect(path, check_same_thread=False)
 
+    wal = Path(f"{path}-wal")
+
     def count_expired(now: float) -> int:
+        with contextlib.suppress(OSError):
+            result.wal_peak = max(result.wal_peak or 0, wal.stat().st_size)
         row = counter.execute(
             "SELECT count(*) FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
         ).fetchone()
@@ -201,6 +226,12 @@ def _report(result: Result) -> bool:
         print(f"  every expired record gone after {result.swept_after:.1f} s")
     else:
         print(f"  after {result.ran:.1f} s, {result.expired_left} expired records are still held")
+    if result.baseline:
+        base = sorted(result.baseline)
+        print(
+            f"  before anything expired (no sweep): writes {len(base)}, median {_ms(statistics.median(base))} ms, "
+            f"p99 {_ms(base[min(len(base) - 1, int(len(base) * 0.99))])} ms, longest {_ms(base[-1])} ms"
+        )
     for name, values in (("write", writes), ("read", reads)):
         if not values:
             print(f"  {name}s: none finished")
@@ -210,6 +241,8 @@ def _report(result: Result) -> bool:
             f"  {name}s: {len(values)}, median {_ms(statistics.median(values))} ms, p99 {_ms(p99)} ms, "
             f"longest {_ms(values[-1])} ms"
         )
+    if result.wal_peak is not None:
+        print(f"  write-ahead log at most {result.wal_peak / 1e6:.1f} MB")
     ok = worst * 1000 <= TARGET_MS
     print(f"  longest write wait {_ms(worst)} ms (target <= {TARGET_MS:g} ms: {'met' if ok else 'MISSED'})")
     return ok
@@ -229,7 +262,7 @@ async def _main(args: argparse.Namespace) -> int:
             if kind == "memory":
                 result = await _memory(args.tokens, args.max_seconds)
             elif kind == "sqlite":
-                result = await _sqlite(args.tokens, args.max_seconds, workdir)
+                result = await _sqlite(args.tokens, args.max_seconds, workdir, args.baseline_seconds)
             else:
                 raise SystemExit(f"unknown store {kind!r}: memory or sqlite")
             print()
@@ -245,6 +278,12 @@ def main() -> int:
     parser.add_argument("--stores", default="memory,sqlite")
     parser.add_argument("--tokens", type=int, default=1_000_000)
     parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--baseline-seconds",
+        type=float,
+        default=30.0,
+        help="SQLite: time the same writes this long before anything expires (0: skip)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when the target is missed")
     args = parser.parse_args()
     return asyncio.run(_main(args))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -207,6 +209,259 @@ async def test_the_write_ahead_log_is_checkpointed_off_the_write_path(tmp_path: 
         # checkpointing thread the log would hold all of it; checkpointed, it is reused.
         assert wal.stat().st_size < 5_000_000
         assert len(await store.list_index("all")) == 600
+    finally:
+        await store.close()
+
+
+def _fill_expired(path: Path | str, count: int, expires_at: float) -> None:
+    """``count`` records expiring at ``expires_at``, each in two indexes, written straight into
+    the file (keys in hash order, values the size of a grant, as stored tokens are)."""
+    rows = [(hashlib.sha256(str(i).encode()).hexdigest(), "g" * 300) for i in range(count)]
+    with sqlite3.connect(path) as other:
+        other.executemany(
+            "INSERT INTO records (key, value, expires_at) VALUES (?, ?, ?)", [(k, v, expires_at) for k, v in rows]
+        )
+        other.executemany(
+            "INSERT INTO record_indexes (index_name, key) VALUES (?, ?)",
+            [(f"{name}:{i % 97}", k) for i, (k, _) in enumerate(rows) for name in ("session", "user")],
+        )
+        other.commit()
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def test_a_sweep_transaction_stops_at_its_row_limit_or_its_time_limit(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = tmp_path / "limits.sqlite3"
+    store = await open_sqlite_store(f"sqlite:{path}", clock)
+    writer = store._writer
+    assert writer is not None
+    await store.put("warm", "w")
+    await store.sweep_finished()
+    removed_per_transaction: list[int] = []
+    submit = writer.submit
+
+    def recording_submit(operation, **kwargs):  # type: ignore[no-untyped-def]
+        future = submit(operation, **kwargs)
+        if kwargs.get("background"):
+            future.add_done_callback(lambda f: removed_per_transaction.append(f.result()))
+        return future
+
+    writer.submit = recording_submit  # type: ignore[method-assign]
+    try:
+        _fill_expired(path, 400, clock.now() + 5)
+        clock.advance(10)
+        store.sweep_batch = 100
+        assert await store.sweep() == 400
+        assert removed_per_transaction == [100, 100, 100, 100, 0]
+
+        _fill_expired(path, 400, clock.now() + 5)
+        clock.advance(10)
+        removed_per_transaction.clear()
+        store.sweep_batch, store.sweep_batch_seconds = 10_000, 0.0  # time is up after 8 rows
+        assert await store.sweep() == 400
+        assert removed_per_transaction == [8] * 50 + [0]
+    finally:
+        writer.submit = submit  # type: ignore[method-assign]
+        await store.close()
+
+
+async def test_a_sweep_transaction_finds_and_deletes_rows_through_indexes_not_scans(tmp_path: Path) -> None:
+    from stepup_core.store.sqlite_ops import _SELECT_EXPIRED
+
+    path = tmp_path / "plan.sqlite3"
+    store = await open_sqlite_store(f"sqlite:{path}", SystemClock())
+    await store.close()
+    plans = {}
+    with sqlite3.connect(path) as conn:
+        for sql, params in (
+            (_SELECT_EXPIRED, (0.0, 100)),
+            ("DELETE FROM record_indexes WHERE key = ?", ("k",)),
+            ("DELETE FROM records WHERE key = ?", ("k",)),
+        ):
+            plans[sql.split()[0] + " " + sql.split("FROM ")[1].split()[0]] = " ".join(
+                str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            )
+    # Finding the oldest expired rows reads the expiry index in order: no scan, no sort.
+    assert "USING INDEX records_expires_at" in plans["SELECT records"], plans
+    assert "TEMP B-TREE" not in plans["SELECT records"], plans
+    assert "USING COVERING INDEX record_indexes_key" in plans["DELETE record_indexes"], plans
+    assert "USING INDEX sqlite_autoindex_records_1" in plans["DELETE records"], plans
+    assert not any(plan.startswith("SCAN") for plan in plans.values()), plans
+
+
+async def test_a_write_waiting_for_the_writer_goes_before_the_next_sweep_transaction(tmp_path: Path) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'priority.sqlite3'}", SystemClock())
+    writer = store._writer
+    assert writer is not None
+    await store.put("warm", "w")
+    await store.sweep_finished()
+    store._next_sweep = float("inf")
+    running = threading.Event()
+    release = threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> int:  # background work the writer is busy with
+        running.set()
+        release.wait(10)
+        return 0
+
+    def next_sweep_transaction(conn: sqlite3.Connection) -> int:  # queued before the write
+        return int(conn.execute("SELECT COUNT(*) FROM records WHERE key = 'request'").fetchone()[0])
+
+    try:
+        held = writer.submit(hold, background=True)
+        assert await asyncio.to_thread(running.wait, 10)
+        queued = writer.submit(next_sweep_transaction, background=True)
+        write = asyncio.ensure_future(store.put("request", "r"))
+        await asyncio.sleep(0.05)
+        assert not write.done()  # a transaction in progress is not interrupted
+        release.set()
+        await write
+        assert await held == 0
+        assert await queued == 1  # the write committed before the queued sweep work ran
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_between_its_transactions_the_sweep_lets_the_log_be_copied_back_and_reused(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = tmp_path / "sweep-log.sqlite3"
+    wal = tmp_path / "sweep-log.sqlite3-wal"
+    store = await open_sqlite_store(f"sqlite:{path}", clock)
+    assert store._writer is not None
+    store._writer.restart_frames = 10**9  # only the sweep's own pauses let the log be reused
+    try:
+        await store.put("warm", "w")
+        await store.sweep_finished()
+        _fill_expired(path, 4000, clock.now() + 5)
+        assert wal.stat().st_size == 0
+        clock.advance(10)
+        store.sweep_batch = 50
+        assert await store.sweep() == 4000
+        # 80 transactions of 50 rows each wrote some 60 pages of 4 KiB each (about 20 MB in
+        # all); each began with the log copied back, so each wrote it from its start again.
+        assert wal.stat().st_size < 1_000_000
+    finally:
+        await store.close()
+
+
+async def test_the_log_is_reused_while_writes_follow_each_other_without_a_pause(tmp_path: Path) -> None:
+    clock = ManualClock()
+    path = tmp_path / "busy-log.sqlite3"
+    wal = tmp_path / "busy-log.sqlite3-wal"
+    store = await open_sqlite_store(f"sqlite:{path}", clock)
+    writer = store._writer
+    assert writer is not None
+    try:
+        await store.put("warm", "w")
+        await store.sweep_finished()
+        _fill_expired(path, 4000, clock.now() + 5)
+        clock.advance(10)
+        store.sweep_batch = 50
+        writes = 0
+
+        async def write_meanwhile() -> None:  # the next write queued as soon as one is answered
+            nonlocal writes
+            while not sweeping.done():
+                await store.put(f"live{writes}", "v", indexes=["live"])
+                writes += 1
+
+        sweeping = asyncio.ensure_future(store.sweep())
+        await asyncio.gather(sweeping, write_meanwhile())
+        assert sweeping.result() == 4000
+        # No transaction of the writer's ever begins with the whole log copied back by the
+        # checkpointing thread (the next write is always waiting): the writer finishes a
+        # checkpoint itself once the log holds restart_frames pages, and the log is reused.
+        assert wal.stat().st_size < 2 * writer.restart_frames * 4096
+        assert len(await store.list_index("live")) == writes
+    finally:
+        await store.close()
+
+
+def test_writes_made_while_the_log_is_reused_survive_a_crash_and_other_connections_see_them(tmp_path: Path) -> None:
+    db = tmp_path / "reuse.sqlite3"
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, sqlite3, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from stepup_core.clock import ManualClock
+        from stepup_core.store.sqlite import SQLiteStore
+        from test_store_sqlite import _fill_expired
+
+        async def main():
+            clock = ManualClock()
+            store = await SQLiteStore.open({str(db)!r}, clock)
+            await store.put("warm", "w")
+            await store.sweep_finished()
+            _fill_expired({str(db)!r}, 3000, clock.now() + 5)
+            clock.advance(10)
+            store.sweep_batch = 50
+            sweeping = asyncio.ensure_future(store.sweep())
+            other = sqlite3.connect({str(db)!r})
+            i = left = 0
+            while i < 150 or (left > 1000 and i < 5000):  # until the sweep is well under way
+                await store.put(f"live{{i}}", f"v{{i}}", indexes=["live"])
+                seen = other.execute("SELECT value FROM records WHERE key = ?", (f"live{{i}}",)).fetchone()
+                assert seen == (f"v{{i}}",), (i, seen)
+                left = other.execute("SELECT COUNT(*) FROM records WHERE expires_at IS NOT NULL").fetchone()[0]
+                i += 1
+            print(i, left, os.path.getsize({str(db) + "-wal"!r}), store._writer.restart_frames, flush=True)
+            os._exit(0)  # mid-sweep, no close, no checkpoint: as if the process were killed
+
+        asyncio.run(main())
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    writes, left, wal_size, restart_frames = map(int, run.stdout.split())
+    assert left <= 1000  # the sweep had removed 2000 rows, writing well over 8 MB of log
+    assert wal_size < 2 * restart_frames * 4096  # the log had been reused meanwhile
+
+    async def read_back() -> None:
+        store = await SQLiteStore.open(str(db), ManualClock())
+        try:
+            assert await store.list_index("live") == {f"live{i}": f"v{i}" for i in range(writes)}
+            assert await store._call(_integrity_check, "be checked", in_transaction=False) == "ok"
+        finally:
+            await store.close()
+
+    asyncio.run(read_back())
+
+
+def _integrity_check(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+async def test_commits_are_synced_and_a_grown_log_is_cut_back(tmp_path: Path) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'pragmas.sqlite3'}", SystemClock())
+
+    def pragmas(conn: sqlite3.Connection) -> list[int]:
+        names = ("synchronous", "journal_size_limit", "wal_autocheckpoint")
+        return [int(conn.execute(f"PRAGMA {name}").fetchone()[0]) for name in names]
+
+    try:
+        # FULL (2): a commit is on disk before its callers hear of it; the log is checkpointed
+        # by its own thread, never inside a commit; once reused it is cut back to 64 MiB.
+        assert await store._call(pragmas, "be read", in_transaction=False) == [2, 64 * 1024 * 1024, 0]
+    finally:
+        await store.close()
+
+
+async def test_waiters_that_give_up_on_a_checkpoint_leave_the_checkpointing_thread_working(
+    tmp_path: Path,
+) -> None:
+    store = await open_sqlite_store(f"sqlite:{tmp_path / 'cancel.sqlite3'}", SystemClock())
+    checkpointer = store._checkpointer
+    assert checkpointer is not None
+    try:
+        await store.put("k", "v")
+        for _ in range(50):  # waiters that give up, some before the thread answers them
+            waiting = asyncio.ensure_future(asyncio.wrap_future(checkpointer.request()))
+            await asyncio.sleep(0)
+            waiting.cancel()
+        await store.put("k2", "v")
+        busy, frames, copied = await asyncio.wait_for(asyncio.wrap_future(checkpointer.request()), 10)
+        assert (busy, frames) == (0, copied)
     finally:
         await store.close()
 
@@ -421,3 +676,16 @@ async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None
         conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
     with pytest.raises(StoreUnavailable, match="newer than this stepup understands"):
         await SQLiteStore.open(str(path))
+
+
+def test_the_operations_guide_states_the_sweep_and_log_limits_the_store_uses() -> None:
+    from stepup_core.store.sqlite_ops import JOURNAL_SIZE_LIMIT
+    from stepup_core.store.sqlite_writer import _Writer
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text().split())
+    milliseconds = SQLiteStore.sweep_batch_seconds * 1000
+    assert f"at most {SQLiteStore.sweep_batch} rows and stops deleting after {milliseconds:g} ms" in text
+    assert f"once the log holds {_Writer.restart_frames} pages ({_Writer.restart_frames * 4 // 1024} MiB)" in text
+    assert f"more than {SQLiteStore.sweep_log_frames} pages ({SQLiteStore.sweep_log_frames * 4 // 1024} MiB)" in text
+    assert f"past {JOURNAL_SIZE_LIMIT // 2**20} MiB" in text
+    assert SQLiteStore.sweep_rest == 1.0 and "rests as long again" in text

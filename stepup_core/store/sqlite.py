@@ -17,14 +17,19 @@ costs one query and no write.
 Durability: ``PRAGMA synchronous = FULL``, so a committed transaction is on disk before its
 callers are answered; neither a restart nor a power cut loses a credential or an issued grant.
 The write-ahead log is copied back into the database by a checkpointing thread with its own
-connection, so a commit never waits for a checkpoint.
+connection, so a commit never waits for a checkpoint. SQLite writes the log from its start again
+only when a write transaction begins with all of it copied back: the sweep waits for a checkpoint
+between its transactions, and when writes follow each other without a pause the writer finishes
+a checkpoint itself, its callers answered, once the log holds ``restart_frames`` pages (see
+:mod:`stepup_core.store.sqlite_writer`), so the log stays small instead of growing.
 
 Expiry follows the injected clock: a row carries ``expires_at`` (seconds since the epoch) and a
 row whose ``expires_at`` is not after ``clock.now()`` is never returned. Expired rows are swept
 in the background, at most once per :attr:`SQLiteStore.sweep_interval` seconds (started by a
-write), in transactions of at most :attr:`SQLiteStore.sweep_batch` rows queued like any other
-operation, so no request waits behind more than one batch however much has expired. A key
-written again replaces its expired row at once.
+write), in transactions of at most :attr:`SQLiteStore.sweep_batch` rows that run only when no
+other operation is waiting, each followed by a checkpoint and a rest, so no request waits behind
+more than one small transaction however much has expired, and the disk is left to requests at
+least half the time. A key written again replaces its expired row at once.
 
 URLs: ``sqlite:relative/path.db``, ``sqlite:///absolute/path.db``, ``sqlite::memory:``.
 """
@@ -37,6 +42,7 @@ import functools
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,9 +112,20 @@ class SQLiteStore:
     sweep_interval: float = 60.0
     #: Expired rows removed per sweep transaction at most: small enough that an operation queued
     #: behind one waits a few milliseconds, whatever has expired.
-    sweep_batch: int = 200
+    sweep_batch: int = 100
     #: Seconds one sweep transaction may spend deleting (checked every 8 rows).
     sweep_batch_seconds: float = 0.005
+    #: Checkpoints the sweep waits for between two of its transactions (unless the log holds
+    #: more than :attr:`sweep_log_frames` frames not copied back).
+    sweep_checkpoints: int = 4
+    #: Frames (pages) of the write-ahead log not yet copied back that the sweep tolerates
+    #: before its next transaction: 1024 frames, 4 MiB with the default page size.
+    sweep_log_frames: int = 1024
+    #: Seconds the sweep waits before asking again for a checkpoint a reader holds back.
+    sweep_wait: float = 0.05
+    #: After each transaction and its checkpoint, the sweep rests this many times as long as
+    #: they took (1.0: it keeps the writer and the disk busy half the time at most).
+    sweep_rest: float = 1.0
 
     def __init__(self, path: str, clock: Clock, writer: _Writer) -> None:
         self.path = path
@@ -204,9 +221,12 @@ class SQLiteStore:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    async def _call(self, operation: Operation, action: str, *, in_transaction: bool = True) -> Any:
-        """Run ``operation`` on the writer thread (one hop) and return its result."""
-        future = self._writer_or_raise().submit(operation, in_transaction=in_transaction)
+    async def _call(
+        self, operation: Operation, action: str, *, in_transaction: bool = True, background: bool = False
+    ) -> Any:
+        """Run ``operation`` on the writer thread (one hop) and return its result; a
+        ``background`` one runs only when no other operation is waiting."""
+        future = self._writer_or_raise().submit(operation, in_transaction=in_transaction, background=background)
         try:
             return await future
         except _CounterError:
@@ -250,19 +270,70 @@ class SQLiteStore:
             self._sweeper = None
 
     async def sweep(self) -> int:
-        """Remove every row expired by now, :attr:`sweep_batch` rows per transaction, each
-        queued behind the operations already waiting; the number removed."""
+        """Remove every row expired by now; the number removed.
+
+        Each transaction removes at most :attr:`sweep_batch` rows and deletes for at most
+        :attr:`sweep_batch_seconds`; it runs only when no other operation is waiting, and the
+        next one only once the write-ahead log has been copied back into the database and
+        :attr:`sweep_rest` times as long again has passed."""
         removed = 0
         while True:
+            began = time.monotonic()
             count = int(
                 await self._call(
                     functools.partial(_sweep_batch, self.clock.now(), self.sweep_batch, self.sweep_batch_seconds),
                     "sweep expired records",
+                    background=True,
                 )
             )
             removed += count
-            if count == 0:
+            if count == 0 or not await self._log_copied_back():
                 return removed
+            # Leave the disk to requests for a while: what a commit waits for when it syncs is
+            # whatever the disk was already given to write, the sweep's pages included.
+            await asyncio.sleep((time.monotonic() - began) * self.sweep_rest)
+
+    async def _log_copied_back(self) -> bool:
+        """Between two sweep transactions: let the checkpointing thread copy the write-ahead log
+        back into the database until a checkpoint finds nothing new (at most
+        :attr:`sweep_checkpoints` of them); False when the sweep should stop for now.
+
+        Without this pause the writer would begin each transaction while the log still held
+        the last one, and SQLite reuses the log from its start only when a write transaction
+        begins with all of it copied back: the log would grow by every transaction of the
+        sweep (gigabytes for a million rows), and the database pages copied back but not yet
+        synced would pile up in the operating system's cache until it wrote them out in
+        bursts that every commit waits behind.
+
+        When a reader holds an older snapshot (a backup, a long scan) the log cannot be
+        copied back past it: the sweep then waits while more than :attr:`sweep_log_frames`
+        frames are not copied back, for :attr:`sweep_interval` seconds at most, and stops
+        after that (the next sweep goes on), so it never grows the log without bound."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:  # an in-memory database has no log
+            await asyncio.sleep(0)
+            return True
+        previous_frames = previous_copied = -1
+        passes = 0
+        give_up = time.monotonic() + self.sweep_interval
+        while True:
+            try:
+                busy, frames, copied = await asyncio.wait_for(asyncio.wrap_future(checkpointer.request()), 10.0)
+            except asyncio.TimeoutError:  # pragma: no cover - a stuck disk: stop, the next sweep goes on
+                return False
+            if frames == copied == previous_frames:
+                return True  # nothing new since the last checkpoint, which copied it all
+            passes += 1
+            behind = frames - copied if frames >= 0 else self.sweep_log_frames + 1
+            progress = copied > previous_copied and not busy
+            if behind <= self.sweep_log_frames and (passes >= self.sweep_checkpoints or not progress):
+                return True
+            if not progress:  # a reader's snapshot (or another checkpoint) holds it back
+                if time.monotonic() >= give_up:
+                    log.info("sweep paused: the write-ahead log cannot be copied back past a reader")
+                    return False
+                await asyncio.sleep(self.sweep_wait)
+            previous_frames, previous_copied = frames, copied
 
     async def sweep_finished(self) -> None:
         """Wait for a background sweep in progress (if any) to finish."""

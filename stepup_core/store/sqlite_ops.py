@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS schema_version (
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
+#: Bytes of write-ahead log kept on disk once the log is reused from its start (64 MiB).
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 _SELECT_LIVE = "SELECT value FROM records WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _LIST_INDEX = (
     "SELECT r.key, r.value FROM record_indexes AS i JOIN records AS r ON r.key = i.key "
@@ -272,6 +275,9 @@ def _initialise(path: str, conn: sqlite3.Connection) -> tuple[str, int, list[Mig
     conn.execute("PRAGMA synchronous = FULL")
     # Checkpoints run on a connection of their own (_Checkpointer), not inside a commit.
     conn.execute("PRAGMA wal_autocheckpoint = 0")
+    # Once the log is reused from its start, a log that grew past this (while a reader held
+    # an old snapshot) is cut back to it: the log's size on disk stays bounded.
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > LATEST_VERSION:
         raise StoreUnavailable(
