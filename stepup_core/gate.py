@@ -144,13 +144,13 @@ class Gate:
         scope = self.policies.validate(scope)
         bound = self.bind((scope,), transaction)
         try:
-            votes = self.votes(principal, scope)
+            decision = self.decision(principal, scope)
             policy = self.policies.policy_for(scope)
             expected = bound.hash if bound else None
             grant = await self.tokens.peek(token, principal, scope, self.grant_check(policy), expected)
             # A sign-in never stands for a bound step-up: the person has not seen the details.
             satisfied = grant is not None or (bound is None and await self._sign_in_available(principal, scope, policy))
-            return await self._result(principal, scope, decide(votes), satisfied, bound)
+            return await self._result(principal, scope, decision, satisfied, bound)
         except Exception as exc:  # noqa: BLE001 - fails closed, logged in _failed_closed
             return await self._failed_closed(principal, scope, exc, bound)
 

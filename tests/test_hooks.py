@@ -138,8 +138,11 @@ async def test_a_vote_registered_or_removed_later_gates_protected_actions_at_onc
     assert refused.value.check["reasons"] == ["risk", "scope_policy"]
     with pytest.raises(errors.StepUpRequired):
         await service.require_scope(P, "user:update", None)  # the plugin guards it now
+    checked = await service.check(P, "credential:update", token)
+    assert checked.is_required and checked.reasons == ("risk", "scope_policy")
     pm.unregister(fresh_only)
     assert await service.require_scope(P, "user:update", None) is None
+    assert not (await service.check(P, "credential:update", token)).is_required
     assert (await service.require_scope(P, "credential:update", token)).method == "benchmark"
 
 
