@@ -298,3 +298,16 @@ def test_the_cluster_never_runs_as_root(postgres: PostgresCluster) -> None:
     conf = (postgres.data_dir / "postmaster.opts").read_text()
     assert "listen_addresses=127.0.0.1" in conf
     assert f"unix_socket_directories={postgres.socket_dir}" in conf
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 200, 300])
+async def test_a_batch_of_any_size_answers_exactly_its_live_keys(store: PostgresStore, count: int) -> None:
+    # Batches are padded to the next prepared size with their last key; past the largest
+    # (256) one array statement answers.
+    await asyncio.gather(*(store.put(f"k{i}", f"v{i}", ttl=300) for i in range(0, count, 2)))
+    await store.put(f"k{count - 1}", "expired", ttl=0.001)
+    await asyncio.sleep(0.01)
+    keys = [f"k{i}" for i in range(count)]
+    expected = {f"k{i}": f"v{i}" for i in range(0, count, 2) if i != count - 1}
+    assert await store.fetch_many(keys) == expected
+    assert await store.fetch_many(list(reversed(keys))) == expected
