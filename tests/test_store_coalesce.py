@@ -77,6 +77,25 @@ async def test_gets_made_while_a_fetch_is_on_its_way_go_out_together_when_it_is_
     assert backend.fetches == [["k0"], [f"k{i}" for i in range(1, 10)]]
 
 
+async def test_lookups_ready_when_a_fetch_is_answered_join_those_queued_meanwhile() -> None:
+    backend = FakeBackend({f"k{i}": str(i) for i in range(3)})
+    backend.hold = asyncio.Event()
+    reads = await coalescer(backend)
+    first = reads.get("k0")
+    await backend.started.wait()
+    queued = reads.get("k1")  # while k0's fetch is on its way
+
+    async def after_the_answer() -> str | None:
+        await first  # resumes in the loop turn of the answer ...
+        return await reads.get("k2")  # ... and joins k1, queued before
+
+    joining = asyncio.ensure_future(after_the_answer())
+    await asyncio.sleep(0)
+    backend.hold.set()
+    assert await queued == "1" and await joining == "2"
+    assert backend.fetches == [["k0"], ["k1", "k2"]]
+
+
 async def test_a_full_batch_does_not_wait_for_the_fetch_on_its_way() -> None:
     backend = FakeBackend({f"k{i}": str(i) for i in range(30)})
     backend.hold = asyncio.Event()

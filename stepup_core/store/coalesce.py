@@ -8,9 +8,10 @@ also known as auto-pipelining.
 
 One fetch is on its way at a time, except that a full batch goes out at once: the keys asked for
 in one loop turn go in the next fetch, and so do the keys asked for while a fetch is on its way,
-sent as soon as it is answered. So under load a batch holds what arrived during one round trip,
-however short the loop's turns, and the cost per lookup falls as the load rises; an idle store
-sends a lone lookup in the next loop turn.
+sent one loop turn after it is answered (so the requests that became ready meanwhile join them).
+So under load a batch holds what arrived during one round trip, however short the loop's turns,
+and the cost per lookup falls as the load rises; an idle store sends a lone lookup in the next
+loop turn.
 
 Guarantees:
 
@@ -22,7 +23,8 @@ Guarantees:
   loop turn (the flush is a task, and the loop runs a new task's first step with ``call_soon``),
   so a lone request waits at most one loop turn longer than it would without coalescing. A
   ``get`` that arrives while a fetch is on its way waits for that fetch's answer, then goes out
-  at once: at most one round trip more, in exchange for sharing it.
+  in the next loop turn: at most one round trip and one loop turn more, in exchange for sharing
+  it.
 - **Bounded batches.** One fetch carries at most :attr:`ReadCoalescer.max_batch` keys; the
   key that fills a batch sends it (in the next loop turn, beside any fetch on its way). A key
   asked for several times in one batch is fetched once.
@@ -137,6 +139,10 @@ class ReadCoalescer(Generic[T]):
                 if me is not None:
                     self._in_flight[me] = batch
                 await self._fetch(batch)
+                if self._queued:
+                    # Lookups queued while that fetch was on its way: the store is busy. One loop
+                    # turn more lets the requests that became ready meanwhile join them.
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:  # the loop is shutting down: nothing will send the rest
             for waiters in self._queued.values():
                 for waiter in waiters:
