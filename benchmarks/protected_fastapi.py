@@ -10,7 +10,8 @@ load generator this script reuses).
                                            [--stores sqlite,memory] [--strict]
 
 Target: protected / unprotected >= 0.85 on SQLite (and on memory). ``--strict`` exits 1 when a
-target is missed.
+target is missed. Two reference routes are measured beside them (not judged): the same kind of
+dependency doing nothing, and a floor guard that only reads the store once (``REFERENCES``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import secrets
 import signal
@@ -28,9 +30,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from protected_route import SCOPE, SESSION, Server, _measure, _stop, report  # the shared load generator
+from fastapi import Request
+from fastapi.security import APIKeyHeader
+from protected_route import ROUTE_PATHS, SCOPE, SESSION, Server, _measure, _stop, report  # the shared load generator
 
+from stepup_core.crypto import token_hash
 from stepup_core.models import Principal
+from stepup_core.server.http import TOKEN_HEADER
+
+AUDIT_LOG = logging.getLogger("stepup.audit")
 
 TARGETS = {"sqlite": 0.85, "memory": 0.85}
 STORE_KINDS = tuple(TARGETS)
@@ -42,6 +50,43 @@ async def _identify(request: Any) -> Principal | None:
     if scheme != "Bearer" or not sep:
         return None
     return Principal(user_id=user, session_id=session)
+
+
+#: Reference routes: what FastAPI charges for a dependency of RequireScope's kind that does
+#: nothing, and the least a guard reading the store once can do. Their ratios to the unprotected
+#: route are printed beside the verdict, so a missed target can be told from a slow guard.
+REFERENCE_PATHS = {"dependency": "noop-dependency", "floor": "floor-guard"}
+REFERENCES = {
+    "dependency": "a dependency of the same kind doing nothing: FastAPI's own cost",
+    "floor": "identify, hash the token, read the store once, compare the user: any guard's least",
+}
+
+
+class NoopDependency(APIKeyHeader):
+    """A dependency like ``RequireScope`` (an API-key header scheme taking the request)."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+class FloorGuard(NoopDependency):
+    """What no guard that keeps its guarantees can skip: identify the caller, hash the token, read
+    its record from the store (once), compare the user, ask whether the audit log listens. No
+    policy, no parsing, no audit event, no grant."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(name=TOKEN_HEADER, auto_error=False)
+        self.store = store
+
+    async def __call__(self, request: Request) -> str:  # type: ignore[override]
+        principal = await _identify(request)
+        token = request.headers.get(TOKEN_HEADER, "")
+        raw = await self.store.get("grant:" + token_hash(token))
+        if principal is None or raw is None or principal.user_id not in raw:
+            raise RuntimeError("the floor guard found no grant")
+        if AUDIT_LOG.isEnabledFor(logging.INFO):
+            AUDIT_LOG.info(json.dumps({"type": "grant_used", "user": principal.user_id}))
+        return str(raw)
 
 
 async def _serve(store_kind: str) -> None:
@@ -69,6 +114,16 @@ async def _serve(store_kind: str) -> None:
 
     @app.get("/guarded")
     async def guarded(elevation: Elevation = require) -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get(f"/{REFERENCE_PATHS['dependency']}")
+    async def with_dependency(
+        nothing: None = Depends(NoopDependency(name=TOKEN_HEADER, auto_error=False)),
+    ) -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get(f"/{REFERENCE_PATHS['floor']}")
+    async def behind_floor(raw: str = Depends(FloorGuard(service.store))) -> dict[str, bool]:
         return {"ok": True}
 
     user, _, session = SESSION.removeprefix("Bearer ").partition(":")
@@ -101,7 +156,8 @@ async def _start(store_kind: str) -> Server:
     except BaseException:
         await _stop(proc)
         raise
-    return Server(store_kind, proc, f"http://127.0.0.1:{info['port']}", info["token"])
+    paths = {**ROUTE_PATHS, **REFERENCE_PATHS}
+    return Server(store_kind, proc, f"http://127.0.0.1:{info['port']}", info["token"], paths=paths)
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -122,7 +178,7 @@ async def _main(args: argparse.Namespace) -> int:
     finally:
         for server in servers:
             await _stop(server.proc)
-    return report(servers, TARGETS, args.strict)
+    return report(servers, TARGETS, args.strict, REFERENCES)
 
 
 def main() -> int:

@@ -212,16 +212,26 @@ async def _load(session: ClientSession, url: str, headers: dict[str, str], secon
     return tally
 
 
+#: The routes every server has, by name: the handler unguarded and guarded.
+ROUTE_PATHS = {"unprotected": "open", "protected": "guarded"}
+
+
 @attrs.define
 class Server:
     store_kind: str
     proc: asyncio.subprocess.Process
     base: str
     token: str
-    totals: dict[str, Tally] = attrs.field(factory=lambda: {"unprotected": Tally(), "protected": Tally()})
+    #: The routes measured, by name (a benchmark may add reference routes to the two above).
+    paths: Mapping[str, str] = attrs.field(factory=lambda: dict(ROUTE_PATHS))
+    totals: dict[str, Tally] = attrs.field()
+
+    @totals.default
+    def _totals(self) -> dict[str, Tally]:
+        return {route: Tally() for route in self.paths}
 
     def url(self, route: str) -> str:
-        return f"{self.base}/{'guarded' if route == 'protected' else 'open'}"
+        return f"{self.base}/{self.paths[route]}"
 
     @property
     def headers(self) -> dict[str, str]:
@@ -255,15 +265,14 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 async def _measure(servers: list[Server], args: argparse.Namespace) -> None:
     """Every round visits every (store, route) pair, the order flipping from round to round, so
     drift in the machine's load falls on all of them alike."""
-    routes = ["unprotected", "protected"]
     async with ClientSession(connector=TCPConnector(limit=args.concurrency)) as session:
         for server in servers:
-            for route in routes:
+            for route in server.paths:
                 warm = await _load(session, server.url(route), server.headers, args.warmup, args.concurrency)
                 if warm.failures or not warm.requests:
                     raise SystemExit(f"{server.store_kind} {route}: warm-up failed ({warm.failures} non-200 answers)")
         for round_no in range(args.rounds):
-            visits = [(server, route) for server in servers for route in routes]
+            visits = [(server, route) for server in servers for route in server.paths]
             for server, route in visits if round_no % 2 == 0 else reversed(visits):
                 cpu_before = _cpu_seconds(server.proc.pid)
                 tally = await _load(session, server.url(route), server.headers, args.seconds, args.concurrency)
@@ -301,13 +310,18 @@ async def _main(args: argparse.Namespace) -> int:
     return report(servers, TARGETS, args.strict)
 
 
-def report(servers: list[Server], targets: Mapping[str, float], strict: bool) -> int:
-    """Print each store's routes and its protected/unprotected verdict; the exit status."""
+def report(
+    servers: list[Server], targets: Mapping[str, float], strict: bool, references: Mapping[str, str] | None = None
+) -> int:
+    """Print each store's routes and its protected/unprotected verdict; the exit status.
+
+    ``references``: what each route beyond the two measures (its ratio to the unprotected route
+    is printed as a reference, not judged)."""
     rows = []
     verdicts = []
     for server in servers:
         store_kind, totals = server.store_kind, server.totals
-        for name in ("unprotected", "protected"):
+        for name in server.paths:
             rows.append((store_kind, name, totals[name]))
         ratio = totals["protected"].rate / totals["unprotected"].rate
         target = targets.get(store_kind, 0.0)
@@ -321,7 +335,7 @@ def report(servers: list[Server], targets: Mapping[str, float], strict: bool) ->
         verdicts.append((store_kind, ratio, target, per_round, cpu_ratio))
 
     header = (
-        f"{'store':<11} {'route':<12} {'requests':>9} {'failures':>8} {'req/s':>9} "
+        f"{'store':<11} {'route':<16} {'requests':>9} {'failures':>8} {'req/s':>9} "
         f"{'server cpu/req':>15} {'server busy':>12}"
     )
     print()
@@ -329,7 +343,7 @@ def report(servers: list[Server], targets: Mapping[str, float], strict: bool) ->
     print("-" * len(header))
     for store_kind, name, t in rows:
         print(
-            f"{store_kind:<11} {name:<12} {t.requests:>9} {t.failures:>8} {t.rate:>9.0f} "
+            f"{store_kind:<11} {name:<16} {t.requests:>9} {t.failures:>8} {t.rate:>9.0f} "
             f"{t.cpu_per_request_us:>12.0f} us {t.server_busy:>11.0%}"
         )
     print()
@@ -343,6 +357,13 @@ def report(servers: list[Server], targets: Mapping[str, float], strict: bool) ->
         print(
             f"{'':<11}   server cpu per request, unprotected/protected = {cpu_ratio:.3f} (a saturated server's ratio)"
         )
+        for server in servers:
+            if server.store_kind != store_kind:
+                continue
+            for name, meaning in (references or {}).items():
+                if name in server.totals and server.totals["unprotected"].rate:
+                    reference = server.totals[name].rate / server.totals["unprotected"].rate
+                    print(f"{'':<11}   reference: {name}/unprotected = {reference:.3f} ({meaning})")
     failures = sum(t.failures for _, _, t in rows)
     if failures:
         print(f"{failures} requests did not answer 200")

@@ -11,6 +11,10 @@ stepup route over its floor, a route in the same server that does only what cann
     ``POST /stepup/check`` for a user with an authenticator app against a bare JSON POST.
 ``protected / unprotected``
     a handler behind ``requires_scope`` (time-bound token) against the same handler unguarded.
+``floor-guard / unprotected`` (a reference, not judged)
+    the same handler behind the least a guard that reads the store once does (identify, hash
+    the token, one store read, compare the user; no policy, parsing or audit event): where the
+    protected route's target lies against what reading the store costs at all.
 
 Stores: memory, SQLite, Redis and PostgreSQL (``--stores``; Redis is a throwaway ``redis-server``
 and PostgreSQL a throwaway cluster by ``initdb``, both on loopback, both stopped afterwards).
@@ -39,6 +43,7 @@ import base64
 import hashlib
 import itertools
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -59,11 +64,13 @@ TARGETS: dict[str, dict[str, float]] = {
     "totp-verify/bare-totp": {"memory": 3.0, "sqlite": 8.0, "redis": 5.0, "postgres": 8.0},
     "check/bare-post": {"memory": 2.0, "sqlite": 2.0, "redis": 2.5, "postgres": 2.5},
     "protected/unprotected": {"memory": 1.2, "sqlite": 1.2, "redis": 1.8, "postgres": 1.8},
+    "floor-guard/unprotected": {},  # a reference: the least any guard reading the store once costs
 }
 COMPARISONS = (
     ("totp-verify/bare-totp", "totp-verify", "bare-totp"),
     ("check/bare-post", "check", "bare-post"),
     ("protected/unprotected", "protected", "unprotected"),
+    ("floor-guard/unprotected", "floor-guard", "unprotected"),
 )
 
 
@@ -92,6 +99,27 @@ def _principal_from(request: web.Request) -> Any:
 
 async def _identify(request: web.Request) -> Any:
     return _principal_from(request)
+
+
+def _floor_guard(store: Any, handler: Any) -> Any:
+    """``handler`` behind what no guard that keeps its guarantees can skip: identify the caller,
+    hash the token, read its record from the store (once), compare the user, ask whether the
+    audit log listens. No policy, no parsing, no audit event, no grant: the reference the
+    protected route's cost is shown against (``floor-guard/unprotected``, not judged)."""
+    from stepup_core.crypto import token_hash
+
+    audit = logging.getLogger("stepup.audit")
+
+    async def floor_guarded(request: web.Request) -> Any:
+        principal = _principal_from(request)
+        raw = await store.get("grant:" + token_hash(request.headers.get("X-Elevated-Access-Token", "")))
+        if principal is None or raw is None or principal.user_id not in raw:
+            return web.json_response({"ok": False}, status=401)
+        if audit.isEnabledFor(logging.INFO):
+            audit.info(json.dumps({"type": "grant_used", "user": principal.user_id}))
+        return await handler(request)
+
+    return floor_guarded
 
 
 async def _seed(service: Any, kind: str, store_url: str, seed: str, users: int) -> None:
@@ -176,6 +204,7 @@ async def _serve(kind: str, store_url: str, seed: str, users: int) -> None:
     app = build_app(service, _identify)
     app.router.add_get("/open", handler)
     app.router.add_get("/guarded", requires_scope(SCOPE)(handler))
+    app.router.add_get("/floor-guard", _floor_guard(service.store, handler))
     app.router.add_post("/bare-post", bare_post)
     app.router.add_post("/bare-totp", bare_totp)
 
@@ -260,6 +289,7 @@ def _cases(server: Server, seed: str, users: int) -> list[Case]:
         Case(server, "check", _post_json(f"{server.base}/stepup/check", {"scope": SCOPE}, session)),
         Case(server, "unprotected", _get(f"{server.base}/open", guarded)),
         Case(server, "protected", _get(f"{server.base}/guarded", guarded)),
+        Case(server, "floor-guard", _get(f"{server.base}/floor-guard", guarded)),
     ]
 
 
