@@ -4,6 +4,7 @@ endpoints configured. Only cheap imports here."""
 from __future__ import annotations
 
 import weakref
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from stepup_core import hookimpl
@@ -44,7 +45,10 @@ async def stepup_shutdown(service: StepUpService) -> None:
 
 
 @hookimpl
-async def stepup_event(event: AuditEvent, service: StepUpService) -> None:
+def stepup_event(event: AuditEvent, service: StepUpService) -> Awaitable[None] | None:
+    # Plain, not a coroutine function: every audit event passes here (one per protected
+    # request), and only an event some endpoint subscribes to has work to await.
     dispatcher = _dispatchers.get(service)
-    if dispatcher is not None:
-        await dispatcher.enqueue(event)
+    if dispatcher is None or not dispatcher.wanted_by(event.type):
+        return None
+    return dispatcher.enqueue(event)
