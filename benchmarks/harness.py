@@ -12,10 +12,13 @@ kept so a reader can see the spread on a busy machine.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -129,6 +132,23 @@ async def stop(proc: asyncio.subprocess.Process) -> None:
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+def server_directory(prefix: str = "stepup-bench-") -> str:
+    """In a server process: a new temporary directory for its files (a SQLite store), removed
+    when the process exits, so no run leaves one behind: after the orderly stop on SIGTERM (once
+    the server has closed its store), after a failure, and after a SIGTERM that comes before the
+    server has put its own handler in place (it then raises SystemExit instead of killing the
+    process outright, so the removal still runs)."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    return directory
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 async def serve_until_terminated(runner: Any, *, info: dict[str, Any], cleanup: Callable[[], Awaitable[None]]) -> None:

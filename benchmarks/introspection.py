@@ -23,11 +23,11 @@ import secrets
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from aiohttp import ClientSession, TCPConnector, web
+from harness import server_directory
 
 from stepup_core.models import Principal
 
@@ -42,7 +42,7 @@ async def _serve(count: int) -> None:
     from stepup_core.server import build_app
     from stepup_core.service import StepUpService
 
-    workdir = tempfile.mkdtemp(prefix="stepup-bench-")
+    workdir = server_directory()  # removed when this process exits
     config = config_from_mapping({
         "store": f"sqlite:{Path(workdir) / 'stepup.sqlite3'}",
         "secret_key": secrets.token_hex(32),

@@ -24,7 +24,6 @@ import os
 import secrets
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fastapi import Request
 from fastapi.security import APIKeyHeader
+from harness import server_directory
 from protected_route import ROUTE_PATHS, SCOPE, SESSION, Server, _measure, _stop, report  # the shared load generator
 
 from stepup_core.crypto import token_hash
@@ -98,7 +98,7 @@ async def _serve(store_kind: str) -> None:
     from stepup_core.plugins import get_plugin_manager
     from stepup_core.service import StepUpService
 
-    workdir = tempfile.mkdtemp(prefix="stepup-bench-")
+    workdir = server_directory()  # removed when this process exits
     store_url = "memory:" if store_kind == "memory" else f"sqlite:{Path(workdir) / 'stepup.sqlite3'}"
     config = config_from_mapping({"store": store_url, "secret_key": secrets.token_hex(32)})
     service = await StepUpService.create(config, pm=get_plugin_manager(load_entrypoints=False))

@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 from aiohttp import ClientSession, TCPConnector, web
+from harness import server_directory
 
 from stepup_core.models import Principal
 
@@ -69,7 +70,7 @@ async def _serve(store_kind: str, store_url: str | None) -> None:
     from stepup_core.server import build_app, requires_scope
     from stepup_core.service import StepUpService
 
-    workdir = tempfile.mkdtemp(prefix="stepup-bench-")
+    workdir = server_directory()  # removed when this process exits
     if store_url is None:
         store_url = f"sqlite:{Path(workdir) / 'stepup.sqlite3'}" if store_kind == "sqlite" else "memory:"
     config = config_from_mapping({"store": store_url, "secret_key": secrets.token_hex(32)})

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from .cli_text import counted, text_table
+
 if TYPE_CHECKING:
     from .admin import Admin, Operator, UserReport
     from .service import StepUpService
@@ -210,26 +212,46 @@ def _confirm(yes: bool, question: str) -> None:
         click.confirm(question, abort=True)
 
 
+CREDENTIAL_COLUMNS = ("ID", "METHOD", "FACTOR", "ALIAS", "CREATED", "LAST USED", "DEFAULT", "DETAILS")
+GRANT_COLUMNS = ("SESSION", "SCOPES", "KIND", "METHOD", "EXPIRES")
+
+
 def _report_lines(report: UserReport) -> list[str]:
+    """``show-user`` as text: the credentials and the live grants each as a table whose columns
+    line up (ids differ in length), under a heading that counts them."""
     lines = [f"user {report.user_id}"]
     lines.append(f"credentials ({len(report.credentials)}):")
-    for c in report.credentials:
-        flags = " default" if c.is_default else ""
-        alias = f' "{c.alias}"' if c.alias else ""
-        details = f" {json.dumps(c.details, sort_keys=True)}" if c.details else ""
-        lines.append(
-            f"  {c.id}  {c.method:<9} {c.factor.value:<6}{alias}  created {_when(c.created_at)}, "
-            f"last used {_when(c.last_used_at)}{flags}{details}"
-        )
+    if report.credentials:
+        credential_rows = [
+            (
+                c.id,
+                c.method,
+                c.factor.value,
+                f'"{c.alias}"' if c.alias else "",
+                _when(c.created_at),
+                _when(c.last_used_at),
+                "yes" if c.is_default else "",
+                json.dumps(c.details, sort_keys=True) if c.details else "",
+            )
+            for c in report.credentials
+        ]
+        lines += [f"  {line}" for line in text_table(CREDENTIAL_COLUMNS, credential_rows)]
     lines.append(f"live grants ({len(report.grants)}):")
-    for g in report.grants:
-        kind = "single-use" if g.single_use else "time-bound"
-        lines.append(
-            f"  session {g.session_id}: {' '.join(g.scopes)} ({kind}, by {g.method}) until {_when(g.expires_at)}"
-        )
+    if report.grants:
+        grant_rows = [
+            (
+                g.session_id,
+                " ".join(g.scopes),
+                "single-use" if g.single_use else "time-bound",
+                g.method,
+                _when(g.expires_at),
+            )
+            for g in report.grants
+        ]
+        lines += [f"  {line}" for line in text_table(GRANT_COLUMNS, grant_rows)]
     state = "LOCKED OUT" if report.lockout.locked else "not locked"
     lines.append(
-        f"lockout: {report.lockout.failures} failures in the current window "
+        f"lockout: {counted(report.lockout.failures, 'failure')} in the current window "
         f"(locks at {report.lockout.limit}, window {report.lockout.window:g} s): {state}"
     )
     return lines
@@ -263,7 +285,7 @@ def unlock(config_path: Path, operator: str | None, yes: bool, user_id: str) -> 
     who = _operator(operator)
     _confirm(yes, f"Clear the lockout of user {user_id!r}?")
     done = _admin_action(config_path, lambda a: a.unlock(user_id, who))
-    click.echo(f"unlocked {user_id}: {done.failures_cleared} failures cleared")
+    click.echo(f"unlocked {user_id}: {counted(done.failures_cleared, 'failure')} cleared")
 
 
 @admin.command("revoke-grants")
@@ -278,7 +300,7 @@ def revoke_grants(config_path: Path, operator: str | None, yes: bool, session_id
     scope = f"session {session_id!r} of user {user_id!r}" if session_id else f"every session of user {user_id!r}"
     _confirm(yes, f"Revoke the grants of {scope}?")
     done = _admin_action(config_path, lambda a: a.revoke_grants(user_id, who, session_id))
-    click.echo(f"revoked {done.revoked} grants of {scope}")
+    click.echo(f"revoked {counted(done.revoked, 'grant')} of {scope}")
 
 
 @admin.command("delete-credential")
@@ -316,15 +338,15 @@ def reset_mfa(config_path: Path, operator: str | None, yes: bool, user_id: str) 
     listed = _admin_action(config_path, describe)
     _confirm(
         yes,
-        f"Reset MFA of user {user_id!r}: remove {len(listed)} credentials"
+        f"Reset MFA of user {user_id!r}: remove {counted(len(listed), 'credential')}"
         + (f" ({', '.join(listed)})" if listed else "")
         + " and revoke every grant?",
     )
     done = _admin_action(config_path, lambda a: a.reset_mfa(user_id, who))
     removed = ", ".join(f"{c.method} {c.id}" for c in done.removed) or "none"
     click.echo(
-        f"reset MFA of {user_id}: removed {len(done.removed)} credentials ({removed}); "
-        f"revoked {done.grants_revoked} grants"
+        f"reset MFA of {user_id}: removed {counted(len(done.removed), 'credential')} ({removed}); "
+        f"revoked {counted(done.grants_revoked, 'grant')}"
     )
 
 

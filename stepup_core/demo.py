@@ -31,6 +31,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from .cli_text import text_table
 from .client import ELEVATED_TOKEN_HEADER, ScriptedPrompter, StepUpClient
 from .client.method import ClientMethod
 from .client.registry import client_methods, package_for
@@ -100,12 +101,7 @@ def _has_hookimpls(obj: Any) -> bool:
 def _table(rows: list[Row]) -> str:
     headers = ("METHOD", "USER", "PROTECTED ROUTE", "TOKEN", "RESULT", "MS")
     cells = [(r.method, r.user, r.route, r.token, r.result, "" if r.ms is None else f"{r.ms:.0f}") for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for c in cells:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    return "\n".join(text_table(headers, cells))
 
 
 def _core_only_message() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import sqlite3
 import subprocess
@@ -18,7 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+from click.testing import CliRunner
 
 from stepup_core.config import load_config
 from stepup_core.crypto import key_id
@@ -41,6 +44,27 @@ def _stepup(*args: str, config: Path | None = None, stdin: str = "", **env: str)
         input=stdin,
         timeout=120,
     )
+
+
+def _columns(header: str) -> list[tuple[str, int, int | None]]:
+    """A table header's columns: name, first offset, offset of the next column (None: the last)."""
+    found = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", header)]
+    return [(name, start, found[i + 1][1] if i + 1 < len(found) else None) for i, (name, start) in enumerate(found)]
+
+
+def _table(out: str, heading: str) -> list[dict[str, str]]:
+    """The rows of the table under ``heading (N):`` in ``show-user`` text, each cell read at its
+    header's offset (as a reader's eye follows a column down)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{heading} ("))
+    header, rule = lines[start + 1], lines[start + 2]
+    assert set(rule.strip()) == {"-", " "}
+    rows = []
+    for line in lines[start + 3:]:
+        if not line.startswith("  "):
+            break
+        rows.append({name: line[begin:end].strip() for name, begin, end in _columns(header)})
+    return rows
 
 
 def _audit(stderr: str) -> list[dict[str, Any]]:
@@ -127,8 +151,13 @@ def test_show_user_lists_credentials_grants_and_lockout_without_secrets(config: 
         assert cid in out
     assert '"remaining": 7' in out
     assert "live grants (2):" in out
-    assert "session alice-laptop: user:update (time-bound, by totp)" in out
-    assert "session alice-phone: wallet:export (single-use, by passkey)" in out
+    grants = {row["SESSION"]: row for row in _table(out, "live grants")}
+    assert (grants["alice-laptop"]["SCOPES"], grants["alice-laptop"]["KIND"], grants["alice-laptop"]["METHOD"]) == (
+        "user:update", "time-bound", "totp"
+    )
+    assert (grants["alice-phone"]["SCOPES"], grants["alice-phone"]["KIND"], grants["alice-phone"]["METHOD"]) == (
+        "wallet:export", "single-use", "passkey"
+    )
     assert "lockout: 6 failures in the current window (locks at 5, window 900 s): LOCKED OUT" in out
     assert "aesgcm" not in out and "pQECAyYg" not in out and "JBSWY3DP" not in out
     events = _audit(shown.stderr)
@@ -171,7 +200,7 @@ def test_unlock_revoke_delete_and_reset_each_act_and_audit_the_operator(config: 
 
     one = _stepup("admin", "revoke-grants", "alice", "--session", "alice-phone", "--yes", "--operator", "dana",
                   config=config)
-    assert "revoked 1 grants of session 'alice-phone' of user 'alice'" in one.stdout
+    assert "revoked 1 grant of session 'alice-phone' of user 'alice'" in one.stdout
     assert asyncio.run(_state(config))["grants"] == ["alice-laptop"]
 
     deleted = _stepup("admin", "delete-credential", "alice", "cred_pk", "--yes", "--operator", "dana", config=config)
@@ -183,7 +212,7 @@ def test_unlock_revoke_delete_and_reset_each_act_and_audit_the_operator(config: 
 
     reset = _stepup("admin", "reset-mfa", "alice", "--yes", "--operator", "dana", config=config)
     assert reset.returncode == 0, reset.stderr
-    assert "removed 2 credentials (recovery cred_codes, totp cred_totp); revoked 1 grants" in reset.stdout
+    assert "removed 2 credentials (recovery cred_codes, totp cred_totp); revoked 1 grant" in reset.stdout
     state = asyncio.run(_state(config))
     assert state["credentials"] == ["cred_mail"]  # re-authentication stays: the way back in
     assert state["grants"] == []
@@ -209,6 +238,120 @@ def test_admin_needs_a_configuration(tmp_path: Path) -> None:
     missing = _stepup("admin", "show-user", "alice")
     assert missing.returncode == 2
     assert "--config" in missing.stderr
+
+
+# --- admin, in this process (click's runner) ---------------------------------------------------
+
+
+def _admin(*args: str, config: Path, stdin: str | None = None) -> str:
+    from stepup_core.cli import main
+
+    result = CliRunner().invoke(
+        main, ["admin", *args, "--operator", "dana"], input=stdin,
+        env={"STEPUP_CONFIG": str(config), "STEPUP_LOAD_PLUGINS": ""},
+    )
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result.stdout
+
+
+async def _seed_carol(config: Path) -> None:
+    """carol: one authenticator app, grants in two sessions (one in the first, two in the second)
+    and one failed verification."""
+    service = await StepUpService.create(load_config(config), pm=get_plugin_manager(load_entrypoints=False))
+    try:
+        await service.credentials.save(
+            attrs.evolve(_credential("cred_t", "totp", CredentialFormat.TOTP, Factor.MFA), user_id="carol")
+        )
+        await service.tokens.mint(Principal("carol", "c1"), ["user:update"], method="totp", ttl=600,
+                                  single_use=False)
+        for scope in ("user:update", "wallet:export"):
+            await service.tokens.mint(Principal("carol", "c2"), [scope], method="totp", ttl=600, single_use=False)
+        await service.store.incr("failures:carol", ttl=900)
+    finally:
+        await service.close()
+
+
+def test_admin_counts_read_right_for_one_none_and_many(config: Path) -> None:
+    asyncio.run(_seed_carol(config))
+
+    shown = _admin("show-user", "carol", config=config)
+    assert "lockout: 1 failure in the current window (locks at 5, window 900 s): not locked" in shown
+    assert _admin("unlock", "carol", "--yes", config=config) == "unlocked carol: 1 failure cleared\n"
+    assert _admin("unlock", "carol", "--yes", config=config) == "unlocked carol: 0 failures cleared\n"
+    assert "lockout: 0 failures in the current window" in _admin("show-user", "carol", config=config)
+
+    one = _admin("revoke-grants", "carol", "--session", "c1", "--yes", config=config)
+    assert one == "revoked 1 grant of session 'c1' of user 'carol'\n"
+    many = _admin("revoke-grants", "carol", "--yes", config=config)
+    assert many == "revoked 2 grants of every session of user 'carol'\n"
+    none = _admin("revoke-grants", "carol", "--yes", config=config)
+    assert none == "revoked 0 grants of every session of user 'carol'\n"
+
+    reset = _admin("reset-mfa", "carol", config=config, stdin="y\n")
+    assert "Reset MFA of user 'carol': remove 1 credential (totp cred_t) and revoke every grant? [y/N]" in reset
+    assert reset.endswith("reset MFA of carol: removed 1 credential (totp cred_t); revoked 0 grants\n")
+    again = _admin("reset-mfa", "carol", "--yes", config=config)
+    assert again == "reset MFA of carol: removed 0 credentials (none); revoked 0 grants\n"
+
+
+async def _seed_uneven(config: Path) -> None:
+    """Two credentials and two grants whose ids, methods and aliases differ in length."""
+    service = await StepUpService.create(load_config(config), pm=get_plugin_manager(load_entrypoints=False))
+    try:
+        await service.credentials.save(
+            attrs.evolve(
+                _credential("cred_a", "recovery", CredentialFormat.RECOVERY_CODE, Factor.MFA,
+                            public={"remaining": 3, "total": 10}),
+                alias=None,
+            )
+        )
+        await service.credentials.save(
+            attrs.evolve(
+                _credential("cred_with_a_much_longer_id_0123456789", "otp", CredentialFormat.EMAIL, Factor.REAUTH),
+                alias="Work mail", is_default=True,
+            )
+        )
+        await service.tokens.mint(ALICE, ["user:update"], method="otp", ttl=600, single_use=False)
+        await service.tokens.mint(Principal("alice", "p"), ["wallet:export", "credential:link"], method="recovery",
+                                  ttl=300, single_use=True)
+    finally:
+        await service.close()
+
+
+def test_show_user_tables_line_up_when_ids_differ_in_length(config: Path) -> None:
+    asyncio.run(_seed_uneven(config))
+    out = _admin("show-user", "alice", config=config)
+    lines = out.splitlines()
+
+    for heading, header, expected in (
+        ("credentials", "ID", [
+            {"ID": "cred_a", "METHOD": "recovery", "FACTOR": "mfa", "ALIAS": "", "DEFAULT": "",
+             "DETAILS": '{"remaining": 3, "total": 10}'},
+            {"ID": "cred_with_a_much_longer_id_0123456789", "METHOD": "otp", "FACTOR": "reauth",
+             "ALIAS": '"Work mail"', "DEFAULT": "yes", "DETAILS": ""},
+        ]),
+        ("live grants", "SESSION", [
+            {"SESSION": "alice-laptop", "SCOPES": "user:update", "KIND": "time-bound", "METHOD": "otp"},
+            {"SESSION": "p", "SCOPES": "credential:link wallet:export", "KIND": "single-use", "METHOD": "recovery"},
+        ]),
+    ):
+        start = lines.index(f"{heading} (2):")
+        table = lines[start + 1:start + 5]
+        assert table[0].startswith(f"  {header}  ")
+        columns = _columns(table[0])
+        for line in table[1:]:
+            for _, begin, end in columns:
+                # Every value starts at its header's offset on every line: a gap before it, its
+                # first character right at the offset (an empty cell holds nothing there).
+                cell = line[begin:end]
+                if cell.strip():
+                    assert line[begin - 2:begin] == "  " and not cell[0].isspace(), (line, begin)
+        rows = sorted(_table(out, heading), key=lambda row: row[header])
+        assert [{name: row[name] for name in want} for row, want in zip(rows, expected, strict=True)] == expected
+        for row in rows:
+            for name in ("CREATED", "LAST USED", "EXPIRES"):
+                if name in row:
+                    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC|never", row[name]), row
 
 
 # --- keys -------------------------------------------------------------------------------------
