@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -100,6 +101,16 @@ class StepUpPluginManager(pluggy.PluginManager):
         return stop
 
 
+def _arguments_getter(argnames: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function picking the values of ``argnames``, in order, out of a call's keyword arguments."""
+    if len(argnames) == 1:
+        name = argnames[0]
+        return lambda kwargs: (kwargs[name],)
+    if not argnames:
+        return lambda kwargs: ()
+    return operator.itemgetter(*argnames)
+
+
 @attrs.frozen
 class DirectImpl:
     """One hook implementation, called as pluggy would call it: ``function`` with the
@@ -108,9 +119,12 @@ class DirectImpl:
     owner: str
     function: Callable[..., Any]
     argnames: tuple[str, ...]
+    _arguments: Callable[[Mapping[str, Any]], tuple[Any, ...]] = attrs.field(
+        init=False, repr=False, eq=False, default=attrs.Factory(lambda self: _arguments_getter(self.argnames), True)
+    )
 
     def __call__(self, kwargs: Mapping[str, Any]) -> Any:
-        return self.function(*[kwargs[name] for name in self.argnames])
+        return self.function(*self._arguments(kwargs))
 
 
 def direct_impls(pm: pluggy.PluginManager, hook_name: str) -> tuple[DirectImpl, ...] | None:
